@@ -1,0 +1,694 @@
+//! A mock OAuth2 provider: a real HTTP server on a loopback address.
+//!
+//! It is the local demo provider (`scripts/dev.sh` runs the binary next to
+//! `wrangler dev`) and the end-to-end test double (tests start it in process and
+//! flip its switches). It implements RFC 6749 authorization_code (auto-consent,
+//! PKCE S256 per RFC 7636) and refresh_token grants and RFC 7009 revocation, and
+//! emulates provider quirks: single-use rotating refresh tokens (Box), rotation
+//! with the old token still valid (Microsoft), no rotation (Google), 5xx,
+//! `invalid_grant`, malformed JSON and slow answers. It counts every call and
+//! flags any reuse of a spent refresh token.
+//!
+//! Control endpoints: `GET /_mock/stats`, `GET|POST /_mock/config`, `POST /_mock/reset`.
+
+mod http;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use http::{parse_form, Request, Response};
+
+/// How refresh_token grants treat the presented refresh token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Box-like: a new refresh token every time; the presented one becomes spent,
+    /// and presenting a spent one revokes the whole grant.
+    SingleUse,
+    /// Microsoft-like: a new refresh token every time; the old one stays valid.
+    KeepOld,
+    /// Google-like: no `refresh_token` in the answer; the same one stays valid.
+    Never,
+}
+
+impl Rotation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Rotation::SingleUse => "single_use",
+            Rotation::KeepOld => "keep_old",
+            Rotation::Never => "never",
+        }
+    }
+
+    /// Parses `single_use` / `keep_old` / `never`.
+    pub fn parse(s: &str) -> Option<Rotation> {
+        match s {
+            "single_use" => Some(Rotation::SingleUse),
+            "keep_old" => Some(Rotation::KeepOld),
+            "never" => Some(Rotation::Never),
+            _ => None,
+        }
+    }
+}
+
+/// The switches tests flip.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rotation: Rotation,
+    /// The token endpoint answers this status with `{"error":"server_error"}`.
+    pub fail_status: Option<u16>,
+    /// refresh_token grants answer 400 `invalid_grant`.
+    pub invalid_grant: bool,
+    /// The token endpoint answers 200 with a body that is not JSON.
+    pub malformed_json: bool,
+    /// The token endpoint waits this long before answering.
+    pub delay_ms: u64,
+    /// `expires_in` of issued access tokens.
+    pub access_token_ttl: u64,
+    /// The authorize endpoint redirects back with `error=access_denied`.
+    pub deny: bool,
+    /// The authorize endpoint refuses requests without a PKCE challenge.
+    pub require_pkce: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            rotation: Rotation::SingleUse,
+            fail_status: None,
+            invalid_grant: false,
+            malformed_json: false,
+            delay_ms: 0,
+            access_token_ttl: 3600,
+            deny: false,
+            require_pkce: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rotation": self.rotation.as_str(),
+            "fail_status": self.fail_status,
+            "invalid_grant": self.invalid_grant,
+            "malformed_json": self.malformed_json,
+            "delay_ms": self.delay_ms,
+            "access_token_ttl": self.access_token_ttl,
+            "deny": self.deny,
+            "require_pkce": self.require_pkce,
+        })
+    }
+
+    /// Applies the fields present in `v`; unknown or mistyped fields are an error.
+    pub fn apply_json(&mut self, v: &Value) -> Result<(), String> {
+        let obj = v.as_object().ok_or("config must be a JSON object")?;
+        for (k, val) in obj {
+            let bad = || format!("bad value for {k}");
+            match k.as_str() {
+                "rotation" => {
+                    self.rotation = val.as_str().and_then(Rotation::parse).ok_or_else(bad)?
+                }
+                "fail_status" => {
+                    self.fail_status = match val {
+                        Value::Null => None,
+                        v => Some(
+                            v.as_u64()
+                                .and_then(|n| u16::try_from(n).ok())
+                                .ok_or_else(bad)?,
+                        ),
+                    }
+                }
+                "invalid_grant" => self.invalid_grant = val.as_bool().ok_or_else(bad)?,
+                "malformed_json" => self.malformed_json = val.as_bool().ok_or_else(bad)?,
+                "delay_ms" => self.delay_ms = val.as_u64().ok_or_else(bad)?,
+                "access_token_ttl" => self.access_token_ttl = val.as_u64().ok_or_else(bad)?,
+                "deny" => self.deny = val.as_bool().ok_or_else(bad)?,
+                "require_pkce" => self.require_pkce = val.as_bool().ok_or_else(bad)?,
+                _ => return Err(format!("unknown field {k}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Call counters and every value issued (tests grep storage and logs for them).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub authorize_calls: u64,
+    /// Every POST /token, whatever the grant.
+    pub token_calls: u64,
+    pub code_exchanges: u64,
+    /// Every refresh_token grant request, successful or not.
+    pub refresh_calls: u64,
+    pub refresh_successes: u64,
+    /// Refresh grants that presented a spent (rotated-away) refresh token.
+    pub spent_refresh_reuse: u64,
+    pub code_reuse: u64,
+    pub revoke_calls: u64,
+    pub bad_client_auth: u64,
+    /// Most refresh_token grants in flight at once.
+    pub max_concurrent_refresh: u64,
+    pub issued_access_tokens: Vec<String>,
+    pub issued_refresh_tokens: Vec<String>,
+    pub issued_codes: Vec<String>,
+}
+
+impl Stats {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "authorize_calls": self.authorize_calls,
+            "token_calls": self.token_calls,
+            "code_exchanges": self.code_exchanges,
+            "refresh_calls": self.refresh_calls,
+            "refresh_successes": self.refresh_successes,
+            "spent_refresh_reuse": self.spent_refresh_reuse,
+            "code_reuse": self.code_reuse,
+            "revoke_calls": self.revoke_calls,
+            "bad_client_auth": self.bad_client_auth,
+            "max_concurrent_refresh": self.max_concurrent_refresh,
+            "issued_access_tokens": self.issued_access_tokens,
+            "issued_refresh_tokens": self.issued_refresh_tokens,
+            "issued_codes": self.issued_codes,
+        })
+    }
+}
+
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    challenge: Option<String>,
+    issued: Instant,
+    used: bool,
+    family: u64,
+}
+
+#[derive(PartialEq)]
+enum RtState {
+    Active,
+    Spent,
+    Revoked,
+}
+
+struct Rt {
+    state: RtState,
+    family: u64,
+}
+
+struct At {
+    expires: Instant,
+    family: u64,
+}
+
+#[derive(Default)]
+struct State {
+    config: Option<Config>,
+    stats: Stats,
+    codes: HashMap<String, Code>,
+    refresh_tokens: HashMap<String, Rt>,
+    access_tokens: HashMap<String, At>,
+    /// Families revoked (by revocation or by spent-token reuse).
+    dead_families: Vec<u64>,
+    next_family: u64,
+    in_flight_refresh: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    client_id: String,
+    client_secret: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn config(&self) -> Config {
+        self.lock().config.clone().unwrap_or_default()
+    }
+}
+
+/// A running mock provider. Dropping it stops accepting connections.
+pub struct MockProvider {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok();
+    if !ok {
+        // Fall back to time-seeded bytes: still unique per call for a test double.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        buf = Sha256::digest(format!("{t}{:p}", &buf).as_bytes())[..n.min(32)].to_vec();
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback(),
+    }
+}
+
+impl MockProvider {
+    /// Binds `addr` (loopback only, e.g. `127.0.0.1:0`) and serves in the background.
+    pub fn start(
+        addr: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> std::io::Result<MockProvider> {
+        let parsed: SocketAddr = addr
+            .parse()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad address"))?;
+        if !is_loopback(&parsed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the mock provider binds loopback addresses only",
+            ));
+        }
+        let listener = TcpListener::bind(parsed)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let s = Arc::clone(&s2);
+                    std::thread::spawn(move || serve(&s, stream));
+                }
+            }
+        });
+        Ok(MockProvider { shared, addr, stop })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_config(&self, cfg: Config) {
+        self.shared.lock().config = Some(cfg);
+    }
+
+    pub fn config(&self) -> Config {
+        self.shared.config()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Zeroes the counters; issued tokens stay valid and listed.
+    pub fn reset_stats(&self) {
+        let mut st = self.shared.lock();
+        let issued = (
+            std::mem::take(&mut st.stats.issued_access_tokens),
+            std::mem::take(&mut st.stats.issued_refresh_tokens),
+            std::mem::take(&mut st.stats.issued_codes),
+        );
+        st.stats = Stats {
+            issued_access_tokens: issued.0,
+            issued_refresh_tokens: issued.1,
+            issued_codes: issued.2,
+            ..Stats::default()
+        };
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn serve(shared: &Shared, stream: TcpStream) {
+    let resp = match http::read_request(&stream) {
+        Ok(req) => {
+            let resp = route(shared, &req);
+            // Method and path only: queries and bodies carry codes and tokens.
+            if std::env::var_os("MOCK_PROVIDER_LOG").is_some() {
+                eprintln!("mock-provider: {} {} {}", req.method, req.path, resp.status);
+            }
+            resp
+        }
+        Err(http::BadRequest(status)) => {
+            Response::json(status, &json!({"error": "invalid_request"}))
+        }
+    };
+    http::write_response(&stream, &resp);
+}
+
+fn error(status: u16, code: &str) -> Response {
+    Response::json(status, &json!({ "error": code }))
+}
+
+fn route(shared: &Shared, req: &Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/authorize") => authorize(shared, req),
+        ("POST", "/token") => token(shared, req),
+        ("POST", "/revoke") => revoke(shared, req),
+        ("GET", "/userinfo") => userinfo(shared, req),
+        ("GET", "/_mock/stats") => Response::json(200, &shared.lock().stats.to_json()),
+        ("GET", "/_mock/config") => Response::json(200, &shared.config().to_json()),
+        ("POST", "/_mock/config") => {
+            let mut cfg = shared.config();
+            let parsed: Result<Value, _> = serde_json::from_slice(&req.body);
+            match parsed
+                .map_err(|e| e.to_string())
+                .and_then(|v| cfg.apply_json(&v))
+            {
+                Ok(()) => {
+                    shared.lock().config = Some(cfg.clone());
+                    Response::json(200, &cfg.to_json())
+                }
+                Err(e) => Response::json(
+                    400,
+                    &json!({"error": "invalid_request", "error_description": e}),
+                ),
+            }
+        }
+        ("POST", "/_mock/reset") => {
+            let mut st = shared.lock();
+            st.stats = Stats::default();
+            Response::json(200, &json!({"reset": true}))
+        }
+        _ => error(404, "not_found"),
+    }
+}
+
+fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(kk, _)| kk == k)
+        .map(|(_, v)| v.as_str())
+}
+
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", http::encode(v)))
+        .collect();
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{}", q.join("&"))
+}
+
+fn authorize(shared: &Shared, req: &Request) -> Response {
+    let q = parse_form(&req.query);
+    let cfg = shared.config();
+    shared.lock().stats.authorize_calls += 1;
+    let Some(redirect_uri) = get(&q, "redirect_uri") else {
+        return Response::new(400, "text/plain", "missing redirect_uri");
+    };
+    let redirect_ok = [
+        "http://127.0.0.1",
+        "http://localhost",
+        "http://[::1]",
+        "https://",
+    ]
+    .iter()
+    .any(|p| redirect_uri.starts_with(p));
+    if !redirect_ok || get(&q, "client_id") != Some(shared.client_id.as_str()) {
+        return Response::new(400, "text/plain", "unknown client or bad redirect_uri");
+    }
+    if get(&q, "response_type") != Some("code") {
+        return Response::new(400, "text/plain", "response_type must be code");
+    }
+    let challenge = get(&q, "code_challenge").map(str::to_string);
+    if challenge.is_some() && get(&q, "code_challenge_method") != Some("S256") {
+        return Response::new(400, "text/plain", "only S256 is supported");
+    }
+    if cfg.require_pkce && challenge.is_none() {
+        return Response::new(400, "text/plain", "PKCE required");
+    }
+    let state = get(&q, "state").unwrap_or("");
+    if cfg.deny {
+        return Response::redirect(&with_query(
+            redirect_uri,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "The user denied access"),
+                ("state", state),
+            ],
+        ));
+    }
+    let code = format!("mockCODE_{}", random_hex(16));
+    let mut st = shared.lock();
+    st.next_family += 1;
+    let family = st.next_family;
+    st.codes.insert(
+        code.clone(),
+        Code {
+            client_id: shared.client_id.clone(),
+            redirect_uri: redirect_uri.to_string(),
+            scope: get(&q, "scope").unwrap_or("").to_string(),
+            challenge,
+            issued: Instant::now(),
+            used: false,
+            family,
+        },
+    );
+    st.stats.issued_codes.push(code.clone());
+    drop(st);
+    Response::redirect(&with_query(
+        redirect_uri,
+        &[("code", &code), ("state", state)],
+    ))
+}
+
+/// Client credentials from the form or HTTP Basic (RFC 6749 §2.3.1).
+fn client_ok(shared: &Shared, req: &Request, form: &[(String, String)]) -> bool {
+    let (id, secret) = match req
+        .header("Authorization")
+        .and_then(|h| h.strip_prefix("Basic "))
+    {
+        Some(b64) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            match decoded.split_once(':') {
+                Some((i, s)) => (i.to_string(), s.to_string()),
+                None => return false,
+            }
+        }
+        None => (
+            get(form, "client_id").unwrap_or("").to_string(),
+            get(form, "client_secret").unwrap_or("").to_string(),
+        ),
+    };
+    id == shared.client_id && secret == shared.client_secret
+}
+
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.in_flight_refresh = st.in_flight_refresh.saturating_sub(1);
+    }
+}
+
+fn token(shared: &Shared, req: &Request) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&req.body));
+    let cfg = shared.config();
+    let grant = get(&form, "grant_type").unwrap_or("");
+    let _in_flight = {
+        let mut st = shared.lock();
+        st.stats.token_calls += 1;
+        if grant == "refresh_token" {
+            st.stats.refresh_calls += 1;
+            st.in_flight_refresh += 1;
+            st.stats.max_concurrent_refresh =
+                st.stats.max_concurrent_refresh.max(st.in_flight_refresh);
+            Some(InFlight(shared))
+        } else {
+            None
+        }
+    };
+    if cfg.delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(cfg.delay_ms));
+    }
+    if let Some(status) = cfg.fail_status {
+        return error(status, "server_error");
+    }
+    if cfg.malformed_json {
+        return Response::new(200, "application/json", "<html>this is not JSON</html>");
+    }
+    if !client_ok(shared, req, &form) {
+        shared.lock().stats.bad_client_auth += 1;
+        return error(401, "invalid_client");
+    }
+    match grant {
+        "authorization_code" => code_grant(shared, &form, &cfg),
+        "refresh_token" => refresh_grant(shared, &form, &cfg),
+        _ => error(400, "unsupported_grant_type"),
+    }
+}
+
+fn issue(st: &mut State, family: u64, cfg: &Config, with_refresh: bool, scope: &str) -> Value {
+    let at = format!("mockAT_{}", random_hex(16));
+    st.access_tokens.insert(
+        at.clone(),
+        At {
+            expires: Instant::now() + Duration::from_secs(cfg.access_token_ttl),
+            family,
+        },
+    );
+    st.stats.issued_access_tokens.push(at.clone());
+    let mut v = json!({
+        "access_token": at,
+        "token_type": "Bearer",
+        "expires_in": cfg.access_token_ttl,
+        "scope": scope,
+        "user_id": format!("mock-user-{family}"),
+    });
+    if with_refresh {
+        let rt = format!("mockRT_{}", random_hex(16));
+        st.refresh_tokens.insert(
+            rt.clone(),
+            Rt {
+                state: RtState::Active,
+                family,
+            },
+        );
+        st.stats.issued_refresh_tokens.push(rt.clone());
+        v["refresh_token"] = json!(rt);
+    }
+    v
+}
+
+fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Response {
+    let mut st = shared.lock();
+    let Some(code) = get(form, "code").and_then(|c| st.codes.get_mut(c)) else {
+        return error(400, "invalid_grant");
+    };
+    if code.used {
+        // RFC 6749 §4.1.2: a reused code should revoke what it issued.
+        let family = code.family;
+        st.stats.code_reuse += 1;
+        st.dead_families.push(family);
+        return error(400, "invalid_grant");
+    }
+    code.used = true;
+    let fresh = code.issued.elapsed() < Duration::from_secs(600);
+    let same_client = code.client_id == shared.client_id;
+    let same_redirect = get(form, "redirect_uri") == Some(code.redirect_uri.as_str());
+    let pkce_ok = match &code.challenge {
+        None => true,
+        Some(ch) => get(form, "code_verifier").is_some_and(|v| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
+                == *ch
+        }),
+    };
+    if !(fresh && same_client && same_redirect && pkce_ok) {
+        return error(400, "invalid_grant");
+    }
+    let (family, scope) = (code.family, code.scope.clone());
+    st.stats.code_exchanges += 1;
+    let v = issue(&mut st, family, cfg, true, &scope);
+    Response::json(200, &v)
+}
+
+fn refresh_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Response {
+    if cfg.invalid_grant {
+        return error(400, "invalid_grant");
+    }
+    let mut st = shared.lock();
+    let presented = get(form, "refresh_token").unwrap_or("").to_string();
+    let Some(rt) = st.refresh_tokens.get(&presented) else {
+        return error(400, "invalid_grant");
+    };
+    let family = rt.family;
+    if rt.state == RtState::Spent {
+        // The failure every broker must avoid: Box kills the grant for good.
+        st.stats.spent_refresh_reuse += 1;
+        st.dead_families.push(family);
+        return error(400, "invalid_grant");
+    }
+    if rt.state == RtState::Revoked || st.dead_families.contains(&family) {
+        return error(400, "invalid_grant");
+    }
+    let rotate = cfg.rotation != Rotation::Never;
+    if cfg.rotation == Rotation::SingleUse {
+        if let Some(rt) = st.refresh_tokens.get_mut(&presented) {
+            rt.state = RtState::Spent;
+        }
+    }
+    st.stats.refresh_successes += 1;
+    let v = issue(&mut st, family, cfg, rotate, "");
+    Response::json(200, &v)
+}
+
+fn revoke(shared: &Shared, req: &Request) -> Response {
+    let form = parse_form(&String::from_utf8_lossy(&req.body));
+    let mut st = shared.lock();
+    st.stats.revoke_calls += 1;
+    drop(st);
+    if !client_ok(shared, req, &form) {
+        shared.lock().stats.bad_client_auth += 1;
+        return error(401, "invalid_client");
+    }
+    let token = get(&form, "token").unwrap_or("");
+    let mut st = shared.lock();
+    // RFC 7009 §2.2: revoking a refresh token revokes its grant; unknown tokens are fine.
+    let family = st
+        .refresh_tokens
+        .get(token)
+        .map(|r| r.family)
+        .or_else(|| st.access_tokens.get(token).map(|a| a.family));
+    if let Some(f) = family {
+        st.dead_families.push(f);
+        for rt in st.refresh_tokens.values_mut().filter(|r| r.family == f) {
+            rt.state = RtState::Revoked;
+        }
+    }
+    Response::new(200, "text/plain", "")
+}
+
+fn userinfo(shared: &Shared, req: &Request) -> Response {
+    let st = shared.lock();
+    let valid = req
+        .header("Authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|t| st.access_tokens.get(t))
+        .filter(|a| a.expires > Instant::now() && !st.dead_families.contains(&a.family));
+    match valid {
+        Some(a) => Response::json(
+            200,
+            &json!({"id": format!("mock-user-{}", a.family), "name": format!("Mock User {}", a.family)}),
+        ),
+        None => error(401, "invalid_token"),
+    }
+}
