@@ -1,0 +1,40 @@
+-- Migration 0001: initial schema (grants, login_states).
+
+-- One row per stored (v1) authid. Nothing here reveals a token, an account or the authid:
+-- the key is an HMAC of the authid's keyid under a server secret, the grant is sealed with
+-- AES-256-GCM under a key derived from the authid's secret half (never stored).
+CREATE TABLE IF NOT EXISTS grants (
+  key_hash     TEXT PRIMARY KEY,            -- hex HMAC-SHA256(lookup key of key_version, keyid)
+  provider     TEXT NOT NULL,               -- provider id (bound into the AAD)
+  key_version  INTEGER NOT NULL,            -- server-secret version used for key_hash and seal
+  nonce        TEXT NOT NULL,               -- base64, 96 random bits, fresh on every write
+  ciphertext   TEXT NOT NULL,               -- base64 AES-256-GCM(grant JSON) incl. tag
+  version      INTEGER NOT NULL DEFAULT 1,  -- bumped on every write (compare-and-swap)
+  lease_until  INTEGER NOT NULL DEFAULT 0,  -- unix seconds: an upstream refresh is in flight until then
+  lease_id     TEXT,                        -- random id of the request holding the lease
+  status       TEXT NOT NULL DEFAULT 'active', -- non-secret: 'active' | 'reauth_required'
+  created_at   INTEGER NOT NULL,            -- unix seconds
+  updated_at   INTEGER NOT NULL             -- unix seconds
+) STRICT;
+
+-- Logins in progress: single use (the row is deleted when the callback consumes it), 10-minute TTL.
+CREATE TABLE IF NOT EXISTS login_states (
+  state_hash       TEXT PRIMARY KEY,        -- hex SHA-256 of the state parameter
+  provider         TEXT NOT NULL,
+  binding_hash     TEXT NOT NULL,           -- hex SHA-256 of the __Host- cookie value
+  token_version    INTEGER NOT NULL,        -- 1 = stored grant, 2 = pass-through authid
+  fetch_token_hash TEXT,                    -- fetch_tokens.token_hash of the UI's token, if any
+  expires_at       INTEGER NOT NULL         -- unix seconds
+) STRICT;
+CREATE INDEX IF NOT EXISTS login_states_expiry ON login_states (expires_at);
+
+-- Duplicati's old UI hand-off (/fetch): the authid a login made, sealed under a key
+-- derived from the UI's token and the server secret; handed out once; 15-minute TTL.
+CREATE TABLE IF NOT EXISTS fetch_tokens (
+  token_hash TEXT PRIMARY KEY,              -- hex SHA-256("oauth-broker/v1/fetch-token|" || token)
+  nonce      TEXT,                          -- base64; NULL until the login completes
+  ciphertext TEXT,                          -- base64 AES-256-GCM(authid); NULL until ready / after collection
+  collected  INTEGER NOT NULL DEFAULT 0,    -- 1 once /fetch handed the authid out
+  expires_at INTEGER NOT NULL               -- unix seconds
+) STRICT;
+CREATE INDEX IF NOT EXISTS fetch_tokens_expiry ON fetch_tokens (expires_at);

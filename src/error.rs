@@ -1,0 +1,212 @@
+//! One error type for the broker, mapped once to HTTP status, stable `error`
+//! code and the human `X-Reason` text (the only thing Duplicati shows).
+//!
+//! No variant carries a token, an authid, a code or a raw provider body, so an
+//! error can always be logged and echoed safely.
+
+use serde_json::json;
+
+/// Everything a request can fail with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerError {
+    /// No authid in header, form or query.
+    MissingAuthId,
+    /// The authid does not have the v1 or v2 shape.
+    MalformedAuthId,
+    /// No grant for this authid, or the authid's secret does not open it.
+    /// Deliberately one variant: unknown and wrong must be indistinguishable.
+    UnknownAuthId,
+    /// The provider rejected the grant (`invalid_grant`); the user must log in again.
+    ReauthorizationRequired { broker_url: String },
+    /// The provider answered with an error status or an unusable body.
+    ProviderFailed,
+    /// The provider did not answer in time.
+    ProviderTimeout,
+    /// Another request's refresh of this grant did not finish in time; retryable.
+    RefreshPending,
+    /// D1 failed; retryable.
+    StorageUnavailable,
+    /// The provider id is not in the catalogue or not configured.
+    UnknownProvider,
+    /// A request parameter is missing or invalid (`what` is a fixed description, never input).
+    BadRequest {
+        code: &'static str,
+        what: &'static str,
+    },
+    /// The login state is missing, used, expired or not bound to this browser.
+    InvalidLoginState,
+    /// The provider redirected back with `error=` (e.g. the user denied access).
+    LoginDenied,
+    /// The caller lacks a required key (`code`/`what` are fixed strings).
+    Forbidden {
+        code: &'static str,
+        what: &'static str,
+    },
+    /// The request conflicts with what is stored.
+    Conflict {
+        code: &'static str,
+        what: &'static str,
+    },
+    /// No route.
+    NotFound,
+    /// Route exists, method does not.
+    MethodNotAllowed,
+    /// The operator's configuration is broken (bad `OAUTH_PROVIDERS`, missing secret).
+    Misconfigured { what: &'static str },
+    /// Something that should not happen (no randomness, a runtime error). Retryable.
+    Internal,
+}
+
+impl BrokerError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        use BrokerError::*;
+        match self {
+            MissingAuthId | MalformedAuthId | BadRequest { .. } | InvalidLoginState => 400,
+            LoginDenied | Forbidden { .. } => 403,
+            Conflict { .. } => 409,
+            UnknownAuthId | UnknownProvider | NotFound => 404,
+            MethodNotAllowed => 405,
+            Misconfigured { .. } | Internal => 500,
+            ProviderFailed => 502,
+            ReauthorizationRequired { .. } | StorageUnavailable => 503,
+            ProviderTimeout | RefreshPending => 504,
+        }
+    }
+
+    /// Stable machine-readable code for the JSON `error` field.
+    pub fn code(&self) -> &'static str {
+        use BrokerError::*;
+        match self {
+            MissingAuthId => "missing_authid",
+            MalformedAuthId => "malformed_authid",
+            UnknownAuthId => "unknown_authid",
+            ReauthorizationRequired { .. } => "reauthorization_required",
+            ProviderFailed => "provider_error",
+            ProviderTimeout => "provider_timeout",
+            RefreshPending => "refresh_pending",
+            StorageUnavailable => "storage_unavailable",
+            UnknownProvider => "unknown_provider",
+            BadRequest { code, .. } | Forbidden { code, .. } | Conflict { code, .. } => code,
+            InvalidLoginState => "invalid_state",
+            LoginDenied => "access_denied",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Misconfigured { .. } => "server_misconfigured",
+            Internal => "internal_error",
+        }
+    }
+
+    /// Human text for `X-Reason` and `error_description`. Single line, ASCII.
+    pub fn reason(&self) -> String {
+        use BrokerError::*;
+        match self {
+            MissingAuthId => "No authid was sent (use the X-AuthID header)".into(),
+            MalformedAuthId => "The authid is malformed; copy it again from the broker".into(),
+            UnknownAuthId => "Unknown or wrong authid; it may have been revoked".into(),
+            ReauthorizationRequired { broker_url } => format!(
+                "The provider no longer accepts this authorization; re-authorize at {broker_url}"
+            ),
+            ProviderFailed => {
+                "The storage provider failed to issue a token; try again later".into()
+            }
+            ProviderTimeout => {
+                "The storage provider did not answer in time; try again later".into()
+            }
+            RefreshPending => {
+                "Another request is refreshing this authorization; try again shortly".into()
+            }
+            StorageUnavailable => "The broker's database is unavailable; try again later".into(),
+            UnknownProvider => "Unknown or unconfigured provider".into(),
+            BadRequest { what, .. } => format!("Bad request: {what}"),
+            Forbidden { what, .. } => format!("Forbidden: {what}"),
+            Conflict { what, .. } => format!("Conflict: {what}"),
+            InvalidLoginState => {
+                "This login link is invalid, already used or expired; start the login again".into()
+            }
+            LoginDenied => "The provider reported that access was not granted".into(),
+            NotFound => "No such route".into(),
+            MethodNotAllowed => "Method not allowed on this route".into(),
+            Misconfigured { what } => format!("The broker is misconfigured: {what}"),
+            Internal => "Internal error; try again later".into(),
+        }
+    }
+
+    /// The JSON error body: `{"error": code, "error_description": reason}`.
+    pub fn json_body(&self) -> String {
+        json!({ "error": self.code(), "error_description": self.reason() }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_spec() {
+        assert_eq!(BrokerError::MissingAuthId.status(), 400);
+        assert_eq!(BrokerError::MalformedAuthId.status(), 400);
+        assert_eq!(BrokerError::UnknownAuthId.status(), 404);
+        let reauth = BrokerError::ReauthorizationRequired {
+            broker_url: "https://b.example/".into(),
+        };
+        assert_eq!(reauth.status(), 503);
+        assert!(reauth
+            .reason()
+            .contains("re-authorize at https://b.example/"));
+        assert_eq!(BrokerError::ProviderFailed.status(), 502);
+        assert_eq!(BrokerError::ProviderTimeout.status(), 504);
+        assert_eq!(BrokerError::StorageUnavailable.status(), 503);
+    }
+
+    #[test]
+    fn json_body_has_code_and_description() {
+        let v: serde_json::Value =
+            serde_json::from_str(&BrokerError::UnknownAuthId.json_body()).unwrap();
+        assert_eq!(v["error"], "unknown_authid");
+        assert_eq!(v["error_description"], BrokerError::UnknownAuthId.reason());
+    }
+
+    #[test]
+    fn reasons_are_single_line_header_safe() {
+        let all = [
+            BrokerError::MissingAuthId,
+            BrokerError::MalformedAuthId,
+            BrokerError::UnknownAuthId,
+            BrokerError::ReauthorizationRequired {
+                broker_url: "https://x/".into(),
+            },
+            BrokerError::ProviderFailed,
+            BrokerError::ProviderTimeout,
+            BrokerError::StorageUnavailable,
+            BrokerError::RefreshPending,
+            BrokerError::UnknownProvider,
+            BrokerError::BadRequest {
+                code: "bad",
+                what: "x",
+            },
+            BrokerError::InvalidLoginState,
+            BrokerError::Forbidden {
+                code: "f",
+                what: "x",
+            },
+            BrokerError::Conflict {
+                code: "c",
+                what: "x",
+            },
+            BrokerError::LoginDenied,
+            BrokerError::NotFound,
+            BrokerError::MethodNotAllowed,
+            BrokerError::Misconfigured { what: "x" },
+            BrokerError::Internal,
+        ];
+        for e in all {
+            let r = e.reason();
+            assert!(
+                !r.is_empty() && r.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{r}"
+            );
+            assert!(!e.code().is_empty());
+        }
+    }
+}

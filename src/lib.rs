@@ -1,0 +1,24 @@
+//! oauth-broker: an OAuth2 token broker for unattended backup software.
+//!
+//! Functional core, thin shell: every module except `shell` is plain Rust that
+//! compiles and is unit-tested natively. `shell` (wasm32 only) wires routes to
+//! the core and touches the Workers runtime (D1, fetch, secrets).
+
+pub mod access;
+pub mod authid;
+pub mod error;
+pub mod fetch;
+pub mod grant;
+pub mod login;
+pub mod pages;
+pub mod pkce;
+pub mod providers;
+pub mod random;
+pub mod refresh;
+pub mod request;
+pub mod seal;
+pub mod secret;
+pub mod upstream;
+
+#[cfg(target_arch = "wasm32")]
+mod shell;

@@ -1,0 +1,296 @@
+//! The browser login: state, browser binding, PKCE and the callback checks.
+//!
+//! - `state` (RFC 6749 §10.12) is 256 random bits; only its SHA-256 is stored
+//!   (with a 10-minute expiry) and the row is deleted when used, so it is single use.
+//! - The browser is bound by a `__Host-` cookie holding another 256 random bits;
+//!   only its SHA-256 is stored. A callback must present the cookie of the browser
+//!   that started the login (login CSRF protection, RFC 9700 §4.7).
+//! - The PKCE verifier (RFC 7636) is derived, not stored
+//!   ([`PkceVerifier::derive`] from the cookie value and the state).
+//!   The provider sees only the challenge and the state; the cookie value never
+//!   leaves the browser and the broker, so neither a database dump nor an
+//!   intercepted callback URL yields the verifier.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::BrokerError;
+use crate::pkce::PkceVerifier;
+use crate::providers::Provider;
+use crate::random;
+use crate::secret::{ct_eq, StateToken};
+
+/// How long a started login may take.
+pub const LOGIN_TTL_SECS: i64 = 600;
+
+/// Name of the browser-binding cookie. `__Host-` forces Secure, Path=/ and no Domain.
+pub const COOKIE_NAME: &str = "__Host-broker-login";
+
+/// Lowercase hex SHA-256, the storage form of single-use random values.
+pub fn sha256_hex(s: &str) -> String {
+    random::hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// What a started login remembers (stored in `login_states`, keyed by the state hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    pub provider: String,
+    pub binding_hash: String,
+    /// 1 = stored grant, 2 = pass-through (v2) authid.
+    pub token_version: u8,
+    /// [`crate::fetch::token_hash`] of the `/fetch` token the login carried, if any.
+    pub fetch_token_hash: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A freshly started login: what to store, what to send the browser.
+pub struct StartedLogin {
+    pub state: StateToken,
+    /// The cookie value (secret; goes only into `Set-Cookie`).
+    pub binding: StateToken,
+    pub record: LoginRecord,
+    pub authorize_url: String,
+}
+
+impl std::fmt::Debug for StartedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartedLogin([redacted])")
+    }
+}
+
+/// The redirect URI registered at the provider: `<origin>/callback/<provider>`.
+pub fn redirect_uri(origin: &str, provider_id: &str) -> String {
+    format!("{}/callback/{}", origin.trim_end_matches('/'), provider_id)
+}
+
+/// Starts a login at `provider` for a broker served at `origin`.
+pub fn start(
+    provider: &Provider,
+    origin: &str,
+    token_version: u8,
+    fetch_token: Option<&str>,
+    now: i64,
+) -> Result<StartedLogin, BrokerError> {
+    let rnd = || random::token_b64url(32).map_err(|_| BrokerError::Internal);
+    let state = StateToken::new(rnd()?);
+    let binding = StateToken::new(rnd()?);
+    let mut url =
+        url::Url::parse(&provider.authorize_url).map_err(|_| BrokerError::Misconfigured {
+            what: "a provider's authorize_url is not a URL",
+        })?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &provider.client_id)
+            .append_pair("redirect_uri", &redirect_uri(origin, &provider.id))
+            .append_pair("state", state.secret());
+        if !provider.scopes.is_empty() {
+            q.append_pair("scope", &provider.scopes);
+        }
+        if provider.pkce {
+            let verifier = PkceVerifier::derive(binding.secret(), state.secret());
+            q.append_pair("code_challenge", &verifier.challenge_s256())
+                .append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in &provider.extra_authorize_params {
+            q.append_pair(k, v);
+        }
+    }
+    Ok(StartedLogin {
+        record: LoginRecord {
+            provider: provider.id.clone(),
+            binding_hash: sha256_hex(binding.secret()),
+            token_version,
+            fetch_token_hash: fetch_token.map(crate::fetch::token_hash),
+            expires_at: now + LOGIN_TTL_SECS,
+        },
+        authorize_url: url.into(),
+        state,
+        binding,
+    })
+}
+
+/// A `Set-Cookie` value for a login cookie: `__Host-` prefixed names need
+/// Secure and Path=/; HttpOnly keeps scripts out; Lax lets the provider's
+/// top-level redirect back carry it.
+pub fn cookie(name: &str, value: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+}
+
+/// The `Set-Cookie` value binding the login to this browser.
+pub fn set_cookie(binding: &StateToken) -> String {
+    cookie(COOKIE_NAME, binding.secret(), LOGIN_TTL_SECS)
+}
+
+/// The `Set-Cookie` value that clears the binding once the callback used it.
+pub fn clear_cookie() -> String {
+    cookie(COOKIE_NAME, "", 0)
+}
+
+/// A non-empty cookie value from a `Cookie` header.
+pub fn cookie_value(header: &str, name: &str) -> Option<String> {
+    header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads the binding cookie from a `Cookie` header.
+pub fn cookie_from_header(header: &str) -> Option<StateToken> {
+    cookie_value(header, COOKIE_NAME).map(StateToken::new)
+}
+
+/// Why a callback is refused (every one becomes a 4xx page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackError {
+    /// No row for the state: unknown, replayed or garbage-collected.
+    UnknownState,
+    Expired,
+    /// The callback path names another provider than the login started with.
+    ProviderMismatch,
+    /// No cookie, or the cookie of another browser.
+    WrongBrowser,
+}
+
+/// Checks a consumed login record against the callback. Returns the PKCE
+/// verifier to send with the code exchange (when the provider uses PKCE).
+pub fn verify_callback(
+    record: Option<&LoginRecord>,
+    path_provider: &str,
+    state: &StateToken,
+    cookie: Option<&StateToken>,
+    now: i64,
+) -> Result<PkceVerifier, CallbackError> {
+    let record = record.ok_or(CallbackError::UnknownState)?;
+    if now >= record.expires_at {
+        return Err(CallbackError::Expired);
+    }
+    if record.provider != path_provider {
+        return Err(CallbackError::ProviderMismatch);
+    }
+    let cookie = cookie.ok_or(CallbackError::WrongBrowser)?;
+    if !ct_eq(
+        sha256_hex(cookie.secret()).as_bytes(),
+        record.binding_hash.as_bytes(),
+    ) {
+        return Err(CallbackError::WrongBrowser);
+    }
+    Ok(PkceVerifier::derive(cookie.secret(), state.secret()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Catalogue;
+
+    fn demo() -> Provider {
+        let json = r#"[{"id":"demo","name":"Demo","authorize_url":"http://127.0.0.1:9/authorize?x=1",
+            "token_url":"http://127.0.0.1:9/token","scopes":"files offline","client_id":"cid",
+            "extra_authorize_params":{"prompt":"consent"}}]"#;
+        Catalogue::load(Some(json))
+            .unwrap()
+            .get("demo")
+            .unwrap()
+            .clone()
+    }
+
+    fn query(url: &str) -> Vec<(String, String)> {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect()
+    }
+
+    fn get<'a>(q: &'a [(String, String)], k: &str) -> &'a str {
+        &q.iter().find(|(kk, _)| kk == k).unwrap().1
+    }
+
+    #[test]
+    fn authorize_url_carries_state_pkce_and_exact_redirect_uri() {
+        let s = start(&demo(), "https://broker.example", 1, None, 100).unwrap();
+        let q = query(&s.authorize_url);
+        assert_eq!(get(&q, "x"), "1", "existing query kept");
+        assert_eq!(get(&q, "response_type"), "code");
+        assert_eq!(get(&q, "client_id"), "cid");
+        assert_eq!(
+            get(&q, "redirect_uri"),
+            "https://broker.example/callback/demo"
+        );
+        assert_eq!(get(&q, "state"), s.state.secret());
+        assert_eq!(get(&q, "scope"), "files offline");
+        assert_eq!(get(&q, "code_challenge_method"), "S256");
+        assert_eq!(get(&q, "prompt"), "consent");
+        assert_eq!(s.record.expires_at, 100 + LOGIN_TTL_SECS);
+        assert_eq!(s.record.binding_hash, sha256_hex(s.binding.secret()));
+        // The challenge matches the verifier the callback will derive.
+        let verifier =
+            verify_callback(Some(&s.record), "demo", &s.state, Some(&s.binding), 101).unwrap();
+        assert_eq!(get(&q, "code_challenge"), verifier.challenge_s256());
+        assert!(!s.authorize_url.contains(s.binding.secret()));
+    }
+
+    #[test]
+    fn two_logins_get_different_state_and_binding() {
+        let a = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let b = start(&demo(), "https://b", 1, None, 0).unwrap();
+        assert_ne!(a.state.secret(), b.state.secret());
+        assert_ne!(a.binding.secret(), b.binding.secret());
+        assert_eq!(a.state.secret().len(), 43);
+    }
+
+    #[test]
+    fn callback_refuses_unknown_expired_wrong_provider_and_wrong_browser() {
+        let s = start(&demo(), "https://b", 1, Some("tok"), 0).unwrap();
+        let other = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let ok = |r, p, c, now| verify_callback(r, p, &s.state, c, now).err();
+        assert_eq!(
+            ok(None, "demo", Some(&s.binding), 1),
+            Some(CallbackError::UnknownState)
+        );
+        assert_eq!(
+            ok(Some(&s.record), "demo", Some(&s.binding), LOGIN_TTL_SECS),
+            Some(CallbackError::Expired)
+        );
+        assert_eq!(
+            ok(Some(&s.record), "box.com", Some(&s.binding), 1),
+            Some(CallbackError::ProviderMismatch)
+        );
+        assert_eq!(
+            ok(Some(&s.record), "demo", None, 1),
+            Some(CallbackError::WrongBrowser)
+        );
+        assert_eq!(
+            ok(Some(&s.record), "demo", Some(&other.binding), 1),
+            Some(CallbackError::WrongBrowser)
+        );
+        assert!(ok(Some(&s.record), "demo", Some(&s.binding), 1).is_none());
+        assert_eq!(
+            s.record.fetch_token_hash,
+            Some(crate::fetch::token_hash("tok"))
+        );
+    }
+
+    #[test]
+    fn no_pkce_parameters_for_providers_without_pkce() {
+        let mut p = demo();
+        p.pkce = false;
+        let q = query(&start(&p, "https://b", 1, None, 0).unwrap().authorize_url);
+        assert!(!q.iter().any(|(k, _)| k.starts_with("code_challenge")));
+    }
+
+    #[test]
+    fn cookie_round_trip() {
+        let s = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let header = format!(
+            "a=b; {}; c=d",
+            set_cookie(&s.binding).split(';').next().unwrap()
+        );
+        assert_eq!(cookie_from_header(&header).unwrap(), s.binding);
+        assert!(cookie_from_header("a=b").is_none());
+        assert!(cookie_from_header(&format!("{COOKIE_NAME}=")).is_none());
+        assert!(set_cookie(&s.binding).contains("Secure; HttpOnly; SameSite=Lax"));
+        assert!(clear_cookie().contains("Max-Age=0"));
+    }
+}

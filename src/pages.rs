@@ -1,0 +1,316 @@
+//! Server-rendered HTML pages. No external assets; every interpolated value is
+//! escaped with [`escape`]; the only script and style are constants allowed by
+//! their SHA-256 hash in the Content-Security-Policy, so no value ever lands in
+//! script text.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::error::BrokerError;
+
+/// HTML-escapes text for element content and double-quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.5rem}ul.providers{list-style:none;padding:0}ul.providers li{margin:.5rem 0}\
+a.button,button{display:inline-block;padding:.6rem 1rem;border:1px solid #346;border-radius:.3rem;background:#eef3fa;color:#123;text-decoration:none;font-size:1rem;cursor:pointer}\
+code,input.authid{font-family:ui-monospace,monospace}input.authid{width:100%;padding:.5rem;font-size:.9rem;box-sizing:border-box}\
+.error{border-left:4px solid #b00;padding-left:1rem}.muted{color:#666;font-size:.9rem}";
+
+/// Copies the authid and hands it to Duplicati's UI through `window.opener`.
+/// The authid and allowed origins come from data attributes, never from script text.
+const RESULT_SCRIPT: &str = "(function(){var e=document.getElementById('authid');if(!e)return;\
+var v=e.getAttribute('data-authid')||'';var b=document.getElementById('copy');\
+if(b)b.addEventListener('click',function(){e.select();if(navigator.clipboard){navigator.clipboard.writeText(v).then(function(){b.textContent='Copied';});}else{document.execCommand('copy');b.textContent='Copied';}});\
+if(v.indexOf(':')<1||!window.opener)return;\
+(e.getAttribute('data-origins')||'').split(' ').forEach(function(o){if(o){try{window.opener.postMessage('authid:'+v,o);}catch(x){}}});})();";
+
+fn csp_hash(s: &str) -> String {
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(s.as_bytes()))
+    )
+}
+
+/// The Content-Security-Policy for every page: nothing external, no inline
+/// code except the two constants above (by hash), no framing, forms post here.
+pub fn content_security_policy() -> String {
+    format!(
+        "default-src 'none'; style-src {}; script-src {}; img-src 'self' data:; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        csp_hash(STYLE),
+        csp_hash(RESULT_SCRIPT)
+    )
+}
+
+/// A rendered page and its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub status: u16,
+    pub html: String,
+}
+
+fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
+    let script = if script {
+        format!("<script>{RESULT_SCRIPT}</script>")
+    } else {
+        String::new()
+    };
+    Page {
+        status,
+        html: format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+             <meta name=\"referrer\" content=\"no-referrer\">\
+             <title>{title}</title><style>{STYLE}</style></head><body>{body}{script}</body></html>",
+            title = escape(title),
+        ),
+    }
+}
+
+/// A provider button on the index page.
+pub struct ProviderLink<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// Options the index passes on to `/login`.
+#[derive(Default, Debug, Clone)]
+pub struct IndexOptions {
+    /// `?type=`: show only this provider.
+    pub only: Option<String>,
+    /// `?token=`: fetch token for UI polling, passed on to `/login`.
+    pub fetch_token: Option<String>,
+    /// `?tokenversion=2`: start stateless (v2) logins.
+    pub token_version_2: bool,
+}
+
+/// The login URL a provider button points to (relative to the host root).
+pub fn login_href(id: &str, opts: &IndexOptions) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("id", id);
+    if let Some(t) = &opts.fetch_token {
+        q.append_pair("token", t);
+    }
+    if opts.token_version_2 {
+        q.append_pair("tokenversion", "2");
+    }
+    format!("/login?{}", q.finish())
+}
+
+/// `GET /`: one button per configured provider.
+pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
+    let shown: Vec<&ProviderLink<'_>> = providers
+        .iter()
+        .filter(|p| {
+            opts.only
+                .as_deref()
+                .is_none_or(|only| crate::providers::canonical_id(only) == p.id)
+        })
+        .collect();
+    let mut body = String::from("<h1>Authorize a backup client</h1>");
+    if shown.is_empty() {
+        body.push_str(if opts.only.is_some() {
+            "<p class=\"error\">That provider is not configured on this broker.</p>"
+        } else {
+            "<p class=\"error\">No providers are configured on this broker yet.</p>"
+        });
+    } else {
+        body.push_str(
+            "<p>Pick your storage provider and log in there. You will get an <em>authid</em> \
+             to paste into your backup software.</p><ul class=\"providers\">",
+        );
+        for p in shown {
+            body.push_str(&format!(
+                "<li><a class=\"button\" id=\"login-{id}\" href=\"{href}\">{name}</a></li>",
+                id = escape(p.id),
+                href = escape(&login_href(p.id, opts)),
+                name = escape(p.name),
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str(
+        "<p class=\"muted\">Lost trust in an authid? <a href=\"/revoke\">Revoke it</a>.</p>",
+    );
+    layout(200, "OAuth broker", &body, false)
+}
+
+/// The result page: shows the authid once, with copy button and instructions,
+/// and posts it to an allowlisted opener origin.
+pub fn result(authid: &str, provider_name: &str, opener_origins: &[String]) -> Page {
+    let body = format!(
+        "<h1>Authorized with {name}</h1>\
+         <p>This is your <strong>authid</strong>. It is shown only once: copy it now and keep it \
+         secret, it is the key to your backups' storage.</p>\
+         <p><input class=\"authid\" id=\"authid\" readonly value=\"{a}\" data-authid=\"{a}\" \
+         data-origins=\"{o}\" aria-label=\"authid\"></p>\
+         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>\
+         <h2>Use it</h2><p>Paste it into the AuthID field of your backup software, or on \
+         Duplicati's command line: <code>--authid=&lt;authid&gt;</code>.</p>\
+         <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
+        name = escape(provider_name),
+        a = escape(authid),
+        o = escape(&opener_origins.join(" ")),
+    );
+    layout(200, "Your authid", &body, true)
+}
+
+/// An error page for browser routes: same status and reason as the JSON error.
+pub fn error(err: &BrokerError) -> Page {
+    let body = format!(
+        "<h1>Something went wrong</h1><p class=\"error\">{}</p>\
+         <p><a href=\"/\">Back to the start page</a></p>",
+        escape(&err.reason())
+    );
+    layout(err.status(), "Error", &body, false)
+}
+
+/// `GET /revoke`: the revoke form.
+pub fn revoke_form() -> Page {
+    let body = "<h1>Revoke an authid</h1>\
+        <p>Revoking deletes the stored authorization and asks the provider to revoke it. \
+        Backups using this authid stop working.</p>\
+        <form method=\"post\" action=\"/revoked\"><p><input class=\"authid\" name=\"authid\" \
+        autocomplete=\"off\" aria-label=\"authid\" placeholder=\"authid\" required></p>\
+        <p><button type=\"submit\">Revoke</button></p></form>";
+    layout(200, "Revoke an authid", body, false)
+}
+
+/// What happened on revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Grant deleted; provider revocation succeeded.
+    ProviderRevoked,
+    /// Grant deleted; the provider has no revocation endpoint.
+    NoProviderEndpoint,
+    /// Grant deleted; the provider's revocation endpoint failed.
+    ProviderFailed,
+}
+
+/// `POST /revoked`: the outcome page.
+pub fn revoked(outcome: RevokeOutcome) -> Page {
+    let detail = match outcome {
+        RevokeOutcome::ProviderRevoked => "The provider confirmed the revocation.",
+        RevokeOutcome::NoProviderEndpoint => {
+            "This provider has no revocation endpoint; remove the app's access in your \
+             provider account settings if you want it gone there too."
+        }
+        RevokeOutcome::ProviderFailed => {
+            "The provider did not confirm the revocation; remove the app's access in your \
+             provider account settings to be sure."
+        }
+    };
+    let body = format!(
+        "<h1>Authid revoked</h1><p id=\"outcome\">The broker deleted this authorization; \
+         the authid no longer works.</p><p>{detail}</p><p><a href=\"/\">Back to the start page</a></p>"
+    );
+    layout(200, "Authid revoked", &body, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn index_lists_providers_escaped() {
+        let p = [
+            ProviderLink {
+                id: "demo",
+                name: "Demo <b>",
+            },
+            ProviderLink {
+                id: "box.com",
+                name: "Box",
+            },
+        ];
+        let page = index(&p, &IndexOptions::default());
+        assert_eq!(page.status, 200);
+        assert!(page.html.contains("Demo &lt;b&gt;"));
+        assert!(!page.html.contains("Demo <b>"));
+        assert!(page.html.contains("href=\"/login?id=box.com\""));
+    }
+
+    #[test]
+    fn index_type_filter_accepts_aliases_and_passes_options_on() {
+        let p = [
+            ProviderLink {
+                id: "demo",
+                name: "Demo",
+            },
+            ProviderLink {
+                id: "box.com",
+                name: "Box",
+            },
+        ];
+        let opts = IndexOptions {
+            only: Some("box".into()),
+            fetch_token: Some("t\"<1".into()),
+            token_version_2: true,
+        };
+        let page = index(&p, &opts);
+        assert!(!page.html.contains("login-demo"));
+        assert!(page
+            .html
+            .contains("href=\"/login?id=box.com&amp;token=t%22%3C1&amp;tokenversion=2\""));
+        let none = index(
+            &p,
+            &IndexOptions {
+                only: Some("gcs".into()),
+                ..Default::default()
+            },
+        );
+        assert!(none.html.contains("not configured"));
+    }
+
+    #[test]
+    fn result_page_keeps_values_out_of_script() {
+        let page = result(
+            "0123:abc\"<x",
+            "Demo",
+            &["http://localhost:8200".to_string()],
+        );
+        assert!(page.html.contains("data-authid=\"0123:abc&quot;&lt;x\""));
+        let script_start = page.html.find("<script>").unwrap();
+        assert!(!page.html[script_start..].contains("0123"));
+        assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
+    }
+
+    #[test]
+    fn csp_allows_exactly_the_inline_constants() {
+        let csp = content_security_policy();
+        assert!(csp.contains("default-src 'none'"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains(&csp_hash(RESULT_SCRIPT)));
+        assert!(csp.contains(&csp_hash(STYLE)));
+        assert!(!csp.contains("unsafe-inline"));
+    }
+
+    #[test]
+    fn error_page_carries_status_and_escaped_reason() {
+        let page = error(&BrokerError::InvalidLoginState);
+        assert_eq!(page.status, 400);
+        assert!(page.html.contains("start the login again"));
+    }
+}

@@ -1,0 +1,504 @@
+//! The provider catalogue: every provider difference is data in one table.
+//!
+//! Built-in entries carry the real endpoints, scopes and quirks of the providers
+//! Duplicati's clients know (ids are Duplicati's, so its clients work unchanged).
+//! Operators add or override entries with the `OAUTH_PROVIDERS` JSON variable.
+//! A provider is *offered* only when both its client id and client secret are set.
+
+use serde::Deserialize;
+
+/// One OAuth2 provider, as the broker talks to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// RFC 7009 revocation endpoint, where the provider has one.
+    pub revoke_url: Option<String>,
+    /// Space-separated scopes requested at login.
+    pub scopes: String,
+    pub client_id: String,
+    pub extra_authorize_params: Vec<(String, String)>,
+    /// Use PKCE S256 (RFC 7636) on login.
+    pub pkce: bool,
+    /// Send `redirect_uri` on refresh_token grants (Dropbox rejects it there).
+    pub refresh_sends_redirect_uri: bool,
+}
+
+impl Provider {
+    /// Name of the secret binding that holds this provider's client secret:
+    /// `CLIENT_SECRET_<ID>`, id upper-cased, non-alphanumerics as `_`.
+    pub fn secret_binding(&self) -> String {
+        binding_name("CLIENT_SECRET_", &self.id)
+    }
+
+    /// Name of the variable that sets a built-in provider's client id.
+    pub fn client_id_binding(&self) -> String {
+        binding_name("CLIENT_ID_", &self.id)
+    }
+}
+
+fn binding_name(prefix: &str, id: &str) -> String {
+    let mut s = String::from(prefix);
+    s.extend(id.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    s
+}
+
+struct BuiltIn {
+    id: &'static str,
+    name: &'static str,
+    authorize_url: &'static str,
+    token_url: &'static str,
+    revoke_url: Option<&'static str>,
+    scopes: &'static str,
+    extra: &'static [(&'static str, &'static str)],
+    pkce: bool,
+    refresh_sends_redirect_uri: bool,
+}
+
+const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
+const GOOGLE_REVOKE: &str = "https://oauth2.googleapis.com/revoke";
+const GOOGLE_EXTRA: &[(&str, &str)] = &[("access_type", "offline"), ("prompt", "consent")];
+const MS_AUTH: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize";
+const MS_TOKEN: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/token";
+
+/// The built-in catalogue. Quirks live here, not in handlers.
+const BUILT_IN: &[BuiltIn] = &[
+    BuiltIn {
+        id: "googledrive",
+        name: "Google Drive",
+        authorize_url: GOOGLE_AUTH,
+        token_url: GOOGLE_TOKEN,
+        revoke_url: Some(GOOGLE_REVOKE),
+        scopes: "https://www.googleapis.com/auth/drive.file",
+        // Google issues a refresh token only with access_type=offline, and only on
+        // first consent unless prompt=consent forces it.
+        extra: GOOGLE_EXTRA,
+        pkce: true,
+        refresh_sends_redirect_uri: false,
+    },
+    BuiltIn {
+        id: "gcs",
+        name: "Google Cloud Storage",
+        authorize_url: GOOGLE_AUTH,
+        token_url: GOOGLE_TOKEN,
+        revoke_url: Some(GOOGLE_REVOKE),
+        scopes: "https://www.googleapis.com/auth/devstorage.read_write",
+        extra: GOOGLE_EXTRA,
+        pkce: true,
+        refresh_sends_redirect_uri: false,
+    },
+    BuiltIn {
+        id: "onedrivev2",
+        name: "Microsoft OneDrive",
+        authorize_url: MS_AUTH,
+        token_url: MS_TOKEN,
+        revoke_url: None,
+        scopes: "offline_access Files.ReadWrite",
+        extra: &[],
+        pkce: true,
+        refresh_sends_redirect_uri: true,
+    },
+    BuiltIn {
+        id: "sharepoint",
+        name: "Microsoft SharePoint",
+        authorize_url: MS_AUTH,
+        token_url: MS_TOKEN,
+        revoke_url: None,
+        scopes: "offline_access Files.ReadWrite.All Sites.ReadWrite.All",
+        extra: &[],
+        pkce: true,
+        refresh_sends_redirect_uri: true,
+    },
+    BuiltIn {
+        id: "msgroup",
+        name: "Microsoft Office 365 Group",
+        authorize_url: MS_AUTH,
+        token_url: MS_TOKEN,
+        revoke_url: None,
+        scopes: "offline_access Files.ReadWrite Group.ReadWrite.All",
+        extra: &[],
+        pkce: true,
+        refresh_sends_redirect_uri: true,
+    },
+    BuiltIn {
+        // Box refresh tokens are single use: every refresh returns a new one and
+        // presenting a spent one kills the grant.
+        id: "box.com",
+        name: "Box.com",
+        authorize_url: "https://account.box.com/api/oauth2/authorize",
+        token_url: "https://api.box.com/oauth2/token",
+        revoke_url: Some("https://api.box.com/oauth2/revoke"),
+        scopes: "root_readwrite",
+        extra: &[],
+        pkce: false,
+        refresh_sends_redirect_uri: false,
+    },
+    BuiltIn {
+        // Dropbox issues refresh tokens only with token_access_type=offline and
+        // rejects redirect_uri on refresh_token grants.
+        id: "dropbox",
+        name: "Dropbox",
+        authorize_url: "https://www.dropbox.com/oauth2/authorize",
+        token_url: "https://api.dropboxapi.com/oauth2/token",
+        revoke_url: None,
+        scopes: "",
+        extra: &[("token_access_type", "offline")],
+        pkce: true,
+        refresh_sends_redirect_uri: false,
+    },
+    BuiltIn {
+        // pCloud access tokens never expire and it issues no refresh token.
+        id: "pcloud",
+        name: "pCloud",
+        authorize_url: "https://my.pcloud.com/oauth2/authorize",
+        token_url: "https://api.pcloud.com/oauth2_token",
+        revoke_url: None,
+        scopes: "",
+        extra: &[],
+        pkce: false,
+        refresh_sends_redirect_uri: false,
+    },
+];
+
+/// Aliases Duplicati's clients send for built-in ids.
+const ALIASES: &[(&str, &str)] = &[("box", "box.com")];
+
+/// Maps an id a client sent to the catalogue id (`box` → `box.com`).
+pub fn canonical_id(id: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == id)
+        .map(|(_, target)| *target)
+        .unwrap_or(id)
+}
+
+/// One entry of `OAUTH_PROVIDERS`. For a built-in id every field is optional and
+/// overrides the built-in value; for a new id `name`, `authorize_url`,
+/// `token_url`, `scopes` and `client_id` are required.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ProviderOverride {
+    id: String,
+    name: Option<String>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    revoke_url: Option<String>,
+    scopes: Option<String>,
+    client_id: Option<String>,
+    extra_authorize_params: Option<std::collections::BTreeMap<String, String>>,
+    pkce: Option<bool>,
+    refresh_sends_redirect_uri: Option<bool>,
+}
+
+/// Why `OAUTH_PROVIDERS` was rejected. Carries no configured values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfigError(pub String);
+
+impl std::fmt::Display for ProviderConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The catalogue after applying `OAUTH_PROVIDERS`: every known provider, whether
+/// configured or not. Use [`Catalogue::configured`] to learn which are offered.
+#[derive(Clone, Debug)]
+pub struct Catalogue {
+    providers: Vec<Provider>,
+}
+
+impl Catalogue {
+    /// Builds the catalogue from the built-ins plus the `OAUTH_PROVIDERS` JSON
+    /// (`None` or blank = no overrides).
+    pub fn load(oauth_providers: Option<&str>) -> Result<Catalogue, ProviderConfigError> {
+        let mut providers: Vec<Provider> = BUILT_IN
+            .iter()
+            .map(|b| Provider {
+                id: b.id.to_string(),
+                name: b.name.to_string(),
+                authorize_url: b.authorize_url.to_string(),
+                token_url: b.token_url.to_string(),
+                revoke_url: b.revoke_url.map(str::to_string),
+                scopes: b.scopes.to_string(),
+                client_id: String::new(),
+                extra_authorize_params: b
+                    .extra
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                pkce: b.pkce,
+                refresh_sends_redirect_uri: b.refresh_sends_redirect_uri,
+            })
+            .collect();
+        let raw = oauth_providers.map(str::trim).unwrap_or("");
+        if raw.is_empty() {
+            return Ok(Catalogue { providers });
+        }
+        let overrides: Vec<ProviderOverride> = serde_json::from_str(raw).map_err(|e| {
+            ProviderConfigError(format!(
+                "OAUTH_PROVIDERS is not a JSON array of provider objects (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        for o in overrides {
+            let id = o.id.clone();
+            validate_id(&id)?;
+            match providers.iter_mut().find(|p| p.id == id) {
+                Some(p) => apply(p, o)?,
+                None => {
+                    let missing =
+                        |what: &str| ProviderConfigError(format!("provider `{id}` needs `{what}`"));
+                    let mut p = Provider {
+                        id: id.clone(),
+                        name: o.name.clone().ok_or_else(|| missing("name"))?,
+                        authorize_url: o
+                            .authorize_url
+                            .clone()
+                            .ok_or_else(|| missing("authorize_url"))?,
+                        token_url: o.token_url.clone().ok_or_else(|| missing("token_url"))?,
+                        revoke_url: None,
+                        scopes: o.scopes.clone().ok_or_else(|| missing("scopes"))?,
+                        client_id: o.client_id.clone().ok_or_else(|| missing("client_id"))?,
+                        extra_authorize_params: Vec::new(),
+                        pkce: true,
+                        refresh_sends_redirect_uri: true,
+                    };
+                    apply(&mut p, o)?;
+                    providers.push(p);
+                }
+            }
+        }
+        Ok(Catalogue { providers })
+    }
+
+    /// Every provider in the catalogue (configured or not), in display order.
+    pub fn all(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// Looks a provider up by id or alias.
+    pub fn get(&self, id: &str) -> Option<&Provider> {
+        let id = canonical_id(id);
+        self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Fills in client ids from `CLIENT_ID_<ID>` variables where the JSON gave none.
+    pub fn with_client_ids(mut self, lookup: impl Fn(&str) -> Option<String>) -> Catalogue {
+        for p in &mut self.providers {
+            if p.client_id.is_empty() {
+                if let Some(v) = lookup(&p.client_id_binding()) {
+                    p.client_id = v.trim().to_string();
+                }
+            }
+        }
+        self
+    }
+
+    /// The providers a user may log in with: client id set and client secret
+    /// bound (`has_secret` is asked with the binding name).
+    pub fn configured(&self, has_secret: impl Fn(&str) -> bool) -> Vec<&Provider> {
+        self.providers
+            .iter()
+            .filter(|p| !p.client_id.is_empty() && has_secret(&p.secret_binding()))
+            .collect()
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), ProviderConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProviderConfigError(
+            "provider ids must be 1-64 chars of [a-z0-9._-]".to_string(),
+        ))
+    }
+}
+
+fn validate_url(id: &str, field: &str, value: &str) -> Result<(), ProviderConfigError> {
+    let parsed = url::Url::parse(value).ok();
+    let ok = parsed.is_some_and(|u| {
+        u.scheme() == "https"
+            || (u.scheme() == "http"
+                && matches!(
+                    u.host_str(),
+                    Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+                ))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ProviderConfigError(format!(
+            "provider `{id}`: `{field}` must be an https URL (http only on loopback)"
+        )))
+    }
+}
+
+fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigError> {
+    let id = p.id.clone();
+    if let Some(v) = o.name {
+        p.name = v;
+    }
+    if let Some(v) = o.authorize_url {
+        validate_url(&id, "authorize_url", &v)?;
+        p.authorize_url = v;
+    }
+    if let Some(v) = o.token_url {
+        validate_url(&id, "token_url", &v)?;
+        p.token_url = v;
+    }
+    if let Some(v) = o.revoke_url {
+        validate_url(&id, "revoke_url", &v)?;
+        p.revoke_url = Some(v);
+    }
+    if let Some(v) = o.scopes {
+        p.scopes = v;
+    }
+    if let Some(v) = o.client_id {
+        p.client_id = v;
+    }
+    if let Some(v) = o.extra_authorize_params {
+        p.extra_authorize_params = v.into_iter().collect();
+    }
+    if let Some(v) = o.pkce {
+        p.pkce = v;
+    }
+    if let Some(v) = o.refresh_sends_redirect_uri {
+        p.refresh_sends_redirect_uri = v;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_binding_names_follow_the_spec() {
+        let c = Catalogue::load(None).unwrap();
+        assert_eq!(
+            c.get("box.com").unwrap().secret_binding(),
+            "CLIENT_SECRET_BOX_COM"
+        );
+        assert_eq!(
+            c.get("googledrive").unwrap().secret_binding(),
+            "CLIENT_SECRET_GOOGLEDRIVE"
+        );
+        assert_eq!(
+            c.get("onedrivev2").unwrap().client_id_binding(),
+            "CLIENT_ID_ONEDRIVEV2"
+        );
+    }
+
+    #[test]
+    fn built_in_ids_are_duplicatis() {
+        let c = Catalogue::load(None).unwrap();
+        for id in [
+            "googledrive",
+            "gcs",
+            "onedrivev2",
+            "sharepoint",
+            "msgroup",
+            "box.com",
+            "dropbox",
+            "pcloud",
+        ] {
+            assert!(c.get(id).is_some(), "{id} missing");
+        }
+        assert_eq!(c.get("box").unwrap().id, "box.com");
+        assert!(c.get("nope").is_none());
+    }
+
+    #[test]
+    fn provider_quirks_are_data() {
+        let c = Catalogue::load(None).unwrap();
+        let dropbox = c.get("dropbox").unwrap();
+        assert!(!dropbox.refresh_sends_redirect_uri);
+        assert!(dropbox
+            .extra_authorize_params
+            .contains(&("token_access_type".into(), "offline".into())));
+        assert_eq!(
+            c.get("onedrivev2").unwrap().scopes,
+            "offline_access Files.ReadWrite"
+        );
+        assert!(c.get("googledrive").unwrap().scopes.ends_with("drive.file"));
+    }
+
+    #[test]
+    fn nothing_is_offered_without_client_id_and_secret() {
+        let c = Catalogue::load(None).unwrap();
+        assert!(c.configured(|_| true).is_empty());
+        let c = c.with_client_ids(|name| (name == "CLIENT_ID_DROPBOX").then(|| "abc".into()));
+        assert!(c.configured(|_| false).is_empty());
+        let offered = c.configured(|name| name == "CLIENT_SECRET_DROPBOX");
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].id, "dropbox");
+        assert_eq!(offered[0].client_id, "abc");
+    }
+
+    #[test]
+    fn oauth_providers_adds_a_provider() {
+        let json = r#"[{"id":"demo","name":"Demo","authorize_url":"http://127.0.0.1:9999/authorize",
+            "token_url":"http://127.0.0.1:9999/token","revoke_url":"http://127.0.0.1:9999/revoke",
+            "scopes":"files","client_id":"demo-client","extra_authorize_params":{"prompt":"none"},"pkce":true}]"#;
+        let c = Catalogue::load(Some(json)).unwrap();
+        let d = c.get("demo").unwrap();
+        assert_eq!(d.token_url, "http://127.0.0.1:9999/token");
+        assert_eq!(
+            d.revoke_url.as_deref(),
+            Some("http://127.0.0.1:9999/revoke")
+        );
+        assert_eq!(
+            d.extra_authorize_params,
+            vec![("prompt".to_string(), "none".to_string())]
+        );
+        assert_eq!(
+            c.configured(|n| n == "CLIENT_SECRET_DEMO")
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>(),
+            ["demo"]
+        );
+    }
+
+    #[test]
+    fn oauth_providers_overrides_a_built_in_partially() {
+        let c = Catalogue::load(Some(r#"[{"id":"box.com","client_id":"cid"}]"#)).unwrap();
+        let b = c.get("box").unwrap();
+        assert_eq!(b.client_id, "cid");
+        assert_eq!(b.token_url, "https://api.box.com/oauth2/token");
+    }
+
+    #[test]
+    fn bad_oauth_providers_is_rejected_with_a_reason() {
+        let cases = [
+            ("not json", "JSON array"),
+            (r#"{"id":"x"}"#, "JSON array"),
+            (r#"[{"id":"x"}]"#, "needs `name`"),
+            (r#"[{"id":"Bad Id","name":"n"}]"#, "[a-z0-9._-]"),
+            (
+                r#"[{"id":"x","name":"n","authorize_url":"http://evil.example/a","token_url":"https://t","scopes":"","client_id":"c"}]"#,
+                "https URL",
+            ),
+            (r#"[{"id":"x","surprise":1}]"#, "JSON array"),
+        ];
+        for (json, want) in cases {
+            let err = Catalogue::load(Some(json)).unwrap_err();
+            assert!(err.0.contains(want), "{json}: {}", err.0);
+        }
+    }
+}

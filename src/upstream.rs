@@ -1,0 +1,278 @@
+//! Requests to a provider's token and revocation endpoints, and how their answers
+//! are classified. Pure: the shell sends what this builds and hands back status
+//! and body. Client authentication is `client_secret_post` (RFC 6749 §2.3.1),
+//! which every built-in provider accepts.
+
+use serde_json::{Map, Value};
+use url::form_urlencoded::Serializer;
+
+use crate::providers::Provider;
+use crate::secret::{ClientSecret, RefreshToken};
+
+/// Upper bound on a provider response body we parse (token JSON is tiny).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A form-encoded POST to send upstream. `Debug` is redacted: the body holds secrets.
+pub struct FormPost {
+    pub url: String,
+    pub body: String,
+}
+
+impl std::fmt::Debug for FormPost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormPost")
+            .field("url", &self.url)
+            .field("body", &"[redacted]")
+            .finish()
+    }
+}
+
+/// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5).
+pub fn code_exchange(
+    provider: &Provider,
+    secret: &ClientSecret,
+    code: &str,
+    redirect_uri: &str,
+    pkce_verifier: Option<&str>,
+) -> FormPost {
+    let mut f = Serializer::new(String::new());
+    f.append_pair("grant_type", "authorization_code")
+        .append_pair("code", code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("client_id", &provider.client_id)
+        .append_pair("client_secret", secret.secret());
+    if let Some(v) = pkce_verifier {
+        f.append_pair("code_verifier", v);
+    }
+    FormPost {
+        url: provider.token_url.clone(),
+        body: f.finish(),
+    }
+}
+
+/// RFC 6749 §6: refresh. `redirect_uri` is sent only where the provider wants it.
+pub fn refresh(
+    provider: &Provider,
+    secret: &ClientSecret,
+    refresh_token: &RefreshToken,
+    redirect_uri: &str,
+) -> FormPost {
+    let mut f = Serializer::new(String::new());
+    f.append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", refresh_token.secret())
+        .append_pair("client_id", &provider.client_id)
+        .append_pair("client_secret", secret.secret());
+    if provider.refresh_sends_redirect_uri {
+        f.append_pair("redirect_uri", redirect_uri);
+    }
+    FormPost {
+        url: provider.token_url.clone(),
+        body: f.finish(),
+    }
+}
+
+/// RFC 7009 §2.1: revoke a refresh token, where the provider has an endpoint.
+pub fn revoke(
+    provider: &Provider,
+    secret: &ClientSecret,
+    refresh_token: &RefreshToken,
+) -> Option<FormPost> {
+    let url = provider.revoke_url.clone()?;
+    let mut f = Serializer::new(String::new());
+    f.append_pair("token", refresh_token.secret())
+        .append_pair("token_type_hint", "refresh_token")
+        .append_pair("client_id", &provider.client_id)
+        .append_pair("client_secret", secret.secret());
+    Some(FormPost {
+        url,
+        body: f.finish(),
+    })
+}
+
+/// A successful token endpoint answer (RFC 6749 §5.1), kept whole.
+#[derive(Clone, PartialEq)]
+pub struct TokenResponse(Map<String, Value>);
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenResponse([redacted])")
+    }
+}
+
+impl TokenResponse {
+    /// Parses a 2xx body: a JSON object with a non-empty string `access_token`.
+    pub fn parse(body: &[u8]) -> Option<TokenResponse> {
+        if body.len() > MAX_TOKEN_RESPONSE_BYTES {
+            return None;
+        }
+        let map = match serde_json::from_slice::<Value>(body).ok()? {
+            Value::Object(m) => m,
+            _ => return None,
+        };
+        let ok = map
+            .get("access_token")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        ok.then_some(TokenResponse(map))
+    }
+
+    /// `refresh_token`, if present and non-empty.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.0
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `access_token` (always present once parsed).
+    pub fn access_token(&self) -> &str {
+        self.0
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// `expires_in` in seconds; providers send a number or a numeric string.
+    pub fn expires_in(&self) -> Option<i64> {
+        match self.0.get("expires_in")? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|n| *n > 0)
+    }
+
+    /// The whole object.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+/// How a token endpoint answer is classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upstream {
+    Ok(TokenResponse),
+    /// RFC 6749 §5.2 `invalid_grant`: the refresh token or code is dead; the user must act.
+    InvalidGrant,
+    /// Anything else: error status, non-JSON, no access token. Retryable for clients.
+    Failed,
+}
+
+/// Classifies a token endpoint answer by status and body. Never returns the body.
+pub fn classify(status: u16, body: &[u8]) -> Upstream {
+    if (200..300).contains(&status) {
+        return TokenResponse::parse(body).map_or(Upstream::Failed, Upstream::Ok);
+    }
+    if status == 400 || status == 401 {
+        let error = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
+        if error.as_deref() == Some("invalid_grant") {
+            return Upstream::InvalidGrant;
+        }
+    }
+    Upstream::Failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Catalogue;
+
+    fn form(body: &str) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    fn provider(id: &str) -> Provider {
+        let mut p = Catalogue::load(None).unwrap().get(id).unwrap().clone();
+        p.client_id = "cid".into();
+        p
+    }
+
+    #[test]
+    fn code_exchange_sends_verifier_and_redirect_uri() {
+        let p = provider("googledrive");
+        let post = code_exchange(
+            &p,
+            &ClientSecret::new("sec&ret".into()),
+            "c0de",
+            "https://b/callback/googledrive",
+            Some("ver"),
+        );
+        assert_eq!(post.url, "https://oauth2.googleapis.com/token");
+        let f = form(&post.body);
+        for (k, v) in [
+            ("grant_type", "authorization_code"),
+            ("code", "c0de"),
+            ("redirect_uri", "https://b/callback/googledrive"),
+            ("client_id", "cid"),
+            ("client_secret", "sec&ret"),
+            ("code_verifier", "ver"),
+        ] {
+            assert!(f.contains(&(k.into(), v.into())), "{k}");
+        }
+        assert!(!format!("{post:?}").contains("sec"));
+    }
+
+    #[test]
+    fn dropbox_refresh_omits_redirect_uri_microsoft_sends_it() {
+        let s = ClientSecret::new("s".into());
+        let rt = RefreshToken::new("rt".into());
+        let d = form(&refresh(&provider("dropbox"), &s, &rt, "https://b/callback/dropbox").body);
+        assert!(!d.iter().any(|(k, _)| k == "redirect_uri"));
+        assert!(d.contains(&("refresh_token".into(), "rt".into())));
+        let m = form(&refresh(&provider("onedrivev2"), &s, &rt, "https://b/cb").body);
+        assert!(m.contains(&("redirect_uri".into(), "https://b/cb".into())));
+    }
+
+    #[test]
+    fn revoke_only_where_the_provider_has_an_endpoint() {
+        let s = ClientSecret::new("s".into());
+        let rt = RefreshToken::new("rt".into());
+        assert!(revoke(&provider("onedrivev2"), &s, &rt).is_none());
+        let post = revoke(&provider("box.com"), &s, &rt).unwrap();
+        assert_eq!(post.url, "https://api.box.com/oauth2/revoke");
+        assert!(form(&post.body).contains(&("token".into(), "rt".into())));
+    }
+
+    #[test]
+    fn classify_follows_rfc6749_section_5() {
+        assert!(matches!(
+            classify(200, br#"{"access_token":"a","expires_in":"3599"}"#),
+            Upstream::Ok(r) if r.expires_in() == Some(3599) && r.access_token() == "a"
+        ));
+        assert_eq!(classify(200, b"<html>"), Upstream::Failed);
+        assert_eq!(classify(200, br#"{"access_token":""}"#), Upstream::Failed);
+        assert_eq!(classify(200, br#"[1]"#), Upstream::Failed);
+        assert_eq!(
+            classify(400, br#"{"error":"invalid_grant"}"#),
+            Upstream::InvalidGrant
+        );
+        assert_eq!(
+            classify(401, br#"{"error":"invalid_grant"}"#),
+            Upstream::InvalidGrant
+        );
+        assert_eq!(
+            classify(400, br#"{"error":"invalid_client"}"#),
+            Upstream::Failed
+        );
+        assert_eq!(
+            classify(500, br#"{"error":"invalid_grant"}"#),
+            Upstream::Failed
+        );
+        assert_eq!(classify(503, b""), Upstream::Failed);
+        let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
+        assert_eq!(classify(200, &huge), Upstream::Failed);
+    }
+
+    #[test]
+    fn expires_in_rejects_nonsense() {
+        let r = |j: &str| TokenResponse::parse(j.as_bytes()).unwrap().expires_in();
+        assert_eq!(r(r#"{"access_token":"a","expires_in":-5}"#), None);
+        assert_eq!(r(r#"{"access_token":"a","expires_in":"x"}"#), None);
+        assert_eq!(r(r#"{"access_token":"a","expires_in":true}"#), None);
+        assert_eq!(r(r#"{"access_token":"a","expires_in":60}"#), Some(60));
+    }
+}

@@ -1,0 +1,153 @@
+//! A real browser: headless Chromium (Debian's, driven through ChromeDriver's
+//! W3C WebDriver HTTP API) clicks through index → demo provider → result page,
+//! reads the authid off the page and refreshes with it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{free_port, request, Broker};
+
+pub const TESTS: &[crate::Test] = &[(
+    "browser_clicks_through_login_and_the_authid_refreshes",
+    browser_clicks_through_login_and_the_authid_refreshes,
+)];
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: Option<String>,
+    profile: std::path::PathBuf,
+}
+
+impl Driver {
+    fn start(dir: &std::path::Path) -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (scripts/setup.sh --test installs Debian's chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = ureq::get(&format!("{base}/status"))
+                .timeout(Duration::from_secs(1))
+                .call()
+                .is_ok();
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = dir.join("chromium-profile");
+        let mut d = Driver {
+            child,
+            base,
+            session: None,
+            profile,
+        };
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", d.profile.display())]
+            }
+        }}});
+        let v = d.call("POST", "/session", Some(caps));
+        d.session = Some(
+            v["sessionId"]
+                .as_str()
+                .expect("WebDriver session id")
+                .to_string(),
+        );
+        d
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = match &self.session {
+            Some(s) if path != "/session" => format!("{}/session/{s}{path}", self.base),
+            _ => format!("{}{path}", self.base),
+        };
+        let body = body.map(|b| b.to_string());
+        let r = request(
+            method,
+            &url,
+            &[("Content-Type", "application/json")],
+            body.as_deref(),
+        );
+        let v: Value = serde_json::from_str(&r.body).expect("WebDriver JSON");
+        assert!(
+            r.status < 400,
+            "WebDriver {method} {path}: {}",
+            v["value"]["message"]
+        );
+        v["value"].clone()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    fn current_url(&self) -> String {
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.call("DELETE", "", None)
+            }));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
+    let driver = Driver::start(&b.dir);
+    driver.call("POST", "/url", Some(json!({"url": b.url("/")})));
+    let button = driver.find("#login-demo");
+    driver.call("POST", &format!("/element/{button}/click"), Some(json!({})));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !driver.current_url().contains("/callback/demo") {
+        assert!(
+            Instant::now() < deadline,
+            "browser never reached the callback"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let field = driver.find("#authid");
+    let authid = driver
+        .call("GET", &format!("/element/{field}/property/value"), None)
+        .as_str()
+        .expect("authid value")
+        .to_string();
+    b.remember(&authid);
+    assert!(authid.len() >= 65 && authid.contains(':'), "authid shape");
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(b
+        .mock
+        .stats()
+        .issued_access_tokens
+        .contains(&r.json()["access_token"].as_str().unwrap_or("").to_string()));
+}

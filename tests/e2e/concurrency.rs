@@ -1,0 +1,316 @@
+//! Never lose a grant: single-flight refresh across concurrent requests, and
+//! failure semantics that leave the stored grant untouched.
+
+use std::time::{Duration, Instant};
+
+use mock_provider::{Config, Rotation};
+
+use crate::harness::{Broker, Resp};
+
+pub const TESTS: &[crate::Test] = &[
+    (
+        "fifty_concurrent_refreshes_single_use_rotation_one_upstream_call",
+        |b| fifty_concurrent_refreshes(b, Rotation::SingleUse),
+    ),
+    (
+        "fifty_concurrent_refreshes_keep_old_rotation_one_upstream_call",
+        |b| fifty_concurrent_refreshes(b, Rotation::KeepOld),
+    ),
+    (
+        "fifty_concurrent_refreshes_no_rotation_one_upstream_call",
+        |b| fifty_concurrent_refreshes(b, Rotation::Never),
+    ),
+    (
+        "ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk",
+        ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk,
+    ),
+    (
+        "provider_5xx_is_502_grant_untouched_and_recovers",
+        provider_5xx_is_502_grant_untouched_and_recovers,
+    ),
+    (
+        "provider_timeout_is_504_grant_untouched",
+        provider_timeout_is_504_grant_untouched,
+    ),
+    (
+        "malformed_provider_json_is_502_grant_untouched",
+        malformed_provider_json_is_502_grant_untouched,
+    ),
+    (
+        "invalid_grant_is_remembered_and_never_retried_upstream",
+        invalid_grant_is_remembered_and_never_retried_upstream,
+    ),
+    (
+        "d1_failure_is_503_storage_unavailable",
+        d1_failure_is_503_storage_unavailable,
+    ),
+    (
+        "a_crashed_winners_lease_expires_and_the_grant_refreshes",
+        a_crashed_winners_lease_expires_and_the_grant_refreshes,
+    ),
+    (
+        "a_lease_held_past_the_wait_budget_gives_a_retryable_504",
+        a_lease_held_past_the_wait_budget_gives_a_retryable_504,
+    ),
+];
+
+/// A grant whose access token the broker already considers expired (30 s < 60 s),
+/// with the mock switched back to 1-hour tokens and `rotation` for the refresh.
+fn expired_grant(b: &Broker, rotation: Rotation) -> String {
+    b.mock.set_config(Config {
+        access_token_ttl: 30,
+        ..Config::default()
+    });
+    let authid = b.login();
+    b.mock.set_config(Config {
+        rotation,
+        ..Config::default()
+    });
+    b.mock.reset_stats();
+    authid
+}
+
+/// The stored row's ciphertext, nonce and version.
+fn row(b: &Broker, authid: &str) -> serde_json::Value {
+    let kh = crate::core_flow::key_hash(authid);
+    b.d1(&format!(
+        "SELECT nonce, ciphertext, version, status, lease_until FROM grants WHERE key_hash = '{kh}'"
+    ))[0]
+        .clone()
+}
+
+fn concurrently(n: usize, f: impl Fn(usize) -> Resp + Sync) -> Vec<Resp> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                s.spawn({
+                    let f = &f;
+                    move || f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    })
+}
+
+fn fifty_concurrent_refreshes(b: &Broker, rotation: Rotation) {
+    let authid = expired_grant(b, rotation);
+    let results = concurrently(50, |_| b.refresh(&authid));
+    let mut tokens = std::collections::BTreeSet::new();
+    for r in &results {
+        match r.status {
+            200 => {
+                tokens.insert(r.json()["access_token"].as_str().unwrap_or("").to_string());
+            }
+            504 => assert_eq!(r.json()["error"], "refresh_pending"),
+            other => panic!("unexpected status {other}: {}", r.body),
+        }
+    }
+    let ok = results.iter().filter(|r| r.status == 200).count();
+    let s = b.mock.stats();
+    println!(
+        "    {rotation:?}: {ok}/50 served, {} upstream refresh call(s)",
+        s.refresh_calls
+    );
+    assert_eq!(s.refresh_calls, 1, "exactly one upstream refresh");
+    assert_eq!(s.spent_refresh_reuse, 0, "no spent refresh token upstream");
+    assert_eq!(s.max_concurrent_refresh, 1);
+    assert!(
+        ok >= 45,
+        "most requests are served the winner's token ({ok})"
+    );
+    assert_eq!(tokens.len(), 1, "everyone got the winner's token");
+    assert!(s
+        .issued_access_tokens
+        .contains(tokens.iter().next().expect("token")));
+    // The grant still refreshes upstream afterwards: expire its cached token.
+    b.expire_access_token(&authid);
+    let next = b.refresh(&authid);
+    assert_eq!(next.status, 200, "{}", next.body);
+    let after = b.mock.stats();
+    assert_eq!(after.refresh_calls, 2);
+    assert_eq!(after.spent_refresh_reuse, 0);
+}
+
+fn ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk(b: &Broker) {
+    b.mock.set_config(Config {
+        access_token_ttl: 30,
+        ..Config::default()
+    });
+    let authids: Vec<String> = (0..10).map(|_| b.login()).collect();
+    b.mock.set_config(Config::default());
+    b.mock.reset_stats();
+    let results = concurrently(10, |i| b.refresh(&authids[i]));
+    let tokens: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["access_token"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 10, "ten distinct tokens");
+    let s = b.mock.stats();
+    assert_eq!(s.refresh_calls, 10);
+    assert_eq!(s.spent_refresh_reuse, 0);
+    // Each authid keeps getting its own token.
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(
+            b.refresh(&authids[i]).json()["access_token"],
+            r.json()["access_token"]
+        );
+    }
+}
+
+fn assert_untouched(b: &Broker, authid: &str, before: &serde_json::Value) {
+    let after = row(b, authid);
+    assert_eq!(after["ciphertext"], before["ciphertext"], "grant unchanged");
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(after["status"], "active");
+    assert_eq!(after["lease_until"], 0, "lease released");
+}
+
+fn provider_5xx_is_502_grant_untouched_and_recovers(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let before = row(b, &authid);
+    for status in [500, 503] {
+        b.mock.set_config(Config {
+            fail_status: Some(status),
+            ..Config::default()
+        });
+        let r = b.refresh(&authid);
+        assert_eq!(r.status, 502, "{}", r.body);
+        assert_eq!(r.json()["error"], "provider_error");
+        assert!(r.header("X-Reason").is_some());
+        assert!(!r.body.contains("server_error"), "no raw provider body");
+        assert_untouched(b, &authid, &before);
+    }
+    b.mock.set_config(Config::default());
+    assert_eq!(
+        b.refresh(&authid).status,
+        200,
+        "works once the provider recovers"
+    );
+    assert_eq!(b.mock.stats().spent_refresh_reuse, 0);
+}
+
+fn provider_timeout_is_504_grant_untouched(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let before = row(b, &authid);
+    b.mock.set_config(Config {
+        delay_ms: 6_000,
+        ..Config::default()
+    });
+    let t = Instant::now();
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"], "provider_timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "bounded by UPSTREAM_TIMEOUT_MS"
+    );
+    assert_untouched(b, &authid, &before);
+    std::thread::sleep(Duration::from_secs(3)); // let the slow call drain
+}
+
+fn malformed_provider_json_is_502_grant_untouched(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let before = row(b, &authid);
+    b.mock.set_config(Config {
+        malformed_json: true,
+        ..Config::default()
+    });
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["error"], "provider_error");
+    assert_untouched(b, &authid, &before);
+}
+
+fn invalid_grant_is_remembered_and_never_retried_upstream(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let before = row(b, &authid);
+    b.mock.set_config(Config {
+        invalid_grant: true,
+        ..Config::default()
+    });
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "reauthorization_required");
+    assert!(r
+        .header("X-Reason")
+        .unwrap_or("")
+        .contains("re-authorize at"));
+    assert_eq!(b.mock.stats().refresh_calls, 1);
+    b.mock.set_config(Config::default());
+    for _ in 0..3 {
+        assert_eq!(b.refresh(&authid).status, 503);
+    }
+    assert_eq!(
+        b.mock.stats().refresh_calls,
+        1,
+        "no hammering of the provider"
+    );
+    let after = row(b, &authid);
+    assert_eq!(
+        after["ciphertext"], before["ciphertext"],
+        "sealed grant kept"
+    );
+    assert_eq!(after["status"], "reauth_required");
+}
+
+fn d1_failure_is_503_storage_unavailable(b: &Broker) {
+    let authid = b.login();
+    b.d1("ALTER TABLE grants RENAME TO grants_moved");
+    let r = b.refresh(&authid);
+    b.d1("ALTER TABLE grants_moved RENAME TO grants");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"], "storage_unavailable");
+    assert_eq!(b.refresh(&authid).status, 200);
+}
+
+fn a_crashed_winners_lease_expires_and_the_grant_refreshes(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let kh = crate::core_flow::key_hash(&authid);
+    let until = now() + 3;
+    b.d1(&format!(
+        "UPDATE grants SET lease_until = {until}, lease_id = 'crashed' WHERE key_hash = '{kh}'"
+    ));
+    let t = Instant::now();
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "waited for the lease"
+    );
+    assert_eq!(b.mock.stats().refresh_calls, 1);
+}
+
+fn a_lease_held_past_the_wait_budget_gives_a_retryable_504(b: &Broker) {
+    let authid = expired_grant(b, Rotation::SingleUse);
+    let kh = crate::core_flow::key_hash(&authid);
+    let until = now() + 120;
+    b.d1(&format!(
+        "UPDATE grants SET lease_until = {until}, lease_id = 'stuck' WHERE key_hash = '{kh}'"
+    ));
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"], "refresh_pending");
+    assert_eq!(
+        b.mock.stats().refresh_calls,
+        0,
+        "never went upstream without the lease"
+    );
+    b.d1(&format!(
+        "UPDATE grants SET lease_until = 0, lease_id = NULL WHERE key_hash = '{kh}'"
+    ));
+    assert_eq!(b.refresh(&authid).status, 200);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

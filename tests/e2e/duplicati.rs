@@ -1,0 +1,351 @@
+//! Drop-in for Duplicati: the request shapes its command line, old (AngularJS)
+//! UI and new UI send, replayed against the worker in workerd.
+
+use mock_provider::{Config, Rotation};
+
+use crate::harness::{extract_authid, request, Broker, ADMIN_API_KEY};
+
+pub const TESTS: &[crate::Test] = &[
+    (
+        "duplicati_token_call_shape_is_answered",
+        duplicati_token_call_shape_is_answered,
+    ),
+    (
+        "duplicati_oauth_url_with_a_query_still_works",
+        duplicati_oauth_url_with_a_query_still_works,
+    ),
+    (
+        "duplicati_error_matrix_uses_statuses_and_x_reason_it_understands",
+        duplicati_error_matrix_uses_statuses_and_x_reason_it_understands,
+    ),
+    (
+        "duplicati_login_url_derivation_lands_on_the_filtered_index",
+        duplicati_login_url_derivation_lands_on_the_filtered_index,
+    ),
+    (
+        "new_ui_refresh_type_redirects_to_the_index",
+        new_ui_refresh_type_redirects_to_the_index,
+    ),
+    (
+        "old_ui_token_and_jsonp_fetch_hand_off_the_authid_once",
+        old_ui_token_and_jsonp_fetch_hand_off_the_authid_once,
+    ),
+    (
+        "jsonp_callback_injection_is_refused",
+        jsonp_callback_injection_is_refused,
+    ),
+    (
+        "new_ui_result_page_posts_to_allowlisted_origins_only",
+        new_ui_result_page_posts_to_allowlisted_origins_only,
+    ),
+    (
+        "duplicati_provider_ids_and_box_alias_work",
+        duplicati_provider_ids_and_box_alias_work,
+    ),
+    (
+        "v2_authid_survives_five_single_use_rotations_and_stores_nothing",
+        v2_authid_survives_five_single_use_rotations_and_stores_nothing,
+    ),
+    (
+        "export_from_one_broker_imports_into_another",
+        export_from_one_broker_imports_into_another,
+    ),
+    (
+        "export_and_import_refuse_without_a_valid_api_key",
+        export_and_import_refuse_without_a_valid_api_key,
+    ),
+];
+
+const UA: &str = "Duplicati v2.1.0.5";
+
+/// Exactly what Duplicati's OAuthHelper sends: GET <oauth-url>, X-AuthID, its
+/// User-Agent, no body.
+fn duplicati_get(b: &Broker, oauth_url_path: &str, authid: &str) -> crate::harness::Resp {
+    request(
+        "GET",
+        &b.url(oauth_url_path),
+        &[("X-AuthID", authid), ("User-Agent", UA)],
+        None,
+    )
+}
+
+fn duplicati_token_call_shape_is_answered(b: &Broker) {
+    let authid = b.login();
+    let r = duplicati_get(b, "/refresh", &authid);
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    // Duplicati reads access_token (string) and expires (integer seconds).
+    assert!(v["access_token"].is_string());
+    assert!(v["expires"].is_i64() && v["expires"].as_i64() > Some(30));
+    assert!(
+        v.get("v2_authid").is_none(),
+        "only v2 authids get v2_authid"
+    );
+}
+
+fn duplicati_oauth_url_with_a_query_still_works(b: &Broker) {
+    let authid = b.login();
+    let r = duplicati_get(b, "/refresh?a=b&client=duplicati", &authid);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn duplicati_error_matrix_uses_statuses_and_x_reason_it_understands(b: &Broker) {
+    // Malformed: 4xx (Duplicati retries once), with X-Reason.
+    let r = duplicati_get(b, "/refresh", "not-an-authid");
+    assert!((400..500).contains(&r.status) && r.status != 429);
+    assert!(r.header("X-Reason").is_some_and(|x| !x.is_empty()));
+    // Re-authorization needed: 503 + non-empty X-Reason (Duplicati stops and shows it).
+    b.mock.set_config(Config {
+        access_token_ttl: 30,
+        ..Config::default()
+    });
+    let authid = b.login();
+    let other = b.login();
+    b.mock.set_config(Config {
+        invalid_grant: true,
+        ..Config::default()
+    });
+    let r = duplicati_get(b, "/refresh", &authid);
+    assert_eq!(r.status, 503);
+    assert!(r
+        .header("X-Reason")
+        .is_some_and(|x| x.contains("re-authorize")));
+    // Provider trouble: 5xx other than 503 (Duplicati retries with backoff).
+    b.mock.set_config(Config {
+        fail_status: Some(500),
+        ..Config::default()
+    });
+    let r = duplicati_get(b, "/refresh", &other);
+    assert_eq!(r.status, 502);
+    assert!(r.header("X-Reason").is_some());
+}
+
+/// Duplicati's login URL: the oauth-url's scheme, userinfo, host and port, the
+/// path dropped, the query kept, `type=<id>` appended.
+fn duplicati_login_url(oauth_url: &str, id: &str) -> String {
+    let u = url::Url::parse(oauth_url).expect("oauth url");
+    let mut s = format!("{}://", u.scheme());
+    if !u.username().is_empty() {
+        s.push_str(u.username());
+        if let Some(p) = u.password() {
+            s.push(':');
+            s.push_str(p);
+        }
+        s.push('@');
+    }
+    s.push_str(u.host_str().unwrap_or(""));
+    if let Some(p) = u.port() {
+        s.push_str(&format!(":{p}"));
+    }
+    match u.query() {
+        Some(q) => s.push_str(&format!("?{q}&type={id}")),
+        None => s.push_str(&format!("?type={id}")),
+    }
+    s
+}
+
+fn duplicati_login_url_derivation_lands_on_the_filtered_index(b: &Broker) {
+    assert_eq!(
+        duplicati_login_url("https://example.com/refresh?a=b", "box.com"),
+        "https://example.com?a=b&type=box.com"
+    );
+    assert_eq!(
+        duplicati_login_url("https://u:p@example.com:8443/x/refresh", "dropbox"),
+        "https://u:p@example.com:8443?type=dropbox"
+    );
+    for oauth_url in [
+        format!("{}/refresh", b.base),
+        format!("{}/refresh?a=b", b.base),
+    ] {
+        let login = duplicati_login_url(&oauth_url, "demo");
+        let r = request("GET", &login, &[("User-Agent", UA)], None);
+        assert_eq!(r.status, 200, "{login}");
+        assert!(r.body.contains("login-demo"));
+        assert!(!r.body.contains("login-box.com"), "filtered to the type");
+    }
+}
+
+fn new_ui_refresh_type_redirects_to_the_index(b: &Broker) {
+    let r = b.get("/refresh?type=box.com");
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("{}/?type=box.com", b.base).as_str())
+    );
+    let index = request("GET", r.header("Location").unwrap_or(""), &[], None);
+    assert!(index.body.contains("login-box.com"));
+}
+
+fn jsonp_of(body: &str, callback: &str) -> serde_json::Value {
+    let prefix = format!("/**/ {callback}(");
+    let inner = body
+        .strip_prefix(&prefix)
+        .and_then(|s| s.strip_suffix(");"))
+        .unwrap_or_else(|| panic!("not JSONP for {callback}: {body}"));
+    serde_json::from_str(inner).expect("JSON inside JSONP")
+}
+
+fn old_ui_token_and_jsonp_fetch_hand_off_the_authid_once(b: &Broker) {
+    let token = format!("tok{}", crate::harness::free_port());
+    let index = b.get(&format!("/?type=demo&token={token}"));
+    assert_eq!(index.status, 200);
+    let fetch = |cb: &str| b.get(&format!("/fetch?callback={cb}&token={token}"));
+    let waiting = fetch("JSON_CALLBACK");
+    assert_eq!(waiting.status, 200);
+    assert_eq!(
+        waiting.header("Content-Type"),
+        Some("application/javascript")
+    );
+    assert_eq!(
+        jsonp_of(&waiting.body, "JSON_CALLBACK"),
+        serde_json::json!({"wait": "Not ready"})
+    );
+    // The index's button carries the token on to /login.
+    let href = format!("/login?id=demo&amp;token={token}");
+    assert!(index.body.contains(&href), "button passes the token on");
+    let authid = b.login_at(&format!("/login?id=demo&token={token}"));
+    let state = b.get(&format!("/token-state?token={token}")).json();
+    assert_eq!(state, serde_json::json!({"success": false}));
+    let got = fetch("angular.callbacks._0");
+    assert_eq!(
+        jsonp_of(&got.body, "angular.callbacks._0")["authid"],
+        authid.as_str()
+    );
+    assert_eq!(got.header("Cache-Control"), Some("no-store"));
+    let again = b.get(&format!("/fetch?token={token}")).json();
+    assert_eq!(again, serde_json::json!({"error": "No such entry"}));
+    let state = b.get(&format!("/token-state?token={token}")).json();
+    assert_eq!(state, serde_json::json!({"success": true}));
+    assert_eq!(
+        b.get("/fetch").json(),
+        serde_json::json!({"error": "Missing token"})
+    );
+    assert_eq!(
+        b.get("/fetch?token=never-registered").json(),
+        serde_json::json!({"error": "No such entry"})
+    );
+    assert_eq!(b.refresh(&authid).status, 200);
+}
+
+fn jsonp_callback_injection_is_refused(b: &Broker) {
+    for cb in ["alert(1)//", "a%3Bb", "%3Cscript%3E", "a.b(c)", "x%0Ay"] {
+        let r = b.get(&format!("/fetch?callback={cb}&token=t"));
+        assert_eq!(r.status, 400, "{cb}");
+        assert_eq!(r.json()["error"], "bad_callback");
+        assert!(!r.body.contains("alert(") && !r.body.contains("<script>"));
+    }
+}
+
+fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
+    let (callback, cookie) = b.start_login_to_callback();
+    let page = request("GET", &callback, &[("Cookie", &cookie)], None);
+    let authid = extract_authid(&page.body).expect("authid");
+    b.remember(&authid);
+    assert!(page
+        .body
+        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
+    assert!(page
+        .body
+        .contains("window.opener.postMessage('authid:'+v,o)"));
+    // The authid is not inside the script, and the script is allowed by hash only.
+    let script = &page.body[page.body.find("<script>").expect("script")..];
+    assert!(!script.contains(&authid));
+    let csp = page.header("Content-Security-Policy").expect("CSP");
+    assert!(csp.contains("script-src 'sha256-"));
+    // An error page never carries an authid for the opener.
+    let replay = request("GET", &callback, &[("Cookie", &cookie)], None);
+    assert!(!replay.body.contains("postMessage") && extract_authid(&replay.body).is_none());
+}
+
+fn duplicati_provider_ids_and_box_alias_work(b: &Broker) {
+    let index = b.get("/?type=box");
+    assert!(index.body.contains("login-box.com"), "alias box → box.com");
+    let authid = b.login_at("/login?id=box");
+    let r = b.refresh(&authid);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["type"], "box.com");
+    let r = b.get("/login?id=jottacloud");
+    assert_eq!(r.status, 404, "unconfigured provider ids are refused");
+}
+
+fn v2_authid_survives_five_single_use_rotations_and_stores_nothing(b: &Broker) {
+    let rows_before = b.d1("SELECT COUNT(*) AS n FROM grants")[0]["n"].as_i64();
+    let index = b.get("/?tokenversion=2");
+    assert!(index.body.contains("tokenversion=2"));
+    let mut authid = b.login_at("/login?id=demo&tokenversion=2");
+    assert!(authid.starts_with("v2:demo:"), "v2 authid shown");
+    let rows_after = b.d1("SELECT COUNT(*) AS n FROM grants")[0]["n"].as_i64();
+    assert_eq!(rows_before, rows_after, "nothing stored");
+    b.mock.set_config(Config {
+        rotation: Rotation::SingleUse,
+        ..Config::default()
+    });
+    b.mock.reset_stats();
+    for i in 0..5 {
+        let r = duplicati_get(b, "/refresh", &authid);
+        assert_eq!(r.status, 200, "refresh {i}: {}", r.body);
+        let v = r.json();
+        let next = v["v2_authid"].as_str().expect("v2_authid").to_string();
+        assert_ne!(next, authid, "the rotated refresh token, not the spent one");
+        assert!(next.starts_with("v2:demo:"));
+        b.remember(&next);
+        authid = next;
+    }
+    let s = b.mock.stats();
+    assert_eq!(s.refresh_calls, 5);
+    assert_eq!(s.spent_refresh_reuse, 0);
+}
+
+fn export_from_one_broker_imports_into_another(b: &Broker) {
+    let authid = b.login();
+    let headers = [("X-APIKey", ADMIN_API_KEY), ("X-AuthID", authid.as_str())];
+    let exported = b.get_with("/export", &headers);
+    assert_eq!(exported.status, 200, "{}", exported.body);
+    assert_eq!(exported.header("Cache-Control"), Some("no-store"));
+    let v = exported.json();
+    assert_eq!(v["service"], "demo");
+    assert!(v["refresh_token"].is_string());
+    // A second broker with its own D1 (same mock provider and client).
+    let second = Broker::start_with_mock(&b.mock);
+    let imported = request(
+        "POST",
+        &second.url("/import"),
+        &[
+            ("X-APIKey", ADMIN_API_KEY),
+            ("X-AuthID", authid.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        Some(&exported.body),
+    );
+    assert_eq!(imported.status, 200, "{}", imported.body);
+    b.mock.reset_stats();
+    let r = second.refresh(&authid);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        b.mock.stats().refresh_calls,
+        1,
+        "first use on the new broker refreshes"
+    );
+    let dup = request(
+        "POST",
+        &second.url("/import"),
+        &[("X-APIKey", ADMIN_API_KEY), ("X-AuthID", authid.as_str())],
+        Some(&exported.body),
+    );
+    assert_eq!(dup.status, 409);
+}
+
+fn export_and_import_refuse_without_a_valid_api_key(b: &Broker) {
+    let authid = b.login();
+    for key in [None, Some("wrong"), Some("")] {
+        let mut h = vec![("X-AuthID", authid.as_str())];
+        if let Some(k) = key {
+            h.push(("X-APIKey", k));
+        }
+        let r = b.get_with("/export", &h);
+        assert_eq!(r.status, 403, "{key:?}");
+        assert!(!r.body.contains("refresh_token"));
+        let r = request("POST", &b.url("/import"), &h, Some("{}"));
+        assert_eq!(r.status, 403);
+    }
+}

@@ -1,0 +1,453 @@
+//! The e2e harness: starts the mock provider (in process) and the built worker in
+//! workerd (`wrangler dev`, own process group, throw-away local D1), and talks to
+//! both over HTTP on 127.0.0.1. Everything it starts is stopped on drop, and a
+//! watchdog stops the worker if this process dies without dropping.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mock_provider::{Config, MockProvider};
+
+pub const CLIENT_ID: &str = "demo-client";
+pub const CLIENT_SECRET: &str = "e2e-client-secret-value";
+pub const ADMIN_API_KEY: &str = "e2e-admin-api-key-0123456789";
+pub const SEALING_SECRET: &str = "1:e2e-sealing-secret-0123456789abcdefghijkl";
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): status {}", self.status))
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Plain HTTP request; never follows redirects.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut req = agent.request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_string(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!(
+            "{method} {} failed: {e}",
+            url.split('?').next().unwrap_or("")
+        ),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .flat_map(|n| {
+            resp.all(&n)
+                .into_iter()
+                .map(|v| (n.clone(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut body = String::new();
+    let _ = resp.into_reader().take(1 << 20).read_to_string(&mut body);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The worker under test plus its mock provider.
+pub struct Broker {
+    pub base: String,
+    pub mock: Arc<MockProvider>,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+    config: PathBuf,
+    /// Every authid the tests obtained (checked against logs and the DB dump).
+    pub authids: Mutex<Vec<String>>,
+}
+
+fn compatibility_date() -> String {
+    let toml = std::fs::read_to_string(repo().join("wrangler.toml")).expect("wrangler.toml");
+    toml.lines()
+        .find_map(|l| l.strip_prefix("compatibility_date = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("compatibility_date in wrangler.toml")
+}
+
+fn wrangler() -> Command {
+    let mut c = Command::new(repo().join("node_modules/.bin/wrangler"));
+    c.env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .current_dir(repo());
+    c
+}
+
+impl Broker {
+    /// Starts mock + worker. Panics with the worker's log if it does not come up.
+    pub fn start() -> Broker {
+        let mock =
+            MockProvider::start("127.0.0.1:0", CLIENT_ID, CLIENT_SECRET).expect("mock provider");
+        Broker::start_with_mock(&Arc::new(mock))
+    }
+
+    /// Starts a worker (own local D1) against an existing mock provider.
+    pub fn start_with_mock(mock: &Arc<MockProvider>) -> Broker {
+        let mock = Arc::clone(mock);
+        let shim = repo().join("build/worker/shim.mjs");
+        assert!(
+            shim.exists(),
+            "build/worker/shim.mjs missing: run scripts/build.sh (scripts/test.sh does)"
+        );
+        static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = repo().join(format!("target/e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("e2e dir");
+        let config = dir.join("wrangler.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\n\
+                 [[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"oauth-broker\"\n\
+                 database_id = \"00000000-0000-0000-0000-000000000000\"\nmigrations_dir = \"{mig}\"\n\n\
+                 [vars]\nOPENER_ORIGINS = \"http://localhost:8200 http://127.0.0.1:8200\"\n",
+                main = shim.display(),
+                date = compatibility_date(),
+                mig = repo().join("migrations").display(),
+            ),
+        )
+        .expect("write config");
+        let m = mock.base_url();
+        // The demo provider, and the built-in box.com pointed at the mock (so
+        // Duplicati's ids and aliases are exercised against a real worker).
+        let providers = format!(
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}}]"#
+        );
+        std::fs::write(
+            dir.join("vars.env"),
+            format!(
+                "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
+                 CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
+                 SEALING_SECRET=\"{SEALING_SECRET}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n"
+            ),
+        )
+        .expect("write vars");
+        let state = dir.join("state");
+        let out = wrangler()
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(&state)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .expect("run wrangler d1 migrations apply");
+        assert!(
+            out.status.success(),
+            "migrations failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.join("worker.log");
+        let logfile = std::fs::File::create(&log).expect("log file");
+        let mut cmd = wrangler();
+        cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("-c")
+            .arg(&config)
+            .arg("--persist-to")
+            .arg(&state)
+            .arg("--env-file")
+            .arg(dir.join("vars.env"))
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "info",
+            ])
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().expect("log fd"))
+            .stderr(logfile);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn wrangler dev");
+        let pgid = child.id();
+        // If this test process dies without dropping Broker, stop the worker's group.
+        let watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {me} 2>/dev/null && kill -0 {pgid} 2>/dev/null; do sleep 1; done; \
+                 kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true",
+                me = std::process::id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        let broker = Broker {
+            base: format!("http://127.0.0.1:{port}"),
+            mock,
+            dir,
+            log,
+            child: Some(child),
+            watchdog,
+            config,
+            authids: Mutex::new(Vec::new()),
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
+        while Instant::now() < deadline {
+            if let Ok(r) = agent.get(&format!("{}/healthz", self.base)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "worker did not answer /healthz within 120 s; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request("GET", &self.url(path), &[], None)
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request("GET", &self.url(path), headers, None)
+    }
+
+    pub fn post_form(&self, path: &str, body: &str) -> Resp {
+        request(
+            "POST",
+            &self.url(path),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(body),
+        )
+    }
+
+    /// `GET /refresh` the way Duplicati does: header `X-AuthID`.
+    pub fn refresh(&self, authid: &str) -> Resp {
+        self.get_with("/refresh", &[("X-AuthID", authid)])
+    }
+
+    /// Resets the mock's switches to defaults (single-use rotation, 1 h tokens).
+    pub fn reset_mock(&self) {
+        self.mock.set_config(Config::default());
+    }
+
+    /// Runs SQL against the worker's local D1 (a separate wrangler process on the same files).
+    pub fn d1(&self, sql: &str) -> serde_json::Value {
+        let out = wrangler()
+            .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+            .arg(self.dir.join("state"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--command", sql])
+            .output()
+            .expect("run wrangler d1 execute");
+        assert!(
+            out.status.success(),
+            "d1 execute failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
+        v[0]["results"].clone()
+    }
+
+    /// Rewrites the stored grant so its cached access token counts as expired
+    /// (the test knows the authid and the sealing secret, like the broker).
+    pub fn expire_access_token(&self, authid: &str) {
+        use oauth_broker::authid::{parse_authid, ParsedAuthId};
+        use oauth_broker::grant::Grant;
+        use oauth_broker::seal::{Sealed, ServerKeys};
+        let keys = ServerKeys::parse(SEALING_SECRET, None).expect("keys");
+        let Ok(ParsedAuthId::V1(id)) = parse_authid(authid) else {
+            panic!("v1 authid expected")
+        };
+        let kh = keys.key_hash(&id);
+        let row = &self.d1(&format!(
+            "SELECT provider, key_version, nonce, ciphertext FROM grants WHERE key_hash = '{kh}'"
+        ))[0];
+        let provider = row["provider"].as_str().expect("provider");
+        let sealed = Sealed {
+            key_version: row["key_version"].as_u64().expect("version") as u32,
+            nonce: row["nonce"].as_str().expect("nonce").to_string(),
+            ciphertext: row["ciphertext"].as_str().expect("ct").to_string(),
+        };
+        let plain = keys.open(&id, provider, &kh, &sealed).expect("open");
+        let mut grant = Grant::from_bytes(&plain).expect("grant");
+        grant.expires_at = 0;
+        let (_, resealed) = keys.seal(&id, provider, &grant.to_bytes()).expect("seal");
+        self.d1(&format!(
+            "UPDATE grants SET nonce = '{}', ciphertext = '{}' WHERE key_hash = '{kh}'",
+            resealed.nonce, resealed.ciphertext
+        ));
+    }
+
+    /// Every SQLite file of the local D1 (database, WAL, journal).
+    pub fn d1_files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path, out);
+                    } else if path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.contains(".sqlite"))
+                    {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.join("state").join("v3").join("d1"), &mut out);
+        out
+    }
+
+    /// Browser-less login: /login → mock authorize → /callback with the cookie.
+    /// Returns the authid shown on the result page.
+    pub fn login(&self) -> String {
+        self.login_at("/login?id=demo")
+    }
+
+    /// Browser-less login starting at `login_path` (e.g. `/login?id=box&tokenversion=2`).
+    pub fn login_at(&self, login_path: &str) -> String {
+        let (callback, cookie) = self.login_to_callback(login_path);
+        let page = request("GET", &callback, &[("Cookie", &cookie)], None);
+        assert_eq!(page.status, 200, "result page: {}", page.body);
+        let authid = extract_authid(&page.body).expect("authid on result page");
+        self.remember(&authid);
+        authid
+    }
+
+    pub fn remember(&self, authid: &str) {
+        self.authids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(authid.to_string());
+    }
+
+    /// /login then the mock's authorize; returns the callback URL and the cookie pair.
+    pub fn start_login_to_callback(&self) -> (String, String) {
+        self.login_to_callback("/login?id=demo")
+    }
+
+    /// Like [`Broker::start_login_to_callback`] from any login path; the cookie
+    /// string holds every cookie the login set.
+    pub fn login_to_callback(&self, login_path: &str) -> (String, String) {
+        let start = self.get(login_path);
+        assert_eq!(start.status, 302, "login: {}", start.body);
+        let cookie = start
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("Set-Cookie"))
+            .filter_map(|(_, v)| v.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert!(!cookie.is_empty(), "login sets a cookie");
+        let authorize = start.header("Location").expect("Location").to_string();
+        let consent = request("GET", &authorize, &[], None);
+        assert_eq!(consent.status, 302, "mock authorize");
+        let callback = consent.header("Location").expect("callback").to_string();
+        assert!(
+            callback.starts_with(&self.base),
+            "callback goes to the broker"
+        );
+        (callback, cookie)
+    }
+}
+
+/// The authid from a result page (`data-authid="…"`).
+pub fn extract_authid(html: &str) -> Option<String> {
+    let start = html.find("data-authid=\"")? + "data-authid=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = child.id().to_string();
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pgid}")])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status();
+            let _ = child.wait();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        if std::env::var_os("KEEP_E2E").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

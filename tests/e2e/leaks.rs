@@ -1,0 +1,74 @@
+//! Run last: nothing secret may be in the database files or the worker's logs.
+
+use crate::harness::Broker;
+
+pub const TESTS: &[crate::Test] = &[
+    (
+        "database_files_contain_no_token_authid_or_account_in_plaintext",
+        database_files_contain_no_token_authid_or_account_in_plaintext,
+    ),
+    (
+        "worker_logs_contain_no_authid_token_or_code",
+        worker_logs_contain_no_authid_token_or_code,
+    ),
+];
+
+/// Every secret value the run produced: the mock's tokens and codes, the authids
+/// (whole and each half), and the client secret.
+fn secrets(b: &Broker) -> Vec<String> {
+    let s = b.mock.stats();
+    let mut all: Vec<String> = s
+        .issued_access_tokens
+        .into_iter()
+        .chain(s.issued_refresh_tokens)
+        .chain(s.issued_codes)
+        .collect();
+    for a in b.authids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        all.push(a.clone());
+        if let Some(rest) = a.strip_prefix("v2:") {
+            // v2:<provider>:<refresh token>: the token is already in the mock's list.
+            assert!(rest.contains(':'));
+        } else if let Some((keyid, secret)) = a.split_once(':') {
+            all.push(keyid.to_string());
+            all.push(secret.to_string());
+        }
+    }
+    all.push(crate::harness::CLIENT_SECRET.to_string());
+    all
+}
+
+fn database_files_contain_no_token_authid_or_account_in_plaintext(b: &Broker) {
+    let secrets = secrets(b);
+    assert!(secrets.len() > 20, "the run produced secrets to look for");
+    let files = b.d1_files();
+    assert!(!files.is_empty(), "found the local D1 files");
+    let rows = b.d1("SELECT COUNT(*) AS n FROM grants")[0]["n"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(rows > 5, "grants were stored ({rows})");
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read sqlite file");
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "{} holds a secret in plaintext",
+                f.display()
+            );
+        }
+        for needle in ["mock-user", "Mock User", "mockRT_", "mockAT_", "mockCODE_"] {
+            assert!(!text.contains(needle), "{} holds {needle}", f.display());
+        }
+    }
+}
+
+fn worker_logs_contain_no_authid_token_or_code(b: &Broker) {
+    let log = b.log_text();
+    assert!(
+        log.contains("/refresh"),
+        "the log captured the run's requests"
+    );
+    for s in secrets(b) {
+        assert!(!log.contains(s.as_str()), "worker log leaks a secret");
+    }
+}

@@ -1,0 +1,80 @@
+//! End-to-end suite: the built worker running in workerd (`wrangler dev`) with a
+//! throw-away local D1, against the mock OAuth2 provider on 127.0.0.1.
+//!
+//! One worker serves every test (starting workerd takes seconds); tests run in
+//! order and each makes its own grants. `cargo test --test e2e -- <filter>` runs
+//! the tests whose name contains a filter word.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod browser;
+mod concurrency;
+mod core_flow;
+mod duplicati;
+mod harness;
+mod leaks;
+mod skeleton;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+pub type Test = (&'static str, fn(&harness::Broker));
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    // Leak checks run last: they inspect everything the other tests left behind.
+    let all: Vec<Test> = [
+        skeleton::TESTS,
+        core_flow::TESTS,
+        concurrency::TESTS,
+        duplicati::TESTS,
+        browser::TESTS,
+        leaks::TESTS,
+    ]
+    .concat();
+    let selected: Vec<Test> = all
+        .into_iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("running {} e2e tests", selected.len());
+    if selected.is_empty() {
+        println!("0 passed, 0 failed");
+        return;
+    }
+    let started = Instant::now();
+    let broker = harness::Broker::start();
+    println!(
+        "worker up at {} in {:.1} s",
+        broker.base,
+        started.elapsed().as_secs_f64()
+    );
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (name, test) in selected {
+        broker.reset_mock();
+        let t = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| test(&broker))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1} s)", t.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    drop(broker);
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for f in &failed {
+            println!("    {f}");
+        }
+    }
+    println!("\ne2e took {:.1} s", started.elapsed().as_secs_f64());
+    println!("e2e: {} passed, {} failed", passed, failed.len());
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
