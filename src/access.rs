@@ -24,6 +24,25 @@ pub fn allowed(keys: &[String], key: Option<&str>) -> bool {
         .fold(false, |ok, k| ct_eq(k.as_bytes(), key.as_bytes()) | ok)
 }
 
+/// Routes limited per client address (`RL_PER_IP`): those that cost a D1 write,
+/// an upstream call or a secret comparison.
+pub fn ip_limited(path: &str) -> bool {
+    matches!(
+        path,
+        "/login" | "/refresh" | "/fetch" | "/revoked" | "/export" | "/import"
+    )
+}
+
+/// Routes behind the operator's access gate (`ACCESS_KEYS`).
+pub fn gated(path: &str) -> bool {
+    matches!(path, "/login" | "/refresh")
+}
+
+/// Routes a person sees in a browser: their errors are HTML pages.
+pub fn browser_route(path: &str) -> bool {
+    matches!(path, "/" | "/login" | "/revoke" | "/revoked") || path.starts_with("/callback/")
+}
+
 /// Rate-limit key for a client address (`CF-Connecting-IP`). IPv6 clients are
 /// limited per /64, the unit one subscriber usually controls.
 pub fn ip_key(ip: &str) -> String {
@@ -56,6 +75,19 @@ mod tests {
         assert!(!allowed(&keys, Some("bet")));
         assert!(!allowed(&keys, Some("")));
         assert!(!allowed(&keys, None));
+    }
+
+    #[test]
+    fn route_classes() {
+        for p in [
+            "/login", "/refresh", "/fetch", "/revoked", "/export", "/import",
+        ] {
+            assert!(ip_limited(p), "{p}");
+        }
+        assert!(!ip_limited("/healthz") && !ip_limited("/"));
+        assert!(gated("/login") && gated("/refresh") && !gated("/fetch"));
+        assert!(browser_route("/callback/demo") && browser_route("/login"));
+        assert!(!browser_route("/refresh") && !browser_route("/fetch"));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum BrokerError {
         code: &'static str,
         what: &'static str,
     },
+    /// Over a rate limit; retry after this many seconds.
+    RateLimited { retry_after: u32 },
     /// No route.
     NotFound,
     /// Route exists, method does not.
@@ -65,6 +67,7 @@ impl BrokerError {
             MissingAuthId | MalformedAuthId | BadRequest { .. } | InvalidLoginState => 400,
             LoginDenied | Forbidden { .. } => 403,
             Conflict { .. } => 409,
+            RateLimited { .. } => 429,
             UnknownAuthId | UnknownProvider | NotFound => 404,
             MethodNotAllowed => 405,
             Misconfigured { .. } | Internal => 500,
@@ -90,6 +93,7 @@ impl BrokerError {
             BadRequest { code, .. } | Forbidden { code, .. } | Conflict { code, .. } => code,
             InvalidLoginState => "invalid_state",
             LoginDenied => "access_denied",
+            RateLimited { .. } => "rate_limited",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Misconfigured { .. } => "server_misconfigured",
@@ -125,10 +129,21 @@ impl BrokerError {
                 "This login link is invalid, already used or expired; start the login again".into()
             }
             LoginDenied => "The provider reported that access was not granted".into(),
+            RateLimited { retry_after } => {
+                format!("Too many requests; retry after {retry_after} seconds")
+            }
             NotFound => "No such route".into(),
             MethodNotAllowed => "Method not allowed on this route".into(),
             Misconfigured { what } => format!("The broker is misconfigured: {what}"),
             Internal => "Internal error; try again later".into(),
+        }
+    }
+
+    /// Seconds for `Retry-After`, where the error has one.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            BrokerError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -195,6 +210,7 @@ mod tests {
                 what: "x",
             },
             BrokerError::LoginDenied,
+            BrokerError::RateLimited { retry_after: 60 },
             BrokerError::NotFound,
             BrokerError::MethodNotAllowed,
             BrokerError::Misconfigured { what: "x" },

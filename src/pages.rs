@@ -96,6 +96,8 @@ pub struct IndexOptions {
     pub fetch_token: Option<String>,
     /// `?tokenversion=2`: start stateless (v2) logins.
     pub token_version_2: bool,
+    /// `?key=`: the operator's access key, passed on to `/login`.
+    pub access_key: Option<String>,
 }
 
 /// The login URL a provider button points to (relative to the host root).
@@ -107,6 +109,9 @@ pub fn login_href(id: &str, opts: &IndexOptions) -> String {
     }
     if opts.token_version_2 {
         q.append_pair("tokenversion", "2");
+    }
+    if let Some(k) = &opts.access_key {
+        q.append_pair("key", k);
     }
     format!("/login?{}", q.finish())
 }
@@ -268,6 +273,7 @@ mod tests {
             only: Some("box".into()),
             fetch_token: Some("t\"<1".into()),
             token_version_2: true,
+            access_key: None,
         };
         let page = index(&p, &opts);
         assert!(!page.html.contains("login-demo"));

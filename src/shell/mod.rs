@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use worker::{event, Context, Delay, Env, Method, Request, Response};
 
+use crate::access;
 use crate::authid::{parse_authid, v2_authid, AuthId, ParsedAuthId};
 use crate::error::BrokerError;
 use crate::fetch;
@@ -108,6 +109,13 @@ async fn route(mut req: Request, env: &Env) -> Out {
     let ctx = Ctx { env, origin };
     let method = req.method();
     let path = url.path().to_string();
+    guard(&ctx, &req, &path, &query).await.map_err(|e| {
+        if access::browser_route(&path) {
+            respond::Page(e)
+        } else {
+            e.into()
+        }
+    })?;
     match (path.as_str(), method) {
         ("/healthz", Method::Get | Method::Head) => respond::text("ok"),
         ("/", Method::Get | Method::Head) => index(&ctx, &query).await,
@@ -141,6 +149,55 @@ async fn route(mut req: Request, env: &Env) -> Out {
         ) => Err(BrokerError::MethodNotAllowed.into()),
         (p, _) if p.starts_with("/callback/") => Err(BrokerError::MethodNotAllowed.into()),
         _ => Err(BrokerError::NotFound.into()),
+    }
+}
+
+/// Abuse controls before any work: the per-IP rate limit on routes that cost
+/// something, then the operator's access gate (`ACCESS_KEYS`) on /login and /refresh.
+async fn guard(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    path: &str,
+    query: &Params,
+) -> Result<(), BrokerError> {
+    if access::ip_limited(path) {
+        let ip = req
+            .headers()
+            .get("CF-Connecting-IP")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        rate_limit(ctx, "RL_PER_IP", access::ip_key(&ip)).await?;
+    }
+    if access::gated(path) {
+        let keys = access::parse_keys(binding(ctx.env, "ACCESS_KEYS").as_deref());
+        let header = req.headers().get("X-Access-Key").ok().flatten();
+        let presented = header.as_deref().or(single(query, "key")?);
+        if !access::allowed(&keys, presented) {
+            return Err(BrokerError::Forbidden {
+                code: "access_key_required",
+                what: "this broker needs an access key (key= in the URL or X-Access-Key)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Seconds in the rate-limit window (`period` of the `[[ratelimits]]` bindings).
+const RATE_LIMIT_PERIOD: u32 = 60;
+
+/// One hit against a Workers rate-limit binding. A missing binding means the
+/// operator turned that limit off; a failing one lets the request through
+/// (availability over strictness: the limits protect quota, not secrets).
+async fn rate_limit(ctx: &Ctx<'_>, binding_name: &str, key: String) -> Result<(), BrokerError> {
+    let Ok(limiter) = ctx.env.rate_limiter(binding_name) else {
+        return Ok(());
+    };
+    match limiter.limit(key).await {
+        Ok(outcome) if !outcome.success => Err(BrokerError::RateLimited {
+            retry_after: RATE_LIMIT_PERIOD,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -190,6 +247,7 @@ async fn index(ctx: &Ctx<'_>, query: &Params) -> Out {
         only: get("type")?.map(str::to_string),
         fetch_token: fetch_token.map(str::to_string),
         token_version_2: get("tokenversion")? == Some("2"),
+        access_key: get("key")?.map(str::to_string),
     };
     Ok(html(pages::index(&links, &opts)))
 }
@@ -424,12 +482,22 @@ async fn refresh(ctx: &Ctx<'_>, req: &Request, form: &Params, query: &Params) ->
             if let Some(t) = single(query, "type")? {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
                 q.append_pair("type", t);
+                if let Some(k) = single(query, "key")? {
+                    q.append_pair("key", k);
+                }
                 return redirect(&format!("{}/?{}", ctx.origin, q.finish()), None);
             }
             return Err(BrokerError::MissingAuthId.into());
         }
     };
     let parsed = parse_authid(raw).map_err(|_| BrokerError::MalformedAuthId)?;
+    // Per-grant limit (cache hits count): keyed by the row's key hash for v1 and
+    // by a hash of the whole authid for v2, never by the authid itself.
+    let grant_key = match &parsed {
+        ParsedAuthId::V1(a) => ctx.keys()?.key_hash(a),
+        ParsedAuthId::V2 { .. } => login::sha256_hex(raw),
+    };
+    rate_limit(ctx, "RL_PER_GRANT", grant_key).await?;
     let authid = match parsed {
         ParsedAuthId::V1(a) => a,
         ParsedAuthId::V2 {

@@ -70,13 +70,13 @@ pub fn javascript(body: String) -> Out {
 /// lead to a secret), `nosniff`, `no-referrer` (callback URLs carry codes) and
 /// unframeable; pages get the strict CSP; https responses get HSTS.
 pub fn finish(out: Out, https: bool) -> worker::Result<Response> {
-    let (r, reason) = match out {
+    let (r, err) = match out {
         Ok(r) => (r, None),
         Err(Failure::Json(e)) => (
             reply(e.status(), "application/json", e.json_body()),
-            Some((e.reason(), e.code())),
+            Some(e),
         ),
-        Err(Failure::Page(e)) => (html(pages::error(&e)), Some((e.reason(), e.code()))),
+        Err(Failure::Page(e)) => (html(pages::error(&e)), Some(e)),
     };
     let headers = Headers::new();
     headers.set("Content-Type", r.content_type)?;
@@ -90,9 +90,12 @@ pub fn finish(out: Out, https: bool) -> worker::Result<Response> {
     if https {
         headers.set("Strict-Transport-Security", "max-age=31536000")?;
     }
-    if let Some((reason, code)) = reason {
-        headers.set("X-Reason", &reason)?;
-        headers.set("X-Error-Code", code)?;
+    if let Some(e) = err {
+        headers.set("X-Reason", &e.reason())?;
+        headers.set("X-Error-Code", e.code())?;
+        if let Some(secs) = e.retry_after() {
+            headers.set("Retry-After", &secs.to_string())?;
+        }
     }
     if let Some(loc) = &r.location {
         headers.set("Location", loc)?;

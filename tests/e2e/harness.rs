@@ -92,6 +92,35 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     }
 }
 
+/// How to start a worker.
+#[derive(Clone)]
+pub struct Options {
+    /// `SEALING_SECRET` and `SEALING_SECRETS_PREVIOUS`.
+    pub sealing_secret: String,
+    pub previous_secrets: Option<String>,
+    /// Extra `KEY="value"` lines for the worker's secrets file.
+    pub extra_vars: Vec<(String, String)>,
+    /// `[[ratelimits]]` per authid and per IP (per 60 s).
+    pub per_grant_limit: u32,
+    pub per_ip_limit: u32,
+    /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sealing_secret: SEALING_SECRET.to_string(),
+            previous_secrets: None,
+            extra_vars: Vec::new(),
+            // High: the suite's own bursts must not trip them (own tests cover 429).
+            per_grant_limit: 100_000,
+            per_ip_limit: 100_000,
+            state_dir: None,
+        }
+    }
+}
+
 /// The worker under test plus its mock provider.
 pub struct Broker {
     pub base: String,
@@ -101,6 +130,8 @@ pub struct Broker {
     child: Option<Child>,
     watchdog: Option<Child>,
     config: PathBuf,
+    /// The local D1 files.
+    pub state: PathBuf,
     /// Every authid the tests obtained (checked against logs and the DB dump).
     pub authids: Mutex<Vec<String>>,
 }
@@ -133,6 +164,11 @@ impl Broker {
 
     /// Starts a worker (own local D1) against an existing mock provider.
     pub fn start_with_mock(mock: &Arc<MockProvider>) -> Broker {
+        Broker::start_with(mock, Options::default())
+    }
+
+    /// Starts a worker with `opts` against an existing mock provider.
+    pub fn start_with(mock: &Arc<MockProvider>, opts: Options) -> Broker {
         let mock = Arc::clone(mock);
         let shim = repo().join("build/worker/shim.mjs");
         assert!(
@@ -151,7 +187,13 @@ impl Broker {
                 "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\n\
                  [[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"oauth-broker\"\n\
                  database_id = \"00000000-0000-0000-0000-000000000000\"\nmigrations_dir = \"{mig}\"\n\n\
-                 [vars]\nOPENER_ORIGINS = \"http://localhost:8200 http://127.0.0.1:8200\"\n",
+                 [vars]\nOPENER_ORIGINS = \"http://localhost:8200 http://127.0.0.1:8200\"\n\n\
+                 [[ratelimits]]\nname = \"RL_PER_GRANT\"\nnamespace_id = \"1001\"\n\
+                 simple = {{ limit = {grant}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_PER_IP\"\nnamespace_id = \"1002\"\n\
+                 simple = {{ limit = {ip}, period = 60 }}\n",
+                grant = opts.per_grant_limit,
+                ip = opts.per_ip_limit,
                 main = shim.display(),
                 date = compatibility_date(),
                 mig = repo().join("migrations").display(),
@@ -164,16 +206,20 @@ impl Broker {
         let providers = format!(
             r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}}]"#
         );
-        std::fs::write(
-            dir.join("vars.env"),
-            format!(
-                "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
-                 CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
-                 SEALING_SECRET=\"{SEALING_SECRET}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n"
-            ),
-        )
-        .expect("write vars");
-        let state = dir.join("state");
+        let mut vars = format!(
+            "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
+             CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
+             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n",
+            opts.sealing_secret
+        );
+        if let Some(p) = &opts.previous_secrets {
+            vars.push_str(&format!("SEALING_SECRETS_PREVIOUS=\"{p}\"\n"));
+        }
+        for (k, v) in &opts.extra_vars {
+            vars.push_str(&format!("{k}=\"{v}\"\n"));
+        }
+        std::fs::write(dir.join("vars.env"), vars).expect("write vars");
+        let state = opts.state_dir.clone().unwrap_or_else(|| dir.join("state"));
         let out = wrangler()
             .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
             .arg(&state)
@@ -230,6 +276,7 @@ impl Broker {
             child: Some(child),
             watchdog,
             config,
+            state,
             authids: Mutex::new(Vec::new()),
         };
         broker.wait_ready();
@@ -294,7 +341,7 @@ impl Broker {
     pub fn d1(&self, sql: &str) -> serde_json::Value {
         let out = wrangler()
             .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
-            .arg(self.dir.join("state"))
+            .arg(&self.state)
             .arg("-c")
             .arg(&self.config)
             .args(["--command", sql])
@@ -359,7 +406,7 @@ impl Broker {
             }
         }
         let mut out = Vec::new();
-        walk(&self.dir.join("state").join("v3").join("d1"), &mut out);
+        walk(&self.state.join("v3").join("d1"), &mut out);
         out
     }
 

@@ -10,6 +10,7 @@ mod browser;
 mod concurrency;
 mod core_flow;
 mod duplicati;
+mod hardening;
 mod harness;
 mod leaks;
 mod skeleton;
@@ -30,6 +31,7 @@ fn main() {
         core_flow::TESTS,
         concurrency::TESTS,
         duplicati::TESTS,
+        hardening::TESTS,
         browser::TESTS,
         leaks::TESTS,
     ]

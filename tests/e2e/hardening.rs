@@ -1,0 +1,768 @@
+//! Hardening: rate limits, the operator access gate, server-secret rotation,
+//! security headers, and a table of hostile requests.
+
+use mock_provider::Config;
+
+use crate::harness::{request, Broker, Options, Resp, SEALING_SECRET};
+
+pub const TESTS: &[crate::Test] = &[
+    (
+        "rate_limits_answer_429_with_retry_after_per_grant_and_per_ip",
+        rate_limits_answer_429_with_retry_after_per_grant_and_per_ip,
+    ),
+    (
+        "access_gate_requires_a_key_on_login_and_refresh",
+        access_gate_requires_a_key_on_login_and_refresh,
+    ),
+    (
+        "server_secret_rotation_keeps_grants_refreshing_and_reseals_them",
+        server_secret_rotation_keeps_grants_refreshing_and_reseals_them,
+    ),
+    (
+        "every_response_carries_the_security_headers",
+        every_response_carries_the_security_headers,
+    ),
+    (
+        "hostile_requests_get_stable_4xx_and_grants_survive",
+        hostile_requests_get_stable_4xx_and_grants_survive,
+    ),
+];
+
+fn rate_limits_answer_429_with_retry_after_per_grant_and_per_ip(b: &Broker) {
+    let limited = Broker::start_with(
+        &b.mock,
+        Options {
+            per_grant_limit: 5,
+            per_ip_limit: 25,
+            ..Options::default()
+        },
+    );
+    let first = limited.login();
+    let second = limited.login();
+    let statuses: Vec<u16> = (0..8).map(|_| limited.refresh(&first).status).collect();
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    let over = limited.refresh(&first);
+    assert_eq!(over.status, 429, "{statuses:?}");
+    assert_eq!(over.header("Retry-After"), Some("60"));
+    assert_eq!(over.json()["error"], "rate_limited");
+    assert!(over
+        .header("X-Reason")
+        .is_some_and(|r| r.contains("retry after")));
+    assert_eq!(
+        limited.refresh(&second).status,
+        200,
+        "the limit is per grant"
+    );
+    // Per IP: /fetch (and every other limited route) from this address runs out.
+    let hit = (0..30).any(|_| limited.get("/fetch?token=abc").status == 429);
+    assert!(hit, "per-IP limit reached");
+    let login = limited.get("/login?id=demo");
+    assert_eq!(login.status, 429);
+    assert!(login
+        .header("Content-Type")
+        .unwrap_or("")
+        .starts_with("text/html"));
+    assert_eq!(
+        limited.get("/healthz").status,
+        200,
+        "liveness is never limited"
+    );
+}
+
+fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
+    let gated = Broker::start_with(
+        &b.mock,
+        Options {
+            extra_vars: vec![("ACCESS_KEYS".into(), "key-one, key-two".into())],
+            ..Options::default()
+        },
+    );
+    let r = gated.get("/refresh");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "access_key_required");
+    assert!(r.header("X-Reason").is_some());
+    assert_eq!(gated.get("/refresh?key=wrong").status, 403);
+    assert_eq!(
+        gated.get("/refresh?key=key-one").status,
+        400,
+        "past the gate"
+    );
+    let page = gated.get("/login?id=demo");
+    assert_eq!(page.status, 403);
+    assert!(page
+        .header("Content-Type")
+        .unwrap_or("")
+        .starts_with("text/html"));
+    // The index passes the key on; Duplicati's `…/refresh?key=K` works unchanged.
+    let index = gated.get("/?key=key-two");
+    assert!(index.body.contains("login?id=demo&amp;key=key-two"));
+    let authid = gated.login_at("/login?id=demo&key=key-two");
+    let r = request(
+        "GET",
+        &gated.url("/refresh?key=key-one"),
+        &[("X-AuthID", &authid)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        "GET",
+        &gated.url("/refresh"),
+        &[("X-AuthID", &authid), ("X-Access-Key", "key-two")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let r = request(
+        "GET",
+        &gated.url("/refresh"),
+        &[("X-AuthID", &authid)],
+        None,
+    );
+    assert_eq!(r.status, 403);
+    let redirect = gated.get("/refresh?type=demo&key=key-one");
+    assert_eq!(
+        redirect.header("Location"),
+        Some(format!("{}/?type=demo&key=key-one", gated.base).as_str())
+    );
+    b.remember(&authid);
+}
+
+fn server_secret_rotation_keeps_grants_refreshing_and_reseals_them(b: &Broker) {
+    let state = b.dir.join("rotation-state");
+    b.mock.set_config(Config {
+        access_token_ttl: 30, // every refresh goes upstream and writes the grant
+        ..Config::default()
+    });
+    let v2 = "2:rotated-sealing-secret-abcdefghijklmnopqrstuvwxyz";
+    let before = Broker::start_with(
+        &b.mock,
+        Options {
+            state_dir: Some(state.clone()),
+            ..Options::default()
+        },
+    );
+    let authids: Vec<String> = (0..3).map(|_| before.login()).collect();
+    let rows = before.d1("SELECT key_version, key_hash FROM grants ORDER BY key_hash");
+    drop(before);
+    assert!(rows
+        .as_array()
+        .is_some_and(|r| r.iter().all(|x| x["key_version"] == 1)));
+    let after = Broker::start_with(
+        &b.mock,
+        Options {
+            sealing_secret: v2.into(),
+            previous_secrets: Some(SEALING_SECRET.into()),
+            state_dir: Some(state.clone()),
+            ..Options::default()
+        },
+    );
+    for a in &authids {
+        let r = after.refresh(a);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let resealed = after.d1("SELECT key_version, key_hash FROM grants ORDER BY key_hash");
+    let resealed = resealed.as_array().cloned().unwrap_or_default();
+    assert_eq!(resealed.len(), 3);
+    assert!(resealed.iter().all(|x| x["key_version"] == 2), "re-sealed");
+    assert!(
+        resealed.iter().all(|x| !rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["key_hash"] == x["key_hash"])),
+        "re-keyed under the new lookup key"
+    );
+    for a in &authids {
+        assert_eq!(after.refresh(a).status, 200, "still refreshes under v2");
+    }
+    drop(after);
+    // Without the old version, grants that were not re-sealed would be lost;
+    // these were, so v2 alone opens them.
+    let only_new = Broker::start_with(
+        &b.mock,
+        Options {
+            sealing_secret: v2.into(),
+            state_dir: Some(state.clone()),
+            ..Options::default()
+        },
+    );
+    for a in &authids {
+        assert_eq!(only_new.refresh(a).status, 200);
+        b.remember(a);
+    }
+    drop(only_new);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+fn assert_headers(r: &Resp, what: &str) {
+    assert_eq!(r.header("Cache-Control"), Some("no-store"), "{what}");
+    assert_eq!(
+        r.header("X-Content-Type-Options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("X-Frame-Options"), Some("DENY"), "{what}");
+    if r.header("Content-Type")
+        .unwrap_or("")
+        .starts_with("text/html")
+    {
+        let csp = r.header("Content-Security-Policy").unwrap_or("");
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}");
+        assert!(!csp.contains("unsafe-inline"), "{what}");
+    }
+}
+
+fn every_response_carries_the_security_headers(b: &Broker) {
+    let authid = b.login();
+    let (callback, cookie) = b.start_login_to_callback();
+    let result = request("GET", &callback, &[("Cookie", &cookie)], None);
+    b.remember(&crate::harness::extract_authid(&result.body).unwrap_or_default());
+    let cases = [
+        ("healthz", b.get("/healthz")),
+        ("index", b.get("/")),
+        ("login", b.get("/login?id=demo")),
+        ("result page", result),
+        ("refresh", b.refresh(&authid)),
+        ("refresh error", b.refresh("bad")),
+        ("revoke form", b.get("/revoke")),
+        ("fetch", b.get("/fetch?token=x")),
+        ("not found", b.get("/nope")),
+    ];
+    for (what, r) in &cases {
+        assert_headers(r, what);
+        assert!(
+            r.header("Strict-Transport-Security").is_none(),
+            "no HSTS over http"
+        );
+    }
+}
+
+/// (description, method, path, headers, body, expected status, expected error code)
+type Case = (
+    &'static str,
+    &'static str,
+    String,
+    Vec<(&'static str, String)>,
+    Option<String>,
+    u16,
+    &'static str,
+);
+
+fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
+    let victim = b.login();
+    let v2 = b.login_at("/login?id=demo&tokenversion=2");
+    let (keyid, secret) = victim.split_once(':').expect("v1");
+    let marker = "<script>alert(1)</script>";
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let (cb_state_url, _) = b.start_login_to_callback();
+    let state = url::Url::parse(&cb_state_url)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    let h = |k: &'static str, v: String| vec![(k, v)];
+    let authid_h = |v: String| vec![("X-AuthID", v)];
+    let cases: Vec<Case> = vec![
+        (
+            "empty X-AuthID",
+            "GET",
+            "/refresh".into(),
+            authid_h(String::new()),
+            None,
+            400,
+            "missing_authid",
+        ),
+        (
+            "oversized authid",
+            "GET",
+            "/refresh".into(),
+            authid_h("a".repeat(5000) + ":x"),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "unicode authid",
+            "GET",
+            format!(
+                "/refresh?authid={}",
+                enc(&format!("{keyid}:{}é", &secret[..40]))
+            ),
+            vec![],
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "NUL in authid (query)",
+            "GET",
+            format!("/refresh?authid={keyid}%3A{secret}%00"),
+            vec![],
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "uppercase keyid",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{}:{secret}", keyid.to_uppercase())),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "short keyid",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{}:{secret}", &keyid[2..])),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "truncated secret",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{keyid}:{}", &secret[..20])),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "wrong secret",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{keyid}:{}", "Z".repeat(43))),
+            None,
+            404,
+            "unknown_authid",
+        ),
+        (
+            "unknown keyid",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{}:{secret}", "f".repeat(32))),
+            None,
+            404,
+            "unknown_authid",
+        ),
+        (
+            "SQL metachars in authid",
+            "GET",
+            format!(
+                "/refresh?authid={}",
+                enc("' OR 1=1; DROP TABLE grants;--:x")
+            ),
+            vec![],
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "SQL metachars as secret",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("{keyid}:{}", "'--".repeat(12))),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "duplicate authid params",
+            "GET",
+            format!("/refresh?authid={}&authid=x", enc(&victim)),
+            vec![],
+            None,
+            400,
+            "duplicate_parameter",
+        ),
+        (
+            "duplicate form authid",
+            "POST",
+            "/refresh".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(format!("authid={}&authid={}", enc(&victim), enc(&victim))),
+            400,
+            "duplicate_parameter",
+        ),
+        (
+            "oversized form body",
+            "POST",
+            "/refresh".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(format!("authid={}", "a".repeat(20_000))),
+            400,
+            "body_too_large",
+        ),
+        (
+            "non-UTF-8 form",
+            "POST",
+            "/refresh".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some("authid=%FF%FE".into()),
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 unknown provider",
+            "GET",
+            "/refresh".into(),
+            authid_h("v2:nope:sometoken".into()),
+            None,
+            404,
+            "unknown_authid",
+        ),
+        (
+            "v2 bad provider id",
+            "GET",
+            "/refresh".into(),
+            authid_h("v2:Bad Id:tok".into()),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 oversized refresh token",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{}", "t".repeat(4500))),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 with CRLF",
+            "GET",
+            format!("/refresh?authid={}", enc("v2:demo:a\r\nX-Injected: 1")),
+            vec![],
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "CRLF in type redirect",
+            "GET",
+            format!("/refresh?type={}", enc("demo\r\nSet-Cookie: evil=1")),
+            vec![],
+            None,
+            302,
+            "",
+        ),
+        (
+            "open redirect via type",
+            "GET",
+            format!("/refresh?type={}", enc("//evil.example/")),
+            vec![],
+            None,
+            302,
+            "",
+        ),
+        (
+            "login unknown provider",
+            "GET",
+            "/login?id=evil".into(),
+            vec![],
+            None,
+            404,
+            "unknown_provider",
+        ),
+        (
+            "login markup provider",
+            "GET",
+            format!("/login?id={}", enc(marker)),
+            vec![],
+            None,
+            404,
+            "unknown_provider",
+        ),
+        (
+            "login missing id",
+            "GET",
+            "/login".into(),
+            vec![],
+            None,
+            400,
+            "missing_provider",
+        ),
+        (
+            "login duplicate id",
+            "GET",
+            "/login?id=demo&id=box.com".into(),
+            vec![],
+            None,
+            400,
+            "duplicate_parameter",
+        ),
+        (
+            "login bad fetch token",
+            "GET",
+            format!("/login?id=demo&token={}", enc(marker)),
+            vec![],
+            None,
+            400,
+            "bad_token",
+        ),
+        (
+            "login open redirect param",
+            "GET",
+            format!(
+                "/login?id=demo&redirect_uri={}",
+                enc("https://evil.example/")
+            ),
+            vec![],
+            None,
+            302,
+            "",
+        ),
+        (
+            "callback no state",
+            "GET",
+            "/callback/demo?code=abc".into(),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "callback forged state",
+            "GET",
+            "/callback/demo?code=abc&state=forged".into(),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "callback markup state",
+            "GET",
+            format!("/callback/demo?code=abc&state={}", enc(marker)),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "callback duplicate state",
+            "GET",
+            format!("/callback/demo?code=a&state={state}&state={state}"),
+            vec![],
+            None,
+            400,
+            "duplicate_parameter",
+        ),
+        (
+            "callback state without cookie",
+            "GET",
+            format!("/callback/demo?code=abc&state={state}"),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "callback unknown provider",
+            "GET",
+            "/callback/evil?code=a&state=b".into(),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "callback traversal",
+            "GET",
+            "/callback/..%2F..%2Fetc?code=a&state=b".into(),
+            vec![],
+            None,
+            400,
+            "invalid_state",
+        ),
+        (
+            "index type markup",
+            "GET",
+            format!("/?type={}", enc(marker)),
+            vec![],
+            None,
+            200,
+            "",
+        ),
+        (
+            "index bad token",
+            "GET",
+            format!("/?token={}", enc(marker)),
+            vec![],
+            None,
+            400,
+            "bad_token",
+        ),
+        (
+            "jsonp injection",
+            "GET",
+            format!(
+                "/fetch?token=t&callback={}",
+                enc("alert(document.cookie)//")
+            ),
+            vec![],
+            None,
+            400,
+            "bad_callback",
+        ),
+        (
+            "jsonp markup",
+            "GET",
+            format!("/fetch?token=t&callback={}", enc(marker)),
+            vec![],
+            None,
+            400,
+            "bad_callback",
+        ),
+        (
+            "jsonp unicode separator",
+            "GET",
+            format!("/fetch?token=t&callback={}", enc("a\u{2028}b")),
+            vec![],
+            None,
+            400,
+            "bad_callback",
+        ),
+        (
+            "revoke without authid",
+            "POST",
+            "/revoked".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(String::new()),
+            400,
+            "missing_authid",
+        ),
+        (
+            "revoke wrong authid",
+            "POST",
+            "/revoked".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(format!("authid={keyid}%3A{}", "Q".repeat(43))),
+            404,
+            "unknown_authid",
+        ),
+        (
+            "revoke markup",
+            "POST",
+            "/revoked".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(format!("authid={}", enc(marker))),
+            400,
+            "malformed_authid",
+        ),
+        (
+            "export without key",
+            "GET",
+            "/export".into(),
+            authid_h(victim.clone()),
+            None,
+            403,
+            "invalid_api_key",
+        ),
+        (
+            "export key injection",
+            "GET",
+            "/export".into(),
+            vec![
+                ("X-APIKey", "' OR '1'='1".into()),
+                ("X-AuthID", victim.clone()),
+            ],
+            None,
+            403,
+            "invalid_api_key",
+        ),
+        (
+            "import garbage",
+            "POST",
+            "/import".into(),
+            vec![
+                ("X-APIKey", crate::harness::ADMIN_API_KEY.into()),
+                ("X-AuthID", format!("{}:{}", "e".repeat(32), "k".repeat(43))),
+            ],
+            Some("{not json".into()),
+            400,
+            "bad_import",
+        ),
+        (
+            "import unknown service",
+            "POST",
+            "/import".into(),
+            vec![
+                ("X-APIKey", crate::harness::ADMIN_API_KEY.into()),
+                ("X-AuthID", format!("{}:{}", "e".repeat(32), "k".repeat(43))),
+            ],
+            Some(r#"{"service":"evil","refresh_token":"x"}"#.into()),
+            404,
+            "unknown_provider",
+        ),
+        (
+            "wrong method on refresh",
+            "PUT",
+            "/refresh".into(),
+            vec![],
+            Some(String::new()),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "wrong method on callback",
+            "POST",
+            "/callback/demo".into(),
+            vec![],
+            Some(String::new()),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "unknown route",
+            "GET",
+            format!("/{}", enc(marker)),
+            vec![],
+            None,
+            404,
+            "not_found",
+        ),
+    ];
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for (what, method, path, headers, body, status, code) in &cases {
+        let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = request(method, &b.url(path), &hdrs, body.as_deref());
+        assert!(r.status < 500, "{what}: {} {}", r.status, r.body);
+        assert_eq!(r.status, *status, "{what}: {}", r.body);
+        if !code.is_empty() {
+            assert_eq!(r.header("X-Error-Code"), Some(*code), "{what}");
+            assert!(
+                r.header("X-Reason").is_some_and(|x| !x.is_empty()),
+                "{what}"
+            );
+            if r.header("Content-Type") == Some("application/json") {
+                assert_eq!(r.json()["error"], *code, "{what}");
+            }
+        }
+        assert!(!r.body.contains(marker), "{what}: raw input echoed");
+        assert!(!r.body.contains(secret), "{what}: secret echoed");
+        for (k, v) in &r.headers {
+            assert!(
+                !k.eq_ignore_ascii_case("X-Injected") && !v.contains("evil=1"),
+                "{what}: header injection"
+            );
+        }
+        if let Some(loc) = r.header("Location") {
+            let ok = loc.starts_with(&b.base) || loc.starts_with(&b.mock.base_url());
+            assert!(ok, "{what}: redirect off-site to {loc}");
+        }
+    }
+    // Every real grant still works.
+    assert_eq!(b.refresh(&victim).status, 200);
+    let r = b.refresh(&v2);
+    assert_eq!(r.status, 200, "{}", r.body);
+    if let Some(next) = r.json()["v2_authid"].as_str() {
+        b.remember(next);
+    }
+}
