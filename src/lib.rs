@@ -9,6 +9,7 @@ pub mod authid;
 pub mod error;
 pub mod fetch;
 pub mod grant;
+pub mod headers;
 pub mod login;
 pub mod pages;
 pub mod pkce;

@@ -24,6 +24,10 @@ pub struct Provider {
     pub pkce: bool,
     /// Send `redirect_uri` on refresh_token grants (Dropbox rejects it there).
     pub refresh_sends_redirect_uri: bool,
+    /// The access token never expires and there is no refresh token (pCloud):
+    /// the result page shows the access token itself, which Duplicati uses
+    /// directly and never sends to the broker. Nothing is stored.
+    pub access_token_is_authid: bool,
 }
 
 impl Provider {
@@ -61,6 +65,7 @@ struct BuiltIn {
     extra: &'static [(&'static str, &'static str)],
     pkce: bool,
     refresh_sends_redirect_uri: bool,
+    access_token_is_authid: bool,
 }
 
 const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
@@ -84,6 +89,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: GOOGLE_EXTRA,
         pkce: true,
         refresh_sends_redirect_uri: false,
+        access_token_is_authid: false,
     },
     BuiltIn {
         id: "gcs",
@@ -95,6 +101,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: GOOGLE_EXTRA,
         pkce: true,
         refresh_sends_redirect_uri: false,
+        access_token_is_authid: false,
     },
     BuiltIn {
         id: "onedrivev2",
@@ -106,6 +113,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[],
         pkce: true,
         refresh_sends_redirect_uri: true,
+        access_token_is_authid: false,
     },
     BuiltIn {
         id: "sharepoint",
@@ -117,6 +125,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[],
         pkce: true,
         refresh_sends_redirect_uri: true,
+        access_token_is_authid: false,
     },
     BuiltIn {
         id: "msgroup",
@@ -128,6 +137,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[],
         pkce: true,
         refresh_sends_redirect_uri: true,
+        access_token_is_authid: false,
     },
     BuiltIn {
         // Box refresh tokens are single use: every refresh returns a new one and
@@ -141,6 +151,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[],
         pkce: false,
         refresh_sends_redirect_uri: false,
+        access_token_is_authid: false,
     },
     BuiltIn {
         // Dropbox issues refresh tokens only with token_access_type=offline and
@@ -154,6 +165,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[("token_access_type", "offline")],
         pkce: true,
         refresh_sends_redirect_uri: false,
+        access_token_is_authid: false,
     },
     BuiltIn {
         // pCloud access tokens never expire and it issues no refresh token.
@@ -166,6 +178,7 @@ const BUILT_IN: &[BuiltIn] = &[
         extra: &[],
         pkce: false,
         refresh_sends_redirect_uri: false,
+        access_token_is_authid: true,
     },
 ];
 
@@ -197,6 +210,7 @@ struct ProviderOverride {
     extra_authorize_params: Option<std::collections::BTreeMap<String, String>>,
     pkce: Option<bool>,
     refresh_sends_redirect_uri: Option<bool>,
+    access_token_is_authid: Option<bool>,
 }
 
 /// Why `OAUTH_PROVIDERS` was rejected. Carries no configured values.
@@ -237,6 +251,7 @@ impl Catalogue {
                     .collect(),
                 pkce: b.pkce,
                 refresh_sends_redirect_uri: b.refresh_sends_redirect_uri,
+                access_token_is_authid: b.access_token_is_authid,
             })
             .collect();
         let raw = oauth_providers.map(str::trim).unwrap_or("");
@@ -272,6 +287,7 @@ impl Catalogue {
                         extra_authorize_params: Vec::new(),
                         pkce: true,
                         refresh_sends_redirect_uri: true,
+                        access_token_is_authid: false,
                     };
                     apply(&mut p, o)?;
                     providers.push(p);
@@ -380,6 +396,9 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     if let Some(v) = o.refresh_sends_redirect_uri {
         p.refresh_sends_redirect_uri = v;
     }
+    if let Some(v) = o.access_token_is_authid {
+        p.access_token_is_authid = v;
+    }
     Ok(())
 }
 
@@ -436,6 +455,8 @@ mod tests {
             "offline_access Files.ReadWrite"
         );
         assert!(c.get("googledrive").unwrap().scopes.ends_with("drive.file"));
+        assert!(c.get("pcloud").unwrap().access_token_is_authid);
+        assert!(!c.get("box.com").unwrap().access_token_is_authid);
     }
 
     #[test]

@@ -406,26 +406,32 @@ async fn callback(ctx: &Ctx<'_>, path_provider: &str, query: &Params, cookie: Op
         Upstream::InvalidGrant => return Err(page(BrokerError::InvalidLoginState)),
         Upstream::Failed => return Err(page(BrokerError::ProviderFailed)),
     };
-    let grant = Grant::from_code_exchange(resp, now()).map_err(|_| {
-        page(BrokerError::BadRequest {
-            code: "no_refresh_token",
-            what: "the provider issued no refresh token",
-        })
-    })?;
-    let shown = if record.token_version == 2 {
-        // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
-        let rt = grant.refresh_token().ok_or(page(BrokerError::Internal))?;
-        v2_authid(&provider.id, &rt)
+    let shown = if provider.access_token_is_authid {
+        // pCloud: the token never expires and there is no refresh token; Duplicati
+        // uses the access token itself as the authid. Nothing is stored.
+        resp.access_token().to_string()
     } else {
-        let authid = AuthId::generate().map_err(|_| page(BrokerError::Internal))?;
-        let keys = ctx.keys().map_err(page)?;
-        let (key_hash, sealed) = keys
-            .seal(&authid, &provider.id, &grant.to_bytes())
-            .map_err(|_| page(BrokerError::Internal))?;
-        db.insert_grant(&key_hash, &provider.id, &sealed, now())
-            .await
-            .map_err(page)?;
-        authid.expose()
+        let grant = Grant::from_code_exchange(resp, now()).map_err(|_| {
+            page(BrokerError::BadRequest {
+                code: "no_refresh_token",
+                what: "the provider issued no refresh token",
+            })
+        })?;
+        if record.token_version == 2 {
+            // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
+            let rt = grant.refresh_token().ok_or(page(BrokerError::Internal))?;
+            v2_authid(&provider.id, &rt)
+        } else {
+            let authid = AuthId::generate().map_err(|_| page(BrokerError::Internal))?;
+            let keys = ctx.keys().map_err(page)?;
+            let (key_hash, sealed) = keys
+                .seal(&authid, &provider.id, &grant.to_bytes())
+                .map_err(|_| page(BrokerError::Internal))?;
+            db.insert_grant(&key_hash, &provider.id, &sealed, now())
+                .await
+                .map_err(page)?;
+            authid.expose()
+        }
     };
     if let Some(expected) = &record.fetch_token_hash {
         // The UI polls /fetch with its token: leave the authid there, sealed.

@@ -66,9 +66,7 @@ pub fn javascript(body: String) -> Out {
     Ok(reply(200, "application/javascript", body))
 }
 
-/// Builds the response. Every response is `no-store` (any of them may carry or
-/// lead to a secret), `nosniff`, `no-referrer` (callback URLs carry codes) and
-/// unframeable; pages get the strict CSP; https responses get HSTS.
+/// Builds the response with the headers of [`crate::headers::response_headers`].
 pub fn finish(out: Out, https: bool) -> worker::Result<Response> {
     let (r, err) = match out {
         Ok(r) => (r, None),
@@ -79,23 +77,8 @@ pub fn finish(out: Out, https: bool) -> worker::Result<Response> {
         Err(Failure::Page(e)) => (html(pages::error(&e)), Some(e)),
     };
     let headers = Headers::new();
-    headers.set("Content-Type", r.content_type)?;
-    headers.set("Cache-Control", "no-store")?;
-    headers.set("X-Content-Type-Options", "nosniff")?;
-    headers.set("Referrer-Policy", "no-referrer")?;
-    headers.set("X-Frame-Options", "DENY")?;
-    if r.content_type.starts_with("text/html") {
-        headers.set("Content-Security-Policy", &pages::content_security_policy())?;
-    }
-    if https {
-        headers.set("Strict-Transport-Security", "max-age=31536000")?;
-    }
-    if let Some(e) = err {
-        headers.set("X-Reason", &e.reason())?;
-        headers.set("X-Error-Code", e.code())?;
-        if let Some(secs) = e.retry_after() {
-            headers.set("Retry-After", &secs.to_string())?;
-        }
+    for (name, value) in crate::headers::response_headers(r.content_type, https, err.as_ref()) {
+        headers.set(name, &value)?;
     }
     if let Some(loc) = &r.location {
         headers.set("Location", loc)?;

@@ -43,6 +43,10 @@ pub const TESTS: &[crate::Test] = &[
         duplicati_provider_ids_and_box_alias_work,
     ),
     (
+        "pcloud_login_shows_the_access_token_as_authid_and_stores_nothing",
+        pcloud_login_shows_the_access_token_as_authid_and_stores_nothing,
+    ),
+    (
         "v2_authid_survives_five_single_use_rotations_and_stores_nothing",
         v2_authid_survives_five_single_use_rotations_and_stores_nothing,
     ),
@@ -266,6 +270,18 @@ fn duplicati_provider_ids_and_box_alias_work(b: &Broker) {
     assert_eq!(r.json()["type"], "box.com");
     let r = b.get("/login?id=jottacloud");
     assert_eq!(r.status, 404, "unconfigured provider ids are refused");
+}
+
+fn pcloud_login_shows_the_access_token_as_authid_and_stores_nothing(b: &Broker) {
+    let rows = || b.d1("SELECT COUNT(*) AS n FROM grants")[0]["n"].as_i64();
+    let before = rows();
+    let authid = b.login_at("/login?id=pcloud");
+    assert!(
+        !authid.contains(':'),
+        "Duplicati treats it as a raw access token"
+    );
+    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert_eq!(rows(), before, "nothing stored");
 }
 
 fn v2_authid_survives_five_single_use_rotations_and_stores_nothing(b: &Broker) {

@@ -201,14 +201,15 @@ impl Broker {
         )
         .expect("write config");
         let m = mock.base_url();
-        // The demo provider, and the built-in box.com pointed at the mock (so
+        // The demo provider, and the built-ins box.com and pcloud pointed at the mock (so
         // Duplicati's ids and aliases are exercised against a real worker).
         let providers = format!(
-            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}}]"#
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}"}}]"#
         );
         let mut vars = format!(
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
-             CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
+             CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nCLIENT_SECRET_PCLOUD=\"{CLIENT_SECRET}\"\n\
+             ADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
              SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n",
             opts.sealing_secret
         );
