@@ -12,9 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let (query, cookie) = s.split_once('\n').unwrap_or((&s, ""));
     let json = r#"[{"id":"demo","name":"D","authorize_url":"https://a.example/auth",
         "token_url":"https://a.example/token","scopes":"x","client_id":"c"}]"#;
-    let Ok(cat) = Catalogue::load(Some(json)) else { return };
+    let Ok(cat) = Catalogue::load(Some(json)) else {
+        return;
+    };
     let Some(p) = cat.get("demo") else { return };
-    let Ok(started) = login::start(p, "https://broker.example", 1, None, 0) else { return };
+    let Ok(started) = login::start(p, "https://broker.example", 1, None, 0) else {
+        return;
+    };
     let params = request::parse_params(query);
     let state = match request::single(&params, "state") {
         Ok(Some(v)) => StateToken::new(v.to_string()),

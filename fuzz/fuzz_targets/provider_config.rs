@@ -4,7 +4,9 @@ use libfuzzer_sys::fuzz_target;
 use oauth_broker::providers::Catalogue;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(c) = Catalogue::load(Some(s)) {
         for p in c.all() {
             assert!(!p.id.is_empty() && p.id.len() <= 64);

@@ -32,5 +32,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let kh = keys.key_hash(&a);
     assert!(keys.open(&a, "demo", &kh, &sealed).is_err());
-    assert!(keys.open(&a, "demo", parts.next().unwrap_or(""), &sealed).is_err());
+    assert!(keys
+        .open(&a, "demo", parts.next().unwrap_or(""), &sealed)
+        .is_err());
 });
