@@ -67,6 +67,28 @@ impl Db {
             })
     }
 
+    /// Runs `sql` with `args` after deleting the expired rows of `table`, in one
+    /// batch (so expired single-use rows never pile up).
+    async fn insert_after_gc(
+        &self,
+        table: &str,
+        now: i64,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<(), BrokerError> {
+        let gc = self
+            .0
+            .prepare(format!("DELETE FROM {table} WHERE expires_at <= ?1"))
+            .bind(&[num(now)])
+            .map_err(|_| UNAVAILABLE)?;
+        let insert = self.0.prepare(sql).bind(args).map_err(|_| UNAVAILABLE)?;
+        self.0
+            .batch(vec![gc, insert])
+            .await
+            .map_err(|_| UNAVAILABLE)?;
+        Ok(())
+    }
+
     /// Stores a started login and drops expired ones.
     pub async fn insert_login(
         &self,
@@ -74,18 +96,12 @@ impl Db {
         r: &LoginRecord,
         now: i64,
     ) -> Result<(), BrokerError> {
-        let gc = self
-            .0
-            .prepare("DELETE FROM login_states WHERE expires_at <= ?1")
-            .bind(&[num(now)])
-            .map_err(|_| UNAVAILABLE)?;
-        let insert = self
-            .0
-            .prepare(
-                "INSERT INTO login_states (state_hash, provider, binding_hash, token_version, \
-                 fetch_token_hash, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(&[
+        self.insert_after_gc(
+            "login_states",
+            now,
+            "INSERT INTO login_states (state_hash, provider, binding_hash, token_version, \
+             fetch_token_hash, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &[
                 state_hash.into(),
                 r.provider.as_str().into(),
                 r.binding_hash.as_str().into(),
@@ -94,13 +110,9 @@ impl Db {
                     .as_deref()
                     .map_or(JsValue::NULL, JsValue::from),
                 num(r.expires_at),
-            ])
-            .map_err(|_| UNAVAILABLE)?;
-        self.0
-            .batch(vec![gc, insert])
-            .await
-            .map_err(|_| UNAVAILABLE)?;
-        Ok(())
+            ],
+        )
+        .await
     }
 
     /// Deletes and returns a login: a state can be consumed exactly once.
@@ -132,23 +144,19 @@ impl Db {
         sealed: &Sealed,
         now: i64,
     ) -> Result<(), BrokerError> {
-        self.0
-            .prepare(
-                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, version, \
-                 status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6)",
-            )
-            .bind(&[
+        self.changes(
+            "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, version, \
+             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6)",
+            &[
                 key_hash.into(),
                 provider.into(),
                 num(sealed.key_version.into()),
                 sealed.nonce.as_str().into(),
                 sealed.ciphertext.as_str().into(),
                 num(now),
-            ])
-            .map_err(|_| UNAVAILABLE)?
-            .run()
-            .await
-            .map_err(|_| UNAVAILABLE)?;
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -276,24 +284,14 @@ impl Db {
         expires_at: i64,
         now: i64,
     ) -> Result<(), BrokerError> {
-        let gc = self
-            .0
-            .prepare("DELETE FROM fetch_tokens WHERE expires_at <= ?1")
-            .bind(&[num(now)])
-            .map_err(|_| UNAVAILABLE)?;
-        let insert = self
-            .0
-            .prepare(
-                "INSERT INTO fetch_tokens (token_hash, expires_at) VALUES (?1, ?2) \
-                 ON CONFLICT (token_hash) DO NOTHING",
-            )
-            .bind(&[token_hash.into(), num(expires_at)])
-            .map_err(|_| UNAVAILABLE)?;
-        self.0
-            .batch(vec![gc, insert])
-            .await
-            .map_err(|_| UNAVAILABLE)?;
-        Ok(())
+        self.insert_after_gc(
+            "fetch_tokens",
+            now,
+            "INSERT INTO fetch_tokens (token_hash, expires_at) VALUES (?1, ?2) \
+             ON CONFLICT (token_hash) DO NOTHING",
+            &[token_hash.into(), num(expires_at)],
+        )
+        .await
     }
 
     /// Leaves a sealed authid for the UI (unless it was already collected).
@@ -350,13 +348,8 @@ impl Db {
     }
 
     pub async fn delete_grant(&self, key_hash: &str) -> Result<(), BrokerError> {
-        self.0
-            .prepare("DELETE FROM grants WHERE key_hash = ?1")
-            .bind(&[key_hash.into()])
-            .map_err(|_| UNAVAILABLE)?
-            .run()
-            .await
-            .map_err(|_| UNAVAILABLE)?;
+        self.changes("DELETE FROM grants WHERE key_hash = ?1", &[key_hash.into()])
+            .await?;
         Ok(())
     }
 }
