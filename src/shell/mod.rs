@@ -356,7 +356,12 @@ async fn start_login(ctx: &Ctx<'_>, query: &Params) -> Out {
 
 /// `GET /callback/<provider>`: validate state + cookie, exchange the code, seal
 /// the grant, show the authid once.
-async fn callback(ctx: &Ctx<'_>, path_provider: &str, query: &Params, cookie: Option<&str>) -> Out {
+async fn callback(
+    ctx: &Ctx<'_>,
+    path_provider: &str,
+    query: &Params,
+    cookie_header: Option<&str>,
+) -> Out {
     let page = respond::Page;
     let get = |k| single(query, k).map_err(page);
     let state = get("state")?
@@ -369,13 +374,11 @@ async fn callback(ctx: &Ctx<'_>, path_provider: &str, query: &Params, cookie: Op
         .take_login(&login::sha256_hex(state.secret()))
         .await
         .map_err(page)?;
-    let cookie_header = cookie;
-    let cookie = cookie.and_then(login::cookie_from_header);
     let verifier = login::verify_callback(
         record.as_ref(),
         canonical_id(path_provider),
         &state,
-        cookie.as_ref(),
+        cookie_header.and_then(login::cookie_from_header).as_ref(),
         now(),
     )
     .map_err(|_| page(BrokerError::InvalidLoginState))?;
@@ -406,46 +409,13 @@ async fn callback(ctx: &Ctx<'_>, path_provider: &str, query: &Params, cookie: Op
         Upstream::InvalidGrant => return Err(page(BrokerError::InvalidLoginState)),
         Upstream::Failed => return Err(page(BrokerError::ProviderFailed)),
     };
-    let shown = if provider.access_token_is_authid {
-        // pCloud: the token never expires and there is no refresh token; Duplicati
-        // uses the access token itself as the authid. Nothing is stored.
-        resp.access_token().to_string()
-    } else {
-        let grant = Grant::from_code_exchange(resp, now()).map_err(|_| {
-            page(BrokerError::BadRequest {
-                code: "no_refresh_token",
-                what: "the provider issued no refresh token",
-            })
-        })?;
-        if record.token_version == 2 {
-            // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
-            let rt = grant.refresh_token().ok_or(page(BrokerError::Internal))?;
-            v2_authid(&provider.id, &rt)
-        } else {
-            let authid = AuthId::generate().map_err(|_| page(BrokerError::Internal))?;
-            let keys = ctx.keys().map_err(page)?;
-            let (key_hash, sealed) = keys
-                .seal(&authid, &provider.id, &grant.to_bytes())
-                .map_err(|_| page(BrokerError::Internal))?;
-            db.insert_grant(&key_hash, &provider.id, &sealed, now())
-                .await
-                .map_err(page)?;
-            authid.expose()
-        }
-    };
+    let shown = mint_authid(ctx, &db, &provider, record.token_version, resp)
+        .await
+        .map_err(page)?;
     if let Some(expected) = &record.fetch_token_hash {
-        // The UI polls /fetch with its token: leave the authid there, sealed.
-        let token = cookie_header
-            .and_then(|h| login::cookie_value(h, fetch::COOKIE_NAME))
-            .filter(|t| ct_eq(fetch::token_hash(t).as_bytes(), expected.as_bytes()));
-        if let Some(t) = token {
-            let secret = ctx.sealing_secret().map_err(page)?;
-            let (nonce, ct) =
-                fetch::seal_authid(&t, &secret, &shown).ok_or(page(BrokerError::Internal))?;
-            db.complete_fetch_token(expected, &nonce, &ct, now() + fetch::FETCH_TTL_SECS)
-                .await
-                .map_err(page)?;
-        }
+        leave_for_fetch(ctx, &db, expected, cookie_header, &shown)
+            .await
+            .map_err(page)?;
     }
     let mut out = html(pages::result(&shown, &provider.name, &ctx.opener_origins()));
     out.set_cookie = Some(login::clear_cookie());
@@ -453,6 +423,60 @@ async fn callback(ctx: &Ctx<'_>, path_provider: &str, query: &Params, cookie: Op
         out.extra_cookie = Some(login::cookie(fetch::COOKIE_NAME, "", 0));
     }
     Ok(out)
+}
+
+/// What the result page shows for a completed code exchange: a new stored (v1)
+/// authid, a pass-through (v2) authid, or, for pCloud, the access token itself.
+async fn mint_authid(
+    ctx: &Ctx<'_>,
+    db: &store::Db,
+    provider: &Provider,
+    token_version: u8,
+    resp: upstream::TokenResponse,
+) -> Result<String, BrokerError> {
+    if provider.access_token_is_authid {
+        // pCloud: the token never expires and there is no refresh token; Duplicati
+        // uses the access token itself as the authid. Nothing is stored.
+        return Ok(resp.access_token().to_string());
+    }
+    let grant = Grant::from_code_exchange(resp, now()).map_err(|_| BrokerError::BadRequest {
+        code: "no_refresh_token",
+        what: "the provider issued no refresh token",
+    })?;
+    if token_version == 2 {
+        // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
+        let rt = grant.refresh_token().ok_or(BrokerError::Internal)?;
+        return Ok(v2_authid(&provider.id, &rt));
+    }
+    let authid = AuthId::generate().map_err(|_| BrokerError::Internal)?;
+    let (key_hash, sealed) = ctx
+        .keys()?
+        .seal(&authid, &provider.id, &grant.to_bytes())
+        .map_err(|_| BrokerError::Internal)?;
+    db.insert_grant(&key_hash, &provider.id, &sealed, now())
+        .await?;
+    Ok(authid.expose())
+}
+
+/// The old UI polls `/fetch` with its token: leave the authid there, sealed
+/// under the token the login's cookie carried (checked against the login record).
+async fn leave_for_fetch(
+    ctx: &Ctx<'_>,
+    db: &store::Db,
+    expected_hash: &str,
+    cookie_header: Option<&str>,
+    authid: &str,
+) -> Result<(), BrokerError> {
+    let token = cookie_header
+        .and_then(|h| login::cookie_value(h, fetch::COOKIE_NAME))
+        .filter(|t| ct_eq(fetch::token_hash(t).as_bytes(), expected_hash.as_bytes()));
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let secret = ctx.sealing_secret()?;
+    let (nonce, ct) = fetch::seal_authid(&token, &secret, authid).ok_or(BrokerError::Internal)?;
+    db.complete_fetch_token(expected_hash, &nonce, &ct, now() + fetch::FETCH_TTL_SECS)
+        .await
 }
 
 /// A v1 grant found in D1 and opened.
