@@ -379,6 +379,7 @@ fn route(shared: &Shared, req: &Request) -> Response {
         ("POST", "/token") => token(shared, req),
         ("POST", "/revoke") => revoke(shared, req),
         ("GET", "/userinfo") => userinfo(shared, req),
+        ("GET", "/_mock/opener") => opener_page(req),
         ("GET", "/_mock/stats") => Response::json(200, &shared.lock().stats.to_json()),
         ("GET", "/_mock/config") => Response::json(200, &shared.config().to_json()),
         ("POST", "/_mock/config") => {
@@ -675,6 +676,20 @@ fn revoke(shared: &Shared, req: &Request) -> Response {
         }
     }
     Response::new(200, "text/plain", "")
+}
+
+/// A stand-in for Duplicati's new UI: opens `target` in a popup and shows every
+/// `postMessage` it receives (origin and data) in `#got`.
+fn opener_page(req: &Request) -> Response {
+    let q = parse_form(&req.query);
+    let target = get(&q, "target").unwrap_or("");
+    let target_js = serde_json::to_string(target).unwrap_or_else(|_| "\"\"".into());
+    let html = format!(
+        "<!doctype html><title>opener</title><button id=\"open\">open</button><pre id=\"got\"></pre>\
+         <script>var t={target_js};document.getElementById('open').onclick=function(){{window.open(t,'broker');}};\
+         window.addEventListener('message',function(e){{document.getElementById('got').textContent+=e.origin+' '+e.data+'\\n';}});</script>"
+    );
+    Response::new(200, "text/html; charset=utf-8", html)
 }
 
 fn userinfo(shared: &Shared, req: &Request) -> Response {

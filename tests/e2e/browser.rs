@@ -9,10 +9,16 @@ use serde_json::{json, Value};
 
 use crate::harness::{free_port, request, Broker};
 
-pub const TESTS: &[crate::Test] = &[(
-    "browser_clicks_through_login_and_the_authid_refreshes",
-    browser_clicks_through_login_and_the_authid_refreshes,
-)];
+pub const TESTS: &[crate::Test] = &[
+    (
+        "browser_clicks_through_login_and_the_authid_refreshes",
+        browser_clicks_through_login_and_the_authid_refreshes,
+    ),
+    (
+        "browser_popup_posts_the_authid_to_its_allowlisted_opener",
+        browser_popup_posts_the_authid_to_its_allowlisted_opener,
+    ),
+];
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -102,6 +108,42 @@ impl Driver {
         v[ELEMENT].as_str().expect("element id").to_string()
     }
 
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.call("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn handles(&self) -> Vec<String> {
+        self.call("GET", "/window/handles", None)
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.call("POST", "/window", Some(json!({ "handle": handle })));
+    }
+
+    fn wait_for_url(&self, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.current_url().contains(part) {
+            assert!(Instant::now() < deadline, "browser never reached {part}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn current_url(&self) -> String {
         self.call("GET", "/url", None)
             .as_str()
@@ -150,4 +192,48 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
         .stats()
         .issued_access_tokens
         .contains(&r.json()["access_token"].as_str().unwrap_or("").to_string()));
+}
+
+/// Duplicati's new UI opens the broker in a popup and waits for
+/// `window.opener.postMessage('authid:<authid>', <origin>)`. The mock serves a
+/// stand-in opener page whose origin is in the test broker's OPENER_ORIGINS.
+fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
+    let driver = Driver::start(&b.dir);
+    let target: String =
+        url::form_urlencoded::byte_serialize(b.url("/?type=demo").as_bytes()).collect();
+    let opener_url = format!("{}/_mock/opener?target={target}", b.mock.base_url());
+    driver.call("POST", "/url", Some(json!({ "url": opener_url })));
+    let opener = driver.handles();
+    assert_eq!(opener.len(), 1);
+    driver.click("#open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let popup = loop {
+        if let Some(h) = driver.handles().into_iter().find(|h| !opener.contains(h)) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no popup");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    driver.switch_to(&popup);
+    driver.wait_for_url("type=demo");
+    driver.click("#login-demo");
+    driver.wait_for_url("/callback/demo");
+    let field = driver.find("#authid");
+    let authid = driver
+        .call("GET", &format!("/element/{field}/property/value"), None)
+        .as_str()
+        .expect("authid")
+        .to_string();
+    b.remember(&authid);
+    driver.switch_to(&opener[0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let t = driver.text("#got");
+        if !t.is_empty() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the opener received no message");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got.trim(), format!("{} authid:{authid}", b.base));
 }

@@ -245,9 +245,10 @@ fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
     let page = request("GET", &callback, &[("Cookie", &cookie)], None);
     let authid = extract_authid(&page.body).expect("authid");
     b.remember(&authid);
-    assert!(page
-        .body
-        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
+    assert!(page.body.contains(&format!(
+        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 {}\"",
+        b.mock.base_url()
+    )));
     assert!(page
         .body
         .contains("window.opener.postMessage('authid:'+v,o)"));

@@ -210,7 +210,8 @@ impl Broker {
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
              CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nCLIENT_SECRET_PCLOUD=\"{CLIENT_SECRET}\"\n\
              ADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
-             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n",
+             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n\
+             OPENER_ORIGINS=\"http://localhost:8200 http://127.0.0.1:8200 {m}\"\n",
             opts.sealing_secret
         );
         if let Some(p) = &opts.previous_secrets {
