@@ -23,4 +23,8 @@ if [ "${BROKER_NO_OPT:-}" = 1 ]; then
 elif [ -z "${WASM_OPT_BIN:-}" ] && [ -x node_modules/.bin/wasm-opt ]; then
   export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 fi
+# An operator's machine may not have worker-build yet (scripts/setup.sh installs it here).
+if [ "$(worker-build --version 2>/dev/null || true)" != "0.8.7" ]; then
+  cargo install -q worker-build --version 0.8.7 --locked
+fi
 exec worker-build --release "${opt[@]}"
