@@ -39,18 +39,12 @@ impl Driver {
             .spawn()
             .expect("chromedriver (scripts/setup.sh --test installs Debian's chromium-driver)");
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = ureq::get(&format!("{base}/status"))
+        wait_until("chromedriver answered", || {
+            ureq::get(&format!("{base}/status"))
                 .timeout(Duration::from_secs(1))
                 .call()
-                .is_ok();
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .ok()
+        });
         let profile = dir.join("chromium-profile");
         let mut d = Driver {
             child,
@@ -137,11 +131,9 @@ impl Driver {
     }
 
     fn wait_for_url(&self, part: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.current_url().contains(part) {
-            assert!(Instant::now() < deadline, "browser never reached {part}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(&format!("the browser reached {part}"), || {
+            self.current_url().contains(part).then_some(())
+        });
     }
 
     fn current_url(&self) -> String {
@@ -149,6 +141,18 @@ impl Driver {
             .as_str()
             .unwrap_or_default()
             .to_string()
+    }
+}
+
+/// Polls `f` every 100 ms for up to 20 s; panics naming `what` if it never yields.
+fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -167,16 +171,8 @@ impl Drop for Driver {
 fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
     let driver = Driver::start(&b.dir);
     driver.call("POST", "/url", Some(json!({"url": b.url("/")})));
-    let button = driver.find("#login-demo");
-    driver.call("POST", &format!("/element/{button}/click"), Some(json!({})));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !driver.current_url().contains("/callback/demo") {
-        assert!(
-            Instant::now() < deadline,
-            "browser never reached the callback"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    driver.click("#login-demo");
+    driver.wait_for_url("/callback/demo");
     let field = driver.find("#authid");
     let authid = driver
         .call("GET", &format!("/element/{field}/property/value"), None)
@@ -206,14 +202,9 @@ fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
     let opener = driver.handles();
     assert_eq!(opener.len(), 1);
     driver.click("#open");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let popup = loop {
-        if let Some(h) = driver.handles().into_iter().find(|h| !opener.contains(h)) {
-            break h;
-        }
-        assert!(Instant::now() < deadline, "no popup");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let popup = wait_until("a popup opened", || {
+        driver.handles().into_iter().find(|h| !opener.contains(h))
+    });
     driver.switch_to(&popup);
     driver.wait_for_url("type=demo");
     driver.click("#login-demo");
@@ -226,14 +217,8 @@ fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
         .to_string();
     b.remember(&authid);
     driver.switch_to(&opener[0]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let t = driver.text("#got");
-        if !t.is_empty() {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the opener received no message");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let got = wait_until("the opener received a message", || {
+        Some(driver.text("#got")).filter(|t| !t.is_empty())
+    });
     assert_eq!(got.trim(), format!("{} authid:{authid}", b.base));
 }
