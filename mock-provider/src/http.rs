@@ -2,7 +2,7 @@
 //! Bounded: 64 KiB of headers, 1 MiB of body, 10 s read timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -10,14 +10,20 @@ const MAX_BODY: usize = 1024 * 1024;
 
 /// A parsed request.
 pub struct Request {
+    /// `GET`, `POST`, ...
     pub method: String,
+    /// The target up to `?`.
     pub path: String,
+    /// The target after `?` (raw, still encoded).
     pub query: String,
+    /// Headers in arrival order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The de-chunked body.
     pub body: Vec<u8>,
 }
 
 impl Request {
+    /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -28,13 +34,18 @@ impl Request {
 
 /// A response to write.
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The `Content-Type`.
     pub content_type: &'static str,
+    /// Extra headers (e.g. `Location`).
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// A response with a body and no extra headers.
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
@@ -44,10 +55,12 @@ impl Response {
         }
     }
 
+    /// A JSON response.
     pub fn json(status: u16, v: &serde_json::Value) -> Response {
         Response::new(status, "application/json", v.to_string())
     }
 
+    /// A 302 to `location`.
     pub fn redirect(location: &str) -> Response {
         let mut r = Response::new(302, "text/plain", "");
         r.headers.push(("Location".into(), location.into()));
@@ -94,6 +107,7 @@ fn read_line(r: &mut impl BufRead, budget: &mut usize) -> Result<String, BadRequ
 /// Reads one request from the stream.
 pub fn read_request(stream: &TcpStream) -> Result<Request, BadRequest> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut r = BufReader::new(stream);
     let mut budget = MAX_HEAD;
     let first = read_line(&mut r, &mut budget)?;
@@ -119,26 +133,12 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, BadRequest> {
         headers,
         body: Vec::new(),
     };
-    if req
-        .header("Transfer-Encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
-        loop {
-            let size_line = read_line(&mut r, &mut budget)?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| BadRequest(400))?;
-            if size == 0 {
-                let _ = read_line(&mut r, &mut budget);
-                break;
-            }
-            if req.body.len() + size > MAX_BODY {
-                return Err(BadRequest(413));
-            }
-            let mut chunk = vec![0u8; size];
-            r.read_exact(&mut chunk).map_err(|_| BadRequest(400))?;
-            req.body.extend_from_slice(&chunk);
-            let _ = read_line(&mut r, &mut budget)?;
+    if let Some(te) = req.header("Transfer-Encoding") {
+        // Only plain `chunked` is understood; anything else cannot be framed (RFC 9112 §6.3).
+        if !te.eq_ignore_ascii_case("chunked") {
+            return Err(BadRequest(400));
         }
+        req.body = read_chunked(&mut r)?;
     } else if let Some(len) = req.header("Content-Length") {
         let len: usize = len.parse().map_err(|_| BadRequest(400))?;
         if len > MAX_BODY {
@@ -149,6 +149,35 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, BadRequest> {
         req.body = body;
     }
     Ok(req)
+}
+
+/// Reads a `Transfer-Encoding: chunked` body (trailers are read and dropped).
+fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, BadRequest> {
+    let mut body = Vec::new();
+    loop {
+        // Each framing line gets its own small budget: the body cap bounds their number.
+        let size_line = read_line(r, &mut 1024).map_err(|_| BadRequest(400))?;
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| BadRequest(400))?;
+        if size == 0 {
+            let mut budget = MAX_HEAD;
+            while !read_line(r, &mut budget)?.is_empty() {}
+            return Ok(body);
+        }
+        if size > MAX_BODY - body.len() {
+            return Err(BadRequest(413));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])
+            .map_err(|_| BadRequest(400))?;
+        if !read_line(r, &mut 2)
+            .map_err(|_| BadRequest(400))?
+            .is_empty()
+        {
+            return Err(BadRequest(400));
+        }
+    }
 }
 
 /// Writes a response and closes the exchange.
@@ -167,6 +196,12 @@ pub fn write_response(mut stream: &TcpStream, resp: &Response) {
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&resp.body);
     let _ = stream.flush();
+    // Lingering close: a client still sending (say, a refused oversized body) would
+    // otherwise get a reset instead of the answer. Clients close at once after
+    // `Connection: close`, so this normally ends on the first read.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = std::io::copy(&mut stream.take(2 * MAX_BODY as u64), &mut std::io::sink());
 }
 
 /// Decodes `application/x-www-form-urlencoded` (`+` is space, `%XX` escapes).

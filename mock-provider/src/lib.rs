@@ -10,6 +10,10 @@
 //! flags any reuse of a spent refresh token.
 //!
 //! Control endpoints: `GET /_mock/stats`, `GET|POST /_mock/config`, `POST /_mock/reset`.
+//! No token, code or secret is ever printed; with `MOCK_PROVIDER_LOG` set, each
+//! request is logged to stderr as method, path (no query) and status.
+
+#![warn(missing_docs)]
 
 mod http;
 
@@ -61,6 +65,7 @@ impl Rotation {
 /// The switches tests flip.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// How refresh tokens rotate (default `SingleUse`).
     pub rotation: Rotation,
     /// The token endpoint answers this status with `{"error":"server_error"}`.
     pub fail_status: Option<u16>,
@@ -74,7 +79,8 @@ pub struct Config {
     pub access_token_ttl: u64,
     /// The authorize endpoint redirects back with `error=access_denied`.
     pub deny: bool,
-    /// The authorize endpoint refuses requests without a PKCE challenge.
+    /// The authorize endpoint refuses requests without a PKCE challenge. (A challenge,
+    /// when given, is always checked at the token endpoint.)
     pub require_pkce: bool,
 }
 
@@ -94,6 +100,7 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The config as JSON (`rotation` as `single_use` / `keep_old` / `never`).
     pub fn to_json(&self) -> Value {
         json!({
             "rotation": self.rotation.as_str(),
@@ -107,7 +114,15 @@ impl Config {
         })
     }
 
-    /// Applies the fields present in `v`; unknown or mistyped fields are an error.
+    /// The defaults with the fields present in `v` applied.
+    pub fn from_json(v: &Value) -> Result<Config, String> {
+        let mut cfg = Config::default();
+        cfg.apply_json(v)?;
+        Ok(cfg)
+    }
+
+    /// Applies the fields present in `v`; unknown or mistyped fields are an error
+    /// (and then `self` may be partly changed: apply to a copy).
     pub fn apply_json(&mut self, v: &Value) -> Result<(), String> {
         let obj = v.as_object().ok_or("config must be a JSON object")?;
         for (k, val) in obj {
@@ -142,26 +157,36 @@ impl Config {
 /// Call counters and every value issued (tests grep storage and logs for them).
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// Every GET /authorize, valid or not.
     pub authorize_calls: u64,
     /// Every POST /token, whatever the grant.
     pub token_calls: u64,
+    /// Successful authorization_code grants.
     pub code_exchanges: u64,
     /// Every refresh_token grant request, successful or not.
     pub refresh_calls: u64,
+    /// Successful refresh_token grants.
     pub refresh_successes: u64,
     /// Refresh grants that presented a spent (rotated-away) refresh token.
     pub spent_refresh_reuse: u64,
+    /// Authorization codes presented a second time.
     pub code_reuse: u64,
+    /// Every POST /revoke.
     pub revoke_calls: u64,
+    /// Token and revoke calls with wrong or missing client credentials.
     pub bad_client_auth: u64,
     /// Most refresh_token grants in flight at once.
     pub max_concurrent_refresh: u64,
+    /// Every access token ever issued.
     pub issued_access_tokens: Vec<String>,
+    /// Every refresh token ever issued.
     pub issued_refresh_tokens: Vec<String>,
+    /// Every authorization code ever issued.
     pub issued_codes: Vec<String>,
 }
 
 impl Stats {
+    /// The stats as JSON, field names as in the struct.
     pub fn to_json(&self) -> Value {
         json!({
             "authorize_calls": self.authorize_calls,
@@ -200,7 +225,9 @@ enum RtState {
 
 struct Rt {
     state: RtState,
+    /// One family per authorization code: everything issued from it.
     family: u64,
+    scope: String,
 }
 
 struct At {
@@ -235,6 +262,18 @@ impl Shared {
     fn config(&self) -> Config {
         self.lock().config.clone().unwrap_or_default()
     }
+
+    /// Zeroes the counters; issued values stay valid and listed.
+    fn reset_stats(&self) {
+        let mut st = self.lock();
+        let old = std::mem::take(&mut st.stats);
+        st.stats = Stats {
+            issued_access_tokens: old.issued_access_tokens,
+            issued_refresh_tokens: old.issued_refresh_tokens,
+            issued_codes: old.issued_codes,
+            ..Stats::default()
+        };
+    }
 }
 
 /// A running mock provider. Dropping it stops accepting connections.
@@ -268,15 +307,26 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 impl MockProvider {
-    /// Binds `addr` (loopback only, e.g. `127.0.0.1:0`) and serves in the background.
+    /// Binds `addr` (loopback only: 127.0.0.0/8 or `[::1]`, e.g. `127.0.0.1:0`; also
+    /// `localhost:<port>`), serves from a background thread (one thread per
+    /// connection) and returns at once. A non-loopback address is refused with
+    /// `PermissionDenied`, an unparsable one with `InvalidInput`.
     pub fn start(
         addr: &str,
         client_id: &str,
         client_secret: &str,
     ) -> std::io::Result<MockProvider> {
-        let parsed: SocketAddr = addr
-            .parse()
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad address"))?;
+        // `localhost` is the one name accepted; no resolver is consulted.
+        let parsed: SocketAddr = match addr.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}").parse(),
+            None => addr.parse(),
+        }
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "expected ip:port, e.g. 127.0.0.1:0",
+            )
+        })?;
         if !is_loopback(&parsed) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -297,50 +347,47 @@ impl MockProvider {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(stream) = conn {
-                    let s = Arc::clone(&s2);
-                    std::thread::spawn(move || serve(&s, stream));
+                match conn {
+                    Ok(stream) => {
+                        let s = Arc::clone(&s2);
+                        std::thread::spawn(move || serve(&s, stream));
+                    }
+                    // E.g. out of file descriptors: don't spin.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
         Ok(MockProvider { shared, addr, stop })
     }
 
+    /// The bound port (useful after binding port 0).
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>` (`http://[::1]:<port>` when bound to IPv6).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Replaces all switches; takes effect for the next request.
     pub fn set_config(&self, cfg: Config) {
         self.shared.lock().config = Some(cfg);
     }
 
+    /// The current switches.
     pub fn config(&self) -> Config {
         self.shared.config()
     }
 
+    /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.lock().stats.clone()
     }
 
     /// Zeroes the counters; issued tokens stay valid and listed.
     pub fn reset_stats(&self) {
-        let mut st = self.shared.lock();
-        let issued = (
-            std::mem::take(&mut st.stats.issued_access_tokens),
-            std::mem::take(&mut st.stats.issued_refresh_tokens),
-            std::mem::take(&mut st.stats.issued_codes),
-        );
-        st.stats = Stats {
-            issued_access_tokens: issued.0,
-            issued_refresh_tokens: issued.1,
-            issued_codes: issued.2,
-            ..Stats::default()
-        };
+        self.shared.reset_stats();
     }
 }
 
@@ -400,8 +447,7 @@ fn route(shared: &Shared, req: &Request) -> Response {
             }
         }
         ("POST", "/_mock/reset") => {
-            let mut st = shared.lock();
-            st.stats = Stats::default();
+            shared.reset_stats();
             Response::json(200, &json!({"reset": true}))
         }
         _ => error(404, "not_found"),
@@ -431,14 +477,7 @@ fn authorize(shared: &Shared, req: &Request) -> Response {
     let Some(redirect_uri) = get(&q, "redirect_uri") else {
         return Response::new(400, "text/plain", "missing redirect_uri");
     };
-    let redirect_ok = [
-        "http://127.0.0.1",
-        "http://localhost",
-        "http://[::1]",
-        "https://",
-    ]
-    .iter()
-    .any(|p| redirect_uri.starts_with(p));
+    let redirect_ok = redirect_uri_allowed(redirect_uri);
     if !redirect_ok || get(&q, "client_id") != Some(shared.client_id.as_str()) {
         return Response::new(400, "text/plain", "unknown client or bad redirect_uri");
     }
@@ -509,7 +548,32 @@ fn client_ok(shared: &Shared, req: &Request, form: &[(String, String)]) -> bool 
             get(form, "client_secret").unwrap_or("").to_string(),
         ),
     };
-    id == shared.client_id && secret == shared.client_secret
+    ct_eq(id.as_bytes(), shared.client_id.as_bytes())
+        & ct_eq(secret.as_bytes(), shared.client_secret.as_bytes())
+}
+
+/// Equality without an early exit on the first differing byte.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The RFC 7636 S256 challenge for `verifier`: base64url-nopad(SHA-256(verifier)).
+fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Loopback http or any https: `http://127.0.0.1`, `http://localhost`, `http://[::1]`,
+/// each followed by nothing, a port, a path or a query (so not `http://localhost.evil`).
+fn redirect_uri_allowed(uri: &str) -> bool {
+    if uri.starts_with("https://") && uri.len() > "https://".len() {
+        return true;
+    }
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            uri.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/', '?']))
+        })
 }
 
 struct InFlight<'a>(&'a Shared);
@@ -582,6 +646,7 @@ fn issue(st: &mut State, family: u64, cfg: &Config, with_refresh: bool, scope: &
             Rt {
                 state: RtState::Active,
                 family,
+                scope: scope.to_string(),
             },
         );
         st.stats.issued_refresh_tokens.push(rt.clone());
@@ -608,10 +673,9 @@ fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Respo
     let same_redirect = get(form, "redirect_uri") == Some(code.redirect_uri.as_str());
     let pkce_ok = match &code.challenge {
         None => true,
-        Some(ch) => get(form, "code_verifier").is_some_and(|v| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
-                == *ch
-        }),
+        Some(ch) => {
+            get(form, "code_verifier").is_some_and(|v| ct_eq(s256(v).as_bytes(), ch.as_bytes()))
+        }
     };
     if !(fresh && same_client && same_redirect && pkce_ok) {
         return error(400, "invalid_grant");
@@ -631,7 +695,7 @@ fn refresh_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Re
     let Some(rt) = st.refresh_tokens.get(&presented) else {
         return error(400, "invalid_grant");
     };
-    let family = rt.family;
+    let (family, scope) = (rt.family, rt.scope.clone());
     if rt.state == RtState::Spent {
         // The failure every broker must avoid: Box kills the grant for good.
         st.stats.spent_refresh_reuse += 1;
@@ -648,7 +712,7 @@ fn refresh_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Re
         }
     }
     st.stats.refresh_successes += 1;
-    let v = issue(&mut st, family, cfg, rotate, "");
+    let v = issue(&mut st, family, cfg, rotate, &scope);
     Response::json(200, &v)
 }
 
@@ -663,17 +727,16 @@ fn revoke(shared: &Shared, req: &Request) -> Response {
     }
     let token = get(&form, "token").unwrap_or("");
     let mut st = shared.lock();
-    // RFC 7009 §2.2: revoking a refresh token revokes its grant; unknown tokens are fine.
-    let family = st
-        .refresh_tokens
-        .get(token)
-        .map(|r| r.family)
-        .or_else(|| st.access_tokens.get(token).map(|a| a.family));
-    if let Some(f) = family {
+    // RFC 7009 §2.1: revoking a refresh token revokes its whole grant (and the access
+    // tokens issued from it); revoking an access token revokes just that one. §2.2:
+    // unknown tokens are answered 200 too.
+    if let Some(f) = st.refresh_tokens.get(token).map(|r| r.family) {
         st.dead_families.push(f);
         for rt in st.refresh_tokens.values_mut().filter(|r| r.family == f) {
             rt.state = RtState::Revoked;
         }
+    } else {
+        st.access_tokens.remove(token);
     }
     Response::new(200, "text/plain", "")
 }
@@ -705,5 +768,122 @@ fn userinfo(shared: &Shared, req: &Request) -> Response {
             &json!({"id": format!("mock-user-{}", a.family), "name": format!("Mock User {}", a.family)}),
         ),
         None => error(401, "invalid_token"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn sha256_fips_180_4_vectors() {
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&Sha256::digest(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&Sha256::digest(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret2"));
+        assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn redirect_uris() {
+        for ok in [
+            "http://127.0.0.1:8787/callback/demo",
+            "http://127.0.0.1/cb?x=1",
+            "http://localhost:8787/cb",
+            "http://[::1]:1/cb",
+            "https://broker.example/callback/demo",
+        ] {
+            assert!(redirect_uri_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://example.com/cb",
+            "http://localhost.evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "https://",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(!redirect_uri_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_json_round_trip_and_partial_update() {
+        let cfg = Config {
+            rotation: Rotation::KeepOld,
+            fail_status: Some(503),
+            delay_ms: 7,
+            ..Config::default()
+        };
+        let v = cfg.to_json();
+        assert_eq!(v["rotation"], "keep_old");
+        assert_eq!(v["fail_status"], 503);
+        let back = Config::from_json(&v).expect("round trip");
+        assert_eq!(back.to_json(), v);
+
+        let mut c = back.clone();
+        c.apply_json(&json!({"fail_status": null, "rotation": "never"}))
+            .expect("partial");
+        assert_eq!(
+            (c.fail_status, c.rotation, c.delay_ms),
+            (None, Rotation::Never, 7)
+        );
+        assert!(c
+            .clone()
+            .apply_json(&json!({"rotation": "sometimes"}))
+            .is_err());
+        assert!(c
+            .clone()
+            .apply_json(&json!({"fail_status": 70000}))
+            .is_err());
+        assert!(c.clone().apply_json(&json!({"nope": 1})).is_err());
+        assert!(c.apply_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn stats_json_has_every_field() {
+        let s = Stats {
+            spent_refresh_reuse: 2,
+            issued_codes: vec!["mockCODE_x".into()],
+            ..Stats::default()
+        };
+        let v = s.to_json();
+        assert_eq!(v.as_object().map(|o| o.len()), Some(13));
+        assert_eq!(v["spent_refresh_reuse"], 2);
+        assert_eq!(v["issued_codes"][0], "mockCODE_x");
+    }
+
+    #[test]
+    fn random_values_are_hex_and_distinct() {
+        let (a, b) = (random_hex(16), random_hex(16));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }

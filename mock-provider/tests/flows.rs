@@ -212,7 +212,11 @@ fn failure_switches() {
         fail_status: Some(503),
         ..Config::default()
     });
-    assert_eq!(refresh(&m, &rt).status, 503);
+    let r = refresh(&m, &rt);
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (503, "server_error".into())
+    );
     m.set_config(Config {
         invalid_grant: true,
         ..Config::default()
@@ -240,7 +244,9 @@ fn failure_switches() {
         "token still valid after failures"
     );
     assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(m.stats().refresh_calls, 4);
+    assert_eq!(m.stats().refresh_successes, 1);
 }
 
 #[test]
@@ -341,12 +347,30 @@ fn concurrent_slow_refreshes_are_counted_in_flight() {
         ..Config::default()
     });
     let rt = login(&m);
+    let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..8 {
             s.spawn(|| assert_eq!(refresh(&m, &rt).status, 200));
         }
     });
+    // In parallel, not one after the other (8 × 400 ms).
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(m.stats().max_concurrent_refresh, 8);
+    assert_eq!(m.stats().refresh_successes, 8);
+    // Sequential refreshes never overlap.
+    m.reset_stats();
+    m.set_config(Config {
+        rotation: Rotation::KeepOld,
+        ..Config::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(refresh(&m, &rt).status, 200);
+    }
+    assert_eq!(m.stats().max_concurrent_refresh, 1);
 }
 
 #[test]
@@ -375,4 +399,379 @@ fn only_loopback_addresses_can_be_bound() {
         MockProvider::start("[::1]:0", ID, SECRET).is_ok()
             || std::net::TcpListener::bind("[::1]:0").is_err()
     );
+}
+
+fn token_of(r: &Resp, field: &str) -> String {
+    r.json()[field].as_str().expect(field).to_string()
+}
+
+fn userinfo_status(m: &MockProvider, at: &str) -> u16 {
+    raw(
+        m,
+        &format!("GET /userinfo HTTP/1.1\r\nAuthorization: Bearer {at}\r\n\r\n"),
+    )
+    .status
+}
+
+fn json_post(m: &MockProvider, path: &str, body: &str) -> Resp {
+    raw(
+        m,
+        &format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn pkce_verifier_is_required_when_a_challenge_was_given() {
+    let m = start();
+    let c = code(&m, Some("v-123"));
+    let r = exchange(&m, &c, None);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Without a challenge no verifier is needed, unless PKCE is required.
+    let c = code(&m, None);
+    assert_eq!(exchange(&m, &c, None).status, 200);
+    m.set_config(Config {
+        require_pkce: true,
+        ..Config::default()
+    });
+    let no_challenge = get(
+        &m,
+        &format!(
+            "/authorize?response_type=code&client_id={ID}&redirect_uri={}&state=s",
+            enc(REDIRECT)
+        ),
+    );
+    assert_eq!(no_challenge.status, 400);
+    assert!(!no_challenge.head.contains("Location:"));
+    let c = code(&m, Some("v-456"));
+    assert_eq!(exchange(&m, &c, Some("v-456")).status, 200);
+    assert_eq!(m.stats().code_exchanges, 2);
+}
+
+#[test]
+fn code_exchange_checks_redirect_uri_and_client() {
+    let m = start();
+    let c = code(&m, None);
+    let wrong_redirect = post(
+        &m,
+        "/token",
+        &format!(
+            "grant_type=authorization_code&code={c}&redirect_uri={}&client_id={ID}&client_secret={SECRET}",
+            enc("http://127.0.0.1:1/other")
+        ),
+        "",
+    );
+    assert_eq!(wrong_redirect.status, 400);
+    assert_eq!(wrong_redirect.json()["error"], "invalid_grant");
+    let unknown = exchange(&m, "mockCODE_unknown", None);
+    assert_eq!(unknown.status, 400);
+    let c = code(&m, None);
+    let no_client = post(
+        &m,
+        "/token",
+        &format!(
+            "grant_type=authorization_code&code={c}&redirect_uri={}",
+            enc(REDIRECT)
+        ),
+        "",
+    );
+    assert_eq!(no_client.status, 401);
+    assert_eq!(no_client.json()["error"], "invalid_client");
+    assert_eq!(m.stats().code_exchanges, 0);
+    assert_eq!(m.stats().bad_client_auth, 1);
+}
+
+#[test]
+fn token_response_has_the_documented_shape() {
+    let m = start();
+    let c = code(&m, None);
+    let v = exchange(&m, &c, None).json();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "files");
+    assert!(v["user_id"].as_str().unwrap().starts_with("mock-user-"));
+    let rt = v["refresh_token"].as_str().unwrap();
+    assert!(rt.starts_with("mockRT_") && rt.len() == "mockRT_".len() + 32);
+    assert!(c.starts_with("mockCODE_"));
+    let s = m.stats();
+    assert_eq!(s.issued_codes, vec![c]);
+    assert_eq!(s.issued_refresh_tokens, vec![rt.to_string()]);
+    assert_eq!(s.issued_access_tokens.len(), 1);
+    // A refresh keeps the granted scope and the user.
+    let r = refresh(&m, rt).json();
+    assert_eq!(r["scope"], "files");
+    assert_eq!(r["user_id"], v["user_id"]);
+    assert_eq!(m.stats().token_calls, 2);
+}
+
+#[test]
+fn authorize_refuses_bad_clients_and_redirects_without_redirecting() {
+    let m = start();
+    for (client, redirect) in [
+        ("other", Some(REDIRECT)),
+        (ID, Some("http://evil.example/cb")),
+        (ID, Some("http://localhost.evil.example/cb")),
+        (ID, None),
+    ] {
+        let mut path = format!("/authorize?response_type=code&client_id={client}&state=s");
+        if let Some(r) = redirect {
+            path.push_str(&format!("&redirect_uri={}", enc(r)));
+        }
+        let r = get(&m, &path);
+        assert_eq!(r.status, 400, "{path}");
+        assert!(!r.head.contains("Location:"), "{path}");
+    }
+    assert!(m.stats().issued_codes.is_empty());
+    // An existing query is extended with `&`, and values are percent-encoded.
+    let r = get(
+        &m,
+        &format!(
+            "/authorize?response_type=code&client_id={ID}&redirect_uri={}&state={}",
+            enc("http://localhost:9/cb?x=1"),
+            enc("a b&c")
+        ),
+    );
+    assert_eq!(r.status, 302);
+    let loc = r.location();
+    assert!(
+        loc.starts_with("http://localhost:9/cb?x=1&code=mockCODE_"),
+        "{loc}"
+    );
+    assert!(loc.ends_with("&state=a%20b%26c"), "{loc}");
+}
+
+#[test]
+fn a_reused_code_revokes_what_it_issued() {
+    let m = start();
+    let c = code(&m, None);
+    let first = exchange(&m, &c, None);
+    let (at, rt) = (
+        token_of(&first, "access_token"),
+        token_of(&first, "refresh_token"),
+    );
+    assert_eq!(userinfo_status(&m, &at), 200);
+    assert_eq!(exchange(&m, &c, None).status, 400);
+    assert_eq!(refresh(&m, &rt).status, 400);
+    assert_eq!(userinfo_status(&m, &at), 401);
+    assert_eq!(m.stats().code_reuse, 1);
+    assert_eq!(m.stats().spent_refresh_reuse, 0);
+}
+
+#[test]
+fn unsupported_grant_types_are_refused() {
+    let m = start();
+    let r = post(
+        &m,
+        "/token",
+        &format!("grant_type=password&username=u&password=p&client_id={ID}&client_secret={SECRET}"),
+        "",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    assert_eq!(m.stats().token_calls, 1);
+}
+
+#[test]
+fn revocation_details() {
+    let m = start();
+    let c = code(&m, None);
+    let r = exchange(&m, &c, None);
+    let (at, rt) = (token_of(&r, "access_token"), token_of(&r, "refresh_token"));
+    let creds = format!("client_id={ID}&client_secret={SECRET}");
+    // A bad client is refused and nothing is revoked.
+    let bad = post(
+        &m,
+        "/revoke",
+        &format!("token={rt}&client_id={ID}&client_secret=x"),
+        "",
+    );
+    assert_eq!(bad.status, 401);
+    // Unknown tokens are fine (RFC 7009 §2.2), with an empty body.
+    let unknown = post(&m, "/revoke", &format!("token=nope&{creds}"), "");
+    assert_eq!((unknown.status, unknown.body.as_str()), (200, ""));
+    // Revoking the access token kills only that token.
+    assert_eq!(
+        post(
+            &m,
+            "/revoke",
+            &format!("token={at}&token_type_hint=access_token&{creds}"),
+            ""
+        )
+        .status,
+        200
+    );
+    assert_eq!(userinfo_status(&m, &at), 401);
+    let r = refresh(&m, &rt);
+    assert_eq!(r.status, 200);
+    let (at2, rt2) = (token_of(&r, "access_token"), token_of(&r, "refresh_token"));
+    assert_eq!(userinfo_status(&m, &at2), 200);
+    // Revoking the refresh token kills the whole family.
+    assert_eq!(
+        post(&m, "/revoke", &format!("token={rt2}&{creds}"), "").status,
+        200
+    );
+    assert_eq!(userinfo_status(&m, &at2), 401);
+    assert_eq!(refresh(&m, &rt2).status, 400);
+    let s = m.stats();
+    assert_eq!((s.revoke_calls, s.bad_client_auth), (4, 1));
+    assert_eq!(s.spent_refresh_reuse, 0, "revoked is not spent");
+}
+
+#[test]
+fn control_endpoints_config_and_reset() {
+    let m = start();
+    let v = get(&m, "/_mock/config").json();
+    assert_eq!(v["rotation"], "single_use");
+    assert_eq!(v["access_token_ttl"], 3600);
+    assert_eq!(v["fail_status"], Value::Null);
+    let v = json_post(
+        &m,
+        "/_mock/config",
+        r#"{"access_token_ttl":60,"fail_status":502}"#,
+    )
+    .json();
+    assert_eq!(
+        (v["access_token_ttl"].clone(), v["rotation"].clone()),
+        (60.into(), "single_use".into())
+    );
+    assert_eq!(m.config().fail_status, Some(502));
+    assert_eq!(json_post(&m, "/_mock/config", "{not json").status, 400);
+    assert_eq!(
+        json_post(&m, "/_mock/config", r#"{"delay_ms":"slow"}"#).status,
+        400
+    );
+    assert_eq!(
+        m.config().fail_status,
+        Some(502),
+        "a refused update changes nothing"
+    );
+    json_post(&m, "/_mock/config", r#"{"fail_status":null}"#);
+    let c = code(&m, None);
+    let r = exchange(&m, &c, None);
+    assert_eq!(r.json()["expires_in"], 60);
+    let at = token_of(&r, "access_token");
+    let stats = get(&m, "/_mock/stats").json();
+    assert_eq!(stats["code_exchanges"], 1);
+    assert_eq!(stats["issued_access_tokens"][0], at.as_str());
+    let reset = raw(
+        &m,
+        "POST /_mock/reset HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(reset.status, 200);
+    let s = m.stats();
+    assert_eq!(
+        (s.code_exchanges, s.token_calls, s.authorize_calls),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        s.issued_access_tokens,
+        vec![at.clone()],
+        "issued values stay listed"
+    );
+    assert_eq!(userinfo_status(&m, &at), 200, "and valid");
+    assert_eq!(raw(&m, "GET /token HTTP/1.1\r\n\r\n").status, 404);
+}
+
+#[test]
+fn a_chunked_token_request_works() {
+    let m = start();
+    let rt = login(&m);
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={rt}&client_id={ID}&client_secret={SECRET}"
+    );
+    let (a, b) = body.split_at(10);
+    let r = raw(
+        &m,
+        &format!(
+            "POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            a.len(),
+            b.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(token_of(&r, "refresh_token").starts_with("mockRT_"));
+}
+
+#[test]
+fn malformed_framing_is_refused_and_the_server_lives_on() {
+    let m = start();
+    let huge_chunk =
+        "POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
+    assert_eq!(raw(&m, huge_chunk).status, 413);
+    let bad_chunk = "POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    assert_eq!(raw(&m, bad_chunk).status, 400);
+    let gzip = "POST /token HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+    assert_eq!(raw(&m, gzip).status, 400);
+    let big_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    assert_eq!(raw(&m, &big_header).status, 431);
+    assert_eq!(raw(&m, "GET / HTTP/1.1\r\nno colon\r\n\r\n").status, 400);
+    assert_eq!(raw(&m, "\u{ff}\u{fe} / HTTP/1.1\r\n\r\n").status, 404);
+    // A client that hangs up mid-request costs nothing.
+    drop(TcpStream::connect(("127.0.0.1", m.port())).expect("connect"));
+    let mut half = TcpStream::connect(("127.0.0.1", m.port())).expect("connect");
+    half.write_all(b"POST /token HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+        .expect("write");
+    drop(half);
+    assert_eq!(get(&m, "/_mock/stats").status, 200);
+    assert_eq!(
+        m.stats().token_calls,
+        0,
+        "no framing error reached the handler"
+    );
+}
+
+#[test]
+fn dropping_the_provider_stops_accepting() {
+    let m = start();
+    let port = m.port();
+    assert_eq!(get(&m, "/_mock/stats").status, 200);
+    drop(m);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after drop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_binary_prints_its_url_and_refuses_non_loopback_hosts() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_mock-provider");
+    for args in [
+        &["--host", "0.0.0.0", "--port", "0"][..],
+        &["--bogus", "1"],
+        &["--rotation", "sometimes"],
+        &["--port"],
+    ] {
+        let out = Command::new(bin).args(args).output().expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+    let mut child = Command::new(bin)
+        .args(["--port", "0", "--rotation", "never", "--client-id", "c1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    let read = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    let port: Option<u16> = line
+        .trim_end()
+        .strip_prefix("mock-provider listening on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok());
+    let config = port.map(|p| {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        s.write_all(b"GET /_mock/config HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(read.is_ok() && port.is_some(), "{line:?}");
+    assert!(config.unwrap_or_default().contains(r#""rotation":"never""#));
 }
