@@ -107,6 +107,8 @@ pub fn v2_authid(provider: &str, refresh_token: &RefreshToken) -> String {
     format!("v2:{provider}:{}", refresh_token.secret())
 }
 
+/// The keyid: exactly 32 lowercase hex digits (uppercase is refused, so each
+/// keyid has one spelling).
 fn hex_key_id(s: &str) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
@@ -117,13 +119,15 @@ fn hex_key_id(s: &str) -> Option<[u8; 16]> {
         _ => None,
     };
     let mut out = [0u8; 16];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
 }
 
-/// Parses an authid as a client sent it (nothing is trimmed).
+/// Parses an authid exactly as a client sent it: nothing is trimmed (Duplicati
+/// sends it verbatim), so surrounding whitespace is malformed. `v2:` selects a
+/// pass-through authid; anything else must be a v1 authid.
 pub fn parse_authid(s: &str) -> Result<ParsedAuthId, AuthIdError> {
     if s.is_empty() {
         return Err(AuthIdError::Empty);
@@ -227,6 +231,64 @@ mod tests {
         }
         assert_eq!(AuthIdError::Empty.code(), "missing_authid");
         assert_eq!(AuthIdError::TooLong.code(), "malformed_authid");
+    }
+
+    #[test]
+    fn length_bounds_of_v2_parts_and_of_the_whole() {
+        let p = |s: &str| parse_authid(s).map(|_| ());
+        let token = |n: usize| format!("v2:demo:{}", "t".repeat(n));
+        assert_eq!(p(&token(1)), Ok(()));
+        assert_eq!(p(&token(4096)), Ok(()));
+        assert_eq!(p(&token(4097)), Err(AuthIdError::Malformed));
+        assert_eq!(p(&format!("v2:{}:rt", "p".repeat(64))), Ok(()));
+        assert_eq!(
+            p(&format!("v2:{}:rt", "p".repeat(65))),
+            Err(AuthIdError::Malformed)
+        );
+        let k = "0123456789abcdef0123456789abcdef";
+        let at = |n: usize| format!("{k}:{}", "s".repeat(n - 33));
+        assert_eq!(p(&at(4200)), Err(AuthIdError::Malformed)); // secret > 128
+        assert_eq!(p(&at(4201)), Err(AuthIdError::TooLong));
+    }
+
+    #[test]
+    fn refused_characters() {
+        let k = "0123456789abcdef0123456789abcdef";
+        let s = "s".repeat(39);
+        for bad in ["+", "/", ":", "=", "~", "\t", "\u{7f}"] {
+            assert_eq!(
+                parse_authid(&format!("{k}:{s}{bad}")).map(|_| ()),
+                Err(AuthIdError::Malformed),
+                "v1 {bad:?}"
+            );
+        }
+        for bad in ["\t", "\u{7f}", "\0", "é", "\n"] {
+            assert_eq!(
+                parse_authid(&format!("v2:demo:rt{bad}")).map(|_| ()),
+                Err(AuthIdError::Malformed),
+                "v2 {bad:?}"
+            );
+        }
+        for bad in ["Demo", "de mo", "de/mo"] {
+            assert_eq!(
+                parse_authid(&format!("v2:{bad}:rt")).map(|_| ()),
+                Err(AuthIdError::Malformed),
+                "provider {bad:?}"
+            );
+        }
+        // Every visible ASCII character is allowed in a pass-through token.
+        let visible: String = (0x21u8..=0x7e).map(char::from).collect();
+        assert!(parse_authid(&format!("v2:a.b_c-9:{visible}")).is_ok());
+    }
+
+    #[test]
+    fn generated_secrets_are_43_base64url_chars() {
+        let a = AuthId::generate().unwrap();
+        let s = a.secret().secret();
+        assert_eq!(s.len(), 43);
+        assert!(s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 
     #[test]

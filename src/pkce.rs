@@ -2,11 +2,15 @@
 //!
 //! The broker derives the verifier instead of storing it (see `login`):
 //! `base64url(HMAC-SHA256(cookie value, "oauth-broker/v1/pkce|" || state))`:
-//! 43 characters of the unreserved set, 256 bits, as §4.1 asks.
+//! 43 characters of the unreserved set carrying 256 bits, as RFC 7636 §4.1 asks
+//! (and §7.1: at least 256 bits of entropy). [`PkceVerifier::generate`] is the
+//! plain random form of the same thing.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+
+use crate::random::{self, RandomError};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -20,9 +24,16 @@ impl std::fmt::Debug for PkceVerifier {
 }
 
 impl PkceVerifier {
+    /// A fresh verifier: 32 CSPRNG bytes as 43 base64url characters
+    /// (RFC 7636 §4.1's recommended construction).
+    pub fn generate() -> Result<PkceVerifier, RandomError> {
+        Ok(PkceVerifier(random::token_b64url(32)?))
+    }
+
     /// Derives the verifier of a login from its browser binding and state.
     pub fn derive(binding: &str, state: &str) -> PkceVerifier {
-        // HMAC accepts keys of any length, so this cannot fail; stay total anyway.
+        // HMAC accepts keys of any length, so this cannot fail; stay total anyway
+        // (the fallback is deterministic, so both legs of a login still agree).
         let tag = match Hmac::<Sha256>::new_from_slice(binding.as_bytes()) {
             Ok(mut mac) => {
                 mac.update(b"oauth-broker/v1/pkce|");
@@ -34,16 +45,17 @@ impl PkceVerifier {
         PkceVerifier(B64URL.encode(tag))
     }
 
-    /// Wraps a verifier string (tests, RFC vectors).
+    /// Wraps a verifier read back from storage (or an RFC vector).
     pub fn from_string(s: String) -> PkceVerifier {
         PkceVerifier(s)
     }
 
+    /// The raw verifier, for the token request's `code_verifier` (RFC 7636 §4.5).
     pub fn secret(&self) -> &str {
         &self.0
     }
 
-    /// RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`.
+    /// RFC 7636 §4.2: `BASE64URL-ENCODE(SHA256(ASCII(code_verifier)))`.
     pub fn challenge_s256(&self) -> String {
         B64URL.encode(Sha256::digest(self.0.as_bytes()))
     }
@@ -52,6 +64,12 @@ impl PkceVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_unreserved_43(s: &str) -> bool {
+        s.len() == 43
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    }
 
     #[test]
     fn s256_matches_rfc7636_appendix_b() {
@@ -63,13 +81,19 @@ mod tests {
     }
 
     #[test]
+    fn generated_verifiers_are_43_unreserved_chars_and_differ() {
+        let a = PkceVerifier::generate().unwrap();
+        let b = PkceVerifier::generate().unwrap();
+        assert!(is_unreserved_43(a.secret()) && is_unreserved_43(b.secret()));
+        assert_ne!(a.secret(), b.secret());
+        assert!(is_unreserved_43(&a.challenge_s256()));
+        assert_eq!(format!("{a:?}"), "PkceVerifier([redacted])");
+    }
+
+    #[test]
     fn derived_verifiers_are_43_unreserved_chars_bound_to_binding_and_state() {
         let v = PkceVerifier::derive("cookie", "state");
-        assert_eq!(v.secret().len(), 43);
-        assert!(v
-            .secret()
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(is_unreserved_43(v.secret()));
         assert_eq!(v.secret(), PkceVerifier::derive("cookie", "state").secret());
         assert_ne!(
             v.secret(),

@@ -1,25 +1,22 @@
 //! Sealing grants: how a refresh token is stored so that a database dump is
 //! useless without the authid, and an authid is useless without the server secret.
 //!
-//! Per server-secret version `v` (secret `S_v`, from a secret binding):
-//! - `lookup_key_v = HKDF-SHA256(ikm = S_v, info = "oauth-broker/v1/lookup")` and
-//!   `seal_salt_v = HKDF-SHA256(ikm = S_v, info = "oauth-broker/v1/seal-salt")`
-//!   (RFC 5869; two independent 32-byte subkeys from one secret).
+//! Per server-secret version `v` (secret `S_v`, from a Worker secret binding):
+//! - `lookup_key_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/lookup")`
+//!   and `seal_salt_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/seal-salt")`
+//!   (RFC 5869 §3.3/§3.4: one operator secret, two independent 32-byte subkeys
+//!   told apart by `info`, so no key ever serves two purposes).
 //! - Row key: `key_hash_v = hex(HMAC-SHA256(lookup_key_v, "oauth-broker/v1/keyid" || keyid))`.
-//!   Only the keyid is hashed; the authid's secret half never leaves memory except
-//!   as KDF input. Without `S_v` the hash cannot be linked to an authid.
+//!   Only the keyid is hashed; the authid's secret half never leaves memory
+//!   except as KDF input. Without `S_v` the hash cannot be linked to an authid.
 //! - Grant key: `HKDF-SHA256(salt = seal_salt_v, ikm = authid secret,
-//!   info = "oauth-broker/v1/grant-key" || key_hash_v)`. The secret half carries
-//!   256 random bits, so a fast KDF is right: there is nothing to brute-force.
-//!   The server-secret salt means a stolen authid alone cannot open a dumped row.
+//!   info = "oauth-broker/v1/grant-key" || key_hash_v)`.
 //! - AEAD: AES-256-GCM, AAD = `"oauth-broker/v1/grant|" || key_hash_v || "|" ||
-//!   provider || "|" || v`, binding the ciphertext to its row: a row moved under
-//!   another key hash, provider or version fails to open.
-//! - Nonce: 96 fresh random bits on every seal. The same key seals every write
-//!   of a grant (it is derived from the authid, which never changes), so a
-//!   fixed or counter nonce would need a durable counter; random nonces stay far
-//!   below the NIST SP 800-38D §8.3 bound of 2^32 messages per key, since one
-//!   grant is written at most a few times an hour.
+//!   provider || "|" || decimal(v)`, binding the ciphertext to its row.
+//! - Nonce: 96 fresh random bits on every seal (NIST SP 800-38D §8.2.2).
+//!
+//! Every label starts with `oauth-broker/v1/` so no value computed here can
+//! collide with one computed for another purpose, here or in another module.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -34,11 +31,44 @@ use crate::secret::ct_eq;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MIN_SECRET_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
 
-/// One version of the server secret. `Debug` redacted.
+const INFO_LOOKUP: &[u8] = b"oauth-broker/v1/lookup";
+const INFO_SEAL_SALT: &[u8] = b"oauth-broker/v1/seal-salt";
+const LABEL_KEYID: &[u8] = b"oauth-broker/v1/keyid";
+const INFO_GRANT_KEY: &[u8] = b"oauth-broker/v1/grant-key";
+const LABEL_AAD: &str = "oauth-broker/v1/grant";
+
+/// RFC 5869 HKDF-SHA256 to 32 bytes; `info` is the concatenation of its parts.
+/// (Expand only fails above 255 * 32 bytes of output, so 32 bytes never fails;
+/// the error is still returned rather than ignored, so no zero key can escape.)
+fn hkdf32(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[&[u8]],
+) -> Result<[u8; 32], hkdf::InvalidLength> {
+    let mut out = [0u8; 32];
+    Hkdf::<Sha256>::new(salt, ikm).expand_multi_info(info, &mut out)?;
+    Ok(out)
+}
+
+/// `(lookup_key_v, seal_salt_v)` of a server secret. No HKDF salt: `S_v` is
+/// operator-chosen high-entropy key material, which RFC 5869 §3.1 allows to be
+/// used unsalted; `info` alone separates the two subkeys.
+fn subkeys(secret: &[u8]) -> Result<([u8; 32], [u8; 32]), hkdf::InvalidLength> {
+    Ok((
+        hkdf32(None, secret, &[INFO_LOOKUP])?,
+        hkdf32(None, secret, &[INFO_SEAL_SALT])?,
+    ))
+}
+
+/// One version of the server secret, kept only as its derived subkeys (the raw
+/// secret is dropped once parsed). `Debug` shows the version only.
 pub struct ServerSecret {
     version: u32,
-    lookup_key: [u8; 32],
+    /// HMAC-SHA256 keyed with `lookup_key_v`, keyed once here so that computing
+    /// a row key cannot fail later.
+    lookup: Hmac<Sha256>,
     seal_salt: [u8; 32],
 }
 
@@ -48,56 +78,67 @@ impl std::fmt::Debug for ServerSecret {
     }
 }
 
-fn hkdf32(salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    // 32 bytes is far below HKDF-SHA256's 255*32-byte limit: expand cannot fail.
-    let _ = Hkdf::<Sha256>::new(salt, ikm).expand_multi_info(info, &mut out);
-    out
-}
-
 impl ServerSecret {
-    fn new(version: u32, secret: &[u8]) -> ServerSecret {
-        ServerSecret {
+    fn new(version: u32, secret: &[u8]) -> Result<ServerSecret, KeyConfigError> {
+        const FAILED: KeyConfigError = KeyConfigError("sealing key derivation failed");
+        let (lookup_key, seal_salt) = subkeys(secret).map_err(|_| FAILED)?;
+        let lookup = <Hmac<Sha256> as Mac>::new_from_slice(&lookup_key).map_err(|_| FAILED)?;
+        Ok(ServerSecret {
             version,
-            lookup_key: hkdf32(None, secret, &[b"oauth-broker/v1/lookup"]),
-            seal_salt: hkdf32(None, secret, &[b"oauth-broker/v1/seal-salt"]),
-        }
+            lookup,
+            seal_salt,
+        })
     }
 
+    /// `key_hash_v`: a keyed hash (not a plain hash) so that a dumped table
+    /// cannot be matched against keyids seen elsewhere (logs, a user's config)
+    /// without `S_v`. Only the keyid goes in: the row key is computable before
+    /// the secret half is trusted, and the secret half is never hashed into
+    /// anything stored.
     fn key_hash(&self, key_id: &[u8; 16]) -> String {
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.lookup_key) {
-            Ok(m) => m,
-            Err(_) => return String::new(), // unreachable: HMAC takes any key length
-        };
-        mac.update(b"oauth-broker/v1/keyid");
+        let mut mac = self.lookup.clone();
+        mac.update(LABEL_KEYID);
         mac.update(key_id);
         random::hex(&mac.finalize().into_bytes())
     }
 
-    fn grant_key(&self, authid: &AuthId, key_hash: &str) -> [u8; 32] {
+    /// The grant key. The authid's secret half is 256 CSPRNG bits (at least
+    /// ~190 bits for any accepted 32+ char secret), so a fast KDF is right:
+    /// there is nothing to brute-force and a slow KDF would only cost CPU on
+    /// every refresh. Salting with `seal_salt_v` means a leaked authid alone
+    /// cannot open a dumped row: the server secret is needed too. `key_hash_v`
+    /// in `info` gives each row (and each version) its own key.
+    fn grant_key(&self, authid: &AuthId, key_hash: &str) -> Result<[u8; 32], SealError> {
         hkdf32(
             Some(&self.seal_salt),
             authid.secret().secret().as_bytes(),
-            &[b"oauth-broker/v1/grant-key", key_hash.as_bytes()],
+            &[INFO_GRANT_KEY, key_hash.as_bytes()],
         )
+        .map_err(|_| SealError::Crypto)
     }
 
+    /// The AAD binds a ciphertext to its row: opened under another key hash,
+    /// provider or version, the tag check fails. It is unambiguous: the key hash
+    /// is fixed-width hex and the version (after the last `|`) is digits only.
     fn aad(&self, key_hash: &str, provider: &str) -> String {
-        format!(
-            "oauth-broker/v1/grant|{key_hash}|{provider}|{}",
-            self.version
-        )
+        format!("{LABEL_AAD}|{key_hash}|{provider}|{}", self.version)
+    }
+
+    fn cipher(&self, authid: &AuthId, key_hash: &str) -> Result<Aes256Gcm, SealError> {
+        Aes256Gcm::new_from_slice(&self.grant_key(authid, key_hash)?).map_err(|_| SealError::Crypto)
     }
 }
 
-/// The server secrets: the current version seals, previous versions still open.
+/// The server secrets: the current version seals, previous versions still open,
+/// so operators can rotate without stranding stored grants.
 #[derive(Debug)]
 pub struct ServerKeys {
     current: ServerSecret,
     previous: Vec<ServerSecret>,
 }
 
-/// Why the server-secret configuration was refused (never contains a secret).
+/// Why the server-secret configuration was refused. Only fixed messages, so it
+/// never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyConfigError(pub &'static str);
 
@@ -111,14 +152,15 @@ impl std::fmt::Display for KeyConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
     pub key_version: u32,
-    /// Base64 (standard) of the 12-byte nonce.
+    /// Base64 (standard, padded) of the 12-byte nonce.
     pub nonce: String,
-    /// Base64 (standard) of ciphertext || GCM tag.
+    /// Base64 (standard, padded) of ciphertext || 16-byte GCM tag.
     pub ciphertext: String,
 }
 
 /// Sealing and opening failures. `Open` is the one fail-closed answer to every
-/// wrong authid, tampered row, moved row or unknown key version.
+/// wrong authid, tampered row, moved row or unknown key version, so callers
+/// answer them all alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealError {
     Open,
@@ -136,27 +178,30 @@ impl std::fmt::Display for SealError {
     }
 }
 
+/// One `<version>:<secret>` entry (surrounding whitespace ignored). The secret
+/// is everything after the first `:`, taken as its UTF-8 bytes.
 fn parse_one(entry: &str) -> Result<ServerSecret, KeyConfigError> {
     let (version, secret) = entry.trim().split_once(':').ok_or(KeyConfigError(
         "a sealing secret must be <version>:<secret>",
     ))?;
-    let version: u32 = version
-        .parse()
-        .ok()
+    let version = Some(version)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u32>().ok())
         .filter(|v| *v >= 1)
         .ok_or(KeyConfigError(
-            "a sealing secret version must be an integer >= 1",
+            "a sealing secret version must be an integer from 1 to 4294967295",
         ))?;
     if secret.len() < MIN_SECRET_LEN {
-        return Err(KeyConfigError(
-            "a sealing secret must be at least 32 characters",
-        ));
+        return Err(KeyConfigError("a sealing secret must be at least 32 bytes"));
     }
-    Ok(ServerSecret::new(version, secret.as_bytes()))
+    ServerSecret::new(version, secret.as_bytes())
 }
 
 impl ServerKeys {
-    /// `current` is `<version>:<secret>`; `previous` a comma-separated list of the same.
+    /// `current` is `<version>:<secret>` (version a `u32` ≥ 1, secret ≥ 32
+    /// bytes); `previous` a comma-separated list of the same, for rotation
+    /// (empty entries and whitespace around entries ignored). Versions must be
+    /// unique.
     pub fn parse(current: &str, previous: Option<&str>) -> Result<ServerKeys, KeyConfigError> {
         let current = parse_one(current)?;
         let mut previous_keys: Vec<ServerSecret> = Vec::new();
@@ -182,10 +227,8 @@ impl ServerKeys {
         self.current.version
     }
 
-    fn version(&self, v: u32) -> Option<&ServerSecret> {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.version == v)
+    fn all(&self) -> impl Iterator<Item = &ServerSecret> {
+        std::iter::once(&self.current).chain(&self.previous)
     }
 
     /// The row key of `authid` under the current version.
@@ -196,37 +239,46 @@ impl ServerKeys {
     /// (version, key hash) under every known version, current first, so a row
     /// sealed before a rotation is still found.
     pub fn lookup_hashes(&self, authid: &AuthId) -> Vec<(u32, String)> {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
+        self.all()
             .map(|k| (k.version, k.key_hash(authid.key_id())))
             .collect()
     }
 
-    /// Seals under the current version with a fresh nonce: (key hash, sealed).
+    /// Seals `plaintext` under the current version: `(key hash, sealed)`.
+    ///
+    /// The nonce is 96 fresh CSPRNG bits (NIST SP 800-38D §8.2.2). The same key
+    /// seals every write of a grant (it is derived from the authid, which never
+    /// changes), so a fixed nonce would repeat and a counter would need a
+    /// durable, race-free counter per row; a repeated GCM nonce under one key
+    /// leaks the XOR of plaintexts and the authentication key. Random nonces
+    /// keep the collision chance negligible far beyond the SP 800-38D §8.3
+    /// limit of 2^32 invocations per key, and one grant is written at most a few
+    /// times an hour.
     pub fn seal(
         &self,
         authid: &AuthId,
         provider: &str,
         plaintext: &[u8],
     ) -> Result<(String, Sealed), SealError> {
-        let mut nonce = [0u8; 12];
+        let mut nonce = [0u8; NONCE_LEN];
         random::fill(&mut nonce).map_err(|_| SealError::Random)?;
         self.seal_with_nonce(authid, provider, plaintext, nonce)
     }
 
+    /// [`ServerKeys::seal`] with a given nonce; private so that only tests
+    /// (known-answer vectors) can choose one.
     fn seal_with_nonce(
         &self,
         authid: &AuthId,
         provider: &str,
         plaintext: &[u8],
-        nonce: [u8; 12],
+        nonce: [u8; NONCE_LEN],
     ) -> Result<(String, Sealed), SealError> {
         let k = &self.current;
         let key_hash = k.key_hash(authid.key_id());
-        let cipher = Aes256Gcm::new_from_slice(&k.grant_key(authid, &key_hash))
-            .map_err(|_| SealError::Crypto)?;
         let aad = k.aad(&key_hash, provider);
-        let ct = cipher
+        let ct = k
+            .cipher(authid, &key_hash)?
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -245,9 +297,10 @@ impl ServerKeys {
         ))
     }
 
-    /// Opens a row. Fails closed ([`SealError::Open`]) on an unknown version, a
-    /// key hash that is not this authid's under that version (moved row), bad
-    /// encoding, a wrong authid or any tampering.
+    /// Opens the row stored under `key_hash`. Fails closed with
+    /// [`SealError::Open`] on an unknown version, a key hash that is not this
+    /// authid's under that version (a moved row), bad encoding, a nonce that is
+    /// not 12 bytes, a wrong authid or any tampering (the GCM tag check).
     pub fn open(
         &self,
         authid: &AuthId,
@@ -255,7 +308,10 @@ impl ServerKeys {
         key_hash: &str,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, SealError> {
-        let k = self.version(sealed.key_version).ok_or(SealError::Open)?;
+        let k = self
+            .all()
+            .find(|k| k.version == sealed.key_version)
+            .ok_or(SealError::Open)?;
         let expected = k.key_hash(authid.key_id());
         if !ct_eq(expected.as_bytes(), key_hash.as_bytes()) {
             return Err(SealError::Open);
@@ -263,15 +319,13 @@ impl ServerKeys {
         let nonce = B64
             .decode(&sealed.nonce)
             .ok()
-            .filter(|n| n.len() == 12)
+            .filter(|n| n.len() == NONCE_LEN)
             .ok_or(SealError::Open)?;
         let ct = B64
             .decode(&sealed.ciphertext)
             .map_err(|_| SealError::Open)?;
-        let cipher = Aes256Gcm::new_from_slice(&k.grant_key(authid, key_hash))
-            .map_err(|_| SealError::Crypto)?;
-        let aad = k.aad(key_hash, provider);
-        cipher
+        let aad = k.aad(&expected, provider);
+        k.cipher(authid, &expected)?
             .decrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -304,24 +358,50 @@ mod tests {
         ServerKeys::parse(cur, prev).unwrap()
     }
 
-    // Known answers computed independently with Python's `cryptography` package:
-    // docs/kat.py regenerates them.
+    // Known answers computed independently with Python's `cryptography` package
+    // (HKDF, HMAC, AESGCM): `python3 docs/kat.py` regenerates the KAT_* values.
+    const KAT_SERVER_SECRET: &[u8] = b"server-secret-one-0123456789abcdefghij";
+    const KAT_PLAINTEXT: &[u8] = br#"{"refresh_token":"RT"}"#;
+
     #[test]
-    fn known_answers_match_an_independent_implementation() {
+    fn known_answer_server_subkeys() {
+        let (lookup_key, seal_salt) = subkeys(KAT_SERVER_SECRET).unwrap();
+        assert_eq!(random::hex(&lookup_key), KAT_LOOKUP_KEY);
+        assert_eq!(random::hex(&seal_salt), KAT_SEAL_SALT);
+        assert_eq!(
+            random::hex(&keys(S1, None).current.seal_salt),
+            KAT_SEAL_SALT
+        );
+    }
+
+    #[test]
+    fn known_answer_key_hash_and_grant_key() {
         let k = keys(S1, None);
-        assert_eq!(random::hex(&k.current.lookup_key), KAT_LOOKUP_KEY);
-        assert_eq!(random::hex(&k.current.seal_salt), KAT_SEAL_SALT);
         let a = authid(AUTHID);
-        let kh = k.key_hash(&a);
-        assert_eq!(kh, KAT_KEY_HASH);
-        assert_eq!(random::hex(&k.current.grant_key(&a, &kh)), KAT_GRANT_KEY);
-        let (kh2, sealed) = k
-            .seal_with_nonce(&a, "box.com", br#"{"refresh_token":"RT"}"#, [7u8; 12])
+        assert_eq!(k.key_hash(&a), KAT_KEY_HASH);
+        assert_eq!(k.lookup_hashes(&a), vec![(1, KAT_KEY_HASH.to_string())]);
+        let grant_key = k.current.grant_key(&a, KAT_KEY_HASH).unwrap();
+        assert_eq!(random::hex(&grant_key), KAT_GRANT_KEY);
+    }
+
+    #[test]
+    fn known_answer_seal_with_fixed_nonce_and_open_of_python_ciphertext() {
+        let k = keys(S1, None);
+        let a = authid(AUTHID);
+        let (kh, sealed) = k
+            .seal_with_nonce(&a, "box.com", KAT_PLAINTEXT, [7u8; 12])
             .unwrap();
-        assert_eq!(kh2, KAT_KEY_HASH);
-        assert_eq!(sealed.nonce, "BwcHBwcHBwcHBwcH");
-        assert_eq!(sealed.ciphertext, KAT_CIPHERTEXT);
-        assert_eq!(sealed.key_version, 1);
+        let python = Sealed {
+            key_version: 1,
+            nonce: "BwcHBwcHBwcHBwcH".into(),
+            ciphertext: KAT_CIPHERTEXT.into(),
+        };
+        assert_eq!(kh, KAT_KEY_HASH);
+        assert_eq!(sealed, python);
+        assert_eq!(
+            k.open(&a, "box.com", KAT_KEY_HASH, &python).unwrap(),
+            KAT_PLAINTEXT
+        );
     }
 
     #[test]
@@ -463,26 +543,60 @@ mod tests {
     #[test]
     fn bad_key_configuration_is_refused_without_echo() {
         let secret = "x".repeat(40);
-        for (cur, prev) in [
+        let cases = [
             (format!("0:{secret}"), None),
             (format!("v1:{secret}"), None),
+            (format!("+1:{secret}"), None),
+            (format!("-1:{secret}"), None),
+            (format!(":{secret}"), None),
+            (format!("4294967296:{secret}"), None),
             (secret.clone(), None),
+            (String::new(), None),
             ("1:short".to_string(), None),
+            (format!("1:{}", &secret[..31]), None),
             (format!("1:{secret}"), Some(format!("1:{secret}"))),
+            (format!("1:{secret}"), Some(format!("01:{secret}"))),
             (
                 format!("1:{secret}"),
                 Some(format!("2:{secret},2:{secret}")),
             ),
-        ] {
+            (format!("1:{secret}"), Some(format!("2:{secret},{secret}"))),
+        ];
+        for (cur, prev) in cases {
             let err = ServerKeys::parse(&cur, prev.as_deref()).unwrap_err();
-            assert!(!err.to_string().contains(&secret[..32]));
+            assert!(!err.to_string().contains(&secret[..32]), "{cur:?}");
+            assert!(!format!("{err:?}").contains(&secret[..32]), "{cur:?}");
         }
-        assert!(ServerKeys::parse(
-            &format!("3:{secret}"),
-            Some(" 2:a-long-enough-secret-0123456789ab , ")
+    }
+
+    #[test]
+    fn key_configuration_accepts_rotation_lists_and_ignores_whitespace() {
+        let secret = "y".repeat(32);
+        let k = ServerKeys::parse(
+            &format!("3:{secret}\n"),
+            Some(&format!(" 2:{secret} ,, 1:{secret}:with:colons , ")),
         )
-        .is_ok());
-        assert!(!format!("{:?}", keys(S1, None)).contains("server-secret"));
+        .unwrap();
+        assert_eq!(k.current_version(), 3);
+        let versions: Vec<u32> = k
+            .lookup_hashes(&authid(AUTHID))
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        assert_eq!(versions, [3, 2, 1]);
+        // Length counts UTF-8 bytes: 16 two-byte chars are 32 bytes.
+        assert!(ServerKeys::parse(&format!("1:{}", "é".repeat(16)), None).is_ok());
+        assert!(ServerKeys::parse(&format!("1:{secret}"), Some("")).is_ok());
+        assert!(ServerKeys::parse(&format!("4294967295:{secret}"), None).is_ok());
+    }
+
+    #[test]
+    fn debug_of_keys_shows_no_secret_material() {
+        let k = keys(S1, None);
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("server-secret"));
+        assert!(!shown.contains(KAT_LOOKUP_KEY) && !shown.contains(KAT_SEAL_SALT));
+        assert!(shown.contains("v1"));
     }
 
     const KAT_LOOKUP_KEY: &str = "86d741514327ed71a099207df9b1d4344ed3e2c75194be60f68952dd29388bd5";

@@ -1,24 +1,33 @@
-//! Secret newtypes (after oauth2-rs's `new_secret_type!`): each secret is its own
+//! Secret newtypes, after oauth2-rs's `new_secret_type!`: each secret is its own
 //! type whose `Debug` prints `Name([redacted])`, which has no `Display`, and whose
-//! raw value is reachable only through an explicit `.secret()`. Equality is
-//! constant time. Types that must not be reused by accident are not `Clone`.
+//! raw value is reachable only through an explicit `.secret()`, so a secret
+//! cannot reach a log line or an error message by accident. Equality is constant
+//! time. Types that must not be reused by accident (used once, or key material)
+//! are not `Clone`.
 
 use subtle::ConstantTimeEq;
 
-/// Constant-time equality: the content of the inputs does not affect timing
-/// (their lengths may).
+/// Constant-time equality: the content of the inputs does not affect timing.
+/// Inputs of different lengths compare unequal at once (the length may leak,
+/// the content may not).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// `secret_type!(/// docs \n Name)` defines a non-`Clone` secret newtype over
+/// `String`; `secret_type!(Name, Clone)` a `Clone` one. Nothing else can be
+/// derived: a derived `Debug`, `PartialEq`, `Hash` or `Ord` would leak the value
+/// or compare it in variable time.
 macro_rules! secret_type {
-    ($(#[$meta:meta])* $name:ident $(, $derive:ident)*) => {
+    ($(#[$meta:meta])* $name:ident, Clone) => {
+        $crate::secret::secret_type!($(#[$meta])* #[derive(Clone)] $name);
+    };
+    ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        $(#[derive($derive)])*
-        pub struct $name(String);
+        pub struct $name(::std::string::String);
 
         impl $name {
-            pub fn new(s: String) -> Self {
+            pub fn new(s: ::std::string::String) -> Self {
                 Self(s)
             }
 
@@ -28,21 +37,22 @@ macro_rules! secret_type {
             }
         }
 
-        impl std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(concat!(stringify!($name), "([redacted])"))
             }
         }
 
-        impl PartialEq for $name {
+        impl ::std::cmp::PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                ct_eq(self.0.as_bytes(), other.0.as_bytes())
+                $crate::secret::ct_eq(self.0.as_bytes(), other.0.as_bytes())
             }
         }
 
-        impl Eq for $name {}
+        impl ::std::cmp::Eq for $name {}
     };
 }
+pub(crate) use secret_type;
 
 secret_type!(
     /// RFC 6749 §1.5 refresh token.
@@ -78,12 +88,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_is_redacted() {
-        let t = RefreshToken::new("super-secret-value".into());
-        assert_eq!(format!("{t:?}"), "RefreshToken([redacted])");
-        let s = AuthSecret::new("another-secret".into());
-        assert!(!format!("{s:?}").contains("another"));
-        assert_eq!(t.secret(), "super-secret-value");
+    fn debug_is_redacted_for_every_secret_type() {
+        let raw = "super-secret-value";
+        let shown = [
+            format!("{:?}", RefreshToken::new(raw.into())),
+            format!("{:?}", AccessToken::new(raw.into())),
+            format!("{:?}", ClientSecret::new(raw.into())),
+            format!("{:?}", AuthorizationCode::new(raw.into())),
+            format!("{:?}", StateToken::new(raw.into())),
+            format!("{:?}", AuthSecret::new(raw.into())),
+            format!("{:?}", Some(RefreshToken::new(raw.into()))),
+        ];
+        for s in &shown {
+            assert!(!s.contains(raw) && s.contains("([redacted])"), "{s}");
+        }
+        assert_eq!(shown[0], "RefreshToken([redacted])");
+        assert_eq!(RefreshToken::new(raw.into()).secret(), raw);
     }
 
     #[test]
@@ -91,9 +111,12 @@ mod tests {
         assert!(ct_eq(b"", b""));
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"bbc"));
         assert!(!ct_eq(b"abc", b"ab"));
+        assert!(!ct_eq(b"ab", b"abc"));
         assert!(!ct_eq(b"", b"a"));
         assert_eq!(StateToken::new("x".into()), StateToken::new("x".into()));
         assert_ne!(StateToken::new("x".into()), StateToken::new("y".into()));
+        assert_ne!(AuthSecret::new("x".into()), AuthSecret::new("xx".into()));
     }
 }
