@@ -520,22 +520,20 @@ async fn refresh(ctx: &Ctx<'_>, req: &Request, form: &Params, query: &Params) ->
             return Err(BrokerError::MissingAuthId.into());
         }
     };
-    let parsed = parse_authid(raw).map_err(|_| BrokerError::MalformedAuthId)?;
     // Per-grant limit (cache hits count): keyed by the row's key hash for v1 and
     // by a hash of the whole authid for v2, never by the authid itself.
-    let grant_key = match &parsed {
-        ParsedAuthId::V1(a) => ctx.keys()?.key_hash(a),
-        ParsedAuthId::V2 { .. } => login::sha256_hex(raw),
-    };
-    rate_limit(ctx, "RL_PER_GRANT", grant_key).await?;
-    let authid = match parsed {
+    let authid = match parse_authid(raw).map_err(|_| BrokerError::MalformedAuthId)? {
         ParsedAuthId::V1(a) => a,
         ParsedAuthId::V2 {
             provider,
             refresh_token,
-        } => return refresh_pass_through(ctx, &provider, &refresh_token).await,
+        } => {
+            rate_limit(ctx, "RL_PER_GRANT", login::sha256_hex(raw)).await?;
+            return refresh_pass_through(ctx, &provider, &refresh_token).await;
+        }
     };
     let keys = ctx.keys()?;
+    rate_limit(ctx, "RL_PER_GRANT", keys.key_hash(&authid)).await?;
     let db = store::Db::open(ctx.env)?;
     let (token, remaining, provider) = refresh_stored(ctx, &db, &keys, &authid).await?;
     json_ok(serde_json::json!({
