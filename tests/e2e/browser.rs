@@ -115,6 +115,15 @@ impl Driver {
             .to_string()
     }
 
+    /// The `value` property of the element at `css` (what an input shows).
+    fn value(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.call("GET", &format!("/element/{e}/property/value"), None)
+            .as_str()
+            .expect("a value property")
+            .to_string()
+    }
+
     fn handles(&self) -> Vec<String> {
         self.call("GET", "/window/handles", None)
             .as_array()
@@ -173,12 +182,7 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
     driver.call("POST", "/url", Some(json!({"url": b.url("/")})));
     driver.click("#login-demo");
     driver.wait_for_url("/callback/demo");
-    let field = driver.find("#authid");
-    let authid = driver
-        .call("GET", &format!("/element/{field}/property/value"), None)
-        .as_str()
-        .expect("authid value")
-        .to_string();
+    let authid = driver.value("#authid");
     b.remember(&authid);
     assert!(authid.len() >= 65 && authid.contains(':'), "authid shape");
     let r = b.refresh(&authid);
@@ -209,12 +213,7 @@ fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
     driver.wait_for_url("type=demo");
     driver.click("#login-demo");
     driver.wait_for_url("/callback/demo");
-    let field = driver.find("#authid");
-    let authid = driver
-        .call("GET", &format!("/element/{field}/property/value"), None)
-        .as_str()
-        .expect("authid")
-        .to_string();
+    let authid = driver.value("#authid");
     b.remember(&authid);
     driver.switch_to(&opener[0]);
     let got = wait_until("the opener received a message", || {
