@@ -39,3 +39,7 @@ CREATE TABLE IF NOT EXISTS fetch_tokens (
   expires_at INTEGER NOT NULL               -- unix seconds
 ) STRICT;
 CREATE INDEX IF NOT EXISTS fetch_tokens_expiry ON fetch_tokens (expires_at);
+
+-- Migration 0002: server-secret version of the sealed authid (NULL until the login completes,
+-- and for rows sealed before the hand-off moved under the versioned server keys).
+ALTER TABLE fetch_tokens ADD COLUMN key_version INTEGER;

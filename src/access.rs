@@ -1,5 +1,6 @@
 //! Abuse controls decided without the runtime: the operator's access gate
-//! (`ACCESS_KEYS`) and the keys requests are rate-limited by.
+//! (`ACCESS_KEYS`) and the keys requests are rate-limited by. Which routes are
+//! gated or limited is a column of the route table (`crate::route`).
 
 use crate::secret::ct_eq;
 
@@ -22,25 +23,6 @@ pub fn allowed(keys: &[String], key: Option<&str>) -> bool {
     let Some(key) = key else { return false };
     keys.iter()
         .fold(false, |ok, k| ct_eq(k.as_bytes(), key.as_bytes()) | ok)
-}
-
-/// Routes limited per client address (`RL_PER_IP`): those that cost a D1 write,
-/// an upstream call or a secret comparison.
-pub fn ip_limited(path: &str) -> bool {
-    matches!(
-        path,
-        "/login" | "/refresh" | "/fetch" | "/revoked" | "/export" | "/import"
-    )
-}
-
-/// Routes behind the operator's access gate (`ACCESS_KEYS`).
-pub fn gated(path: &str) -> bool {
-    matches!(path, "/login" | "/refresh")
-}
-
-/// Routes a person sees in a browser: their errors are HTML pages.
-pub fn browser_route(path: &str) -> bool {
-    matches!(path, "/" | "/login" | "/revoke" | "/revoked") || path.starts_with("/callback/")
 }
 
 /// Rate-limit key for a client address (`CF-Connecting-IP`). IPv6 clients are
@@ -75,19 +57,6 @@ mod tests {
         assert!(!allowed(&keys, Some("bet")));
         assert!(!allowed(&keys, Some("")));
         assert!(!allowed(&keys, None));
-    }
-
-    #[test]
-    fn route_classes() {
-        for p in [
-            "/login", "/refresh", "/fetch", "/revoked", "/export", "/import",
-        ] {
-            assert!(ip_limited(p), "{p}");
-        }
-        assert!(!ip_limited("/healthz") && !ip_limited("/"));
-        assert!(gated("/login") && gated("/refresh") && !gated("/fetch"));
-        assert!(browser_route("/callback/demo") && browser_route("/login"));
-        assert!(!browser_route("/refresh") && !browser_route("/fetch"));
     }
 
     #[test]

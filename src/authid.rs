@@ -102,6 +102,17 @@ impl std::fmt::Display for AuthIdError {
     }
 }
 
+impl From<AuthIdError> for crate::error::BrokerError {
+    fn from(e: AuthIdError) -> Self {
+        match e {
+            AuthIdError::Empty => crate::error::BrokerError::MissingAuthId,
+            AuthIdError::TooLong | AuthIdError::Malformed => {
+                crate::error::BrokerError::MalformedAuthId
+            }
+        }
+    }
+}
+
 /// The v2 authid for `provider` and `refresh_token`.
 pub fn v2_authid(provider: &str, refresh_token: &RefreshToken) -> String {
     format!("v2:{provider}:{}", refresh_token.secret())

@@ -24,8 +24,8 @@ pub enum BrokerError {
     ProviderTimeout,
     /// Another request's refresh of this grant did not finish in time; retryable.
     RefreshPending,
-    /// D1 failed; retryable.
-    StorageUnavailable,
+    /// D1 failed; retryable. `cause` is for the log only (see [`BrokerError::cause`]).
+    StorageUnavailable { cause: String },
     /// The provider id is not in the catalogue or not configured.
     UnknownProvider,
     /// A request parameter is missing or invalid (`what` is a fixed description, never input).
@@ -56,7 +56,8 @@ pub enum BrokerError {
     /// The operator's configuration is broken (bad `OAUTH_PROVIDERS`, missing secret).
     Misconfigured { what: &'static str },
     /// Something that should not happen (no randomness, a runtime error). Retryable.
-    Internal,
+    /// `cause` is for the log only (see [`BrokerError::cause`]).
+    Internal { cause: String },
 }
 
 impl BrokerError {
@@ -70,9 +71,9 @@ impl BrokerError {
             RateLimited { .. } => 429,
             UnknownAuthId | UnknownProvider | NotFound => 404,
             MethodNotAllowed => 405,
-            Misconfigured { .. } | Internal => 500,
+            Misconfigured { .. } | Internal { .. } => 500,
             ProviderFailed => 502,
-            ReauthorizationRequired { .. } | StorageUnavailable => 503,
+            ReauthorizationRequired { .. } | StorageUnavailable { .. } => 503,
             ProviderTimeout | RefreshPending => 504,
         }
     }
@@ -88,7 +89,7 @@ impl BrokerError {
             ProviderFailed => "provider_error",
             ProviderTimeout => "provider_timeout",
             RefreshPending => "refresh_pending",
-            StorageUnavailable => "storage_unavailable",
+            StorageUnavailable { .. } => "storage_unavailable",
             UnknownProvider => "unknown_provider",
             BadRequest { code, .. } | Forbidden { code, .. } | Conflict { code, .. } => code,
             InvalidLoginState => "invalid_state",
@@ -97,7 +98,7 @@ impl BrokerError {
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Misconfigured { .. } => "server_misconfigured",
-            Internal => "internal_error",
+            Internal { .. } => "internal_error",
         }
     }
 
@@ -120,7 +121,9 @@ impl BrokerError {
             RefreshPending => {
                 "Another request is refreshing this authorization; try again shortly".into()
             }
-            StorageUnavailable => "The broker's database is unavailable; try again later".into(),
+            StorageUnavailable { .. } => {
+                "The broker's database is unavailable; try again later".into()
+            }
             UnknownProvider => "Unknown or unconfigured provider".into(),
             BadRequest { what, .. } => format!("Bad request: {what}"),
             Forbidden { what, .. } => format!("Forbidden: {what}"),
@@ -135,7 +138,7 @@ impl BrokerError {
             NotFound => "No such route".into(),
             MethodNotAllowed => "Method not allowed on this route".into(),
             Misconfigured { what } => format!("The broker is misconfigured: {what}"),
-            Internal => "Internal error; try again later".into(),
+            Internal { .. } => "Internal error; try again later".into(),
         }
     }
 
@@ -145,6 +148,46 @@ impl BrokerError {
             BrokerError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// An internal failure (no randomness, a runtime call that failed).
+    pub fn internal(cause: impl Into<String>) -> BrokerError {
+        BrokerError::Internal {
+            cause: cause.into(),
+        }
+    }
+
+    /// D1 failed doing `cause`.
+    pub fn storage(cause: impl Into<String>) -> BrokerError {
+        BrokerError::StorageUnavailable {
+            cause: cause.into(),
+        }
+    }
+
+    /// What the operator's log says about this error: for failures inside the
+    /// broker (5xx) its non-secret cause, `None` for a client's mistake. Never
+    /// part of a response: a client learns the `code` and `reason` only.
+    pub fn cause(&self) -> Option<String> {
+        use BrokerError::*;
+        match self {
+            StorageUnavailable { cause } | Internal { cause } => Some(cause.clone()),
+            Misconfigured { what } => Some((*what).to_string()),
+            e if e.status() >= 500 => Some(e.code().to_string()),
+            _ => None,
+        }
+    }
+
+    /// A runtime error's text as one short log line: the line that names the
+    /// error (JS errors arrive with a stack and a debug dump around them).
+    pub fn one_line(text: &str) -> String {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains("Error:"))
+            .or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty()))
+            .unwrap_or("");
+        let line = line.trim_start_matches("cause: JsValue(");
+        line.chars().take(200).collect()
     }
 
     /// The JSON error body: `{"error": code, "error_description": reason}`.
@@ -171,7 +214,38 @@ mod tests {
             .contains("re-authorize at https://b.example/"));
         assert_eq!(BrokerError::ProviderFailed.status(), 502);
         assert_eq!(BrokerError::ProviderTimeout.status(), 504);
-        assert_eq!(BrokerError::StorageUnavailable.status(), 503);
+        assert_eq!(BrokerError::storage("x").status(), 503);
+    }
+
+    #[test]
+    fn an_internal_cause_reaches_the_log_but_never_the_client() {
+        let e = BrokerError::storage("d1 find_grant: no such table: grants");
+        assert_eq!(
+            e.cause().as_deref(),
+            Some("d1 find_grant: no such table: grants")
+        );
+        assert!(!e.json_body().contains("no such table"));
+        assert!(!e.reason().contains("no such table"));
+        assert_eq!(BrokerError::MissingAuthId.cause(), None);
+        assert_eq!(
+            BrokerError::ProviderTimeout.cause().as_deref(),
+            Some("provider_timeout")
+        );
+    }
+
+    #[test]
+    fn a_runtime_errors_text_becomes_one_log_line() {
+        let d1 = "D1: D1Error {\n\n      cause: JsValue(Error: no such table: grants: SQLITE_ERROR\n      \
+                  Error: no such table: grants: SQLITE_ERROR\n          at D1Database._send (x:1:2),\n  })";
+        assert_eq!(
+            BrokerError::one_line(d1),
+            "Error: no such table: grants: SQLITE_ERROR"
+        );
+        assert_eq!(
+            BrokerError::one_line("\n plain failure \nmore"),
+            "plain failure"
+        );
+        assert_eq!(BrokerError::one_line(&"x".repeat(500)).len(), 200);
     }
 
     #[test]
@@ -193,7 +267,7 @@ mod tests {
             },
             BrokerError::ProviderFailed,
             BrokerError::ProviderTimeout,
-            BrokerError::StorageUnavailable,
+            BrokerError::storage("d1"),
             BrokerError::RefreshPending,
             BrokerError::UnknownProvider,
             BrokerError::BadRequest {
@@ -214,7 +288,7 @@ mod tests {
             BrokerError::NotFound,
             BrokerError::MethodNotAllowed,
             BrokerError::Misconfigured { what: "x" },
-            BrokerError::Internal,
+            BrokerError::internal("x"),
         ];
         for e in all {
             let r = e.reason();

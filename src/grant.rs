@@ -39,6 +39,20 @@ pub enum GrantError {
     Corrupt,
 }
 
+impl From<GrantError> for crate::error::BrokerError {
+    /// A code exchange without a refresh token is the user's provider setup; a
+    /// payload that opens but is no grant fails closed like a wrong authid.
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::NoRefreshToken => crate::error::BrokerError::BadRequest {
+                code: "no_refresh_token",
+                what: "the provider issued no refresh token",
+            },
+            GrantError::Corrupt => crate::error::BrokerError::UnknownAuthId,
+        }
+    }
+}
+
 impl Grant {
     /// A new grant from an authorization_code exchange.
     pub fn from_code_exchange(resp: TokenResponse, now: i64) -> Result<Grant, GrantError> {
@@ -97,13 +111,18 @@ impl Grant {
         Ok((service, grant))
     }
 
-    /// The refresh token to present upstream.
-    pub fn refresh_token(&self) -> Option<RefreshToken> {
+    /// A non-empty string field of the token response.
+    fn field(&self, name: &str) -> Option<String> {
         self.token
-            .get("refresh_token")
+            .get(name)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(|s| RefreshToken::new(s.to_string()))
+            .map(str::to_string)
+    }
+
+    /// The refresh token to present upstream.
+    pub fn refresh_token(&self) -> Option<RefreshToken> {
+        self.field("refresh_token").map(RefreshToken::new)
     }
 
     /// The cached access token and its remaining seconds, if more than
@@ -113,8 +132,12 @@ impl Grant {
         if remaining <= MIN_REMAINING_SECS {
             return None;
         }
-        let token = self.token.get("access_token").and_then(Value::as_str)?;
-        Some((AccessToken::new(token.to_string()), remaining))
+        Some((self.access_token()?, remaining))
+    }
+
+    /// The current access token, whatever its remaining life.
+    pub fn access_token(&self) -> Option<AccessToken> {
+        self.field("access_token").map(AccessToken::new)
     }
 
     /// Merges a refresh response: new access token and expiry; a rotated refresh

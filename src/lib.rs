@@ -6,10 +6,12 @@
 
 pub mod access;
 pub mod authid;
+pub mod config;
 pub mod error;
-pub mod fetch;
 pub mod grant;
+pub mod handoff;
 pub mod headers;
+pub mod ids;
 pub mod login;
 pub mod pages;
 pub mod pkce;
@@ -17,6 +19,7 @@ pub mod providers;
 pub mod random;
 pub mod refresh;
 pub mod request;
+pub mod route;
 pub mod seal;
 pub mod secret;
 pub mod upstream;

@@ -37,7 +37,7 @@ pub struct LoginRecord {
     pub binding_hash: String,
     /// 1 = stored grant, 2 = pass-through (v2) authid.
     pub token_version: u8,
-    /// [`crate::fetch::token_hash`] of the `/fetch` token the login carried, if any.
+    /// [`crate::handoff::token_hash`] of the `/fetch` token the login carried, if any.
     pub fetch_token_hash: Option<String>,
     pub expires_at: i64,
 }
@@ -70,7 +70,7 @@ pub fn start(
     fetch_token: Option<&str>,
     now: i64,
 ) -> Result<StartedLogin, BrokerError> {
-    let rnd = || random::token_b64url(32).map_err(|_| BrokerError::Internal);
+    let rnd = || random::token_b64url(32);
     let state = StateToken::new(rnd()?);
     let binding = StateToken::new(rnd()?);
     let mut url =
@@ -100,7 +100,7 @@ pub fn start(
             provider: provider.id.clone(),
             binding_hash: sha256_hex(binding.secret()),
             token_version,
-            fetch_token_hash: fetch_token.map(crate::fetch::token_hash),
+            fetch_token_hash: fetch_token.map(crate::handoff::token_hash),
             expires_at: now + LOGIN_TTL_SECS,
         },
         authorize_url: url.into(),
@@ -151,6 +151,13 @@ pub enum CallbackError {
     ProviderMismatch,
     /// No cookie, or the cookie of another browser.
     WrongBrowser,
+}
+
+impl From<CallbackError> for BrokerError {
+    /// Every refusal looks the same to the browser: start the login again.
+    fn from(_: CallbackError) -> Self {
+        BrokerError::InvalidLoginState
+    }
 }
 
 /// Checks a consumed login record against the callback. Returns the PKCE
@@ -268,7 +275,7 @@ mod tests {
         assert!(ok(Some(&s.record), "demo", Some(&s.binding), 1).is_none());
         assert_eq!(
             s.record.fetch_token_hash,
-            Some(crate::fetch::token_hash("tok"))
+            Some(crate::handoff::token_hash("tok"))
         );
     }
 

@@ -223,6 +223,14 @@ impl std::fmt::Display for ProviderConfigError {
     }
 }
 
+impl From<ProviderConfigError> for crate::error::BrokerError {
+    fn from(_: ProviderConfigError) -> Self {
+        crate::error::BrokerError::Misconfigured {
+            what: "OAUTH_PROVIDERS is invalid",
+        }
+    }
+}
+
 /// The catalogue after applying `OAUTH_PROVIDERS`: every known provider, whether
 /// configured or not. Use [`Catalogue::configured`] to learn which are offered.
 #[derive(Clone, Debug)]

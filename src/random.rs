@@ -12,6 +12,12 @@ impl std::fmt::Display for RandomError {
     }
 }
 
+impl From<RandomError> for crate::error::BrokerError {
+    fn from(e: RandomError) -> Self {
+        crate::error::BrokerError::internal(e.to_string())
+    }
+}
+
 /// Fills `buf` with CSPRNG output.
 pub fn fill(buf: &mut [u8]) -> Result<(), RandomError> {
     getrandom::fill(buf).map_err(|_| RandomError)

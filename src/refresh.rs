@@ -17,9 +17,20 @@
 //!    token upstream, never an overwrite of a newer grant).
 //!
 //! A crashed winner's lease simply expires after [`LEASE_SECS`].
+//!
+//! The whole protocol is here: the decisions ([`next`], [`settle`],
+//! [`pass_through`], [`WaitBudget`]) and the loop that applies them
+//! ([`single_flight`]), written against two small I/O traits ([`Grants`] for
+//! one authid's row, [`Runtime`] for the clock, sleeping and the provider). The
+//! shell implements them over D1 and `fetch` (`src/shell/store/vault.rs`,
+//! `src/shell/routes/refresh.rs`); the tests here implement them in memory, so
+//! every branch runs natively.
 
-use crate::grant::Grant;
-use crate::secret::AccessToken;
+use crate::error::BrokerError;
+use crate::grant::{Grant, DEFAULT_EXPIRES_IN};
+use crate::ids::{KeyHash, LeaseId, ProviderId};
+use crate::secret::{AccessToken, RefreshToken};
+use crate::upstream::Upstream;
 
 /// How long a claimed lease holds. Longer than the upstream timeout plus the
 /// D1 write, so a live winner never loses its lease mid-refresh.
@@ -102,6 +113,270 @@ pub fn next(status: Status, grant: &Grant, lease_until: i64, now: i64) -> Next {
     }
 }
 
+/// A stored grant as read and opened: the grant plus the row state the
+/// protocol decides on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    pub provider: ProviderId,
+    pub status: Status,
+    /// Unix seconds until which some request holds the refresh lease.
+    pub lease_until: i64,
+    pub grant: Grant,
+    /// The row's key and the write counter read with it (compare-and-swap).
+    pub key_hash: KeyHash,
+    pub version: i64,
+}
+
+/// One authid's stored grant, as the protocol needs it. Implemented by the
+/// shell's vault over D1; every method is one statement.
+// Workers run one request per isolate thread: these futures are never sent
+// across threads, so the traits deliberately promise no `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Grants {
+    /// Reads and opens the row.
+    async fn open(&self) -> Result<Opened, BrokerError>;
+    /// Claims the lease if nobody holds an unexpired one and the row is still
+    /// the one `read` (same version); `None` if another request won.
+    async fn claim(&self, read: &Opened, now: i64) -> Result<Option<LeaseId>, BrokerError>;
+    /// Writes `grant` and releases the lease, compare-and-swap on
+    /// `(lease, read.version)`; false if the swap failed.
+    async fn write(
+        &self,
+        read: &Opened,
+        lease: &LeaseId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError>;
+    /// Releases the lease without writing the grant, leaving `status`.
+    async fn release(
+        &self,
+        read: &Opened,
+        lease: &LeaseId,
+        status: Status,
+        now: i64,
+    ) -> Result<(), BrokerError>;
+}
+
+/// The world outside the row: the clock, waiting, the provider, the log.
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> u64;
+    async fn sleep(&self, ms: u64);
+    /// One `refresh_token` grant at `provider`, classified (or why there was none).
+    async fn refresh_upstream(
+        &self,
+        provider: &ProviderId,
+        refresh_token: &RefreshToken,
+    ) -> Result<Upstream, BrokerError>;
+    /// A non-secret warning for the operator's log.
+    fn warn(&self, message: &str);
+}
+
+/// What a refresh of a stored grant answers.
+#[derive(Debug, PartialEq)]
+pub struct Served {
+    pub token: AccessToken,
+    /// Seconds the token remains valid.
+    pub remaining: i64,
+    pub provider: ProviderId,
+}
+
+/// The single-flight refresh of one stored grant: serve from cache, or win
+/// the lease and refresh upstream, or wait for the request that won it.
+/// `reauthorize` is the error telling the user to log in again.
+pub async fn single_flight(
+    grants: &impl Grants,
+    runtime: &impl Runtime,
+    reauthorize: &BrokerError,
+) -> Result<Served, BrokerError> {
+    let budget = WaitBudget::starting(runtime.now_ms());
+    loop {
+        let read = grants.open().await?;
+        let now = unix_secs(runtime.now_ms());
+        match next(read.status, &read.grant, read.lease_until, now) {
+            Next::Serve(token, remaining) => {
+                return Ok(Served {
+                    token,
+                    remaining,
+                    provider: read.provider,
+                })
+            }
+            Next::Reauthorize => return Err(reauthorize.clone()),
+            Next::Claim => {
+                if let Some(lease) = grants.claim(&read, now).await? {
+                    return refresh_with_lease(grants, runtime, reauthorize, read, lease).await;
+                }
+            }
+            Next::Wait => {}
+        }
+        if budget.spent(runtime.now_ms()) {
+            return Err(BrokerError::RefreshPending);
+        }
+        runtime.sleep(POLL_MS).await;
+    }
+}
+
+fn unix_secs(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+/// Holding the lease: one upstream refresh, then what [`settle`] decides.
+async fn refresh_with_lease(
+    grants: &impl Grants,
+    runtime: &impl Runtime,
+    reauthorize: &BrokerError,
+    read: Opened,
+    lease: LeaseId,
+) -> Result<Served, BrokerError> {
+    let outcome = match read.grant.refresh_token() {
+        Some(rt) => runtime.refresh_upstream(&read.provider, &rt).await,
+        // Opening guarantees a refresh token; fail closed if it ever were not so.
+        None => Err(BrokerError::UnknownAuthId),
+    };
+    let now = unix_secs(runtime.now_ms());
+    match settle(read.grant.clone(), outcome, now, reauthorize.clone()) {
+        Settle::Persist {
+            grant,
+            token,
+            remaining,
+        } => {
+            // Written before answering: a client that got an access token must
+            // never leave the broker holding a spent refresh token.
+            if !grants.write(&read, &lease, &grant, now).await? {
+                // Only possible if our lease expired mid-refresh (upstream + write
+                // took longer than LEASE_SECS). The access token is still good.
+                runtime.warn("refresh: lease lost before write; grant not updated");
+            }
+            Ok(Served {
+                token,
+                remaining,
+                provider: read.provider,
+            })
+        }
+        Settle::Release { status, error } => {
+            grants.release(&read, &lease, status, now).await?;
+            Err(error)
+        }
+    }
+}
+
+/// How long one request may keep waiting for another request's refresh,
+/// measured on the runtime's millisecond clock from the request's start.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitBudget {
+    deadline_ms: u64,
+}
+
+impl WaitBudget {
+    pub fn starting(now_ms: u64) -> WaitBudget {
+        WaitBudget {
+            deadline_ms: now_ms.saturating_add(WAIT_BUDGET_MS),
+        }
+    }
+
+    /// Spent: stop waiting and answer [`BrokerError::RefreshPending`] (retryable).
+    pub fn spent(&self, now_ms: u64) -> bool {
+        now_ms >= self.deadline_ms
+    }
+}
+
+/// What the lease holder does once the provider answered (or did not).
+#[derive(Debug, PartialEq)]
+pub enum Settle {
+    /// Write this grant (a rotated refresh token included) with compare-and-swap,
+    /// releasing the lease, and only then answer with the access token.
+    Persist {
+        grant: Grant,
+        token: AccessToken,
+        remaining: i64,
+    },
+    /// Release the lease without touching the sealed grant, leave the row with
+    /// `status`, and answer `error`.
+    Release { status: Status, error: BrokerError },
+}
+
+/// Decides what to persist and answer after the upstream refresh of `grant`.
+/// `outcome` is the classified provider answer, or why there was none
+/// (timeout, refused connection, unconfigured provider). `reauthorize` is the
+/// error telling the user to log in again at this broker.
+pub fn settle(
+    mut grant: Grant,
+    outcome: Result<Upstream, BrokerError>,
+    now: i64,
+    reauthorize: BrokerError,
+) -> Settle {
+    match outcome {
+        Ok(Upstream::Ok(resp)) => {
+            grant.apply_refresh(resp, now);
+            // A parsed token response always has an access token; its remaining
+            // life is what the provider said, even if that is under the cache floor.
+            let token = grant.access_token();
+            let remaining = grant.expires_at.saturating_sub(now).max(0);
+            match token {
+                Some(token) => Settle::Persist {
+                    grant,
+                    token,
+                    remaining,
+                },
+                None => Settle::Release {
+                    status: Status::Active,
+                    error: BrokerError::ProviderFailed,
+                },
+            }
+        }
+        // Remembered: later calls answer at once, never asking the provider again.
+        Ok(Upstream::InvalidGrant) => Settle::Release {
+            status: Status::ReauthRequired,
+            error: reauthorize,
+        },
+        Ok(Upstream::Failed) => Settle::Release {
+            status: Status::Active,
+            error: BrokerError::ProviderFailed,
+        },
+        Err(error) => Settle::Release {
+            status: Status::Active,
+            error,
+        },
+    }
+}
+
+/// The answer to a pass-through (v2) refresh: nothing is stored, so the
+/// client must be told which refresh token to present next time.
+#[derive(Debug, PartialEq)]
+pub struct PassThrough {
+    pub access_token: AccessToken,
+    pub expires_in: i64,
+    /// The rotated refresh token when the provider rotated it, else the one
+    /// presented: never a spent one.
+    pub next: RefreshToken,
+}
+
+/// Decides the answer to a v2 refresh of `presented` from the provider's `outcome`.
+pub fn pass_through(
+    presented: &RefreshToken,
+    outcome: Result<Upstream, BrokerError>,
+    reauthorize: BrokerError,
+) -> Result<PassThrough, BrokerError> {
+    let resp = match outcome {
+        // The authid names a provider this broker does not serve (any more):
+        // to the client that is an authid it cannot use.
+        Err(BrokerError::UnknownProvider) => return Err(BrokerError::UnknownAuthId),
+        Err(e) => return Err(e),
+        Ok(Upstream::Ok(resp)) => resp,
+        Ok(Upstream::InvalidGrant) => return Err(reauthorize),
+        Ok(Upstream::Failed) => return Err(BrokerError::ProviderFailed),
+    };
+    Ok(PassThrough {
+        access_token: AccessToken::new(resp.access_token().to_string()),
+        expires_in: resp.expires_in().unwrap_or(DEFAULT_EXPIRES_IN),
+        next: resp
+            .refresh_token()
+            .map(|rt| RefreshToken::new(rt.to_string()))
+            .unwrap_or_else(|| presented.clone()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +424,475 @@ mod tests {
         assert_eq!(next(Status::ReauthRequired, &g, 0, 10), Next::Reauthorize);
         assert_eq!(next(Status::parse("garbage"), &g, 0, 10), Next::Reauthorize);
         assert_eq!(Status::parse(Status::Active.as_str()), Status::Active);
+    }
+
+    fn reauth() -> BrokerError {
+        BrokerError::ReauthorizationRequired {
+            broker_url: "https://b.example/".into(),
+        }
+    }
+
+    fn ok(json: &str) -> Result<Upstream, BrokerError> {
+        Ok(Upstream::Ok(TokenResponse::parse(json.as_bytes()).unwrap()))
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_persisted_before_the_access_token_is_answered() {
+        let s = settle(
+            grant(30, 0),
+            ok(r#"{"access_token":"AT2","refresh_token":"RT2","expires_in":3600}"#),
+            100,
+            reauth(),
+        );
+        let Settle::Persist {
+            grant,
+            token,
+            remaining,
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(grant.refresh_token().unwrap().secret(), "RT2");
+        assert_eq!(token.secret(), "AT2");
+        assert_eq!((grant.expires_at, remaining), (3700, 3600));
+    }
+
+    #[test]
+    fn a_refresh_without_rotation_keeps_the_old_refresh_token() {
+        let s = settle(grant(30, 0), ok(r#"{"access_token":"AT2"}"#), 100, reauth());
+        let Settle::Persist {
+            grant, remaining, ..
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(grant.refresh_token().unwrap().secret(), "RT");
+        assert_eq!(remaining, DEFAULT_EXPIRES_IN);
+    }
+
+    #[test]
+    fn a_short_lived_token_is_still_answered_with_its_true_remaining_life() {
+        let s = settle(
+            grant(30, 0),
+            ok(r#"{"access_token":"AT2","expires_in":30}"#),
+            100,
+            reauth(),
+        );
+        assert!(matches!(s, Settle::Persist { remaining: 30, .. }), "{s:?}");
+    }
+
+    #[test]
+    fn invalid_grant_releases_the_lease_and_marks_the_grant_for_reauthorization() {
+        let s = settle(grant(30, 0), Ok(Upstream::InvalidGrant), 100, reauth());
+        assert_eq!(
+            s,
+            Settle::Release {
+                status: Status::ReauthRequired,
+                error: reauth()
+            }
+        );
+    }
+
+    #[test]
+    fn a_provider_failure_releases_the_lease_and_leaves_the_grant_active() {
+        let s = settle(grant(30, 0), Ok(Upstream::Failed), 100, reauth());
+        assert_eq!(
+            s,
+            Settle::Release {
+                status: Status::Active,
+                error: BrokerError::ProviderFailed
+            }
+        );
+        for e in [BrokerError::ProviderTimeout, BrokerError::UnknownProvider] {
+            let s = settle(grant(30, 0), Err(e.clone()), 100, reauth());
+            assert_eq!(
+                s,
+                Settle::Release {
+                    status: Status::Active,
+                    error: e
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_pass_through_refresh_hands_back_the_rotated_token_or_the_presented_one() {
+        let presented = RefreshToken::new("RT".into());
+        let p = pass_through(
+            &presented,
+            ok(r#"{"access_token":"AT","refresh_token":"RT2","expires_in":"120"}"#),
+            reauth(),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.access_token.secret(), p.expires_in, p.next.secret()),
+            ("AT", 120, "RT2")
+        );
+        let p = pass_through(&presented, ok(r#"{"access_token":"AT"}"#), reauth()).unwrap();
+        assert_eq!((p.expires_in, p.next.secret()), (DEFAULT_EXPIRES_IN, "RT"));
+    }
+
+    #[test]
+    fn a_pass_through_failure_is_the_providers_answer() {
+        let rt = RefreshToken::new("RT".into());
+        assert_eq!(
+            pass_through(&rt, Ok(Upstream::InvalidGrant), reauth()),
+            Err(reauth())
+        );
+        assert_eq!(
+            pass_through(&rt, Ok(Upstream::Failed), reauth()),
+            Err(BrokerError::ProviderFailed)
+        );
+        assert_eq!(
+            pass_through(&rt, Err(BrokerError::ProviderTimeout), reauth()),
+            Err(BrokerError::ProviderTimeout)
+        );
+        assert_eq!(
+            pass_through(&rt, Err(BrokerError::UnknownProvider), reauth()),
+            Err(BrokerError::UnknownAuthId),
+            "a v2 authid for a provider we do not serve is unusable, not a server fault"
+        );
+    }
+
+    #[test]
+    fn waiting_ends_when_the_budget_is_spent() {
+        let b = WaitBudget::starting(1_000);
+        assert!(!b.spent(1_000 + WAIT_BUDGET_MS - 1));
+        assert!(b.spent(1_000 + WAIT_BUDGET_MS));
+        assert!(!WaitBudget::starting(u64::MAX).spent(u64::MAX - 1));
+    }
+
+    /// The in-memory row and world the loop runs against in these tests.
+    mod world {
+        use super::*;
+        use std::cell::{Cell, RefCell};
+        use std::collections::VecDeque;
+        use std::future::Future;
+        use std::pin::pin;
+        use std::task::{Context, Poll, Waker};
+
+        /// Runs a future whose I/O is all in memory (always ready).
+        pub fn block_on<F: Future>(f: F) -> F::Output {
+            let mut f = pin!(f);
+            let mut cx = Context::from_waker(Waker::noop());
+            loop {
+                if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+        }
+
+        /// What another request does at some point of this one.
+        pub type Hook = Box<dyn Fn(&World)>;
+
+        pub struct Row {
+            pub grant: Grant,
+            pub version: i64,
+            pub status: Status,
+            pub lease_until: i64,
+            pub lease: Option<LeaseId>,
+        }
+
+        /// One grant row plus a scripted world: the clock (advanced by
+        /// `sleep`), the provider's answers, and what another request does
+        /// while this one sleeps.
+        pub struct World {
+            pub row: RefCell<Row>,
+            pub now_ms: Cell<u64>,
+            pub answers: RefCell<VecDeque<Result<Upstream, BrokerError>>>,
+            pub upstream_calls: Cell<u32>,
+            pub claims_lost: Cell<u32>,
+            pub fail_open: Cell<bool>,
+            pub warnings: RefCell<Vec<String>>,
+            pub on_sleep: RefCell<Option<Hook>>,
+            pub before_claim: RefCell<Option<Hook>>,
+            /// Make the compare-and-swap write fail (the lease was lost).
+            pub steal_lease_before_write: Cell<bool>,
+        }
+
+        impl World {
+            pub fn new(grant: Grant, now_s: i64) -> World {
+                World {
+                    row: RefCell::new(Row {
+                        grant,
+                        version: 1,
+                        status: Status::Active,
+                        lease_until: 0,
+                        lease: None,
+                    }),
+                    now_ms: Cell::new(now_s as u64 * 1000),
+                    answers: RefCell::new(VecDeque::new()),
+                    upstream_calls: Cell::new(0),
+                    claims_lost: Cell::new(0),
+                    fail_open: Cell::new(false),
+                    warnings: RefCell::new(Vec::new()),
+                    on_sleep: RefCell::new(None),
+                    before_claim: RefCell::new(None),
+                    steal_lease_before_write: Cell::new(false),
+                }
+            }
+
+            pub fn answer(&self, a: Result<Upstream, BrokerError>) {
+                self.answers.borrow_mut().push_back(a);
+            }
+
+            pub fn now(&self) -> i64 {
+                (self.now_ms.get() / 1000) as i64
+            }
+
+            pub fn run(&self) -> Result<Served, BrokerError> {
+                block_on(single_flight(self, self, &reauth()))
+            }
+        }
+
+        impl Grants for World {
+            async fn open(&self) -> Result<Opened, BrokerError> {
+                if self.fail_open.get() {
+                    return Err(BrokerError::storage("d1 find_grant: down"));
+                }
+                let r = self.row.borrow();
+                Ok(Opened {
+                    provider: ProviderId::new("demo"),
+                    status: r.status,
+                    lease_until: r.lease_until,
+                    grant: r.grant.clone(),
+                    key_hash: KeyHash::new("kh"),
+                    version: r.version,
+                })
+            }
+
+            async fn claim(&self, read: &Opened, now: i64) -> Result<Option<LeaseId>, BrokerError> {
+                if let Some(f) = self.before_claim.borrow_mut().take() {
+                    f(self);
+                }
+                let mut r = self.row.borrow_mut();
+                if r.version != read.version || r.lease_until > now || r.status != Status::Active {
+                    self.claims_lost.set(self.claims_lost.get() + 1);
+                    return Ok(None);
+                }
+                let lease = LeaseId::new(format!("lease-{}", r.version));
+                r.lease_until = now + LEASE_SECS;
+                r.lease = Some(lease.clone());
+                Ok(Some(lease))
+            }
+
+            async fn write(
+                &self,
+                read: &Opened,
+                lease: &LeaseId,
+                grant: &Grant,
+                _now: i64,
+            ) -> Result<bool, BrokerError> {
+                let mut r = self.row.borrow_mut();
+                if self.steal_lease_before_write.get() {
+                    r.lease = Some(LeaseId::new("thief"));
+                }
+                if r.lease.as_ref() != Some(lease) || r.version != read.version {
+                    return Ok(false);
+                }
+                r.grant = grant.clone();
+                r.version += 1;
+                r.lease_until = 0;
+                r.lease = None;
+                Ok(true)
+            }
+
+            async fn release(
+                &self,
+                _read: &Opened,
+                lease: &LeaseId,
+                status: Status,
+                _now: i64,
+            ) -> Result<(), BrokerError> {
+                let mut r = self.row.borrow_mut();
+                if r.lease.as_ref() == Some(lease) {
+                    r.lease_until = 0;
+                    r.lease = None;
+                    r.status = status;
+                }
+                Ok(())
+            }
+        }
+
+        impl Runtime for World {
+            fn now_ms(&self) -> u64 {
+                self.now_ms.get()
+            }
+
+            async fn sleep(&self, ms: u64) {
+                self.now_ms.set(self.now_ms.get() + ms);
+                if let Some(f) = self.on_sleep.borrow().as_ref() {
+                    f(self);
+                }
+            }
+
+            async fn refresh_upstream(
+                &self,
+                provider: &ProviderId,
+                refresh_token: &RefreshToken,
+            ) -> Result<Upstream, BrokerError> {
+                assert_eq!(provider.as_str(), "demo");
+                assert!(!refresh_token.secret().is_empty());
+                self.upstream_calls.set(self.upstream_calls.get() + 1);
+                self.answers
+                    .borrow_mut()
+                    .pop_front()
+                    .unwrap_or(Ok(Upstream::Failed))
+            }
+
+            fn warn(&self, message: &str) {
+                self.warnings.borrow_mut().push(message.to_string());
+            }
+        }
+    }
+
+    use world::World;
+
+    const NOW: i64 = 1_000_000;
+
+    fn rotated() -> Result<Upstream, BrokerError> {
+        ok(r#"{"access_token":"AT2","refresh_token":"RT2","expires_in":3600}"#)
+    }
+
+    #[test]
+    fn a_fresh_cached_token_is_served_without_a_lease_or_an_upstream_call() {
+        let w = World::new(grant(3600, NOW), NOW);
+        let served = w.run().unwrap();
+        assert_eq!(served.token.secret(), "AT");
+        assert_eq!(served.remaining, 3600);
+        assert_eq!(served.provider.as_str(), "demo");
+        assert_eq!(w.upstream_calls.get(), 0);
+        assert_eq!(w.row.borrow().version, 1, "nothing written");
+    }
+
+    #[test]
+    fn an_expiring_token_is_refreshed_once_and_the_rotated_refresh_token_is_stored() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.answer(rotated());
+        let served = w.run().unwrap();
+        assert_eq!(served.token.secret(), "AT2");
+        assert_eq!(w.upstream_calls.get(), 1);
+        let row = w.row.borrow();
+        assert_eq!(row.grant.refresh_token().unwrap().secret(), "RT2");
+        assert_eq!(
+            (row.version, row.lease_until, row.lease.is_none()),
+            (2, 0, true)
+        );
+    }
+
+    #[test]
+    fn a_waiter_serves_the_winners_token_and_never_goes_upstream() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.row.borrow_mut().lease_until = NOW + 10;
+        // Another request holds the lease and writes a new grant while we sleep.
+        *w.on_sleep.borrow_mut() = Some(Box::new(|w: &World| {
+            if w.now_ms.get() >= (NOW as u64 + 2) * 1000 {
+                let mut r = w.row.borrow_mut();
+                if r.version == 1 {
+                    r.grant = grant(3600, w.now());
+                    r.version = 2;
+                    r.lease_until = 0;
+                }
+            }
+        }));
+        let served = w.run().unwrap();
+        assert_eq!(served.token.secret(), "AT");
+        assert!(served.remaining > 3500);
+        assert_eq!(w.upstream_calls.get(), 0);
+    }
+
+    #[test]
+    fn a_crashed_winners_lease_expires_and_then_this_request_refreshes() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.row.borrow_mut().lease_until = NOW + 3;
+        w.row.borrow_mut().lease = Some(LeaseId::new("crashed"));
+        w.answer(rotated());
+        let served = w.run().unwrap();
+        assert_eq!(served.token.secret(), "AT2");
+        assert_eq!(w.upstream_calls.get(), 1);
+        assert!(
+            w.now() >= NOW + 3,
+            "went upstream only after the lease expired"
+        );
+    }
+
+    #[test]
+    fn a_lease_held_past_the_wait_budget_answers_refresh_pending_without_going_upstream() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.row.borrow_mut().lease_until = NOW + 120;
+        assert_eq!(w.run().unwrap_err(), BrokerError::RefreshPending);
+        assert_eq!(w.upstream_calls.get(), 0);
+        let waited = w.now_ms.get() - NOW as u64 * 1000;
+        assert!((WAIT_BUDGET_MS..WAIT_BUDGET_MS + 2 * POLL_MS).contains(&waited));
+    }
+
+    #[test]
+    fn a_claim_lost_to_a_concurrent_writer_reads_the_row_again() {
+        let w = World::new(grant(30, NOW), NOW);
+        // Between our read and our claim, another request refreshed the row.
+        *w.before_claim.borrow_mut() = Some(Box::new(|w: &World| {
+            let mut r = w.row.borrow_mut();
+            r.grant = grant(3600, w.now());
+            r.version = 2;
+        }));
+        let served = w.run().unwrap();
+        assert_eq!(served.token.secret(), "AT");
+        assert_eq!(w.claims_lost.get(), 1);
+        assert_eq!(w.upstream_calls.get(), 0);
+    }
+
+    #[test]
+    fn invalid_grant_is_remembered_so_the_provider_is_never_asked_again() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.answer(Ok(Upstream::InvalidGrant));
+        assert_eq!(w.run().unwrap_err(), reauth());
+        assert_eq!(w.row.borrow().status, Status::ReauthRequired);
+        assert_eq!(w.run().unwrap_err(), reauth());
+        assert_eq!(w.upstream_calls.get(), 1);
+        let row = w.row.borrow();
+        assert_eq!(
+            row.grant.refresh_token().unwrap().secret(),
+            "RT",
+            "sealed grant kept"
+        );
+    }
+
+    #[test]
+    fn a_provider_failure_or_timeout_leaves_the_grant_as_it_was_and_the_lease_free() {
+        for failure in [Ok(Upstream::Failed), Err(BrokerError::ProviderTimeout)] {
+            let w = World::new(grant(30, NOW), NOW);
+            let expected = match &failure {
+                Ok(_) => BrokerError::ProviderFailed,
+                Err(e) => e.clone(),
+            };
+            w.answer(failure);
+            assert_eq!(w.run().unwrap_err(), expected);
+            let row = w.row.borrow();
+            assert_eq!(
+                (row.version, row.lease_until, row.status),
+                (1, 0, Status::Active)
+            );
+            drop(row);
+            w.answer(rotated());
+            assert_eq!(w.run().unwrap().token.secret(), "AT2", "recovers");
+        }
+    }
+
+    #[test]
+    fn a_lost_lease_at_write_time_still_answers_the_issued_token_and_warns() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.steal_lease_before_write.set(true);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(w.warnings.borrow().len(), 1);
+        assert_eq!(w.row.borrow().version, 1, "no overwrite without the lease");
+    }
+
+    #[test]
+    fn a_storage_failure_is_answered_as_such() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.fail_open.set(true);
+        assert_eq!(w.run().unwrap_err().code(), "storage_unavailable");
+        assert_eq!(w.upstream_calls.get(), 0);
     }
 }

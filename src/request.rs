@@ -1,6 +1,7 @@
 //! Request validation shared by the routes: parameter lookup and where an
 //! authid may come from.
 
+use crate::authid::{parse_authid, AuthId, ParsedAuthId};
 use crate::error::BrokerError;
 
 /// A parameter given more than once is ambiguous, so it is refused.
@@ -50,9 +51,36 @@ pub fn authid_from<'a>(
     Ok(single(query, "authid")?.filter(|v| !v.is_empty()))
 }
 
+/// A stored (v1) authid, for the routes that act on a stored grant (revoke,
+/// export, import). Surrounding whitespace (a careless paste) is ignored; a
+/// pass-through (v2) authid is refused: there is nothing stored to act on.
+pub fn stored_authid(raw: &str) -> Result<AuthId, BrokerError> {
+    match parse_authid(raw.trim())? {
+        ParsedAuthId::V1(a) => Ok(a),
+        ParsedAuthId::V2 { .. } => Err(BrokerError::BadRequest {
+            code: "v2_not_stored",
+            what: "pass-through (v2) authids are not stored by the broker",
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stored_authids_are_accepted_where_a_stored_grant_is_needed() {
+        let v1 = format!("{}:{}", "a".repeat(32), "k".repeat(43));
+        assert!(stored_authid(&format!(" {v1}\n")).is_ok());
+        assert_eq!(stored_authid("").unwrap_err(), BrokerError::MissingAuthId);
+        assert_eq!(
+            stored_authid("<x>").unwrap_err(),
+            BrokerError::MalformedAuthId
+        );
+        let rt = crate::secret::RefreshToken::new("rt".into());
+        let v2 = crate::authid::v2_authid("demo", &rt);
+        assert_eq!(stored_authid(&v2).unwrap_err().code(), "v2_not_stored");
+    }
 
     #[test]
     fn header_wins_then_form_then_query() {

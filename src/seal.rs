@@ -1,11 +1,15 @@
-//! Sealing grants: how a refresh token is stored so that a database dump is
-//! useless without the authid, and an authid is useless without the server secret.
+//! Sealing: how a refresh token is stored so that a database dump is useless
+//! without the authid, and an authid is useless without the server secret; and
+//! how a pending hand-off authid (Duplicati's old UI, [`crate::handoff`]) is
+//! stored so that a dump is useless without the UI's token and the server
+//! secret.
 //!
 //! Per server-secret version `v` (secret `S_v`, from a Worker secret binding):
-//! - `lookup_key_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/lookup")`
-//!   and `seal_salt_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/seal-salt")`
-//!   (RFC 5869 §3.3/§3.4: one operator secret, two independent 32-byte subkeys
-//!   told apart by `info`, so no key ever serves two purposes).
+//! - `lookup_key_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/lookup")`,
+//!   `seal_salt_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/seal-salt")`
+//!   and `handoff_salt_v = HKDF-SHA256(salt = none, ikm = S_v, info = "oauth-broker/v1/handoff-salt")`
+//!   (RFC 5869 §3.3/§3.4: one operator secret, three independent 32-byte
+//!   subkeys told apart by `info`, so no key ever serves two purposes).
 //! - Row key: `key_hash_v = hex(HMAC-SHA256(lookup_key_v, "oauth-broker/v1/keyid" || keyid))`.
 //!   Only the keyid is hashed; the authid's secret half never leaves memory
 //!   except as KDF input. Without `S_v` the hash cannot be linked to an authid.
@@ -15,8 +19,17 @@
 //!   provider || "|" || decimal(v)`, binding the ciphertext to its row.
 //! - Nonce: 96 fresh random bits on every seal (NIST SP 800-38D §8.2.2).
 //!
+//! Pending hand-off (token `t`, chosen by the old UI, at most 15 minutes old):
+//! - Hand-off key: `HKDF-SHA256(salt = handoff_salt_v, ikm = t,
+//!   info = "oauth-broker/v1/handoff-key")`.
+//! - AEAD: AES-256-GCM, AAD = `"oauth-broker/v1/handoff|" || token_hash(t) ||
+//!   "|" || decimal(v)` ([`crate::handoff::token_hash`], the row key).
+//! - Nonce: 96 fresh random bits on every seal.
+//!
 //! Every label starts with `oauth-broker/v1/` so no value computed here can
 //! collide with one computed for another purpose, here or in another module.
+//! All AES-256-GCM in the crate goes through one private pair, `aead_seal` /
+//! `aead_open`, so there is one place to audit nonces, encoding and failures.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -26,6 +39,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::authid::AuthId;
+use crate::handoff::token_hash;
+use crate::ids::KeyHash;
 use crate::random;
 use crate::secret::ct_eq;
 
@@ -38,6 +53,9 @@ const INFO_SEAL_SALT: &[u8] = b"oauth-broker/v1/seal-salt";
 const LABEL_KEYID: &[u8] = b"oauth-broker/v1/keyid";
 const INFO_GRANT_KEY: &[u8] = b"oauth-broker/v1/grant-key";
 const LABEL_AAD: &str = "oauth-broker/v1/grant";
+const INFO_HANDOFF_SALT: &[u8] = b"oauth-broker/v1/handoff-salt";
+const INFO_HANDOFF_KEY: &[u8] = b"oauth-broker/v1/handoff-key";
+const LABEL_HANDOFF_AAD: &str = "oauth-broker/v1/handoff";
 
 /// RFC 5869 HKDF-SHA256 to 32 bytes; `info` is the concatenation of its parts.
 /// (Expand only fails above 255 * 32 bytes of output, so 32 bytes never fails;
@@ -52,14 +70,72 @@ fn hkdf32(
     Ok(out)
 }
 
-/// `(lookup_key_v, seal_salt_v)` of a server secret. No HKDF salt: `S_v` is
-/// operator-chosen high-entropy key material, which RFC 5869 §3.1 allows to be
-/// used unsalted; `info` alone separates the two subkeys.
-fn subkeys(secret: &[u8]) -> Result<([u8; 32], [u8; 32]), hkdf::InvalidLength> {
-    Ok((
-        hkdf32(None, secret, &[INFO_LOOKUP])?,
-        hkdf32(None, secret, &[INFO_SEAL_SALT])?,
-    ))
+/// The per-version subkeys of one server secret.
+struct Subkeys {
+    lookup_key: [u8; 32],
+    seal_salt: [u8; 32],
+    handoff_salt: [u8; 32],
+}
+
+/// The subkeys of a server secret. No HKDF salt: `S_v` is operator-chosen
+/// high-entropy key material, which RFC 5869 §3.1 allows to be used unsalted;
+/// `info` alone separates the three subkeys. The hand-off gets its own salt
+/// rather than reusing `seal_salt_v`, so a grant key and a hand-off key can
+/// never coincide whatever a UI picks as its token.
+fn subkeys(secret: &[u8]) -> Result<Subkeys, hkdf::InvalidLength> {
+    Ok(Subkeys {
+        lookup_key: hkdf32(None, secret, &[INFO_LOOKUP])?,
+        seal_salt: hkdf32(None, secret, &[INFO_SEAL_SALT])?,
+        handoff_salt: hkdf32(None, secret, &[INFO_HANDOFF_SALT])?,
+    })
+}
+
+/// 96 fresh CSPRNG bits for one seal (NIST SP 800-38D §8.2.2, RBG-based IVs).
+fn fresh_nonce() -> Result<[u8; NONCE_LEN], SealError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random::fill(&mut nonce).map_err(|_| SealError::Random)?;
+    Ok(nonce)
+}
+
+/// The one AES-256-GCM seal in the crate: `(nonce, ciphertext || tag)`, both
+/// base64 (standard, padded). The nonce is a parameter only so that the
+/// known-answer tests can fix it; every public caller passes [`fresh_nonce`].
+fn aead_seal(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<(String, String), SealError> {
+    let ct = Aes256Gcm::new(key.into())
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| SealError::Crypto)?;
+    Ok((B64.encode(nonce), B64.encode(ct)))
+}
+
+/// The one AES-256-GCM open in the crate. Fails closed with
+/// [`SealError::Open`] on bad base64, a nonce that is not 12 bytes, a wrong key
+/// or AAD, or any tampering (the GCM tag check): callers cannot tell them apart.
+fn aead_open(
+    key: &[u8; 32],
+    aad: &[u8],
+    nonce_b64: &str,
+    ct_b64: &str,
+) -> Result<Vec<u8>, SealError> {
+    let nonce = B64
+        .decode(nonce_b64)
+        .ok()
+        .filter(|n| n.len() == NONCE_LEN)
+        .ok_or(SealError::Open)?;
+    let ct = B64.decode(ct_b64).map_err(|_| SealError::Open)?;
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad })
+        .map_err(|_| SealError::Open)
 }
 
 /// One version of the server secret, kept only as its derived subkeys (the raw
@@ -70,6 +146,7 @@ pub struct ServerSecret {
     /// a row key cannot fail later.
     lookup: Hmac<Sha256>,
     seal_salt: [u8; 32],
+    handoff_salt: [u8; 32],
 }
 
 impl std::fmt::Debug for ServerSecret {
@@ -81,12 +158,13 @@ impl std::fmt::Debug for ServerSecret {
 impl ServerSecret {
     fn new(version: u32, secret: &[u8]) -> Result<ServerSecret, KeyConfigError> {
         const FAILED: KeyConfigError = KeyConfigError("sealing key derivation failed");
-        let (lookup_key, seal_salt) = subkeys(secret).map_err(|_| FAILED)?;
-        let lookup = <Hmac<Sha256> as Mac>::new_from_slice(&lookup_key).map_err(|_| FAILED)?;
+        let keys = subkeys(secret).map_err(|_| FAILED)?;
+        let lookup = <Hmac<Sha256> as Mac>::new_from_slice(&keys.lookup_key).map_err(|_| FAILED)?;
         Ok(ServerSecret {
             version,
             lookup,
-            seal_salt,
+            seal_salt: keys.seal_salt,
+            handoff_salt: keys.handoff_salt,
         })
     }
 
@@ -120,12 +198,40 @@ impl ServerSecret {
     /// The AAD binds a ciphertext to its row: opened under another key hash,
     /// provider or version, the tag check fails. It is unambiguous: the key hash
     /// is fixed-width hex and the version (after the last `|`) is digits only.
-    fn aad(&self, key_hash: &str, provider: &str) -> String {
+    fn grant_aad(&self, key_hash: &str, provider: &str) -> String {
         format!("{LABEL_AAD}|{key_hash}|{provider}|{}", self.version)
     }
 
-    fn cipher(&self, authid: &AuthId, key_hash: &str) -> Result<Aes256Gcm, SealError> {
-        Aes256Gcm::new_from_slice(&self.grant_key(authid, key_hash)?).map_err(|_| SealError::Crypto)
+    /// The hand-off key for the holder of `token`.
+    ///
+    /// Why the token: it is the one secret the polling UI and the completing
+    /// login share, and the broker stores only its hash, so a dumped
+    /// `fetch_tokens` row cannot be opened from the database alone.
+    ///
+    /// Why the server salt: the UI picks the token and the broker cannot vouch
+    /// for its entropy; salting with `handoff_salt_v` means that even a guessable
+    /// token cannot be tried against a dumped row offline without `S_v`. Taking
+    /// the salt from the versioned tree (not from the raw binding) is what lets
+    /// a hand-off sealed under `v` still open after the operator rotates to
+    /// `v + 1`, as long as `v` is kept in the previous secrets.
+    ///
+    /// A fast KDF is enough: the row lives at most [`crate::handoff::FETCH_TTL_SECS`]
+    /// and is handed out once, and with `S_v` unknown there is nothing to
+    /// brute-force.
+    fn handoff_key(&self, token: &str) -> Result<[u8; 32], SealError> {
+        hkdf32(
+            Some(&self.handoff_salt),
+            token.as_bytes(),
+            &[INFO_HANDOFF_KEY],
+        )
+        .map_err(|_| SealError::Crypto)
+    }
+
+    /// The AAD binds a hand-off to its row (`token_hash` is the row key) and to
+    /// its version, so a relabelled `key_version` fails the tag check. It is
+    /// unambiguous: the token hash is fixed-width hex, the version digits only.
+    fn handoff_aad(&self, token: &str) -> String {
+        format!("{LABEL_HANDOFF_AAD}|{}|{}", token_hash(token), self.version)
     }
 }
 
@@ -148,7 +254,7 @@ impl std::fmt::Display for KeyConfigError {
     }
 }
 
-/// A sealed grant as stored.
+/// A sealed grant or pending hand-off as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
     pub key_version: u32,
@@ -159,8 +265,8 @@ pub struct Sealed {
 }
 
 /// Sealing and opening failures. `Open` is the one fail-closed answer to every
-/// wrong authid, tampered row, moved row or unknown key version, so callers
-/// answer them all alike.
+/// wrong authid or hand-off token, tampered row, moved row or unknown key
+/// version, so callers answer them all alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealError {
     Open,
@@ -171,10 +277,29 @@ pub enum SealError {
 impl std::fmt::Display for SealError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            SealError::Open => "sealed grant does not open with this authid",
+            SealError::Open => "sealed value does not open with this authid or token",
             SealError::Random => "random number generator unavailable",
             SealError::Crypto => "cipher failure",
         })
+    }
+}
+
+impl From<SealError> for crate::error::BrokerError {
+    /// Whatever does not open is, to the client, an authid it cannot use (one
+    /// answer for unknown, wrong, tampered and moved); anything else is ours.
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Open => crate::error::BrokerError::UnknownAuthId,
+            SealError::Random | SealError::Crypto => {
+                crate::error::BrokerError::internal(format!("seal: {e}"))
+            }
+        }
+    }
+}
+
+impl From<KeyConfigError> for crate::error::BrokerError {
+    fn from(e: KeyConfigError) -> Self {
+        crate::error::BrokerError::Misconfigured { what: e.0 }
     }
 }
 
@@ -232,15 +357,15 @@ impl ServerKeys {
     }
 
     /// The row key of `authid` under the current version.
-    pub fn key_hash(&self, authid: &AuthId) -> String {
-        self.current.key_hash(authid.key_id())
+    pub fn key_hash(&self, authid: &AuthId) -> KeyHash {
+        KeyHash::new(self.current.key_hash(authid.key_id()))
     }
 
     /// (version, key hash) under every known version, current first, so a row
     /// sealed before a rotation is still found.
-    pub fn lookup_hashes(&self, authid: &AuthId) -> Vec<(u32, String)> {
+    pub fn lookup_hashes(&self, authid: &AuthId) -> Vec<(u32, KeyHash)> {
         self.all()
-            .map(|k| (k.version, k.key_hash(authid.key_id())))
+            .map(|k| (k.version, KeyHash::new(k.key_hash(authid.key_id()))))
             .collect()
     }
 
@@ -259,10 +384,8 @@ impl ServerKeys {
         authid: &AuthId,
         provider: &str,
         plaintext: &[u8],
-    ) -> Result<(String, Sealed), SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random::fill(&mut nonce).map_err(|_| SealError::Random)?;
-        self.seal_with_nonce(authid, provider, plaintext, nonce)
+    ) -> Result<(KeyHash, Sealed), SealError> {
+        self.seal_with_nonce(authid, provider, plaintext, fresh_nonce()?)
     }
 
     /// [`ServerKeys::seal`] with a given nonce; private so that only tests
@@ -273,26 +396,22 @@ impl ServerKeys {
         provider: &str,
         plaintext: &[u8],
         nonce: [u8; NONCE_LEN],
-    ) -> Result<(String, Sealed), SealError> {
+    ) -> Result<(KeyHash, Sealed), SealError> {
         let k = &self.current;
         let key_hash = k.key_hash(authid.key_id());
-        let aad = k.aad(&key_hash, provider);
-        let ct = k
-            .cipher(authid, &key_hash)?
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| SealError::Crypto)?;
+        let aad = k.grant_aad(&key_hash, provider);
+        let (nonce, ciphertext) = aead_seal(
+            &k.grant_key(authid, &key_hash)?,
+            aad.as_bytes(),
+            plaintext,
+            nonce,
+        )?;
         Ok((
-            key_hash,
+            KeyHash::new(key_hash),
             Sealed {
                 key_version: k.version,
-                nonce: B64.encode(nonce),
-                ciphertext: B64.encode(ct),
+                nonce,
+                ciphertext,
             },
         ))
     }
@@ -305,7 +424,7 @@ impl ServerKeys {
         &self,
         authid: &AuthId,
         provider: &str,
-        key_hash: &str,
+        key_hash: &KeyHash,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, SealError> {
         let k = self
@@ -313,27 +432,71 @@ impl ServerKeys {
             .find(|k| k.version == sealed.key_version)
             .ok_or(SealError::Open)?;
         let expected = k.key_hash(authid.key_id());
-        if !ct_eq(expected.as_bytes(), key_hash.as_bytes()) {
+        if !ct_eq(expected.as_bytes(), key_hash.as_str().as_bytes()) {
             return Err(SealError::Open);
         }
-        let nonce = B64
-            .decode(&sealed.nonce)
-            .ok()
-            .filter(|n| n.len() == NONCE_LEN)
+        let aad = k.grant_aad(&expected, provider);
+        aead_open(
+            &k.grant_key(authid, &expected)?,
+            aad.as_bytes(),
+            &sealed.nonce,
+            &sealed.ciphertext,
+        )
+    }
+
+    /// Seals a pending authid for the holder of hand-off token `token`, under the current version.
+    ///
+    /// The nonce is 96 fresh CSPRNG bits. The key is fixed for a given token and
+    /// version, and the same token can be sealed to more than once (the UI may
+    /// start a second login with the token it is already polling), so a fixed
+    /// nonce could repeat under one key, which breaks GCM outright. A random
+    /// nonce is safe here because a key seals only the handful of logins that
+    /// carry one token within its 15-minute life, vastly fewer than the
+    /// 2^32 random-nonce invocations SP 800-38D §8.3 allows per key.
+    pub fn seal_handoff(&self, token: &str, authid: &str) -> Result<Sealed, SealError> {
+        self.seal_handoff_with_nonce(token, authid, fresh_nonce()?)
+    }
+
+    /// [`ServerKeys::seal_handoff`] with a given nonce; private so that only
+    /// tests (known-answer vectors) can choose one.
+    fn seal_handoff_with_nonce(
+        &self,
+        token: &str,
+        authid: &str,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Sealed, SealError> {
+        let k = &self.current;
+        let aad = k.handoff_aad(token);
+        let (nonce, ciphertext) = aead_seal(
+            &k.handoff_key(token)?,
+            aad.as_bytes(),
+            authid.as_bytes(),
+            nonce,
+        )?;
+        Ok(Sealed {
+            key_version: k.version,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// Opens it under the version in `sealed.key_version`; `SealError::Open` for an unknown version, wrong token, tampering, bad encoding.
+    ///
+    /// A plaintext that is not UTF-8 (which a well-formed seal never makes)
+    /// also answers [`SealError::Open`].
+    pub fn open_handoff(&self, token: &str, sealed: &Sealed) -> Result<String, SealError> {
+        let k = self
+            .all()
+            .find(|k| k.version == sealed.key_version)
             .ok_or(SealError::Open)?;
-        let ct = B64
-            .decode(&sealed.ciphertext)
-            .map_err(|_| SealError::Open)?;
-        let aad = k.aad(&expected, provider);
-        k.cipher(authid, &expected)?
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &ct,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| SealError::Open)
+        let aad = k.handoff_aad(token);
+        let plain = aead_open(
+            &k.handoff_key(token)?,
+            aad.as_bytes(),
+            &sealed.nonce,
+            &sealed.ciphertext,
+        )?;
+        String::from_utf8(plain).map_err(|_| SealError::Open)
     }
 }
 
@@ -365,9 +528,10 @@ mod tests {
 
     #[test]
     fn known_answer_server_subkeys() {
-        let (lookup_key, seal_salt) = subkeys(KAT_SERVER_SECRET).unwrap();
-        assert_eq!(random::hex(&lookup_key), KAT_LOOKUP_KEY);
-        assert_eq!(random::hex(&seal_salt), KAT_SEAL_SALT);
+        let sub = subkeys(KAT_SERVER_SECRET).unwrap();
+        assert_eq!(random::hex(&sub.lookup_key), KAT_LOOKUP_KEY);
+        assert_eq!(random::hex(&sub.seal_salt), KAT_SEAL_SALT);
+        assert_eq!(random::hex(&sub.handoff_salt), KAT_HANDOFF_SALT);
         assert_eq!(
             random::hex(&keys(S1, None).current.seal_salt),
             KAT_SEAL_SALT
@@ -378,8 +542,8 @@ mod tests {
     fn known_answer_key_hash_and_grant_key() {
         let k = keys(S1, None);
         let a = authid(AUTHID);
-        assert_eq!(k.key_hash(&a), KAT_KEY_HASH);
-        assert_eq!(k.lookup_hashes(&a), vec![(1, KAT_KEY_HASH.to_string())]);
+        assert_eq!(k.key_hash(&a).as_str(), KAT_KEY_HASH);
+        assert_eq!(k.lookup_hashes(&a), vec![(1, KeyHash::new(KAT_KEY_HASH))]);
         let grant_key = k.current.grant_key(&a, KAT_KEY_HASH).unwrap();
         assert_eq!(random::hex(&grant_key), KAT_GRANT_KEY);
     }
@@ -396,10 +560,11 @@ mod tests {
             nonce: "BwcHBwcHBwcHBwcH".into(),
             ciphertext: KAT_CIPHERTEXT.into(),
         };
-        assert_eq!(kh, KAT_KEY_HASH);
+        assert_eq!(kh.as_str(), KAT_KEY_HASH);
         assert_eq!(sealed, python);
         assert_eq!(
-            k.open(&a, "box.com", KAT_KEY_HASH, &python).unwrap(),
+            k.open(&a, "box.com", &KeyHash::new(KAT_KEY_HASH), &python)
+                .unwrap(),
             KAT_PLAINTEXT
         );
     }
@@ -596,7 +761,150 @@ mod tests {
         let shown = format!("{k:?}");
         assert!(!shown.contains("server-secret"));
         assert!(!shown.contains(KAT_LOOKUP_KEY) && !shown.contains(KAT_SEAL_SALT));
+        assert!(!shown.contains(KAT_HANDOFF_SALT));
         assert!(shown.contains("v1"));
+    }
+
+    // Pending hand-offs (Duplicati's old UI, `/fetch`).
+
+    const KAT_HANDOFF_TOKEN: &str = "handoff-token_0123.456~789";
+
+    #[test]
+    fn known_answer_handoff_key_and_seal_with_fixed_nonce_and_open_of_python_ciphertext() {
+        let k = keys(S1, None);
+        let key = k.current.handoff_key(KAT_HANDOFF_TOKEN).unwrap();
+        assert_eq!(random::hex(&key), KAT_HANDOFF_KEY);
+        let sealed = k
+            .seal_handoff_with_nonce(KAT_HANDOFF_TOKEN, AUTHID, [9u8; 12])
+            .unwrap();
+        let python = Sealed {
+            key_version: 1,
+            nonce: "CQkJCQkJCQkJCQkJ".into(),
+            ciphertext: KAT_HANDOFF_CIPHERTEXT.into(),
+        };
+        assert_eq!(sealed, python);
+        assert_eq!(k.open_handoff(KAT_HANDOFF_TOKEN, &python).unwrap(), AUTHID);
+    }
+
+    #[test]
+    fn a_pending_authid_opens_only_with_its_token_and_the_server_keys() {
+        let k = keys(S1, None);
+        let sealed = k.seal_handoff("tok", AUTHID).unwrap();
+        assert_eq!(sealed.key_version, 1);
+        assert_eq!(k.open_handoff("tok", &sealed).unwrap(), AUTHID);
+        // Another token, even one differing in a single character...
+        assert_eq!(k.open_handoff("tok2", &sealed), Err(SealError::Open));
+        assert_eq!(k.open_handoff("tol", &sealed), Err(SealError::Open));
+        // ...or the right token under another server secret of the same version.
+        let other = keys("1:a-different-server-secret-0123456789", None);
+        assert_eq!(other.open_handoff("tok", &sealed), Err(SealError::Open));
+    }
+
+    #[test]
+    fn a_pending_handoff_survives_a_server_secret_rotation() {
+        let before = keys(S1, None);
+        let sealed = before.seal_handoff("tok", AUTHID).unwrap();
+        let rotated = keys(S2, Some(S1));
+        assert_eq!(rotated.open_handoff("tok", &sealed).unwrap(), AUTHID);
+        // New hand-offs are sealed under the current version only.
+        let fresh = rotated.seal_handoff("tok", AUTHID).unwrap();
+        assert_eq!(fresh.key_version, 2);
+        assert_eq!(before.open_handoff("tok", &fresh), Err(SealError::Open));
+        // Once v1 is dropped from the previous secrets, its hand-offs are gone.
+        let forgotten = keys(S2, None);
+        assert_eq!(forgotten.open_handoff("tok", &sealed), Err(SealError::Open));
+    }
+
+    #[test]
+    fn a_tampered_or_unknown_version_handoff_fails_closed() {
+        let k = keys(S2, Some(S1));
+        let sealed = k.seal_handoff("tok", AUTHID).unwrap();
+        let mut ct = B64.decode(&sealed.ciphertext).unwrap();
+        ct[0] ^= 1;
+        let flipped = Sealed {
+            ciphertext: B64.encode(&ct),
+            ..sealed.clone()
+        };
+        let truncated = Sealed {
+            ciphertext: B64.encode(&ct[..ct.len() - 1]),
+            ..sealed.clone()
+        };
+        let mut n = B64.decode(&sealed.nonce).unwrap();
+        n[0] ^= 1;
+        let renonced = Sealed {
+            nonce: B64.encode(&n),
+            ..sealed.clone()
+        };
+        let short_nonce = Sealed {
+            nonce: B64.encode([0u8; 8]),
+            ..sealed.clone()
+        };
+        let bad_b64 = Sealed {
+            ciphertext: "!!not base64!!".into(),
+            ..sealed.clone()
+        };
+        let bad_nonce_b64 = Sealed {
+            nonce: "!!".into(),
+            ..sealed.clone()
+        };
+        // A known but wrong version (v1 is still configured) and an unknown one.
+        let relabelled = Sealed {
+            key_version: 1,
+            ..sealed.clone()
+        };
+        let unknown = Sealed {
+            key_version: 9,
+            ..sealed.clone()
+        };
+        for bad in [
+            flipped,
+            truncated,
+            renonced,
+            short_nonce,
+            bad_b64,
+            bad_nonce_b64,
+            relabelled,
+            unknown,
+        ] {
+            assert_eq!(k.open_handoff("tok", &bad), Err(SealError::Open), "{bad:?}");
+        }
+        assert_eq!(k.open_handoff("tok", &sealed).unwrap(), AUTHID);
+    }
+
+    #[test]
+    fn each_handoff_seal_uses_a_fresh_nonce() {
+        let k = keys(S1, None);
+        let x = k.seal_handoff("tok", AUTHID).unwrap();
+        let y = k.seal_handoff("tok", AUTHID).unwrap();
+        assert_ne!(x.nonce, y.nonce);
+        assert_ne!(x.ciphertext, y.ciphertext);
+        assert_eq!(k.open_handoff("tok", &x).unwrap(), AUTHID);
+        assert_eq!(k.open_handoff("tok", &y).unwrap(), AUTHID);
+    }
+
+    #[test]
+    fn a_sealed_handoff_never_contains_the_authid_in_the_clear() {
+        let k = keys(S1, None);
+        let sealed = k.seal_handoff("tok", AUTHID).unwrap();
+        let ct = B64.decode(&sealed.ciphertext).unwrap();
+        // GCM adds exactly the 16-byte tag; the authid's bytes appear nowhere.
+        assert_eq!(ct.len(), AUTHID.len() + 16);
+        assert!(!ct.windows(6).any(|w| w == b"SECRET"));
+        let shown = format!("{sealed:?}");
+        assert!(!shown.contains("SECRET") && !shown.contains(&B64.encode(AUTHID)[..16]));
+    }
+
+    #[test]
+    fn a_handoff_and_a_grant_never_open_as_each_other() {
+        // Separate salts, key labels and AAD labels: a hand-off row pasted into
+        // the grants table (or back) does not open, even with matching inputs.
+        let k = keys(S1, None);
+        let a = authid(AUTHID);
+        let handoff = k.seal_handoff(AUTHID, AUTHID).unwrap();
+        let kh = k.key_hash(&a);
+        assert_eq!(k.open(&a, "demo", &kh, &handoff), Err(SealError::Open));
+        let (_, grant) = k.seal(&a, "demo", AUTHID.as_bytes()).unwrap();
+        assert_eq!(k.open_handoff(AUTHID, &grant), Err(SealError::Open));
     }
 
     const KAT_LOOKUP_KEY: &str = "86d741514327ed71a099207df9b1d4344ed3e2c75194be60f68952dd29388bd5";
@@ -604,4 +912,9 @@ mod tests {
     const KAT_KEY_HASH: &str = "d6dbe316bef340ebea1ef95dd1c7a1112051ae5017d06292312e1eee9f260cf3";
     const KAT_GRANT_KEY: &str = "a28d8c835073b3db670bffd960ac5ca88766dcce147d74136d161f28667fcc09";
     const KAT_CIPHERTEXT: &str = "wG2YeoGAbMjX9NSX/2dHido0PcvuyWtNn5VJYGm0g8Yb7A6Ejpk=";
+    const KAT_HANDOFF_SALT: &str =
+        "88896732bf13db4ae7d73de970bde17f5134f430c5b5fc22e9f0169d3cd933f7";
+    const KAT_HANDOFF_KEY: &str =
+        "776b20d272a0bcdd6b3e742021bcf87e6da9762a98223434ad28191cab988773";
+    const KAT_HANDOFF_CIPHERTEXT: &str = "PgnzuNgoEQxVbTgv0ZKtpZpgySW6GdSNMfqa0uHZpA0i18mzLCOdsD1N1WyAB0Zr2p0kVLRgvLaIxI726Dc3lbEjPoD4adY7OxjJU8rED/OKXU2ksohNnTV0yg==";
 }

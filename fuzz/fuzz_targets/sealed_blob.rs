@@ -4,6 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use oauth_broker::authid::{parse_authid, ParsedAuthId};
 use oauth_broker::grant::Grant;
+use oauth_broker::ids::KeyHash;
 use oauth_broker::seal::{Sealed, ServerKeys};
 use oauth_broker::upstream;
 
@@ -33,6 +34,6 @@ fuzz_target!(|data: &[u8]| {
     let kh = keys.key_hash(&a);
     assert!(keys.open(&a, "demo", &kh, &sealed).is_err());
     assert!(keys
-        .open(&a, "demo", parts.next().unwrap_or(""), &sealed)
+        .open(&a, "demo", &KeyHash::new(parts.next().unwrap_or("")), &sealed)
         .is_err());
 });

@@ -1,10 +1,13 @@
 //! Response shaping: one place that turns a handler's outcome into a
-//! `worker::Response` with the right status, body and security headers.
+//! `worker::Response` with the right status, body and security headers. An
+//! error is shown on the surface its route-table row names: an HTML page for a
+//! browser route, JSON for an API route.
 
 use worker::{Headers, Response};
 
 use crate::error::BrokerError;
 use crate::pages;
+use crate::route::Surface;
 
 /// What a handler produced.
 pub struct Reply {
@@ -12,25 +15,12 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: String,
     pub location: Option<String>,
-    pub set_cookie: Option<String>,
-    pub extra_cookie: Option<String>,
+    /// `Set-Cookie` values, in order.
+    pub cookies: Vec<String>,
 }
 
-/// How a handler failed: API routes answer JSON, browser routes an HTML page.
-/// Both carry the same status, code and `X-Reason`.
-pub enum Failure {
-    Json(BrokerError),
-    Page(BrokerError),
-}
-pub use Failure::Page;
-
-impl From<BrokerError> for Failure {
-    fn from(e: BrokerError) -> Failure {
-        Failure::Json(e)
-    }
-}
-
-pub type Out = Result<Reply, Failure>;
+/// Every handler's result.
+pub type Out = Result<Reply, BrokerError>;
 
 fn reply(status: u16, content_type: &'static str, body: String) -> Reply {
     Reply {
@@ -38,8 +28,14 @@ fn reply(status: u16, content_type: &'static str, body: String) -> Reply {
         content_type,
         body,
         location: None,
-        set_cookie: None,
-        extra_cookie: None,
+        cookies: Vec::new(),
+    }
+}
+
+impl Reply {
+    pub fn with_cookie(mut self, cookie: String) -> Reply {
+        self.cookies.push(cookie);
+        self
     }
 }
 
@@ -55,35 +51,44 @@ pub fn json_ok(v: serde_json::Value) -> Out {
     Ok(reply(200, "application/json", v.to_string()))
 }
 
-pub fn redirect(location: &str, set_cookie: impl Into<Option<String>>) -> Out {
+pub fn redirect(location: &str) -> Reply {
     let mut r = reply(302, "text/plain; charset=utf-8", String::new());
     r.location = Some(location.to_string());
-    r.set_cookie = set_cookie.into();
-    Ok(r)
+    r
 }
 
 pub fn javascript(body: String) -> Out {
     Ok(reply(200, "application/javascript", body))
 }
 
-/// Builds the response with the headers of [`crate::headers::response_headers`].
-pub fn finish(out: Out, https: bool) -> worker::Result<Response> {
+/// Builds the response with the headers of [`crate::headers::response_headers`];
+/// `allow` is the `Allow` header of a 405.
+pub fn finish(
+    out: Out,
+    surface: Surface,
+    https: bool,
+    allow: Option<String>,
+) -> worker::Result<Response> {
     let (r, err) = match out {
         Ok(r) => (r, None),
-        Err(Failure::Json(e)) => (
-            reply(e.status(), "application/json", e.json_body()),
-            Some(e),
-        ),
-        Err(Failure::Page(e)) => (html(pages::error(&e)), Some(e)),
+        Err(e) => {
+            let r = match surface {
+                Surface::Api => reply(e.status(), "application/json", e.json_body()),
+                Surface::Page => html(pages::error(&e)),
+            };
+            (r, Some(e))
+        }
     };
     let headers = Headers::new();
     for (name, value) in crate::headers::response_headers(r.content_type, https, err.as_ref()) {
         headers.set(name, &value)?;
     }
-    if let Some(loc) = &r.location {
-        headers.set("Location", loc)?;
+    for (name, value) in [("Location", &r.location), ("Allow", &allow)] {
+        if let Some(v) = value {
+            headers.set(name, v)?;
+        }
     }
-    for c in [&r.set_cookie, &r.extra_cookie].into_iter().flatten() {
+    for c in &r.cookies {
         headers.append("Set-Cookie", c)?;
     }
     Ok(Response::from_bytes(r.body.into_bytes())?

@@ -1,7 +1,6 @@
 //! Outbound calls to a provider, each bounded by a timeout
-//! ([`crate::refresh::upstream_timeout_ms`]). Only
-//! status and body come back; bodies are classified by the core and never
-//! echoed or logged.
+//! ([`crate::refresh::upstream_timeout_ms`]). Only status and body come back;
+//! bodies are classified by the core and never echoed or logged.
 
 use std::time::Duration;
 
@@ -9,12 +8,19 @@ use futures_util::future::{select, Either};
 use wasm_bindgen::JsValue;
 use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit};
 
+use crate::config::Config;
 use crate::error::BrokerError;
-use crate::upstream::{classify, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
+use crate::pages::RevokeOutcome;
+use crate::secret::RefreshToken;
+use crate::upstream::{self, classify, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
 
 async fn call(post: &FormPost, signal: &AbortSignal) -> Result<(u16, Vec<u8>), BrokerError> {
     let headers = Headers::new();
-    let set = |k, v| headers.set(k, v).map_err(|_| BrokerError::Internal);
+    let set = |k, v| {
+        headers
+            .set(k, v)
+            .map_err(|e| BrokerError::internal(format!("upstream headers: {e}")))
+    };
     set("Content-Type", "application/x-www-form-urlencoded")?;
     set("Accept", "application/json")?;
     set("User-Agent", "oauth-broker")?;
@@ -22,7 +28,8 @@ async fn call(post: &FormPost, signal: &AbortSignal) -> Result<(u16, Vec<u8>), B
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(JsValue::from_str(&post.body)));
-    let req = Request::new_with_init(&post.url, &init).map_err(|_| BrokerError::Internal)?;
+    let req = Request::new_with_init(&post.url, &init)
+        .map_err(|e| BrokerError::internal(format!("upstream request: {e}")))?;
     // A refused connection or DNS failure is a provider failure (502), retryable.
     let mut resp = Fetch::Request(req)
         .send_with_signal(signal)
@@ -60,7 +67,37 @@ pub async fn post_form(post: &FormPost, timeout_ms: u64) -> Result<Upstream, Bro
     Ok(classify(status, &body))
 }
 
-/// POSTs a request whose answer only matters by status (revocation).
-pub async fn post_status(post: &FormPost, timeout_ms: u64) -> Result<u16, BrokerError> {
-    Ok(bounded(post, timeout_ms).await?.0)
+/// One `refresh_token` grant at the provider `provider_id` names: the one way
+/// both stored (v1) and pass-through (v2) grants are refreshed upstream.
+pub async fn refresh(
+    cfg: &Config,
+    provider_id: &str,
+    refresh_token: &RefreshToken,
+) -> Result<Upstream, BrokerError> {
+    let (provider, secret) = cfg.provider(provider_id)?;
+    let post = upstream::refresh(
+        provider,
+        secret,
+        refresh_token,
+        &cfg.redirect_uri(&provider.id),
+    );
+    post_form(&post, cfg.upstream_timeout_ms).await
+}
+
+/// Revokes a refresh token at its provider (RFC 7009), where it has an endpoint.
+pub async fn revoke(
+    cfg: &Config,
+    provider_id: &str,
+    refresh_token: &RefreshToken,
+) -> RevokeOutcome {
+    let Ok((provider, secret)) = cfg.provider(provider_id) else {
+        return RevokeOutcome::ProviderFailed;
+    };
+    let Some(post) = upstream::revoke(provider, secret, refresh_token) else {
+        return RevokeOutcome::NoProviderEndpoint;
+    };
+    match bounded(&post, cfg.upstream_timeout_ms).await {
+        Ok((status, _)) if (200..300).contains(&status) => RevokeOutcome::ProviderRevoked,
+        _ => RevokeOutcome::ProviderFailed,
+    }
 }

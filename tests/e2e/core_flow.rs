@@ -73,7 +73,7 @@ pub const TESTS: &[crate::Test] = &[
 pub fn key_hash(authid: &str) -> String {
     let keys = ServerKeys::parse(SEALING_SECRET, None).expect("keys");
     match parse_authid(authid).expect("authid") {
-        ParsedAuthId::V1(a) => keys.key_hash(&a),
+        ParsedAuthId::V1(a) => keys.key_hash(&a).to_string(),
         ParsedAuthId::V2 { .. } => panic!("v1 expected"),
     }
 }

@@ -1,25 +1,23 @@
 //! The old Duplicati UI's hand-off: it opens `/?type=<id>&token=<t>` and polls
 //! `/fetch?token=<t>` (JSON or JSONP) until the login that carried `t` has made
-//! an authid. The pending authid is stored only sealed under a key derived from
-//! `t` and the server secret, is handed out once, and expires after
-//! [`FETCH_TTL_SECS`].
+//! an authid. This module holds the hand-off's wire side: the token's shape and
+//! storage key, the cookie that carries it to the callback, `/fetch`'s answers
+//! and the JSONP wrapper. The pending authid itself is sealed by
+//! [`crate::seal::ServerKeys::seal_handoff`] (all AEAD lives in `seal.rs`), is
+//! handed out once, and expires after [`FETCH_TTL_SECS`].
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine as _;
-use hkdf::Hkdf;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::error::BrokerError;
 use crate::random;
+use crate::request::{single, Params};
 
 /// How long a registered fetch token lives.
 pub const FETCH_TTL_SECS: i64 = 900;
 
 /// Name of the cookie that carries the fetch token from `/login` to the callback.
 pub const COOKIE_NAME: &str = "__Host-broker-fetch";
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// A fetch token as the UI sends it: 1–128 chars of `[A-Za-z0-9._~-]`.
 pub fn valid_token(t: &str) -> bool {
@@ -29,61 +27,27 @@ pub fn valid_token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
 }
 
-/// Storage key of a fetch token.
+/// The `token` query parameter, validated (`None` when absent or empty).
+pub fn token_param(query: &Params) -> Result<Option<&str>, BrokerError> {
+    match single(query, "token")?.filter(|t| !t.is_empty()) {
+        Some(t) if valid_token(t) => Ok(Some(t)),
+        Some(_) => Err(BrokerError::BadRequest {
+            code: "bad_token",
+            what: "token must be 1-128 chars of A-Z a-z 0-9 . _ ~ -",
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Storage key of a fetch token (`fetch_tokens.token_hash`), also bound into
+/// the hand-off's AAD by [`crate::seal::ServerKeys::seal_handoff`]. Unkeyed
+/// (unlike a grant's `key_hash`) so the row key stays the same across a
+/// server-secret rotation; it opens nothing, as the hand-off key also needs `S_v`.
 pub fn token_hash(token: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"oauth-broker/v1/fetch-token|");
     h.update(token.as_bytes());
     random::hex(&h.finalize())
-}
-
-/// Key for the pending authid: HKDF-SHA256 over the token, salted with the
-/// server secret, so neither a database dump nor a leaked token alone opens it.
-fn key(token: &str, server_secret: &str) -> [u8; 32] {
-    let mut salt = Sha256::new();
-    salt.update(b"oauth-broker/v1/fetch-salt|");
-    salt.update(server_secret.as_bytes());
-    let hk = Hkdf::<Sha256>::new(Some(&salt.finalize()), token.as_bytes());
-    let mut out = [0u8; 32];
-    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: expand cannot fail.
-    let _ = hk.expand(b"oauth-broker/v1/fetch-key", &mut out);
-    out
-}
-
-/// Seals `authid` for the holder of `token`: (nonce, ciphertext), base64.
-pub fn seal_authid(token: &str, server_secret: &str, authid: &str) -> Option<(String, String)> {
-    let cipher = Aes256Gcm::new_from_slice(&key(token, server_secret)).ok()?;
-    let mut nonce = [0u8; 12];
-    random::fill(&mut nonce).ok()?;
-    let aad = token_hash(token);
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: authid.as_bytes(),
-                aad: aad.as_bytes(),
-            },
-        )
-        .ok()?;
-    Some((B64.encode(nonce), B64.encode(ct)))
-}
-
-/// Opens a pending authid; `None` for anything tampered or wrong.
-pub fn open_authid(token: &str, server_secret: &str, nonce: &str, ct: &str) -> Option<String> {
-    let cipher = Aes256Gcm::new_from_slice(&key(token, server_secret)).ok()?;
-    let nonce = B64.decode(nonce).ok().filter(|n| n.len() == 12)?;
-    let ct = B64.decode(ct).ok()?;
-    let aad = token_hash(token);
-    let plain = cipher
-        .decrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &ct,
-                aad: aad.as_bytes(),
-            },
-        )
-        .ok()?;
-    String::from_utf8(plain).ok()
 }
 
 /// What `/fetch` answers (always HTTP 200, as the old UI expects).
@@ -131,29 +95,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_token_parameter_is_optional_but_never_malformed() {
+        use crate::request::parse_params;
+        assert_eq!(token_param(&parse_params("token=a.b")), Ok(Some("a.b")));
+        assert_eq!(token_param(&parse_params("token=")), Ok(None));
+        assert_eq!(token_param(&parse_params("x=1")), Ok(None));
+        assert_eq!(
+            token_param(&parse_params("token=%3Cx")).unwrap_err().code(),
+            "bad_token"
+        );
+        assert_eq!(
+            token_param(&parse_params("token=a&token=b"))
+                .unwrap_err()
+                .code(),
+            "duplicate_parameter"
+        );
+    }
+
+    #[test]
     fn tokens_are_validated() {
         assert!(valid_token("abc-123_x.y~z"));
         assert!(!valid_token(""));
         assert!(!valid_token("a b"));
         assert!(!valid_token("a<b"));
         assert!(!valid_token(&"a".repeat(129)));
-    }
-
-    #[test]
-    fn pending_authid_opens_only_with_token_and_server_secret() {
-        let (n, c) = seal_authid("tok", "server", "0123:secret").unwrap();
-        assert_eq!(
-            open_authid("tok", "server", &n, &c).as_deref(),
-            Some("0123:secret")
-        );
-        assert!(open_authid("tok2", "server", &n, &c).is_none());
-        assert!(open_authid("tok", "other", &n, &c).is_none());
-        let mut bad = c.clone();
-        bad.replace_range(0..1, if c.starts_with('A') { "B" } else { "A" });
-        assert!(open_authid("tok", "server", &n, &bad).is_none());
-        assert!(!c.contains("secret"));
-        let (n2, c2) = seal_authid("tok", "server", "0123:secret").unwrap();
-        assert!(n2 != n && c2 != c, "fresh nonce per seal");
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! The broker's configuration for one request, built once from the Worker's
+//! bindings (vars and secrets) and the request's origin and clock.
+//!
+//! The shell hands in a lookup function (`env.var(name)` there, a map in the
+//! tests), so every parsing and defaulting rule here is plain Rust, tested
+//! natively. Parsing happens once per request: the provider catalogue and the
+//! HKDF-derived server keys are not rebuilt by each handler that needs them.
+//! A broken setting fails only the routes that need it (a bad `SEALING_SECRET`
+//! does not take down the provider list), with a 500 `server_misconfigured`.
+
+use crate::access;
+use crate::error::BrokerError;
+use crate::providers::{Catalogue, Provider};
+use crate::refresh;
+use crate::seal::ServerKeys;
+use crate::secret::{ct_eq, ClientSecret};
+
+/// Duplicati's own UI origins: where the result page may `postMessage` the
+/// authid when `OPENER_ORIGINS` is not set.
+pub const DEFAULT_OPENER_ORIGINS: &str = "http://localhost:8200 http://127.0.0.1:8200";
+
+/// One request's view of the configuration.
+pub struct Config {
+    /// The broker's own origin (`https://broker.example`), for redirect URIs and links.
+    pub origin: String,
+    /// The request's clock, unix seconds: every decision in one request sees one `now`.
+    pub now: i64,
+    /// Bound on one upstream call ([`refresh::upstream_timeout_ms`]).
+    pub upstream_timeout_ms: u64,
+    /// Origins the result page may post the authid to.
+    pub opener_origins: Vec<String>,
+    /// The operator's access gate (`ACCESS_KEYS`); empty = open.
+    access_keys: Vec<String>,
+    /// `ADMIN_API_KEY`: enables export/import.
+    admin_key: Option<ClientSecret>,
+    catalogue: Result<Catalogue, BrokerError>,
+    /// Client secrets of the providers that have one bound, by provider id.
+    client_secrets: Vec<(String, ClientSecret)>,
+    keys: Result<ServerKeys, BrokerError>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("origin", &self.origin)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads every setting through `binding` (a var or secret by name; blank
+    /// counts as unset).
+    pub fn from_bindings(
+        binding: impl Fn(&str) -> Option<String>,
+        origin: String,
+        now: i64,
+    ) -> Config {
+        let get = |name: &str| binding(name).filter(|v| !v.trim().is_empty());
+        let catalogue = Catalogue::load(get("OAUTH_PROVIDERS").as_deref())
+            .map(|c| c.with_client_ids(get))
+            .map_err(BrokerError::from);
+        let client_secrets = catalogue
+            .as_ref()
+            .map(|c| {
+                c.all()
+                    .iter()
+                    .filter_map(|p| {
+                        get(&p.secret_binding()).map(|s| (p.id.clone(), ClientSecret::new(s)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keys = match get("SEALING_SECRET") {
+            None => Err(BrokerError::Misconfigured {
+                what: "SEALING_SECRET is not set",
+            }),
+            Some(current) => {
+                ServerKeys::parse(&current, get("SEALING_SECRETS_PREVIOUS").as_deref())
+                    .map_err(BrokerError::from)
+            }
+        };
+        Config {
+            origin,
+            now,
+            upstream_timeout_ms: refresh::upstream_timeout_ms(
+                get("UPSTREAM_TIMEOUT_MS").as_deref(),
+            ),
+            opener_origins: get("OPENER_ORIGINS")
+                .unwrap_or_else(|| DEFAULT_OPENER_ORIGINS.to_string())
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
+            admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
+            catalogue,
+            client_secrets,
+            keys,
+        }
+    }
+
+    /// The provider catalogue (`OAUTH_PROVIDERS` applied).
+    pub fn catalogue(&self) -> Result<&Catalogue, BrokerError> {
+        self.catalogue.as_ref().map_err(Clone::clone)
+    }
+
+    /// The providers a user may log in with: client id and client secret set.
+    pub fn offered(&self) -> Result<Vec<&Provider>, BrokerError> {
+        Ok(self
+            .catalogue()?
+            .all()
+            .iter()
+            .filter(|p| self.usable(p))
+            .collect())
+    }
+
+    fn usable(&self, p: &Provider) -> bool {
+        !p.client_id.is_empty() && self.client_secrets.iter().any(|(id, _)| *id == p.id)
+    }
+
+    /// A provider a user may log in with (by id or alias) and its client secret.
+    pub fn provider(&self, id: &str) -> Result<(&Provider, &ClientSecret), BrokerError> {
+        let p = self
+            .catalogue()?
+            .get(id)
+            .filter(|p| self.usable(p))
+            .ok_or(BrokerError::UnknownProvider)?;
+        let secret = self
+            .client_secrets
+            .iter()
+            .find(|(pid, _)| *pid == p.id)
+            .map(|(_, s)| s)
+            .ok_or(BrokerError::UnknownProvider)?;
+        Ok((p, secret))
+    }
+
+    /// The server keys (`SEALING_SECRET` + `SEALING_SECRETS_PREVIOUS`), derived once.
+    pub fn keys(&self) -> Result<&ServerKeys, BrokerError> {
+        self.keys.as_ref().map_err(Clone::clone)
+    }
+
+    /// Whether a request presenting `key` passes the operator's access gate.
+    pub fn gate_allows(&self, key: Option<&str>) -> bool {
+        access::allowed(&self.access_keys, key)
+    }
+
+    /// Export/import are operator tools: they need `ADMIN_API_KEY` in
+    /// `X-APIKey` (constant-time compare) and refuse everything when it is unset.
+    pub fn check_admin_key(&self, sent: Option<&str>) -> Result<(), BrokerError> {
+        let configured = self.admin_key.as_ref().ok_or(BrokerError::Forbidden {
+            code: "api_disabled",
+            what: "export/import is disabled on this broker (no ADMIN_API_KEY)",
+        })?;
+        if ct_eq(
+            sent.unwrap_or_default().as_bytes(),
+            configured.secret().as_bytes(),
+        ) {
+            Ok(())
+        } else {
+            Err(BrokerError::Forbidden {
+                code: "invalid_api_key",
+                what: "missing or wrong X-APIKey",
+            })
+        }
+    }
+
+    /// The error that tells a client its user must log in again, here.
+    pub fn reauthorize(&self) -> BrokerError {
+        BrokerError::ReauthorizationRequired {
+            broker_url: format!("{}/", self.origin),
+        }
+    }
+
+    /// The redirect URI this broker registers at `provider_id`.
+    pub fn redirect_uri(&self, provider_id: &str) -> String {
+        crate::login::redirect_uri(&self.origin, provider_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "1:0123456789abcdef0123456789abcdef";
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_bindings(
+            move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            "https://broker.example".into(),
+            1_000,
+        )
+    }
+
+    const DEMO: &str = r#"[{"id":"demo","name":"Demo","authorize_url":"http://127.0.0.1:9/a",
+        "token_url":"http://127.0.0.1:9/t","scopes":"s","client_id":"cid"}]"#;
+
+    #[test]
+    fn a_provider_is_offered_only_with_client_id_and_secret() {
+        let c = config(&[("OAUTH_PROVIDERS", DEMO)]);
+        assert!(c.offered().unwrap().is_empty());
+        assert_eq!(
+            c.provider("demo").unwrap_err(),
+            BrokerError::UnknownProvider
+        );
+        let c = config(&[("OAUTH_PROVIDERS", DEMO), ("CLIENT_SECRET_DEMO", "s3cret")]);
+        let (p, secret) = c.provider("demo").unwrap();
+        assert_eq!((p.id.as_str(), secret.secret()), ("demo", "s3cret"));
+        assert_eq!(c.offered().unwrap().len(), 1);
+        // A built-in needs its client id variable too.
+        let c = config(&[("CLIENT_SECRET_DROPBOX", "x")]);
+        assert!(c.provider("dropbox").is_err());
+        let c = config(&[("CLIENT_SECRET_DROPBOX", "x"), ("CLIENT_ID_DROPBOX", "id")]);
+        assert_eq!(c.provider("dropbox").unwrap().0.client_id, "id");
+    }
+
+    #[test]
+    fn a_broken_setting_fails_only_what_needs_it() {
+        let c = config(&[("OAUTH_PROVIDERS", "{oops"), ("SEALING_SECRET", SECRET)]);
+        assert_eq!(c.catalogue().unwrap_err().code(), "server_misconfigured");
+        assert!(c.keys().is_ok());
+        let c = config(&[("OAUTH_PROVIDERS", DEMO), ("SEALING_SECRET", "short")]);
+        assert_eq!(c.keys().unwrap_err().code(), "server_misconfigured");
+        assert!(c.catalogue().is_ok());
+        let c = config(&[]);
+        assert_eq!(
+            c.keys().unwrap_err(),
+            BrokerError::Misconfigured {
+                what: "SEALING_SECRET is not set"
+            }
+        );
+    }
+
+    #[test]
+    fn blank_settings_count_as_unset_and_defaults_apply() {
+        let c = config(&[("OPENER_ORIGINS", "  "), ("ACCESS_KEYS", " ")]);
+        assert_eq!(
+            c.opener_origins,
+            ["http://localhost:8200", "http://127.0.0.1:8200"]
+        );
+        assert!(c.gate_allows(None), "no keys: the gate is open");
+        assert_eq!(c.upstream_timeout_ms, refresh::UPSTREAM_TIMEOUT_MS);
+        let c = config(&[
+            ("OPENER_ORIGINS", "https://a.example https://b.example"),
+            ("UPSTREAM_TIMEOUT_MS", "2000"),
+        ]);
+        assert_eq!(c.opener_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.upstream_timeout_ms, 2000);
+    }
+
+    #[test]
+    fn the_access_gate_and_the_admin_key_need_their_exact_keys() {
+        let c = config(&[("ACCESS_KEYS", "k1, k2"), ("ADMIN_API_KEY", "admin")]);
+        assert!(c.gate_allows(Some("k2")) && !c.gate_allows(Some("k3")));
+        assert!(!c.gate_allows(None));
+        assert!(c.check_admin_key(Some("admin")).is_ok());
+        assert_eq!(
+            c.check_admin_key(Some("admi")).unwrap_err().code(),
+            "invalid_api_key"
+        );
+        assert_eq!(
+            c.check_admin_key(None).unwrap_err().code(),
+            "invalid_api_key"
+        );
+        assert_eq!(
+            config(&[])
+                .check_admin_key(Some("admin"))
+                .unwrap_err()
+                .code(),
+            "api_disabled"
+        );
+    }
+
+    #[test]
+    fn reauthorization_points_at_this_broker() {
+        let c = config(&[]);
+        assert_eq!(
+            c.reauthorize(),
+            BrokerError::ReauthorizationRequired {
+                broker_url: "https://broker.example/".into()
+            }
+        );
+        assert_eq!(
+            c.redirect_uri("demo"),
+            "https://broker.example/callback/demo"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Routes as data: what a route table row says and how a request finds its row.
+//!
+//! The shell's table (`src/shell/routes/mod.rs`) is the one place that states a
+//! route's path, methods, surface, rate limit and gate; the router, the 405
+//! answer (with its `Allow` header), the gate, the limits and the choice of an
+//! HTML page or JSON for errors all read that row. This module holds the rules
+//! of that reading, generic over the handler type so they are tested natively.
+
+use crate::error::BrokerError;
+
+/// The methods the broker routes. Anything else is [`Method::Other`] and
+/// always a 405 on a known path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+impl Method {
+    /// Parses an HTTP method name (case-sensitive, as RFC 9110 §9.1 says).
+    pub fn parse(name: &str) -> Method {
+        match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            _ => Method::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// Who reads a route's answers: errors are HTML pages on browser routes and
+/// JSON (`{"error", "error_description"}`) on API routes. Both carry the same
+/// status, `X-Error-Code` and `X-Reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Page,
+    Api,
+}
+
+/// How a row matches a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(&'static str),
+    /// The path starts with this (non-empty remainder): `/callback/<provider>`.
+    Prefix(&'static str),
+}
+
+impl PathPattern {
+    /// The path's remainder after the pattern (`""` for an exact match), or
+    /// `None` when the path does not match.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
+        match *self {
+            PathPattern::Exact(p) => (path == p).then_some(""),
+            PathPattern::Prefix(p) => path.strip_prefix(p).filter(|rest| !rest.is_empty()),
+        }
+    }
+
+    /// The pattern as written, for logs (`/callback/*`).
+    pub fn name(&self) -> String {
+        match *self {
+            PathPattern::Exact(p) => p.to_string(),
+            PathPattern::Prefix(p) => format!("{p}*"),
+        }
+    }
+}
+
+/// One row of the route table.
+#[derive(Debug)]
+pub struct Route<H> {
+    pub path: PathPattern,
+    pub methods: &'static [Method],
+    pub surface: Surface,
+    /// Counted against the per-client-address limit (`RL_PER_IP`): routes that
+    /// cost a D1 write, an upstream call or a secret comparison.
+    pub ip_limited: bool,
+    /// Behind the operator's access gate (`ACCESS_KEYS`).
+    pub gated: bool,
+    pub handler: H,
+}
+
+impl<H> Route<H> {
+    /// The `Allow` header of a 405 (RFC 9110 §15.5.6): the row's methods.
+    pub fn allow(&self) -> String {
+        self.methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What the table says about a request.
+#[derive(Debug)]
+pub enum Resolved<'t, 'p, H> {
+    /// Run this row's handler; `rest` is the path after a prefix pattern.
+    Found { route: &'t Route<H>, rest: &'p str },
+    /// The path exists but not with this method: 405 on the row's surface, with `Allow`.
+    WrongMethod(&'t Route<H>),
+    /// No row: 404 (JSON).
+    NoRoute,
+}
+
+/// Finds the first row whose path matches; then checks the method.
+pub fn resolve<'t, 'p, H>(
+    table: &'t [Route<H>],
+    path: &'p str,
+    method: Method,
+) -> Resolved<'t, 'p, H> {
+    for route in table {
+        if let Some(rest) = route.path.matches(path) {
+            return if route.methods.contains(&method) {
+                Resolved::Found { route, rest }
+            } else {
+                Resolved::WrongMethod(route)
+            };
+        }
+    }
+    Resolved::NoRoute
+}
+
+impl<H> Resolved<'_, '_, H> {
+    /// The error a miss answers with and the surface it is shown on.
+    pub fn miss(&self) -> Option<(BrokerError, Surface)> {
+        match self {
+            Resolved::Found { .. } => None,
+            Resolved::WrongMethod(route) => Some((BrokerError::MethodNotAllowed, route.surface)),
+            Resolved::NoRoute => Some((BrokerError::NotFound, Surface::Api)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Method::*;
+
+    const TABLE: &[Route<u8>] = &[
+        Route {
+            path: PathPattern::Exact("/"),
+            methods: &[Get, Head],
+            surface: Surface::Page,
+            ip_limited: false,
+            gated: false,
+            handler: 1,
+        },
+        Route {
+            path: PathPattern::Exact("/refresh"),
+            methods: &[Get, Post],
+            surface: Surface::Api,
+            ip_limited: true,
+            gated: true,
+            handler: 2,
+        },
+        Route {
+            path: PathPattern::Prefix("/callback/"),
+            methods: &[Get],
+            surface: Surface::Page,
+            ip_limited: false,
+            gated: false,
+            handler: 3,
+        },
+    ];
+
+    fn found(path: &str, method: Method) -> Option<(u8, String)> {
+        match resolve(TABLE, path, method) {
+            Resolved::Found { route, rest } => Some((route.handler, rest.to_string())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_request_runs_the_handler_of_the_row_that_matches_path_and_method() {
+        assert_eq!(found("/", Get), Some((1, String::new())));
+        assert_eq!(found("/", Head), Some((1, String::new())));
+        assert_eq!(found("/refresh", Post), Some((2, String::new())));
+        assert_eq!(found("/callback/demo", Get), Some((3, "demo".into())));
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_a_405_on_the_rows_surface_with_its_allow_list() {
+        let r = resolve(TABLE, "/refresh", Other);
+        let Resolved::WrongMethod(route) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(route.allow(), "GET, POST");
+        assert_eq!(
+            r.miss(),
+            Some((BrokerError::MethodNotAllowed, Surface::Api))
+        );
+        let r = resolve(TABLE, "/", Post);
+        assert_eq!(
+            r.miss(),
+            Some((BrokerError::MethodNotAllowed, Surface::Page))
+        );
+        let r = resolve(TABLE, "/callback/demo", Post);
+        assert_eq!(
+            r.miss(),
+            Some((BrokerError::MethodNotAllowed, Surface::Page))
+        );
+    }
+
+    #[test]
+    fn an_unknown_path_is_a_json_404() {
+        for p in [
+            "/nope",
+            "/refresh/",
+            "/callback/",
+            "/callback",
+            "",
+            "/REFRESH",
+        ] {
+            let r = resolve(TABLE, p, Get);
+            assert_eq!(r.miss(), Some((BrokerError::NotFound, Surface::Api)), "{p}");
+        }
+    }
+
+    #[test]
+    fn methods_parse_case_sensitively() {
+        assert_eq!(Method::parse("GET"), Get);
+        assert_eq!(Method::parse("get"), Other);
+        assert_eq!(Method::parse("PUT"), Other);
+        assert_eq!(PathPattern::Prefix("/callback/").name(), "/callback/*");
+    }
+}

@@ -1,0 +1,84 @@
+//! One request as the handlers see it: the runtime request, the configuration
+//! built once from the bindings, the parsed query, and the storage it may use.
+
+use worker::{Env, Request};
+
+use super::store::{vault::Vault, Db};
+use crate::authid::AuthId;
+use crate::config::Config;
+use crate::error::BrokerError;
+use crate::request::{parse_params, single, Params, MAX_FORM_BYTES};
+
+pub struct Call {
+    pub req: Request,
+    pub env: Env,
+    pub cfg: Config,
+    pub query: Params,
+    /// What a prefix route matched after its prefix (`/callback/<rest>`).
+    pub rest: String,
+}
+
+impl Call {
+    pub fn new(req: Request, env: Env, cfg: Config, query: Params) -> Call {
+        Call {
+            req,
+            env,
+            cfg,
+            query,
+            rest: String::new(),
+        }
+    }
+
+    /// The single value of query parameter `name` (a repeated one is refused).
+    pub fn query(&self, name: &str) -> Result<Option<&str>, BrokerError> {
+        single(&self.query, name)
+    }
+
+    /// A request header, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    /// The body, at most `MAX_FORM_BYTES`.
+    pub async fn body(&mut self) -> Result<Vec<u8>, BrokerError> {
+        let bytes = self
+            .req
+            .bytes()
+            .await
+            .map_err(|_| BrokerError::BadRequest {
+                code: "bad_body",
+                what: "the request body could not be read",
+            })?;
+        if bytes.len() > MAX_FORM_BYTES {
+            return Err(BrokerError::BadRequest {
+                code: "body_too_large",
+                what: "the request body is too large",
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The body as `application/x-www-form-urlencoded` pairs.
+    pub async fn form(&mut self) -> Result<Params, BrokerError> {
+        let text = String::from_utf8(self.body().await?).map_err(|_| BrokerError::BadRequest {
+            code: "bad_body",
+            what: "the request body is not UTF-8 form data",
+        })?;
+        Ok(parse_params(&text))
+    }
+
+    pub fn db(&self) -> Result<Db, BrokerError> {
+        Db::open(&self.env)
+    }
+
+    /// The grants, opened with the server keys.
+    pub fn vault(&self) -> Result<Vault<'_>, BrokerError> {
+        Ok(Vault::new(self.db()?, self.cfg.keys()?))
+    }
+
+    /// The stored (v1) authid in the `X-AuthID` header (operator tools).
+    pub fn authid_header(&self) -> Result<AuthId, BrokerError> {
+        let raw = self.header("X-AuthID").unwrap_or_default();
+        crate::request::stored_authid(&raw)
+    }
+}

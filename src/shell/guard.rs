@@ -1,0 +1,44 @@
+//! Abuse controls before any work, as the route's table row asks: the per-IP
+//! rate limit, then the operator's access gate (`ACCESS_KEYS`). The per-grant
+//! limit is applied by the refresh route, once it knows the grant.
+
+use super::call::Call;
+use crate::access;
+use crate::error::BrokerError;
+
+/// Seconds in the rate-limit window (`period` of the `[[ratelimits]]` bindings).
+const RATE_LIMIT_PERIOD: u32 = 60;
+
+/// Runs the row's checks.
+pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), BrokerError> {
+    if ip_limited {
+        let ip = call.header("CF-Connecting-IP").unwrap_or_default();
+        rate_limit(call, "RL_PER_IP", access::ip_key(&ip)).await?;
+    }
+    if gated {
+        let header = call.header("X-Access-Key");
+        let presented = header.as_deref().or(call.query("key")?);
+        if !call.cfg.gate_allows(presented) {
+            return Err(BrokerError::Forbidden {
+                code: "access_key_required",
+                what: "this broker needs an access key (key= in the URL or X-Access-Key)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One hit against a Workers rate-limit binding. A missing binding means the
+/// operator turned that limit off; a failing one lets the request through
+/// (availability over strictness: the limits protect quota, not secrets).
+pub async fn rate_limit(call: &Call, binding: &str, key: String) -> Result<(), BrokerError> {
+    let Ok(limiter) = call.env.rate_limiter(binding) else {
+        return Ok(());
+    };
+    match limiter.limit(key).await {
+        Ok(outcome) if !outcome.success => Err(BrokerError::RateLimited {
+            retry_after: RATE_LIMIT_PERIOD,
+        }),
+        _ => Ok(()),
+    }
+}

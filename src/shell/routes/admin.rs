@@ -1,0 +1,51 @@
+//! `GET /export` and `POST /import`: operator tools to move a grant between
+//! brokers. Both need `ADMIN_API_KEY` in `X-APIKey` and the authid in `X-AuthID`.
+
+use serde_json::json;
+
+use crate::error::BrokerError;
+use crate::grant::Grant;
+use crate::ids::ProviderId;
+use crate::refresh::Grants;
+use crate::shell::call::Call;
+use crate::shell::respond::{json_ok, Out};
+
+fn check_api_key(c: &Call) -> Result<(), BrokerError> {
+    c.cfg.check_admin_key(c.header("X-APIKey").as_deref())
+}
+
+/// The grant's provider token JSON plus `service`.
+pub async fn export(c: &mut Call) -> Out {
+    check_api_key(c)?;
+    let authid = c.authid_header()?;
+    let opened = c.vault()?.grant(&authid).open().await?;
+    json_ok(opened.grant.export(opened.provider.as_str()))
+}
+
+/// Seals a provider token JSON (with `refresh_token` and `service`) under the
+/// authid in `X-AuthID`, unless a grant is stored there already.
+pub async fn import(c: &mut Call) -> Out {
+    check_api_key(c)?;
+    let authid = c.authid_header()?;
+    let body = c.body().await?;
+    let (service, grant) = Grant::import(&body).map_err(|_| BrokerError::BadRequest {
+        code: "bad_import",
+        what: "the body must be a JSON object with refresh_token and service",
+    })?;
+    let provider = c
+        .cfg
+        .catalogue()?
+        .get(&service)
+        .map(|p| ProviderId::new(&p.id))
+        .ok_or(BrokerError::UnknownProvider)?;
+    let vault = c.vault()?;
+    let stored = vault.grant(&authid);
+    if stored.exists().await? {
+        return Err(BrokerError::Conflict {
+            code: "authid_exists",
+            what: "a grant is already stored under this authid",
+        });
+    }
+    stored.insert(&provider, &grant, c.cfg.now).await?;
+    json_ok(json!({ "imported": true, "type": provider.as_str() }))
+}

@@ -1,0 +1,98 @@
+//! `GET /callback/<provider>`: the provider sends the browser back. Consume the
+//! state, check it against the browser's cookie, exchange the code (with the
+//! client secret and the PKCE verifier), keep the grant, and show the authid
+//! once — or hand it to Duplicati's old UI (`handoff.rs`).
+
+use super::handoff;
+use crate::authid::{v2_authid, AuthId};
+use crate::error::BrokerError;
+use crate::grant::Grant;
+use crate::ids::ProviderId;
+use crate::login;
+use crate::pages;
+use crate::providers::{canonical_id, Provider};
+use crate::secret::StateToken;
+use crate::shell::call::Call;
+use crate::shell::respond::{html, Out};
+use crate::shell::upstream_fetch;
+use crate::upstream::{self, TokenResponse, Upstream};
+
+pub async fn get(c: &mut Call) -> Out {
+    let state = c
+        .query("state")?
+        .filter(|s| !s.is_empty())
+        .map(|s| StateToken::new(s.to_string()))
+        .ok_or(BrokerError::InvalidLoginState)?;
+    // Consume first: whatever happens next, this state cannot be used again.
+    let record = c.db()?.take_login(&state).await?;
+    let cookie = c
+        .header("Cookie")
+        .and_then(|h| login::cookie_from_header(&h));
+    let verifier = login::verify_callback(
+        record.as_ref(),
+        canonical_id(&c.rest),
+        &state,
+        cookie.as_ref(),
+        c.cfg.now,
+    )?;
+    if c.query("error")?.is_some() {
+        return Err(BrokerError::LoginDenied);
+    }
+    let code = c
+        .query("code")?
+        .filter(|code| !code.is_empty())
+        .ok_or(BrokerError::BadRequest {
+            code: "missing_code",
+            what: "the provider sent no authorization code",
+        })?;
+    let record = record.ok_or(BrokerError::InvalidLoginState)?;
+    let (provider, secret) = c.cfg.provider(&record.provider)?;
+    let post = upstream::code_exchange(
+        provider,
+        secret,
+        code,
+        &c.cfg.redirect_uri(&provider.id),
+        provider.pkce.then_some(verifier.secret()),
+    );
+    let resp = match upstream_fetch::post_form(&post, c.cfg.upstream_timeout_ms).await? {
+        Upstream::Ok(r) => r,
+        Upstream::InvalidGrant => return Err(BrokerError::InvalidLoginState),
+        Upstream::Failed => return Err(BrokerError::ProviderFailed),
+    };
+    let shown = mint(c, provider, record.token_version, resp).await?;
+    let mut out = html(pages::result(&shown, &provider.name, &c.cfg.opener_origins))
+        .with_cookie(login::clear_cookie());
+    if let Some(expected) = &record.fetch_token_hash {
+        out = out.with_cookie(handoff::leave_for_fetch(c, expected, &shown).await?);
+    }
+    Ok(out)
+}
+
+/// What the result page shows for a completed code exchange: a new stored (v1)
+/// authid, a pass-through (v2) authid, or, for pCloud, the access token itself.
+async fn mint(
+    c: &Call,
+    provider: &Provider,
+    token_version: u8,
+    resp: TokenResponse,
+) -> Result<String, BrokerError> {
+    if provider.access_token_is_authid {
+        // pCloud: the token never expires and there is no refresh token; Duplicati
+        // uses the access token itself as the authid. Nothing is stored.
+        return Ok(resp.access_token().to_string());
+    }
+    let grant = Grant::from_code_exchange(resp, c.cfg.now)?;
+    if token_version == 2 {
+        // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
+        let rt = grant
+            .refresh_token()
+            .ok_or_else(|| BrokerError::internal("a new grant without a refresh token"))?;
+        return Ok(v2_authid(&provider.id, &rt));
+    }
+    let authid = AuthId::generate()?;
+    c.vault()?
+        .grant(&authid)
+        .insert(&ProviderId::new(&provider.id), &grant, c.cfg.now)
+        .await?;
+    Ok(authid.expose())
+}

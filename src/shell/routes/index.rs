@@ -1,0 +1,30 @@
+//! `GET /`: one login button per offered provider. Duplicati's old UI opens it
+//! with `?type=<id>&token=<t>` (the token registers a hand-off, `handoff.rs`);
+//! `?tokenversion=2` starts pass-through logins; `?key=` is passed on.
+
+use super::handoff;
+use crate::pages::{self, IndexOptions, ProviderLink};
+use crate::shell::call::Call;
+use crate::shell::respond::{html, Out};
+
+pub async fn get(c: &mut Call) -> Out {
+    let offered = c.cfg.offered()?;
+    let links: Vec<ProviderLink<'_>> = offered
+        .iter()
+        .map(|p| ProviderLink {
+            id: &p.id,
+            name: &p.name,
+        })
+        .collect();
+    let fetch_token = crate::handoff::token_param(&c.query)?;
+    if let Some(t) = fetch_token {
+        handoff::register(c, t).await?;
+    }
+    let opts = IndexOptions {
+        only: c.query("type")?.map(str::to_string),
+        fetch_token: fetch_token.map(str::to_string),
+        token_version_2: c.query("tokenversion")? == Some("2"),
+        access_key: c.query("key")?.map(str::to_string),
+    };
+    Ok(html(pages::index(&links, &opts)))
+}

@@ -1,0 +1,31 @@
+//! `GET /login?id=<provider>`: a single-use state, a browser-binding cookie and
+//! PKCE (`crate::login`), stored, then a 302 to the provider.
+
+use super::handoff;
+use crate::error::BrokerError;
+use crate::login;
+use crate::shell::call::Call;
+use crate::shell::respond::{redirect, Out};
+
+pub async fn get(c: &mut Call) -> Out {
+    let id = c.query("id")?.ok_or(BrokerError::BadRequest {
+        code: "missing_provider",
+        what: "no provider id was given",
+    })?;
+    let (provider, _) = c.cfg.provider(id)?;
+    let token_version = match c.query("tokenversion")? {
+        Some("2") => 2,
+        _ => 1,
+    };
+    let fetch_token = crate::handoff::token_param(&c.query)?;
+    let now = c.cfg.now;
+    let started = login::start(provider, &c.cfg.origin, token_version, fetch_token, now)?;
+    c.db()?
+        .insert_login(&started.state, &started.record, now)
+        .await?;
+    let mut out = redirect(&started.authorize_url).with_cookie(login::set_cookie(&started.binding));
+    if let Some(t) = fetch_token {
+        out = out.with_cookie(handoff::carry_cookie(t));
+    }
+    Ok(out)
+}

@@ -1,0 +1,87 @@
+//! The route table: the one place that says each route's path, methods,
+//! surface (browser page or API JSON), per-IP limit, access gate and handler.
+//! The router, the 405 answer, the gate, the limits and the error surface all
+//! read it (the rules of reading it: `crate::route`). Adding a route is a file
+//! in this folder plus one row here.
+
+mod admin;
+mod callback;
+mod handoff;
+mod health;
+mod index;
+mod login;
+mod refresh;
+mod revoke;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::call::Call;
+use super::respond::Out;
+use crate::route::Method::{Get, Head, Post};
+use crate::route::PathPattern::{Exact, Prefix};
+use crate::route::{Method, PathPattern, Route, Surface};
+
+/// A route handler: borrows the call for as long as it runs.
+pub type Handler = for<'c> fn(&'c mut Call) -> Pin<Box<dyn Future<Output = Out> + 'c>>;
+
+const GET: &[Method] = &[Get];
+const GET_HEAD: &[Method] = &[Get, Head];
+const GET_POST: &[Method] = &[Get, Post];
+const POST: &[Method] = &[Post];
+
+/// A browser route: its errors are HTML pages.
+const fn page(path: PathPattern, methods: &'static [Method], handler: Handler) -> Route<Handler> {
+    Route {
+        path,
+        methods,
+        surface: Surface::Page,
+        ip_limited: false,
+        gated: false,
+        handler,
+    }
+}
+
+/// An API route: its errors are JSON.
+const fn api(path: PathPattern, methods: &'static [Method], handler: Handler) -> Route<Handler> {
+    Route {
+        surface: Surface::Api,
+        ..page(path, methods, handler)
+    }
+}
+
+/// Counted against the per-IP limit (costs a D1 write, an upstream call or a secret compare).
+const fn limited(route: Route<Handler>) -> Route<Handler> {
+    Route {
+        ip_limited: true,
+        ..route
+    }
+}
+
+/// Behind the operator's access gate (`ACCESS_KEYS`).
+const fn gated(route: Route<Handler>) -> Route<Handler> {
+    Route {
+        gated: true,
+        ..route
+    }
+}
+
+pub static ROUTES: &[Route<Handler>] = &[
+    api(Exact("/healthz"), GET_HEAD, |c| Box::pin(health::get(c))),
+    page(Exact("/"), GET_HEAD, |c| Box::pin(index::get(c))),
+    limited(api(Exact("/fetch"), GET, |c| Box::pin(handoff::fetch(c)))),
+    api(Exact("/token-state"), GET, |c| {
+        Box::pin(handoff::token_state(c))
+    }),
+    gated(limited(page(Exact("/login"), GET, |c| {
+        Box::pin(login::get(c))
+    }))),
+    gated(limited(api(Exact("/refresh"), GET_POST, |c| {
+        Box::pin(refresh::handle(c))
+    }))),
+    page(Exact("/revoke"), GET, |c| Box::pin(revoke::form(c))),
+    limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
+    limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),
+    limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
+    page(Prefix("/callback/"), GET, |c| Box::pin(callback::get(c))),
+];

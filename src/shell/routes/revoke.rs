@@ -1,0 +1,28 @@
+//! `GET /revoke` (a form) and `POST /revoked`: whoever holds the authid can
+//! delete its grant here, which also revokes it at the provider where the
+//! provider has an endpoint for that.
+
+use crate::pages;
+use crate::refresh::Grants;
+use crate::request::{single, stored_authid};
+use crate::shell::call::Call;
+use crate::shell::respond::{html, Out};
+use crate::shell::upstream_fetch;
+
+pub async fn form(_: &mut Call) -> Out {
+    Ok(html(pages::revoke_form()))
+}
+
+pub async fn post(c: &mut Call) -> Out {
+    let form = c.form().await?;
+    let authid = stored_authid(single(&form, "authid")?.unwrap_or_default())?;
+    let vault = c.vault()?;
+    let stored = vault.grant(&authid);
+    let opened = stored.open().await?;
+    stored.delete(&opened).await?;
+    let outcome = match opened.grant.refresh_token() {
+        Some(rt) => upstream_fetch::revoke(&c.cfg, opened.provider.as_str(), &rt).await,
+        None => pages::RevokeOutcome::ProviderFailed,
+    };
+    Ok(html(pages::revoked(outcome)))
+}

@@ -1,0 +1,244 @@
+//! The vault: stored grants behind the server keys. Handlers name a grant by
+//! its authid (`vault.grant(&authid)`) and speak `Grant` and `Opened`; key
+//! hashes, key versions, nonces and ciphertext never leave this file (the
+//! construction is `crate::seal`, the layout `docs/storage.md`). A
+//! [`StoredGrant`] is also the D1 side of the single-flight protocol
+//! (`crate::refresh::Grants`): the lease and compare-and-swap statements.
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+
+use super::{num, Db};
+use crate::authid::AuthId;
+use crate::error::BrokerError;
+use crate::grant::Grant;
+use crate::ids::{KeyHash, LeaseId, ProviderId};
+use crate::refresh::{Grants, Opened, Status, LEASE_SECS};
+use crate::seal::{Sealed, ServerKeys};
+
+/// A `grants` row as read (ciphertext only; see schema.sql).
+#[derive(Deserialize)]
+struct GrantRow {
+    key_hash: String,
+    provider: String,
+    key_version: u32,
+    nonce: String,
+    ciphertext: String,
+    version: i64,
+    status: String,
+    lease_until: i64,
+}
+
+/// The grants table, opened with the server keys.
+pub struct Vault<'a> {
+    db: Db,
+    keys: &'a ServerKeys,
+}
+
+impl<'a> Vault<'a> {
+    pub fn new(db: Db, keys: &'a ServerKeys) -> Vault<'a> {
+        Vault { db, keys }
+    }
+
+    /// The grant stored (or to be stored) under `authid`. Its key hashes under
+    /// every server-secret version are computed here, once.
+    pub fn grant<'v>(&'v self, authid: &'v AuthId) -> StoredGrant<'v> {
+        StoredGrant {
+            vault: self,
+            hashes: self.keys.lookup_hashes(authid),
+            authid,
+        }
+    }
+}
+
+/// One authid's grant in the vault.
+pub struct StoredGrant<'v> {
+    vault: &'v Vault<'v>,
+    authid: &'v AuthId,
+    /// (version, key hash), current version first.
+    hashes: Vec<(u32, KeyHash)>,
+}
+
+impl StoredGrant<'_> {
+    /// The per-grant rate-limit key: the current key hash (never the authid
+    /// itself, which must not reach the limiter's storage).
+    pub fn limit_key(&self) -> String {
+        self.hashes
+            .first()
+            .map(|(_, h)| h.to_string())
+            .unwrap_or_default()
+    }
+
+    fn db(&self) -> &Db {
+        &self.vault.db
+    }
+
+    /// The row under any of the key hashes (a row sealed before a rotation is
+    /// still found), unopened.
+    async fn find(&self) -> Result<Option<GrantRow>, BrokerError> {
+        let placeholders: Vec<String> = (1..=self.hashes.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT key_hash, provider, key_version, nonce, ciphertext, version, status, \
+             lease_until FROM grants WHERE key_hash IN ({}) LIMIT 1",
+            placeholders.join(", ")
+        );
+        let args: Vec<JsValue> = self.hashes.iter().map(|(_, h)| h.as_str().into()).collect();
+        self.db().first("find_grant", &sql, &args).await
+    }
+
+    /// Whether a grant is stored under this authid.
+    pub async fn exists(&self) -> Result<bool, BrokerError> {
+        Ok(self.find().await?.is_some())
+    }
+
+    /// Seals `grant` under the current server-secret version.
+    fn seal(&self, provider: &ProviderId, grant: &Grant) -> Result<(KeyHash, Sealed), BrokerError> {
+        Ok(self
+            .vault
+            .keys
+            .seal(self.authid, provider.as_str(), &grant.to_bytes())?)
+    }
+
+    /// Stores a new grant.
+    pub async fn insert(
+        &self,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        let (key_hash, sealed) = self.seal(provider, grant)?;
+        self.db()
+            .changes(
+                "insert_grant",
+                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
+                 version, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6)",
+                &[
+                    key_hash.as_str().into(),
+                    provider.as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.into(),
+                    sealed.ciphertext.into(),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the grant read as `read`.
+    pub async fn delete(&self, read: &Opened) -> Result<(), BrokerError> {
+        self.db()
+            .changes(
+                "delete_grant",
+                "DELETE FROM grants WHERE key_hash = ?1",
+                &[read.key_hash.as_str().into()],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Grants for StoredGrant<'_> {
+    /// Finds and opens the grant. Unknown, wrong, tampered and moved all
+    /// answer the same [`BrokerError::UnknownAuthId`].
+    async fn open(&self) -> Result<Opened, BrokerError> {
+        let row = self.find().await?.ok_or(BrokerError::UnknownAuthId)?;
+        let sealed = Sealed {
+            key_version: row.key_version,
+            nonce: row.nonce,
+            ciphertext: row.ciphertext,
+        };
+        let key_hash = KeyHash::new(row.key_hash);
+        let plain = self
+            .vault
+            .keys
+            .open(self.authid, &row.provider, &key_hash, &sealed)?;
+        Ok(Opened {
+            grant: Grant::from_bytes(&plain)?,
+            key_hash,
+            version: row.version,
+            provider: ProviderId::new(row.provider),
+            status: Status::parse(&row.status),
+            lease_until: row.lease_until,
+        })
+    }
+
+    /// Won only if nobody holds an unexpired lease and nobody wrote the row
+    /// since it was read (`version`), checked through `meta.changes`.
+    async fn claim(&self, read: &Opened, now: i64) -> Result<Option<LeaseId>, BrokerError> {
+        let lease = LeaseId::generate()?;
+        let n = self
+            .db()
+            .changes(
+                "claim_lease",
+                "UPDATE grants SET lease_until = ?1, lease_id = ?2 WHERE key_hash = ?3 \
+                 AND version = ?4 AND lease_until <= ?5 AND status = 'active'",
+                &[
+                    num(now + LEASE_SECS),
+                    lease.as_str().into(),
+                    read.key_hash.as_str().into(),
+                    num(read.version),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok((n == 1).then_some(lease))
+    }
+
+    /// Compare-and-swap on (lease, version): a request that lost its lease can
+    /// never overwrite a newer grant. Re-seals under the current server-secret
+    /// version, which re-keys a row found under an older one.
+    async fn write(
+        &self,
+        read: &Opened,
+        lease: &LeaseId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let (key_hash, sealed) = self.seal(&read.provider, grant)?;
+        let n = self
+            .db()
+            .changes(
+                "write_refreshed",
+                "UPDATE grants SET key_hash = ?1, key_version = ?2, nonce = ?3, ciphertext = ?4, \
+                 version = version + 1, lease_until = 0, lease_id = NULL, updated_at = ?5 \
+                 WHERE key_hash = ?6 AND lease_id = ?7 AND version = ?8",
+                &[
+                    key_hash.as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.into(),
+                    sealed.ciphertext.into(),
+                    num(now),
+                    read.key_hash.as_str().into(),
+                    lease.as_str().into(),
+                    num(read.version),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(
+        &self,
+        read: &Opened,
+        lease: &LeaseId,
+        status: Status,
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        self.db()
+            .changes(
+                "release_lease",
+                "UPDATE grants SET lease_until = 0, lease_id = NULL, status = ?1, updated_at = ?2 \
+                 WHERE key_hash = ?3 AND lease_id = ?4",
+                &[
+                    status.as_str().into(),
+                    num(now),
+                    read.key_hash.as_str().into(),
+                    lease.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
