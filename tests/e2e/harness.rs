@@ -52,6 +52,16 @@ pub fn free_port() -> u16 {
 
 /// Plain HTTP request; never follows redirects.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    request_bytes(method, url, headers, body.map(str::as_bytes))
+}
+
+/// Like [`request`], with a body of raw bytes (e.g. not UTF-8).
+pub fn request_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
         .timeout(Duration::from_secs(60))
@@ -61,7 +71,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         req = req.set(k, v);
     }
     let result = match body {
-        Some(b) => req.send_string(b),
+        Some(b) => req.send_bytes(b),
         None => req.call(),
     };
     let resp = match result {
