@@ -530,7 +530,12 @@ fn sleep_into_next_rate_limit_window() {
 /// nothing limited has hit yet, or let `f` exhaust the limit itself.
 pub fn in_one_rate_limit_window<T>(mut f: impl FnMut() -> T) -> T {
     let period_ms = RATE_LIMIT_PERIOD * 1000;
-    if period_ms - unix_ms() % period_ms < 20_000 {
+    let left = period_ms - unix_ms() % period_ms;
+    if left < 20_000 {
+        println!(
+            "    (waiting {:.0} s for a fresh rate-limit window)",
+            left as f64 / 1000.0
+        );
         sleep_into_next_rate_limit_window();
     }
     for _ in 0..3 {
