@@ -153,9 +153,11 @@ impl Driver {
     }
 }
 
-/// Polls `f` every 100 ms for up to 20 s; panics naming `what` if it never yields.
+/// Polls `f` every 100 ms for up to 90 s (chromium starting, or a login hopping
+/// through the worker and the mock, can take tens of seconds on a loaded machine);
+/// panics naming `what` if it never yields.
 fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(v) = f() {
             return v;

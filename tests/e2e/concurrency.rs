@@ -199,20 +199,29 @@ fn provider_5xx_is_502_grant_untouched_and_recovers(b: &Broker) {
 fn provider_timeout_is_504_grant_untouched(b: &Broker) {
     let authid = expired_grant(b, Rotation::SingleUse);
     let before = row(b, &authid);
+    // The mock answers after 10 s: later than the test's UPSTREAM_TIMEOUT_MS (3 s),
+    // sooner than the worker's 15 s default. So a 504 (not a 200 with the mock's
+    // late answer) proves the configured bound was applied, with no stopwatch
+    // that a loaded machine could upset.
     b.mock.set_config(Config {
-        delay_ms: 6_000,
+        delay_ms: 10_000,
         ..Config::default()
     });
-    let t = Instant::now();
+    let issued = b.mock.stats().issued_access_tokens.len();
     let r = b.refresh(&authid);
     assert_eq!(r.status, 504, "{}", r.body);
     assert_eq!(r.json()["error"], "provider_timeout");
-    assert!(
-        t.elapsed() < Duration::from_secs(6),
-        "bounded by UPSTREAM_TIMEOUT_MS"
-    );
     assert_untouched(b, &authid, &before);
-    std::thread::sleep(Duration::from_secs(3)); // let the slow call drain
+    // Let the abandoned call finish (the mock issues its tokens once its delay is
+    // over) so it does not overlap the next test.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.mock.stats().issued_access_tokens.len() == issued {
+        assert!(
+            Instant::now() < deadline,
+            "the mock never finished the abandoned refresh"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn malformed_provider_json_is_502_grant_untouched(b: &Broker) {
@@ -270,29 +279,59 @@ fn d1_failure_is_503_storage_unavailable(b: &Broker) {
     assert_eq!(b.refresh(&authid).status, 200);
 }
 
+/// A lease left behind by a winner that died mid-refresh. Its expiry is set by
+/// SQLite's clock when the UPDATE runs (`unixepoch() + secs`), not by ours before
+/// `wrangler d1 execute` starts (which alone takes seconds), and read back with
+/// RETURNING, so nothing below depends on how long the tool call took.
+fn plant_crashed_lease(b: &Broker, kh: &str, secs: i64) -> i64 {
+    b.d1(&format!(
+        "UPDATE grants SET lease_until = unixepoch() + {secs}, lease_id = 'crashed' \
+         WHERE key_hash = '{kh}' RETURNING lease_until"
+    ))[0]["lease_until"]
+        .as_i64()
+        .expect("lease_until returned")
+}
+
 fn a_crashed_winners_lease_expires_and_the_grant_refreshes(b: &Broker) {
     let authid = expired_grant(b, Rotation::SingleUse);
     let kh = crate::core_flow::key_hash(&authid);
-    let until = now() + 3;
-    b.d1(&format!(
-        "UPDATE grants SET lease_until = {until}, lease_id = 'crashed' WHERE key_hash = '{kh}'"
-    ));
-    let t = Instant::now();
+    // Well inside the worker's 20 s wait budget. If the tool call returned only
+    // after the lease had already run out (a very loaded machine), the request
+    // below would prove nothing about waiting: plant a longer one, once.
+    let mut planted = None;
+    for secs in [8, 16] {
+        let until = plant_crashed_lease(b, &kh, secs);
+        let sent = now();
+        if sent < until {
+            planted = Some(until);
+            break;
+        }
+    }
+    let until = planted.expect("planted a lease that was still held when the refresh was sent");
     let r = b.refresh(&authid);
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(b.mock.stats().refresh_calls, 1, "one upstream refresh");
+    // `updated_at` is the worker's clock when it persisted the refreshed grant:
+    // it went upstream only once the crashed lease had expired.
+    let after = b.d1(&format!(
+        "SELECT updated_at, lease_until, lease_id FROM grants WHERE key_hash = '{kh}'"
+    ))[0]
+        .clone();
+    let updated = after["updated_at"].as_i64().expect("updated_at");
     assert!(
-        t.elapsed() >= Duration::from_secs(1),
-        "waited for the lease"
+        updated >= until,
+        "refreshed at {updated}, before the crashed lease ran out at {until}"
     );
-    assert_eq!(b.mock.stats().refresh_calls, 1);
+    assert_eq!(after["lease_until"], 0, "its own lease released");
+    assert!(after["lease_id"].is_null());
 }
 
 fn a_lease_held_past_the_wait_budget_gives_a_retryable_504(b: &Broker) {
     let authid = expired_grant(b, Rotation::SingleUse);
     let kh = crate::core_flow::key_hash(&authid);
-    let until = now() + 120;
+    // Far beyond the 20 s wait budget, counted from when the UPDATE runs.
     b.d1(&format!(
-        "UPDATE grants SET lease_until = {until}, lease_id = 'stuck' WHERE key_hash = '{kh}'"
+        "UPDATE grants SET lease_until = unixepoch() + 120, lease_id = 'stuck' WHERE key_hash = '{kh}'"
     ));
     let r = b.refresh(&authid);
     assert_eq!(r.status, 504, "{}", r.body);

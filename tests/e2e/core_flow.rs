@@ -106,11 +106,17 @@ fn refresh_answers_the_spec_shape_with_no_store(b: &Broker) {
 fn refresh_within_validity_is_served_from_cache_and_after_expiry_exactly_one_upstream_call(
     b: &Broker,
 ) {
+    // The broker serves a cached token while more than 60 s of it remain. A 75 s
+    // token leaves about 14 s for the two cached reads right after the login (two
+    // local requests: ample even on a loaded machine); then we wait until fewer
+    // than 60 s remain.
     b.mock.set_config(Config {
-        access_token_ttl: 66,
+        access_token_ttl: 75,
         ..Config::default()
     });
     let authid = b.login();
+    // Taken after the login, so no earlier than when the worker stamped the
+    // token's expiry: waiting from here can only overshoot (harmless).
     let logged_in = Instant::now();
     b.mock.reset_stats();
     let first = b.refresh(&authid).json();
@@ -118,7 +124,7 @@ fn refresh_within_validity_is_served_from_cache_and_after_expiry_exactly_one_ups
     assert_eq!(b.mock.stats().refresh_calls, 0, "cached token served");
     assert_eq!(first["access_token"], second["access_token"]);
     // Wait until fewer than 60 s remain on the cached token.
-    let wait = Duration::from_secs(7).saturating_sub(logged_in.elapsed());
+    let wait = Duration::from_secs(17).saturating_sub(logged_in.elapsed());
     std::thread::sleep(wait);
     b.mock.set_config(Config::default());
     let third = b.refresh(&authid);

@@ -13,6 +13,7 @@ mod duplicati;
 mod hardening;
 mod harness;
 mod leaks;
+mod routes;
 mod skeleton;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,6 +34,7 @@ fn main() {
         duplicati::TESTS,
         hardening::TESTS,
         browser::TESTS,
+        routes::TESTS,
         leaks::TESTS,
     ]
     .concat();
