@@ -8,6 +8,8 @@
 //! A broken setting fails only the routes that need it (a bad `SEALING_SECRET`
 //! does not take down the provider list), with a 500 `server_misconfigured`.
 
+use std::rc::Rc;
+
 use crate::access;
 use crate::error::BrokerError;
 use crate::providers::{Catalogue, Provider};
@@ -25,8 +27,11 @@ pub struct Config {
     pub origin: String,
     /// The request's clock, unix seconds: every decision in one request sees one `now`.
     pub now: i64,
-    /// Bound on one upstream call ([`refresh::upstream_timeout_ms`]).
+    /// How long a client waits for one upstream call ([`refresh::upstream_timeout_ms`]).
     pub upstream_timeout_ms: u64,
+    /// How long the broker waits for a provider's answer to a refresh it
+    /// started, after the client stopped waiting ([`refresh::upstream_patience_ms`]).
+    pub upstream_patience_ms: u64,
     /// Origins the result page may post the authid to.
     pub opener_origins: Vec<String>,
     /// The operator's access gate (`ACCESS_KEYS`); empty = open.
@@ -36,7 +41,8 @@ pub struct Config {
     catalogue: Result<Catalogue, BrokerError>,
     /// Client secrets of the providers that have one bound, by provider id.
     client_secrets: Vec<(String, ClientSecret)>,
-    keys: Result<ServerKeys, BrokerError>,
+    /// Shared (not copied) with work that outlives the request.
+    keys: Result<Rc<ServerKeys>, BrokerError>,
 }
 
 impl std::fmt::Debug for Config {
@@ -77,14 +83,19 @@ impl Config {
             }),
             Some(current) => {
                 ServerKeys::parse(&current, get("SEALING_SECRETS_PREVIOUS").as_deref())
+                    .map(Rc::new)
                     .map_err(BrokerError::from)
             }
         };
+        let upstream_timeout_ms =
+            refresh::upstream_timeout_ms(get("UPSTREAM_TIMEOUT_MS").as_deref());
         Config {
             origin,
             now,
-            upstream_timeout_ms: refresh::upstream_timeout_ms(
-                get("UPSTREAM_TIMEOUT_MS").as_deref(),
+            upstream_timeout_ms,
+            upstream_patience_ms: refresh::upstream_patience_ms(
+                get("UPSTREAM_PATIENCE_MS").as_deref(),
+                upstream_timeout_ms,
             ),
             opener_origins: get("OPENER_ORIGINS")
                 .unwrap_or_else(|| DEFAULT_OPENER_ORIGINS.to_string())
@@ -135,7 +146,7 @@ impl Config {
     }
 
     /// The server keys (`SEALING_SECRET` + `SEALING_SECRETS_PREVIOUS`), derived once.
-    pub fn keys(&self) -> Result<&ServerKeys, BrokerError> {
+    pub fn keys(&self) -> Result<&Rc<ServerKeys>, BrokerError> {
         self.keys.as_ref().map_err(Clone::clone)
     }
 
@@ -249,6 +260,15 @@ mod tests {
         ]);
         assert_eq!(c.opener_origins, ["https://a.example", "https://b.example"]);
         assert_eq!(c.upstream_timeout_ms, 2000);
+        assert_eq!(c.upstream_patience_ms, refresh::UPSTREAM_PATIENCE_MS);
+        let c = config(&[
+            ("UPSTREAM_TIMEOUT_MS", "2000"),
+            ("UPSTREAM_PATIENCE_MS", "1000"),
+        ]);
+        assert_eq!(
+            c.upstream_patience_ms, 2000,
+            "never below the client timeout"
+        );
     }
 
     #[test]

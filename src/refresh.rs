@@ -8,9 +8,12 @@
 //! 1. Read the row. Serve a cached access token if more than 60 s remain.
 //! 2. Otherwise claim the row's lease with a conditional UPDATE (`lease_until <
 //!    now AND version = <read version>`), checked through `meta.changes`.
-//! 3. The winner refreshes upstream (bounded by [`UPSTREAM_TIMEOUT_MS`], shorter
-//!    than the lease), writes the re-sealed grant with compare-and-swap on
-//!    `(lease_id, version)`, clearing the lease, and only then answers.
+//! 3. The winner — only if the client can still wait for it ([`WaitBudget`]) —
+//!    hands "refresh upstream, then persist" to work that survives the client
+//!    ([`Detach`], `ctx.wait_until`): it waits for the provider up to
+//!    [`UPSTREAM_PATIENCE_MS`] (the client only [`UPSTREAM_TIMEOUT_MS`]), writes
+//!    the re-sealed grant with compare-and-swap on `version`, clearing the
+//!    lease, and only then answers.
 //! 4. Losers poll the row until its version moves (then serve the winner's
 //!    token), the lease is released without a write (then try to claim), or
 //!    [`WAIT_BUDGET_MS`] is spent (then a retryable 504; never a spent refresh
@@ -32,31 +35,78 @@ use crate::ids::{KeyHash, LeaseId, ProviderId};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::upstream::Upstream;
 
-/// How long a claimed lease holds. Longer than the upstream timeout plus the
-/// D1 write, so a live winner never loses its lease mid-refresh.
-pub const LEASE_SECS: i64 = 25;
+/// The client's whole budget for one token call: Duplicati gives up after 25 s
+/// (duplicati/duplicati, Duplicati/Library/Backend/OAuthHelper/OAuthHelperHttpClient.cs:
+/// `AUTHENTICATION_TIMEOUT = TimeSpan.FromSeconds(25)`). Every answer must come before.
+pub const CLIENT_BUDGET_MS: u64 = 25_000;
 
-/// Upper bound on one upstream token call.
+/// Upper bound on how long a client waits for one upstream token call before
+/// it is answered `provider_timeout` (504, retryable).
 pub const UPSTREAM_TIMEOUT_MS: u64 = 15_000;
 
-/// The upstream timeout from the optional `UPSTREAM_TIMEOUT_MS` variable: it
-/// can only be lowered (1 s minimum), so the lease invariant always holds.
+/// How long the broker itself keeps waiting for the provider's real answer to
+/// a refresh it started, after the client stopped waiting (the work runs under
+/// `ctx.wait_until`). A provider that answers late may already have rotated a
+/// single-use refresh token: its answer is the only copy of the new one.
+/// Cloudflare lets `wait_until` work run up to 30 s past the response.
+pub const UPSTREAM_PATIENCE_MS: u64 = 25_000;
+
+/// Time kept for persisting after the provider answered: the D1 write and its
+/// retries ([`WRITE_ATTEMPTS`]).
+pub const WRITE_ALLOWANCE_MS: u64 = 10_000;
+
+/// How often a failed write of a refreshed grant is tried (a D1 hiccup must
+/// not lose a rotated refresh token), and the pause before the second try
+/// (doubling each time).
+pub const WRITE_ATTEMPTS: u32 = 3;
+pub const WRITE_RETRY_MS: u64 = 500;
+
+/// How long a claimed lease holds: longer than the broker's patience with the
+/// provider plus the write, so nobody else can present the same refresh token
+/// while an answer that may rotate it is still coming.
+pub const LEASE_SECS: i64 = 40;
+
+/// The client-facing upstream timeout from the optional `UPSTREAM_TIMEOUT_MS`
+/// variable: it can only be lowered (1 s minimum).
 pub fn upstream_timeout_ms(var: Option<&str>) -> u64 {
-    var.and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(UPSTREAM_TIMEOUT_MS, |v| v.clamp(1_000, UPSTREAM_TIMEOUT_MS))
+    clamp_ms(var, 1_000, UPSTREAM_TIMEOUT_MS)
 }
 
-/// How long a request waits for another request's refresh. Below Duplicati's
-/// 25 s client timeout, so the client sees our answer, not its own timeout.
+/// The broker's patience from the optional `UPSTREAM_PATIENCE_MS` variable:
+/// never below the client-facing timeout, never above [`UPSTREAM_PATIENCE_MS`]
+/// (the lease invariant).
+pub fn upstream_patience_ms(var: Option<&str>, upstream_timeout_ms: u64) -> u64 {
+    clamp_ms(var, upstream_timeout_ms, UPSTREAM_PATIENCE_MS)
+}
+
+fn clamp_ms(var: Option<&str>, min: u64, max: u64) -> u64 {
+    var.and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(max, |v| v.clamp(min, max))
+}
+
+/// How long a request waits for another request's refresh. Below the client's
+/// budget, so the client sees our answer, not its own timeout.
 pub const WAIT_BUDGET_MS: u64 = 20_000;
 
 /// Pause between polls while waiting for a winner.
 pub const POLL_MS: u64 = 150;
 
-// The timing invariants, checked at compile time: the lease outlives an upstream
-// call plus the write; waiting ends before Duplicati's 25 s client timeout.
-const _: () = assert!(LEASE_SECS * 1000 > UPSTREAM_TIMEOUT_MS as i64 + 5_000);
-const _: () = assert!(WAIT_BUDGET_MS < 25_000 && POLL_MS * 10 < WAIT_BUDGET_MS);
+/// Kept free at the end of the client's budget for the answer itself.
+pub const ANSWER_MARGIN_MS: u64 = 2_000;
+
+/// How long a client waits for the write after the provider answered in time.
+pub const PERSIST_WAIT_MS: u64 = 1_500;
+
+// The timing invariants, checked at compile time: the lease outlives the
+// broker's patience plus the write; waiting ends inside the client's budget;
+// the detached work fits Cloudflare's 30 s wait_until allowance past the
+// client's own timeout.
+const _: () = assert!(LEASE_SECS * 1000 > (UPSTREAM_PATIENCE_MS + WRITE_ALLOWANCE_MS) as i64);
+const _: () = assert!(WAIT_BUDGET_MS + POLL_MS + ANSWER_MARGIN_MS < CLIENT_BUDGET_MS);
+const _: () = assert!(POLL_MS * 10 < WAIT_BUDGET_MS && UPSTREAM_TIMEOUT_MS <= UPSTREAM_PATIENCE_MS);
+const _: () = assert!(UPSTREAM_TIMEOUT_MS + PERSIST_WAIT_MS + ANSWER_MARGIN_MS < CLIENT_BUDGET_MS);
+const _: () = assert!(WRITE_RETRY_MS * (1 << WRITE_ATTEMPTS) < WRITE_ALLOWANCE_MS);
+const _: () = assert!(UPSTREAM_PATIENCE_MS + WRITE_ALLOWANCE_MS < CLIENT_BUDGET_MS + 30_000);
 
 /// Non-secret row status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +178,9 @@ pub struct Opened {
 }
 
 /// One authid's stored grant, as the protocol needs it. Implemented by the
-/// shell's vault over D1; every method is one statement.
+/// shell's vault over D1; every method is one statement. `Clone + 'static`
+/// (see [`single_flight`]) because the refresh it starts must be able to
+/// outlive the request.
 // Workers run one request per isolate thread: these futures are never sent
 // across threads, so the traits deliberately promise no `Send`.
 #[allow(async_fn_in_trait)]
@@ -138,8 +190,10 @@ pub trait Grants {
     /// Claims the lease if nobody holds an unexpired one and the row is still
     /// the one `read` (same version); `None` if another request won.
     async fn claim(&self, read: &Opened, now: i64) -> Result<Option<LeaseId>, BrokerError>;
-    /// Writes `grant` and releases the lease, compare-and-swap on
-    /// `(lease, read.version)`; false if the swap failed.
+    /// Writes `grant`, marks the row active and clears the lease,
+    /// compare-and-swap on `read.version` alone: a result the provider already
+    /// issued is kept even if the lease ran out meanwhile, as long as nobody
+    /// wrote the row since it was read. False if the swap failed.
     async fn write(
         &self,
         read: &Opened,
@@ -147,7 +201,7 @@ pub trait Grants {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError>;
-    /// Releases the lease without writing the grant, leaving `status`.
+    /// Releases `lease` (if still held) without writing the grant, leaving `status`.
     async fn release(
         &self,
         read: &Opened,
@@ -163,7 +217,10 @@ pub trait Runtime {
     /// Unix milliseconds.
     fn now_ms(&self) -> u64;
     async fn sleep(&self, ms: u64);
-    /// One `refresh_token` grant at `provider`, classified (or why there was none).
+    /// How long a client waits for one upstream call ([`upstream_timeout_ms`]).
+    fn upstream_timeout_ms(&self) -> u64;
+    /// One `refresh_token` grant at `provider`, classified (or why there was
+    /// none), waiting up to the broker's patience ([`upstream_patience_ms`]).
     async fn refresh_upstream(
         &self,
         provider: &ProviderId,
@@ -171,6 +228,21 @@ pub trait Runtime {
     ) -> Result<Upstream, BrokerError>;
     /// A non-secret warning for the operator's log.
     fn warn(&self, message: &str);
+}
+
+/// Work that must finish whatever the client does. On Workers, a request whose
+/// client disconnects is cancelled, and with it everything it awaits; work
+/// handed to `ctx.wait_until` runs on.
+#[allow(async_fn_in_trait)]
+pub trait Detach {
+    /// Runs `work` to its end regardless of the client and waits up to
+    /// `wait_ms` for its result: `None` if it is still running by then (it
+    /// keeps running).
+    async fn finish<T: 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + 'static,
+        wait_ms: u64,
+    ) -> Option<T>;
 }
 
 /// What a refresh of a stored grant answers.
@@ -183,13 +255,20 @@ pub struct Served {
 }
 
 /// The single-flight refresh of one stored grant: serve from cache, or win
-/// the lease and refresh upstream, or wait for the request that won it.
-/// `reauthorize` is the error telling the user to log in again.
-pub async fn single_flight(
-    grants: &impl Grants,
-    runtime: &impl Runtime,
+/// the lease and refresh upstream (detached, so that a client hanging up
+/// cannot cancel a refresh the provider may already have answered), or wait
+/// for the request that won it. `reauthorize` is the error telling the user to
+/// log in again.
+pub async fn single_flight<G, R>(
+    grants: &G,
+    runtime: &R,
+    detach: &impl Detach,
     reauthorize: &BrokerError,
-) -> Result<Served, BrokerError> {
+) -> Result<Served, BrokerError>
+where
+    G: Grants + Clone + 'static,
+    R: Runtime + Clone + 'static,
+{
     let budget = WaitBudget::starting(runtime.now_ms());
     loop {
         let read = grants.open().await?;
@@ -204,8 +283,25 @@ pub async fn single_flight(
             }
             Next::Reauthorize => return Err(reauthorize.clone()),
             Next::Claim => {
+                // A refresh this client could not wait for would end with the
+                // client gone: leave the lease free and let it retry.
+                let Some(wait_ms) =
+                    budget.upstream_wait(runtime.now_ms(), runtime.upstream_timeout_ms())
+                else {
+                    return Err(BrokerError::RefreshPending);
+                };
                 if let Some(lease) = grants.claim(&read, now).await? {
-                    return refresh_with_lease(grants, runtime, reauthorize, read, lease).await;
+                    let work = refresh_with_lease(
+                        grants.clone(),
+                        runtime.clone(),
+                        reauthorize.clone(),
+                        read,
+                        lease,
+                    );
+                    return detach
+                        .finish(work, wait_ms)
+                        .await
+                        .unwrap_or(Err(BrokerError::ProviderTimeout));
                 }
             }
             Next::Wait => {}
@@ -221,11 +317,12 @@ fn unix_secs(ms: u64) -> i64 {
     i64::try_from(ms / 1000).unwrap_or(i64::MAX)
 }
 
-/// Holding the lease: one upstream refresh, then what [`settle`] decides.
+/// Holding the lease: one upstream refresh, then what [`settle`] decides. Runs
+/// detached: it owns everything it needs.
 async fn refresh_with_lease(
-    grants: &impl Grants,
-    runtime: &impl Runtime,
-    reauthorize: &BrokerError,
+    grants: impl Grants,
+    runtime: impl Runtime,
+    reauthorize: BrokerError,
     read: Opened,
     lease: LeaseId,
 ) -> Result<Served, BrokerError> {
@@ -235,18 +332,24 @@ async fn refresh_with_lease(
         None => Err(BrokerError::UnknownAuthId),
     };
     let now = unix_secs(runtime.now_ms());
-    match settle(read.grant.clone(), outcome, now, reauthorize.clone()) {
+    match settle(read.grant.clone(), outcome, now, reauthorize) {
         Settle::Persist {
             grant,
             token,
             remaining,
         } => {
-            // Written before answering: a client that got an access token must
+            // Persisted before answering: a client that got an access token must
             // never leave the broker holding a spent refresh token.
-            if !grants.write(&read, &lease, &grant, now).await? {
-                // Only possible if our lease expired mid-refresh (upstream + write
-                // took longer than LEASE_SECS). The access token is still good.
-                runtime.warn("refresh: lease lost before write; grant not updated");
+            match persist(&grants, &runtime, &read, &lease, &grant, now).await {
+                Ok(true) => {}
+                // Someone wrote the row after our lease ran out: theirs is newer.
+                Ok(false) => runtime.warn("refresh: row changed under our lease; newer grant kept"),
+                // D1 refused every attempt. The access token is still good for
+                // this backup; the rotated refresh token could not be kept.
+                Err(e) => runtime.warn(&format!(
+                    "refresh: refreshed grant not stored: {}",
+                    e.cause().unwrap_or_default()
+                )),
             }
             Ok(Served {
                 token,
@@ -261,23 +364,60 @@ async fn refresh_with_lease(
     }
 }
 
-/// How long one request may keep waiting for another request's refresh,
-/// measured on the runtime's millisecond clock from the request's start.
+/// Writes the refreshed grant, retrying a failing write ([`WRITE_ATTEMPTS`]
+/// in all, backing off from [`WRITE_RETRY_MS`]) inside the lease.
+async fn persist(
+    grants: &impl Grants,
+    runtime: &impl Runtime,
+    read: &Opened,
+    lease: &LeaseId,
+    grant: &Grant,
+    now: i64,
+) -> Result<bool, BrokerError> {
+    let mut pause = WRITE_RETRY_MS;
+    let mut attempt = 1;
+    loop {
+        match grants.write(read, lease, grant, now).await {
+            Err(e) if attempt < WRITE_ATTEMPTS => {
+                runtime.warn(&format!(
+                    "refresh: write failed, retrying: {}",
+                    e.cause().unwrap_or_default()
+                ));
+                runtime.sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One request's time: how long it may keep waiting for another request's
+/// refresh, and whether it may still start one itself, measured on the
+/// runtime's millisecond clock from the request's start.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitBudget {
-    deadline_ms: u64,
+    started_ms: u64,
 }
 
 impl WaitBudget {
     pub fn starting(now_ms: u64) -> WaitBudget {
-        WaitBudget {
-            deadline_ms: now_ms.saturating_add(WAIT_BUDGET_MS),
-        }
+        WaitBudget { started_ms: now_ms }
     }
 
     /// Spent: stop waiting and answer [`BrokerError::RefreshPending`] (retryable).
     pub fn spent(&self, now_ms: u64) -> bool {
-        now_ms >= self.deadline_ms
+        now_ms >= self.started_ms.saturating_add(WAIT_BUDGET_MS)
+    }
+
+    /// How long this client can wait for an upstream refresh started now and
+    /// its write: the upstream timeout plus [`PERSIST_WAIT_MS`], or `None` when
+    /// that would end past the client's budget (then nobody should start one
+    /// on its behalf).
+    pub fn upstream_wait(&self, now_ms: u64, upstream_timeout_ms: u64) -> Option<u64> {
+        let wait = upstream_timeout_ms.saturating_add(PERSIST_WAIT_MS);
+        let ends = now_ms.saturating_add(wait).saturating_add(ANSWER_MARGIN_MS);
+        (ends <= self.started_ms.saturating_add(CLIENT_BUDGET_MS)).then_some(wait)
     }
 }
 
@@ -569,6 +709,7 @@ mod tests {
         use std::collections::VecDeque;
         use std::future::Future;
         use std::pin::pin;
+        use std::rc::Rc;
         use std::task::{Context, Poll, Waker};
 
         /// Runs a future whose I/O is all in memory (always ready).
@@ -606,13 +747,64 @@ mod tests {
             pub warnings: RefCell<Vec<String>>,
             pub on_sleep: RefCell<Option<Hook>>,
             pub before_claim: RefCell<Option<Hook>>,
-            /// Make the compare-and-swap write fail (the lease was lost).
+            /// Another request writes the row just before our write.
             pub steal_lease_before_write: Cell<bool>,
+            pub upstream_timeout_ms: Cell<u64>,
+            /// How long the provider takes to answer (advances the clock).
+            pub upstream_delay_ms: Cell<u64>,
+            /// How many writes fail (D1 down) before they succeed.
+            pub write_failures: Cell<u32>,
+            pub writes: Cell<u32>,
+        }
+
+        /// The world as the loop holds it: shared, cloneable, `'static`.
+        #[derive(Clone)]
+        pub struct Shared(pub Rc<World>);
+
+        impl std::ops::Deref for Shared {
+            type Target = World;
+            fn deref(&self) -> &World {
+                &self.0
+            }
+        }
+
+        /// A client that waits for the detached refresh.
+        pub struct Waits;
+
+        impl Detach for Waits {
+            async fn finish<T: 'static>(
+                &self,
+                work: impl Future<Output = T> + 'static,
+                _wait_ms: u64,
+            ) -> Option<T> {
+                Some(work.await)
+            }
+        }
+
+        /// A client that hangs up once the refresh has started: the runtime
+        /// would cancel the request; the detached work is left in `left`.
+        #[derive(Default)]
+        pub struct HangsUp {
+            pub left: RefCell<Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>>>,
+        }
+
+        impl Detach for HangsUp {
+            async fn finish<T: 'static>(
+                &self,
+                work: impl Future<Output = T> + 'static,
+                _wait_ms: u64,
+            ) -> Option<T> {
+                self.left.borrow_mut().push(Box::pin(async move {
+                    work.await;
+                }));
+                None
+            }
         }
 
         impl World {
-            pub fn new(grant: Grant, now_s: i64) -> World {
-                World {
+            #[allow(clippy::new_ret_no_self)]
+            pub fn new(grant: Grant, now_s: i64) -> Shared {
+                Shared(Rc::new(World {
                     row: RefCell::new(Row {
                         grant,
                         version: 1,
@@ -629,7 +821,11 @@ mod tests {
                     on_sleep: RefCell::new(None),
                     before_claim: RefCell::new(None),
                     steal_lease_before_write: Cell::new(false),
-                }
+                    upstream_timeout_ms: Cell::new(UPSTREAM_TIMEOUT_MS),
+                    upstream_delay_ms: Cell::new(0),
+                    write_failures: Cell::new(0),
+                    writes: Cell::new(0),
+                }))
             }
 
             pub fn answer(&self, a: Result<Upstream, BrokerError>) {
@@ -639,13 +835,19 @@ mod tests {
             pub fn now(&self) -> i64 {
                 (self.now_ms.get() / 1000) as i64
             }
+        }
 
+        impl Shared {
             pub fn run(&self) -> Result<Served, BrokerError> {
-                block_on(single_flight(self, self, &reauth()))
+                block_on(single_flight(self, self, &Waits, &reauth()))
+            }
+
+            pub fn run_with(&self, detach: &impl Detach) -> Result<Served, BrokerError> {
+                block_on(single_flight(self, self, detach, &reauth()))
             }
         }
 
-        impl Grants for World {
+        impl Grants for Shared {
             async fn open(&self) -> Result<Opened, BrokerError> {
                 if self.fail_open.get() {
                     return Err(BrokerError::storage("d1 find_grant: down"));
@@ -679,19 +881,26 @@ mod tests {
             async fn write(
                 &self,
                 read: &Opened,
-                lease: &LeaseId,
+                _lease: &LeaseId,
                 grant: &Grant,
                 _now: i64,
             ) -> Result<bool, BrokerError> {
+                self.writes.set(self.writes.get() + 1);
+                if self.write_failures.get() > 0 {
+                    self.write_failures.set(self.write_failures.get() - 1);
+                    return Err(BrokerError::storage("d1 write_refreshed: busy"));
+                }
                 let mut r = self.row.borrow_mut();
                 if self.steal_lease_before_write.get() {
-                    r.lease = Some(LeaseId::new("thief"));
+                    r.version += 1;
                 }
-                if r.lease.as_ref() != Some(lease) || r.version != read.version {
+                // Compare-and-swap on the version alone, as the vault's UPDATE does.
+                if r.version != read.version {
                     return Ok(false);
                 }
                 r.grant = grant.clone();
                 r.version += 1;
+                r.status = Status::Active;
                 r.lease_until = 0;
                 r.lease = None;
                 Ok(true)
@@ -714,9 +923,13 @@ mod tests {
             }
         }
 
-        impl Runtime for World {
+        impl Runtime for Shared {
             fn now_ms(&self) -> u64 {
                 self.now_ms.get()
+            }
+
+            fn upstream_timeout_ms(&self) -> u64 {
+                self.upstream_timeout_ms.get()
             }
 
             async fn sleep(&self, ms: u64) {
@@ -734,6 +947,8 @@ mod tests {
                 assert_eq!(provider.as_str(), "demo");
                 assert!(!refresh_token.secret().is_empty());
                 self.upstream_calls.set(self.upstream_calls.get() + 1);
+                self.now_ms
+                    .set(self.now_ms.get() + self.upstream_delay_ms.get());
                 self.answers
                     .borrow_mut()
                     .pop_front()
@@ -879,13 +1094,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_lease_at_write_time_still_answers_the_issued_token_and_warns() {
+    fn a_row_written_by_someone_else_meanwhile_is_never_overwritten() {
         let w = World::new(grant(30, NOW), NOW);
         w.steal_lease_before_write.set(true);
         w.answer(rotated());
         assert_eq!(w.run().unwrap().token.secret(), "AT2");
         assert_eq!(w.warnings.borrow().len(), 1);
-        assert_eq!(w.row.borrow().version, 1, "no overwrite without the lease");
+        let row = w.row.borrow();
+        assert_eq!(row.version, 2, "the other write stands");
+        assert_eq!(row.grant.refresh_token().unwrap().secret(), "RT");
     }
 
     #[test]
@@ -894,5 +1111,112 @@ mod tests {
         w.fail_open.set(true);
         assert_eq!(w.run().unwrap_err().code(), "storage_unavailable");
         assert_eq!(w.upstream_calls.get(), 0);
+    }
+
+    #[test]
+    fn a_client_hanging_up_mid_refresh_cannot_lose_the_rotated_refresh_token() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.answer(rotated());
+        let client = world::HangsUp::default();
+        // The client is gone before the provider answers; the runtime cancels
+        // the request, but not the work handed over.
+        assert_eq!(
+            w.run_with(&client).unwrap_err(),
+            BrokerError::ProviderTimeout
+        );
+        let left = client.left.borrow_mut().pop().expect("refresh handed over");
+        world::block_on(left);
+        {
+            let row = w.row.borrow();
+            assert_eq!(row.grant.refresh_token().unwrap().secret(), "RT2");
+            assert_eq!((row.version, row.lease.is_none()), (2, true));
+        }
+        // The next client is served the new token; nothing spent goes upstream.
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(w.upstream_calls.get(), 1);
+    }
+
+    #[test]
+    fn a_late_waiter_never_starts_a_refresh_it_could_not_wait_for() {
+        let w = World::new(grant(30, NOW), NOW);
+        // A crashed winner's lease runs out 12 s into this request: too late to
+        // start a 15 s upstream call inside the client's 25 s.
+        w.row.borrow_mut().lease_until = NOW + 12;
+        w.row.borrow_mut().lease = Some(LeaseId::new("crashed"));
+        assert_eq!(w.run().unwrap_err(), BrokerError::RefreshPending);
+        assert_eq!(w.upstream_calls.get(), 0);
+        assert_eq!(
+            w.row.borrow().lease,
+            Some(LeaseId::new("crashed")),
+            "the lease was left free for the client's retry"
+        );
+        let elapsed = w.now_ms.get() - NOW as u64 * 1000;
+        assert!(elapsed < CLIENT_BUDGET_MS, "answered after {elapsed} ms");
+        // An early enough expiry is still claimed.
+        let w = World::new(grant(30, NOW), NOW);
+        w.row.borrow_mut().lease_until = NOW + 5;
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+    }
+
+    #[test]
+    fn a_result_the_provider_issued_is_kept_even_after_the_lease_ran_out() {
+        let w = World::new(grant(30, NOW), NOW);
+        // The provider answers only after the lease expired; nobody wrote the
+        // row meanwhile, so its answer (the only copy of the rotated token) is kept.
+        w.upstream_delay_ms.set(LEASE_SECS as u64 * 1000 + 5_000);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        let row = w.row.borrow();
+        assert_eq!(row.grant.refresh_token().unwrap().secret(), "RT2");
+        assert_eq!(row.version, 2);
+    }
+
+    #[test]
+    fn a_storage_hiccup_during_the_write_is_retried_and_the_rotated_token_kept() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.write_failures.set(WRITE_ATTEMPTS - 1);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(w.writes.get(), WRITE_ATTEMPTS);
+        assert_eq!(
+            w.row.borrow().grant.refresh_token().unwrap().secret(),
+            "RT2"
+        );
+    }
+
+    #[test]
+    fn a_write_that_keeps_failing_still_answers_and_says_so_in_the_log() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.write_failures.set(WRITE_ATTEMPTS + 5);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(w.writes.get(), WRITE_ATTEMPTS, "bounded retries");
+        assert!(w.warnings.borrow().iter().any(|m| m.contains("not stored")));
+    }
+
+    #[test]
+    fn an_upstream_refresh_starts_only_while_the_client_can_wait_for_it() {
+        let b = WaitBudget::starting(0);
+        let full = UPSTREAM_TIMEOUT_MS + PERSIST_WAIT_MS;
+        assert_eq!(b.upstream_wait(0, UPSTREAM_TIMEOUT_MS), Some(full));
+        let last = CLIENT_BUDGET_MS - full - ANSWER_MARGIN_MS;
+        assert_eq!(b.upstream_wait(last, UPSTREAM_TIMEOUT_MS), Some(full));
+        assert_eq!(b.upstream_wait(last + 1, UPSTREAM_TIMEOUT_MS), None);
+        assert!(
+            b.upstream_wait(last + 1, 3_000).is_some(),
+            "a shorter timeout claims later"
+        );
+    }
+
+    #[test]
+    fn the_brokers_patience_is_between_the_client_timeout_and_its_ceiling() {
+        assert_eq!(upstream_patience_ms(None, 3_000), UPSTREAM_PATIENCE_MS);
+        assert_eq!(upstream_patience_ms(Some("1000"), 3_000), 3_000);
+        assert_eq!(upstream_patience_ms(Some("8000"), 3_000), 8_000);
+        assert_eq!(
+            upstream_patience_ms(Some("999999"), 3_000),
+            UPSTREAM_PATIENCE_MS
+        );
     }
 }

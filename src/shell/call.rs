@@ -1,7 +1,9 @@
 //! One request as the handlers see it: the runtime request, the configuration
 //! built once from the bindings, the parsed query, and the storage it may use.
 
-use worker::{Env, Request};
+use std::rc::Rc;
+
+use worker::{Context, Env, Request};
 
 use super::store::{vault::Vault, Db};
 use crate::authid::AuthId;
@@ -12,18 +14,22 @@ use crate::request::{parse_params, single, Params, MAX_FORM_BYTES};
 pub struct Call {
     pub req: Request,
     pub env: Env,
-    pub cfg: Config,
+    /// For work that must outlive the client's connection (`wait_until`).
+    pub ctx: Context,
+    /// Shared with such work.
+    pub cfg: Rc<Config>,
     pub query: Params,
     /// What a prefix route matched after its prefix (`/callback/<rest>`).
     pub rest: String,
 }
 
 impl Call {
-    pub fn new(req: Request, env: Env, cfg: Config, query: Params) -> Call {
+    pub fn new(req: Request, env: Env, ctx: Context, cfg: Config, query: Params) -> Call {
         Call {
             req,
             env,
-            cfg,
+            ctx,
+            cfg: Rc::new(cfg),
             query,
             rest: String::new(),
         }
@@ -72,8 +78,8 @@ impl Call {
     }
 
     /// The grants, opened with the server keys.
-    pub fn vault(&self) -> Result<Vault<'_>, BrokerError> {
-        Ok(Vault::new(self.db()?, self.cfg.keys()?))
+    pub fn vault(&self) -> Result<Vault, BrokerError> {
+        Ok(Vault::new(self.db()?, self.cfg.keys()?.clone()))
     }
 
     /// The stored (v1) authid in the `X-AuthID` header (operator tools).

@@ -6,6 +6,7 @@
 //! the core modules; see `docs/architecture.md`.
 
 mod call;
+mod detach;
 mod guard;
 mod respond;
 mod routes;
@@ -38,7 +39,7 @@ fn binding(env: &Env, name: &str) -> Option<String> {
 }
 
 #[event(fetch)]
-async fn main(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let url = match req.url() {
         Ok(url) => url,
         Err(e) => {
@@ -66,7 +67,7 @@ async fn main(req: Request, env: Env, _ctx: Context) -> worker::Result<Response>
         clock::now(),
     );
     let query = parse_params(url.query().unwrap_or(""));
-    let mut call = call::Call::new(req, env, cfg, query);
+    let mut call = call::Call::new(req, env, ctx, cfg, query);
     call.rest = rest;
     let out = match guard::admit(&call, route.ip_limited, route.gated).await {
         Ok(()) => (route.handler)(&mut call).await,

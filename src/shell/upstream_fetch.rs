@@ -67,12 +67,14 @@ pub async fn post_form(post: &FormPost, timeout_ms: u64) -> Result<Upstream, Bro
     Ok(classify(status, &body))
 }
 
-/// One `refresh_token` grant at the provider `provider_id` names: the one way
-/// both stored (v1) and pass-through (v2) grants are refreshed upstream.
+/// One `refresh_token` grant at the provider `provider_id` names, waiting up
+/// to `timeout_ms`: the one way both stored (v1) and pass-through (v2) grants
+/// are refreshed upstream.
 pub async fn refresh(
     cfg: &Config,
     provider_id: &str,
     refresh_token: &RefreshToken,
+    timeout_ms: u64,
 ) -> Result<Upstream, BrokerError> {
     let (provider, secret) = cfg.provider(provider_id)?;
     let post = upstream::refresh(
@@ -81,7 +83,7 @@ pub async fn refresh(
         refresh_token,
         &cfg.redirect_uri(&provider.id),
     );
-    post_form(&post, cfg.upstream_timeout_ms).await
+    post_form(&post, timeout_ms).await
 }
 
 /// Revokes a refresh token at its provider (RFC 7009), where it has an endpoint.

@@ -102,6 +102,31 @@ pub fn request_bytes(
     }
 }
 
+/// Sends a GET and hangs up if no answer came within `patience`, as a client
+/// with a short timeout does. True if it hung up (no answer in time).
+pub fn get_and_hang_up(url: &str, headers: &[(&str, &str)], patience: Duration) -> bool {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(patience)
+        .build();
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    // Dropping the call's error drops the connection.
+    matches!(req.call(), Err(ureq::Error::Transport(_)))
+}
+
+/// Polls `done` every 200 ms until it holds, failing after `limit` (generous:
+/// it bounds a wait for work the worker finishes on its own time).
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// How long a starting worker may take to answer /healthz.
 const READY_SECS: u64 = 240;
 
@@ -272,57 +297,75 @@ impl Broker {
                 .arg("-c")
                 .arg(&config);
         });
-        let port = free_port();
         let log = dir.join("worker.log");
-        let logfile = std::fs::File::create(&log).expect("log file");
-        let mut cmd = wrangler();
-        cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-            .arg("-c")
-            .arg(&config)
-            .arg("--persist-to")
-            .arg(&state)
-            .arg("--env-file")
-            .arg(dir.join("vars.env"))
-            .args([
-                "--show-interactive-dev-session=false",
-                "--log-level",
-                "info",
-            ])
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().expect("log fd"))
-            .stderr(logfile);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("spawn wrangler dev");
-        let pgid = child.id();
-        // If this test process dies without dropping Broker, stop the worker's group.
-        let watchdog = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {me} 2>/dev/null && kill -0 {pgid} 2>/dev/null; do sleep 1; done; \
-                 kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true",
-                me = std::process::id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
-        let broker = Broker {
-            base: format!("http://127.0.0.1:{port}"),
-            mock,
-            dir,
-            log,
-            child: Some(child),
-            watchdog,
-            config,
-            state,
-            authids: Mutex::new(Vec::new()),
-        };
-        broker.wait_ready();
-        broker
+        // A worker that exits or never answers (e.g. another process took the
+        // free port between our probe and wrangler's bind) is started again on a
+        // new port, at most three times.
+        let mut failures = String::new();
+        for attempt in 1..=3 {
+            let port = free_port();
+            let logfile = std::fs::File::create(&log).expect("log file");
+            let mut cmd = wrangler();
+            cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+                .arg("-c")
+                .arg(&config)
+                .arg("--persist-to")
+                .arg(&state)
+                .arg("--env-file")
+                .arg(dir.join("vars.env"))
+                .args([
+                    "--show-interactive-dev-session=false",
+                    "--log-level",
+                    "info",
+                ])
+                .stdin(Stdio::null())
+                .stdout(logfile.try_clone().expect("log fd"))
+                .stderr(logfile);
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let child = cmd.spawn().expect("spawn wrangler dev");
+            let pgid = child.id();
+            // If this test process dies without dropping Broker, stop the worker's group.
+            let watchdog = Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "while kill -0 {me} 2>/dev/null && kill -0 {pgid} 2>/dev/null; do sleep 1; done; \
+                     kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true",
+                    me = std::process::id()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok();
+            let mut broker = Broker {
+                base: format!("http://127.0.0.1:{port}"),
+                mock: Arc::clone(&mock),
+                dir: dir.clone(),
+                log: log.clone(),
+                child: Some(child),
+                watchdog,
+                config: config.clone(),
+                state: state.clone(),
+                authids: Mutex::new(Vec::new()),
+            };
+            match broker.wait_ready() {
+                Ok(()) => return broker,
+                Err(why) => {
+                    failures.push_str(&format!(
+                        "attempt {attempt}: {why}; log:\n{}\n",
+                        broker.log_text()
+                    ));
+                    eprintln!("worker start attempt {attempt} failed ({why}); retrying");
+                    broker.stop();
+                    // Keep its directory (config, vars, state) for the next attempt.
+                    std::mem::forget(broker);
+                }
+            }
+        }
+        panic!("the worker did not start:\n{failures}");
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         // Generous: on a loaded 2-core machine wrangler + workerd can take a minute
         // to come up, and the first answers can take seconds each.
         let deadline = Instant::now() + Duration::from_secs(READY_SECS);
@@ -332,15 +375,17 @@ impl Broker {
         while Instant::now() < deadline {
             if let Ok(r) = agent.get(&format!("{}/healthz", self.base)).call() {
                 if r.status() == 200 {
-                    return;
+                    return Ok(());
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("wrangler dev exited ({status})"));
                 }
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!(
-            "worker did not answer /healthz within {READY_SECS} s; log:\n{}",
-            self.log_text()
-        );
+        Err(format!("no answer to /healthz within {READY_SECS} s"))
     }
 
     pub fn log_text(&self) -> String {
@@ -557,8 +602,9 @@ pub fn extract_authid(html: &str) -> Option<String> {
     Some(html[start..end].to_string())
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
+impl Broker {
+    /// Stops the worker's process group (and its watchdog).
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pgid = child.id().to_string();
             let _ = Command::new("kill")
@@ -580,6 +626,12 @@ impl Drop for Broker {
             let _ = w.kill();
             let _ = w.wait();
         }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
         if std::env::var_os("KEEP_E2E").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -10,6 +10,7 @@ mod browser;
 mod concurrency;
 mod core_flow;
 mod duplicati;
+mod grant_safety;
 mod hardening;
 mod harness;
 mod leaks;
@@ -31,6 +32,7 @@ fn main() {
         skeleton::TESTS,
         core_flow::TESTS,
         concurrency::TESTS,
+        grant_safety::TESTS,
         duplicati::TESTS,
         hardening::TESTS,
         browser::TESTS,

@@ -18,7 +18,7 @@ fn check_api_key(c: &Call) -> Result<(), BrokerError> {
 pub async fn export(c: &mut Call) -> Out {
     check_api_key(c)?;
     let authid = c.authid_header()?;
-    let opened = c.vault()?.grant(&authid).open().await?;
+    let opened = c.vault()?.grant(authid).open().await?;
     json_ok(opened.grant.export(opened.provider.as_str()))
 }
 
@@ -39,7 +39,7 @@ pub async fn import(c: &mut Call) -> Out {
         .map(|p| ProviderId::new(&p.id))
         .ok_or(BrokerError::UnknownProvider)?;
     let vault = c.vault()?;
-    let stored = vault.grant(&authid);
+    let stored = vault.grant(authid);
     if stored.exists().await? {
         return Err(BrokerError::Conflict {
             code: "authid_exists",

@@ -90,9 +90,10 @@ async fn mint(
         return Ok(v2_authid(&provider.id, &rt));
     }
     let authid = AuthId::generate()?;
+    let shown = authid.expose();
     c.vault()?
-        .grant(&authid)
+        .grant(authid)
         .insert(&ProviderId::new(&provider.id), &grant, c.cfg.now)
         .await?;
-    Ok(authid.expose())
+    Ok(shown)
 }

@@ -4,6 +4,7 @@
 //! sleep, the provider, the log). A pass-through (v2) authid is refreshed
 //! upstream on every call.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -20,6 +21,7 @@ use crate::request::{authid_from, Params};
 use crate::secret::RefreshToken;
 use crate::shell::call::Call;
 use crate::shell::clock;
+use crate::shell::detach::WaitUntil;
 use crate::shell::guard::rate_limit;
 use crate::shell::respond::{json_ok, redirect, Out};
 use crate::shell::upstream_fetch;
@@ -44,17 +46,17 @@ pub async fn handle(c: &mut Call) -> Out {
             rate_limit(c, "RL_PER_GRANT", sha256_hex(raw)).await?;
             pass_through(c, &provider, &refresh_token).await
         }
-        ParsedAuthId::V1(authid) => stored(c, &authid).await,
+        ParsedAuthId::V1(authid) => stored(c, authid).await,
     }
 }
 
 /// A stored (v1) grant: the single-flight refresh over the vault.
-async fn stored(c: &Call, authid: &AuthId) -> Out {
-    let vault = c.vault()?;
-    let grant = vault.grant(authid);
+async fn stored(c: &Call, authid: AuthId) -> Out {
+    let grant = c.vault()?.grant(authid);
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
-    let runtime = WorkerRuntime(&c.cfg);
-    let served = refresh::single_flight(&grant, &runtime, &c.cfg.reauthorize()).await?;
+    let runtime = WorkerRuntime(c.cfg.clone());
+    let served =
+        refresh::single_flight(&grant, &runtime, &WaitUntil(&c.ctx), &c.cfg.reauthorize()).await?;
     json_ok(json!({
         "access_token": served.token.secret(),
         "expires": served.remaining,
@@ -79,7 +81,8 @@ fn login_redirect(c: &Call) -> Out {
 /// carries the authid to use next time (`v2_authid`).
 async fn pass_through(c: &Call, provider: &str, refresh_token: &RefreshToken) -> Out {
     let provider = canonical_id(provider);
-    let outcome = upstream_fetch::refresh(&c.cfg, provider, refresh_token).await;
+    let outcome =
+        upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
     let p = refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize())?;
     json_ok(json!({
         "access_token": p.access_token.secret(),
@@ -89,12 +92,18 @@ async fn pass_through(c: &Call, provider: &str, refresh_token: &RefreshToken) ->
     }))
 }
 
-/// The Workers runtime as the single-flight loop sees it.
-struct WorkerRuntime<'a>(&'a Config);
+/// The Workers runtime as the single-flight loop sees it. Owns (shares) the
+/// configuration: a refresh it starts may outlive the request.
+#[derive(Clone)]
+struct WorkerRuntime(Rc<Config>);
 
-impl Runtime for WorkerRuntime<'_> {
+impl Runtime for WorkerRuntime {
     fn now_ms(&self) -> u64 {
         clock::now_ms()
+    }
+
+    fn upstream_timeout_ms(&self) -> u64 {
+        self.0.upstream_timeout_ms
     }
 
     async fn sleep(&self, ms: u64) {
@@ -106,7 +115,10 @@ impl Runtime for WorkerRuntime<'_> {
         provider: &ProviderId,
         refresh_token: &RefreshToken,
     ) -> Result<Upstream, BrokerError> {
-        upstream_fetch::refresh(self.0, provider.as_str(), refresh_token).await
+        // The broker's patience, not the client's: the provider's answer may
+        // carry the only copy of a rotated refresh token.
+        let patience = self.0.upstream_patience_ms;
+        upstream_fetch::refresh(&self.0, provider.as_str(), refresh_token, patience).await
     }
 
     fn warn(&self, message: &str) {

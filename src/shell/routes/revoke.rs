@@ -17,7 +17,7 @@ pub async fn post(c: &mut Call) -> Out {
     let form = c.form().await?;
     let authid = stored_authid(single(&form, "authid")?.unwrap_or_default())?;
     let vault = c.vault()?;
-    let stored = vault.grant(&authid);
+    let stored = vault.grant(authid);
     let opened = stored.open().await?;
     stored.delete(&opened).await?;
     let outcome = match opened.grant.refresh_token() {

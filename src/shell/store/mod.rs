@@ -11,14 +11,17 @@ pub mod handoffs;
 pub mod logins;
 pub mod vault;
 
+use std::rc::Rc;
+
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::error::BrokerError;
 
-/// The `DB` binding.
-pub struct Db(D1Database);
+/// The `DB` binding (shared: a refresh that outlives its request keeps it).
+#[derive(Clone)]
+pub struct Db(Rc<D1Database>);
 
 /// A number as D1 binds it (JavaScript has only doubles; our values are far below 2^53).
 pub fn num(n: i64) -> JsValue {
@@ -38,7 +41,7 @@ fn failed(op: &'static str) -> impl FnOnce(worker::Error) -> BrokerError {
 impl Db {
     pub fn open(env: &Env) -> Result<Db, BrokerError> {
         env.d1("DB")
-            .map(Db)
+            .map(|d| Db(Rc::new(d)))
             .map_err(|_| BrokerError::Misconfigured {
                 what: "the D1 binding DB is missing",
             })

@@ -5,6 +5,8 @@
 //! [`StoredGrant`] is also the D1 side of the single-flight protocol
 //! (`crate::refresh::Grants`): the lease and compare-and-swap statements.
 
+use std::rc::Rc;
+
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
@@ -30,36 +32,40 @@ struct GrantRow {
 }
 
 /// The grants table, opened with the server keys.
-pub struct Vault<'a> {
+pub struct Vault {
     db: Db,
-    keys: &'a ServerKeys,
+    keys: Rc<ServerKeys>,
 }
 
-impl<'a> Vault<'a> {
-    pub fn new(db: Db, keys: &'a ServerKeys) -> Vault<'a> {
+impl Vault {
+    pub fn new(db: Db, keys: Rc<ServerKeys>) -> Vault {
         Vault { db, keys }
     }
 
     /// The grant stored (or to be stored) under `authid`. Its key hashes under
     /// every server-secret version are computed here, once.
-    pub fn grant<'v>(&'v self, authid: &'v AuthId) -> StoredGrant<'v> {
+    pub fn grant(&self, authid: AuthId) -> StoredGrant {
         StoredGrant {
-            vault: self,
-            hashes: self.keys.lookup_hashes(authid),
-            authid,
+            db: self.db.clone(),
+            hashes: self.keys.lookup_hashes(&authid),
+            keys: self.keys.clone(),
+            authid: Rc::new(authid),
         }
     }
 }
 
-/// One authid's grant in the vault.
-pub struct StoredGrant<'v> {
-    vault: &'v Vault<'v>,
-    authid: &'v AuthId,
+/// One authid's grant in the vault. It owns what it needs (shared, not
+/// copied), so a refresh of it can outlive the request that started it.
+#[derive(Clone)]
+pub struct StoredGrant {
+    db: Db,
+    keys: Rc<ServerKeys>,
+    authid: Rc<AuthId>,
     /// (version, key hash), current version first.
     hashes: Vec<(u32, KeyHash)>,
 }
 
-impl StoredGrant<'_> {
+impl StoredGrant {
     /// The per-grant rate-limit key: the current key hash (never the authid
     /// itself, which must not reach the limiter's storage).
     pub fn limit_key(&self) -> String {
@@ -70,7 +76,7 @@ impl StoredGrant<'_> {
     }
 
     fn db(&self) -> &Db {
-        &self.vault.db
+        &self.db
     }
 
     /// The row under any of the key hashes (a row sealed before a rotation is
@@ -94,9 +100,8 @@ impl StoredGrant<'_> {
     /// Seals `grant` under the current server-secret version.
     fn seal(&self, provider: &ProviderId, grant: &Grant) -> Result<(KeyHash, Sealed), BrokerError> {
         Ok(self
-            .vault
             .keys
-            .seal(self.authid, provider.as_str(), &grant.to_bytes())?)
+            .seal(&self.authid, provider.as_str(), &grant.to_bytes())?)
     }
 
     /// Stores a new grant.
@@ -139,7 +144,7 @@ impl StoredGrant<'_> {
     }
 }
 
-impl Grants for StoredGrant<'_> {
+impl Grants for StoredGrant {
     /// Finds and opens the grant. Unknown, wrong, tampered and moved all
     /// answer the same [`BrokerError::UnknownAuthId`].
     async fn open(&self) -> Result<Opened, BrokerError> {
@@ -151,9 +156,8 @@ impl Grants for StoredGrant<'_> {
         };
         let key_hash = KeyHash::new(row.key_hash);
         let plain = self
-            .vault
             .keys
-            .open(self.authid, &row.provider, &key_hash, &sealed)?;
+            .open(&self.authid, &row.provider, &key_hash, &sealed)?;
         Ok(Opened {
             grant: Grant::from_bytes(&plain)?,
             key_hash,
@@ -186,13 +190,16 @@ impl Grants for StoredGrant<'_> {
         Ok((n == 1).then_some(lease))
     }
 
-    /// Compare-and-swap on (lease, version): a request that lost its lease can
-    /// never overwrite a newer grant. Re-seals under the current server-secret
-    /// version, which re-keys a row found under an older one.
+    /// Compare-and-swap on the version alone (not on the lease, a clock): an
+    /// answer the provider already issued is kept even if the lease ran out,
+    /// and no newer write is ever overwritten. `status = 'active'`: a fresh
+    /// grant beats an `invalid_grant` someone else got meanwhile with the token
+    /// this answer replaced. Re-seals under the current server-secret version,
+    /// which re-keys a row found under an older one.
     async fn write(
         &self,
         read: &Opened,
-        lease: &LeaseId,
+        _lease: &LeaseId,
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
@@ -202,8 +209,8 @@ impl Grants for StoredGrant<'_> {
             .changes(
                 "write_refreshed",
                 "UPDATE grants SET key_hash = ?1, key_version = ?2, nonce = ?3, ciphertext = ?4, \
-                 version = version + 1, lease_until = 0, lease_id = NULL, updated_at = ?5 \
-                 WHERE key_hash = ?6 AND lease_id = ?7 AND version = ?8",
+                 version = version + 1, status = 'active', lease_until = 0, lease_id = NULL, \
+                 updated_at = ?5 WHERE key_hash = ?6 AND version = ?7",
                 &[
                     key_hash.as_str().into(),
                     num(sealed.key_version.into()),
@@ -211,7 +218,6 @@ impl Grants for StoredGrant<'_> {
                     sealed.ciphertext.into(),
                     num(now),
                     read.key_hash.as_str().into(),
-                    lease.as_str().into(),
                     num(read.version),
                 ],
             )
