@@ -233,10 +233,24 @@ impl ServerSecret {
     fn handoff_aad(&self, token: &str) -> String {
         format!("{LABEL_HANDOFF_AAD}|{}|{}", token_hash(token), self.version)
     }
+
+    /// Whether `other` is this very entry again: same version and same secret.
+    /// The raw secret is gone once parsed, so the comparison is on a subkey:
+    /// two secrets whose HKDF outputs agree are the same secret for every
+    /// purpose here (a collision of HKDF-SHA256 outputs is not a practical
+    /// event), and `ct_eq` keeps the comparison from leaking where they differ.
+    fn is(&self, other: &ServerSecret) -> bool {
+        self.version == other.version && ct_eq(&self.seal_salt, &other.seal_salt)
+    }
 }
 
 /// The server secrets: the current version seals, previous versions still open,
 /// so operators can rotate without stranding stored grants.
+///
+/// No two entries are the same (version, secret) pair ([`ServerKeys::parse`]
+/// drops repeats), but two entries may carry the same version with different
+/// secrets; every lookup and open below therefore considers every secret of a
+/// row's version, never just the first.
 #[derive(Debug)]
 pub struct ServerKeys {
     current: ServerSecret,
@@ -325,8 +339,29 @@ fn parse_one(entry: &str) -> Result<ServerSecret, KeyConfigError> {
 impl ServerKeys {
     /// `current` is `<version>:<secret>` (version a `u32` ≥ 1, secret ≥ 32
     /// bytes); `previous` a comma-separated list of the same, for rotation
-    /// (empty entries and whitespace around entries ignored). Versions must be
-    /// unique.
+    /// (empty entries and whitespace around entries ignored). A malformed
+    /// entry anywhere refuses the whole configuration.
+    ///
+    /// Why repeats are accepted: SECURITY.md's rotation puts the current value
+    /// into `SEALING_SECRETS_PREVIOUS` (step 2) while `SEALING_SECRET` still
+    /// holds it, and only then replaces `SEALING_SECRET` (step 3). Every
+    /// configuration an operator passes through must keep the broker up, since
+    /// refusing one answers 500 on every route that needs the keys (and a
+    /// callback that already spent its code loses the grant). So an entry equal
+    /// to the current one, or to an earlier previous one (same version and
+    /// same secret), is simply dropped: it adds nothing.
+    ///
+    /// Why a version with two different secrets is kept rather than refused
+    /// (e.g. `SEALING_SECRET=1:B` with `SEALING_SECRETS_PREVIOUS=1:A`, a new
+    /// secret put in without bumping the version): refusing would take the
+    /// broker down, and dropping either secret would strand the rows sealed
+    /// under it. Both stay: the current one seals, and lookup and opening try
+    /// every secret of a row's version. Nothing is weakened: each secret still
+    /// derives its own subkeys, a row's key hash is an HMAC under the secret
+    /// that sealed it (so it names that secret), and a hand-off that is tried
+    /// under a wrong secret fails the GCM tag check like any wrong key. The
+    /// cost is only that `key_version` no longer tells the two apart, which is
+    /// why SECURITY.md asks to move on to a fresh version.
     pub fn parse(current: &str, previous: Option<&str>) -> Result<ServerKeys, KeyConfigError> {
         let current = parse_one(current)?;
         let mut previous_keys: Vec<ServerSecret> = Vec::new();
@@ -336,11 +371,12 @@ impl ServerKeys {
             .filter(|e| !e.trim().is_empty())
         {
             let k = parse_one(entry)?;
-            if k.version == current.version || previous_keys.iter().any(|p| p.version == k.version)
-            {
-                return Err(KeyConfigError("sealing secret versions must be unique"));
+            let repeat = std::iter::once(&current)
+                .chain(&previous_keys)
+                .any(|known| known.is(&k));
+            if !repeat {
+                previous_keys.push(k);
             }
-            previous_keys.push(k);
         }
         Ok(ServerKeys {
             current,
@@ -356,13 +392,21 @@ impl ServerKeys {
         std::iter::once(&self.current).chain(&self.previous)
     }
 
+    /// Every secret that carries `version`, current first: one in a
+    /// well-kept configuration, more after a version was reused (see
+    /// [`ServerKeys::parse`]), none for a version no longer configured.
+    fn of_version(&self, version: u32) -> impl Iterator<Item = &ServerSecret> {
+        self.all().filter(move |k| k.version == version)
+    }
+
     /// The row key of `authid` under the current version.
     pub fn key_hash(&self, authid: &AuthId) -> KeyHash {
         KeyHash::new(self.current.key_hash(authid.key_id()))
     }
 
-    /// (version, key hash) under every known version, current first, so a row
-    /// sealed before a rotation is still found.
+    /// (version, key hash) under every configured secret, current first, so a
+    /// row sealed before a rotation (or under another secret of a reused
+    /// version) is still found.
     pub fn lookup_hashes(&self, authid: &AuthId) -> Vec<(u32, KeyHash)> {
         self.all()
             .map(|k| (k.version, KeyHash::new(k.key_hash(authid.key_id()))))
@@ -420,6 +464,10 @@ impl ServerKeys {
     /// [`SealError::Open`] on an unknown version, a key hash that is not this
     /// authid's under that version (a moved row), bad encoding, a nonce that is
     /// not 12 bytes, a wrong authid or any tampering (the GCM tag check).
+    ///
+    /// The secret is the one of the row's version under which this authid's
+    /// key hash is the row's: the key hash names the secret that sealed the
+    /// row, even when a reused version has two.
     pub fn open(
         &self,
         authid: &AuthId,
@@ -427,14 +475,11 @@ impl ServerKeys {
         key_hash: &KeyHash,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, SealError> {
-        let k = self
-            .all()
-            .find(|k| k.version == sealed.key_version)
+        let (k, expected) = self
+            .of_version(sealed.key_version)
+            .map(|k| (k, k.key_hash(authid.key_id())))
+            .find(|(_, expected)| ct_eq(expected.as_bytes(), key_hash.as_str().as_bytes()))
             .ok_or(SealError::Open)?;
-        let expected = k.key_hash(authid.key_id());
-        if !ct_eq(expected.as_bytes(), key_hash.as_str().as_bytes()) {
-            return Err(SealError::Open);
-        }
         let aad = k.grant_aad(&expected, provider);
         aead_open(
             &k.grant_key(authid, &expected)?,
@@ -482,21 +527,29 @@ impl ServerKeys {
 
     /// Opens it under the version in `sealed.key_version`; `SealError::Open` for an unknown version, wrong token, tampering, bad encoding.
     ///
+    /// A hand-off row carries no key hash to name its secret, so when a reused
+    /// version has two secrets each is tried, current first. Trying a wrong one
+    /// is safe: its key is independent of the sealing key, so the GCM tag check
+    /// fails. Two candidate keys at most double a forger's negligible chance,
+    /// and a ciphertext crafted to open under both needs both secrets.
+    ///
     /// A plaintext that is not UTF-8 (which a well-formed seal never makes)
     /// also answers [`SealError::Open`].
     pub fn open_handoff(&self, token: &str, sealed: &Sealed) -> Result<String, SealError> {
-        let k = self
-            .all()
-            .find(|k| k.version == sealed.key_version)
-            .ok_or(SealError::Open)?;
-        let aad = k.handoff_aad(token);
-        let plain = aead_open(
-            &k.handoff_key(token)?,
-            aad.as_bytes(),
-            &sealed.nonce,
-            &sealed.ciphertext,
-        )?;
-        String::from_utf8(plain).map_err(|_| SealError::Open)
+        for k in self.of_version(sealed.key_version) {
+            let aad = k.handoff_aad(token);
+            match aead_open(
+                &k.handoff_key(token)?,
+                aad.as_bytes(),
+                &sealed.nonce,
+                &sealed.ciphertext,
+            ) {
+                Ok(plain) => return String::from_utf8(plain).map_err(|_| SealError::Open),
+                Err(SealError::Open) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SealError::Open)
     }
 }
 
@@ -719,19 +772,182 @@ mod tests {
             (String::new(), None),
             ("1:short".to_string(), None),
             (format!("1:{}", &secret[..31]), None),
-            (format!("1:{secret}"), Some(format!("1:{secret}"))),
-            (format!("1:{secret}"), Some(format!("01:{secret}"))),
-            (
-                format!("1:{secret}"),
-                Some(format!("2:{secret},2:{secret}")),
-            ),
+            // A malformed previous entry refuses the whole configuration, even
+            // next to well-formed ones and repeats of the current entry.
             (format!("1:{secret}"), Some(format!("2:{secret},{secret}"))),
+            (format!("1:{secret}"), Some(format!("1:{secret},2:short"))),
+            (format!("2:{secret}"), Some(format!("0:{secret}"))),
+            (format!("2:{secret}"), Some(format!("v1:{secret}"))),
+            (format!("2:{secret}"), Some(format!("1:{secret},1"))),
         ];
         for (cur, prev) in cases {
             let err = ServerKeys::parse(&cur, prev.as_deref()).unwrap_err();
             assert!(!err.to_string().contains(&secret[..32]), "{cur:?}");
             assert!(!format!("{err:?}").contains(&secret[..32]), "{cur:?}");
+            // Answered as a clear operator error: 500 `server_misconfigured`.
+            let answer = crate::error::BrokerError::from(err);
+            assert_eq!(
+                (answer.status(), answer.code()),
+                (500, "server_misconfigured")
+            );
         }
+    }
+
+    /// The rows a test seals before a configuration change: a grant (with its
+    /// key hash) and a pending hand-off.
+    struct Rows {
+        key_hash: KeyHash,
+        grant: Sealed,
+        handoff: Sealed,
+    }
+
+    fn seal_rows(k: &ServerKeys) -> Rows {
+        let (key_hash, grant) = k.seal(&authid(AUTHID), "demo", b"grant").unwrap();
+        Rows {
+            key_hash,
+            grant,
+            handoff: k.seal_handoff("tok", AUTHID).unwrap(),
+        }
+    }
+
+    fn opens(k: &ServerKeys, rows: &Rows) -> bool {
+        let grant = k.open(&authid(AUTHID), "demo", &rows.key_hash, &rows.grant);
+        let found = k
+            .lookup_hashes(&authid(AUTHID))
+            .contains(&(rows.grant.key_version, rows.key_hash.clone()));
+        let handoff = k.open_handoff("tok", &rows.handoff);
+        match (grant, handoff) {
+            (Ok(g), Ok(h)) => {
+                assert!(found, "an opening row is also found by lookup");
+                assert_eq!((g.as_slice(), h.as_str()), (&b"grant"[..], AUTHID));
+                true
+            }
+            (Err(SealError::Open), Err(SealError::Open)) => false,
+            other => panic!("grant and hand-off disagree: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_documented_rotation_steps_all_parse_and_keep_every_row_open() {
+        // SECURITY.md "Rotating the server secret", one configuration per step.
+        let step0 = keys(S1, None);
+        let at_0 = seal_rows(&step0);
+        // Step 2: the current value is also the previous one. It adds nothing:
+        // lookups, keys and seals are exactly step 0's.
+        let step2 = ServerKeys::parse(S1, Some(S1)).unwrap();
+        assert_eq!(
+            step2.lookup_hashes(&authid(AUTHID)),
+            step0.lookup_hashes(&authid(AUTHID))
+        );
+        assert_eq!(step2.current_version(), 1);
+        assert!(opens(&step2, &at_0));
+        let at_2 = seal_rows(&step2);
+        assert_eq!(
+            (at_2.key_hash.clone(), at_2.grant.key_version),
+            (at_0.key_hash.clone(), 1)
+        );
+        assert!(opens(&step0, &at_2), "rolling back to step 0 loses nothing");
+        // Step 3: the new version seals, the old one still opens.
+        let step3 = keys(S2, Some(S1));
+        assert!(opens(&step3, &at_0) && opens(&step3, &at_2));
+        let at_3 = seal_rows(&step3);
+        assert_eq!(at_3.grant.key_version, 2);
+        assert_eq!(at_3.handoff.key_version, 2);
+        assert_ne!(at_3.key_hash, at_0.key_hash, "re-keyed under v2");
+        assert!(opens(&step3, &at_3));
+        // Step 4 re-seals rows as at_3. Step 5: the new version alone opens
+        // the re-sealed rows; a row left under v1 would be stranded, which is
+        // why step 5 waits until none is left.
+        let step5 = keys(S2, None);
+        assert!(opens(&step5, &at_3));
+        assert!(!opens(&step5, &at_0));
+    }
+
+    #[test]
+    fn repeated_entries_are_deduplicated_and_change_nothing() {
+        let a = authid(AUTHID);
+        let plain = keys(S2, Some(S1));
+        let s2_padded = format!(" {S2} ");
+        for previous in [
+            format!("{S1},{S1}"),
+            format!("{S2},{S1}"),
+            format!("{S1}, {S2} ,{S1},,"),
+            format!("{s2_padded},{S1}"),
+        ] {
+            let k = ServerKeys::parse(S2, Some(&previous)).unwrap();
+            assert_eq!(k.lookup_hashes(&a), plain.lookup_hashes(&a), "{previous}");
+            assert_eq!(k.current_version(), 2);
+        }
+        // A leading zero names the same version: `01:S` is `1:S` again.
+        let secret = "z".repeat(32);
+        let k = ServerKeys::parse(&format!("1:{secret}"), Some(&format!("01:{secret}"))).unwrap();
+        assert_eq!(k.lookup_hashes(&a).len(), 1);
+    }
+
+    const A1: &str = "1:secret-a-of-the-same-version-0123456789";
+    const B1: &str = "1:secret-b-of-the-same-version-0123456789";
+
+    #[test]
+    fn a_same_version_slip_keeps_rows_under_both_secrets_open() {
+        // The operator put a new secret in without bumping the version.
+        let a = authid(AUTHID);
+        let under_a = seal_rows(&keys(A1, None));
+        let slip = ServerKeys::parse(B1, Some(A1)).unwrap();
+        assert_eq!(slip.current_version(), 1);
+        let hashes = slip.lookup_hashes(&a);
+        assert_eq!(hashes.len(), 2, "both secrets are kept");
+        assert_eq!(hashes[0], (1, slip.key_hash(&a)), "current first");
+        assert!(opens(&slip, &under_a));
+        // The current secret seals; what it seals opens too, under its own key hash.
+        let under_b = seal_rows(&slip);
+        assert_eq!(under_b.key_hash, keys(B1, None).key_hash(&a));
+        assert_ne!(under_b.key_hash, under_a.key_hash);
+        assert!(opens(&slip, &under_b));
+        // Listed the other way round (a slip while undoing the slip), the same.
+        let undone = ServerKeys::parse(A1, Some(B1)).unwrap();
+        assert!(opens(&undone, &under_a) && opens(&undone, &under_b));
+        // The way out is a fresh version that keeps both until no v1 row is left.
+        let recovered = ServerKeys::parse(
+            "3:third-secret-0123456789abcdefghijklmn",
+            Some(&format!("{B1},{A1}")),
+        )
+        .unwrap();
+        assert!(opens(&recovered, &under_a) && opens(&recovered, &under_b));
+        assert_eq!(seal_rows(&recovered).grant.key_version, 3);
+    }
+
+    #[test]
+    fn a_same_version_slip_still_fails_closed_on_moved_tampered_and_wrong() {
+        let a = authid(AUTHID);
+        let under_a = seal_rows(&keys(A1, None));
+        let slip = ServerKeys::parse(B1, Some(A1)).unwrap();
+        let b_hash = slip.key_hash(&a);
+        // A's row presented under B's key hash (a moved row) does not open.
+        assert_eq!(
+            slip.open(&a, "demo", &b_hash, &under_a.grant),
+            Err(SealError::Open)
+        );
+        // Nor under another authid, or with the wrong hand-off token.
+        let other = AuthId::generate().unwrap();
+        assert_eq!(
+            slip.open(&other, "demo", &under_a.key_hash, &under_a.grant),
+            Err(SealError::Open)
+        );
+        assert_eq!(
+            slip.open_handoff("tol", &under_a.handoff),
+            Err(SealError::Open)
+        );
+        // Nor tampered, under either secret.
+        let mut ct = B64.decode(&under_a.handoff.ciphertext).unwrap();
+        ct[0] ^= 1;
+        let flipped = Sealed {
+            ciphertext: B64.encode(&ct),
+            ..under_a.handoff.clone()
+        };
+        assert_eq!(slip.open_handoff("tok", &flipped), Err(SealError::Open));
+        // A secret that is neither A nor B opens nothing of version 1.
+        let stranger = keys("1:neither-a-nor-b-secret-0123456789abcdef", None);
+        assert!(!opens(&stranger, &under_a));
     }
 
     #[test]

@@ -3,7 +3,12 @@
 
 use mock_provider::Config;
 
-use crate::harness::{in_one_rate_limit_window, request, Broker, Options, Resp, SEALING_SECRET};
+use oauth_broker::authid::AuthId;
+
+use crate::harness::{
+    extract_authid, in_one_rate_limit_window, request, Broker, Options, Resp, ADMIN_API_KEY,
+    SEALING_SECRET,
+};
 
 pub const TESTS: &[crate::Test] = &[
     (
@@ -15,8 +20,8 @@ pub const TESTS: &[crate::Test] = &[
         access_gate_requires_a_key_on_login_and_refresh,
     ),
     (
-        "server_secret_rotation_keeps_grants_refreshing_and_reseals_them",
-        server_secret_rotation_keeps_grants_refreshing_and_reseals_them,
+        "every_step_of_the_documented_secret_rotation_keeps_every_route_working",
+        every_step_of_the_documented_secret_rotation_keeps_every_route_working,
     ),
     (
         "every_response_carries_the_security_headers",
@@ -125,71 +130,318 @@ fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
     b.remember(&authid);
 }
 
-fn server_secret_rotation_keeps_grants_refreshing_and_reseals_them(b: &Broker) {
+/// The second server secret of the rotation test (`S1` is the harness's
+/// [`SEALING_SECRET`], version 1).
+const ROTATED_SECRET: &str = "2:rotated-sealing-secret-abcdefghijklmnopqrstuvwxyz";
+
+/// SECURITY.md "Rotating the server secret", followed step by step: each step
+/// restarts the worker on the same local D1 with exactly the bindings that step
+/// leaves, and checks every route that needs the server keys (refresh of a grant
+/// made before the rotation, a new login through the callback, export, import,
+/// revoke, and an old-UI hand-off left pending by the step before).
+fn every_step_of_the_documented_secret_rotation_keeps_every_route_working(b: &Broker) {
     let state = b.dir.join("rotation-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let start = |current: &str, previous: Option<&str>| {
+        Broker::start_with(
+            &b.mock,
+            Options {
+                sealing_secret: current.into(),
+                previous_secrets: previous.map(Into::into),
+                state_dir: Some(state.clone()),
+                ..Options::default()
+            },
+        )
+    };
+
+    // Step 0, before the rotation: SEALING_SECRET=1:S1.
+    let w = start(SEALING_SECRET, None);
+    let mut s = Step::new(b, &w, "step 0 (SEALING_SECRET=1:S1)");
+    // `stored` is refreshed at every step; each `revoke_at_*` is exported,
+    // imported and revoked at its step.
+    let stored = s.login();
+    let [revoke_at_0, revoke_at_2, revoke_at_3, revoke_at_5] = [(); 4].map(|_| s.login());
+    s.refresh(&stored);
+    w.expire_access_token(&stored);
+    s.refresh_upstream(&stored);
+    s.export_import_revoke(&revoke_at_0);
+    let (pending_0, handoff_0) = s.leave_handoff(0);
+    s.done();
+    assert_eq!(key_versions(&w), [1], "step 0 seals under v1");
+    drop(w);
+
+    // Step 1 is generating 2:S2; nothing is deployed.
+    // Step 2: SEALING_SECRETS_PREVIOUS=1:S1 (the current value) while
+    // SEALING_SECRET is still 1:S1.
+    let w = start(SEALING_SECRET, Some(SEALING_SECRET));
+    let mut s = Step::new(
+        b,
+        &w,
+        "step 2 (SEALING_SECRET=1:S1, SEALING_SECRETS_PREVIOUS=1:S1)",
+    );
+    s.collect_handoff(&pending_0, &handoff_0);
+    s.refresh(&stored);
+    w.expire_access_token(&stored);
+    s.refresh_upstream(&stored);
+    s.export_import_revoke(&revoke_at_2);
+    let new_at_2 = s.login();
+    s.refresh(&new_at_2);
+    let (pending_2, handoff_2) = s.leave_handoff(2);
+    s.done();
+    assert_eq!(key_versions(&w), [1], "step 2 still seals under v1");
+    let v1_hashes = key_hashes(&w);
+    drop(w);
+
+    // Step 3: SEALING_SECRET=2:S2, SEALING_SECRETS_PREVIOUS=1:S1.
+    let w = start(ROTATED_SECRET, Some(SEALING_SECRET));
+    let mut s = Step::new(
+        b,
+        &w,
+        "step 3 (SEALING_SECRET=2:S2, SEALING_SECRETS_PREVIOUS=1:S1)",
+    );
+    s.collect_handoff(&pending_2, &handoff_2);
+    s.refresh(&stored);
+    // From here on every grant written carries a 30 s access token, so each
+    // refresh of it at step 5 must open its row and go upstream.
     b.mock.set_config(Config {
-        access_token_ttl: 30, // every refresh goes upstream and writes the grant
+        access_token_ttl: 30,
         ..Config::default()
     });
-    let v2 = "2:rotated-sealing-secret-abcdefghijklmnopqrstuvwxyz";
-    let before = Broker::start_with(
-        &b.mock,
-        Options {
-            state_dir: Some(state.clone()),
-            ..Options::default()
-        },
+    w.expire_access_token(&stored);
+    s.refresh_upstream(&stored);
+    s.export_import_revoke(&revoke_at_3);
+    let new_at_3 = s.login();
+    s.refresh(&new_at_3);
+    let (pending_3, handoff_3) = s.leave_handoff(3);
+    s.done();
+    // Step 4: rows under v1 are re-sealed under v2 on their next write.
+    assert_eq!(
+        key_versions(&w),
+        [1, 2],
+        "old rows wait for their next write"
     );
-    let authids: Vec<String> = (0..3).map(|_| before.login()).collect();
-    let rows = before.d1("SELECT key_version, key_hash FROM grants ORDER BY key_hash");
-    drop(before);
-    assert!(rows
-        .as_array()
-        .is_some_and(|r| r.iter().all(|x| x["key_version"] == 1)));
-    let after = Broker::start_with(
-        &b.mock,
-        Options {
-            sealing_secret: v2.into(),
-            previous_secrets: Some(SEALING_SECRET.into()),
-            state_dir: Some(state.clone()),
-            ..Options::default()
-        },
-    );
-    for a in &authids {
-        let r = after.refresh(a);
-        assert_eq!(r.status, 200, "{}", r.body);
+    let mut s = Step::new(b, &w, "step 4 (re-sealing on the next refresh)");
+    for a in [&revoke_at_5, &new_at_2, &handoff_0, &handoff_2] {
+        w.expire_access_token(a);
+        s.refresh_upstream(a);
     }
-    let resealed = after.d1("SELECT key_version, key_hash FROM grants ORDER BY key_hash");
-    let resealed = resealed.as_array().cloned().unwrap_or_default();
-    assert_eq!(resealed.len(), 3);
-    assert!(resealed.iter().all(|x| x["key_version"] == 2), "re-sealed");
+    s.done();
+    assert_eq!(key_versions(&w), [2], "every row re-sealed under v2");
+    let v2_hashes = key_hashes(&w);
     assert!(
-        resealed.iter().all(|x| !rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|o| o["key_hash"] == x["key_hash"])),
-        "re-keyed under the new lookup key"
+        v2_hashes.iter().all(|h| !v1_hashes.contains(h)),
+        "re-sealed rows are re-keyed under v2's lookup key"
     );
-    for a in &authids {
-        assert_eq!(after.refresh(a).status, 200, "still refreshes under v2");
+    drop(w);
+
+    // Step 5: SEALING_SECRET=2:S2 alone, now that no row uses v1.
+    let w = start(ROTATED_SECRET, None);
+    let mut s = Step::new(b, &w, "step 5 (SEALING_SECRET=2:S2)");
+    s.collect_handoff(&pending_3, &handoff_3);
+    for a in [
+        &stored,
+        &revoke_at_5,
+        &new_at_2,
+        &handoff_0,
+        &handoff_2,
+        &new_at_3,
+    ] {
+        s.refresh_upstream(a);
     }
-    drop(after);
-    // Without the old version, grants that were not re-sealed would be lost;
-    // these were, so v2 alone opens them.
-    let only_new = Broker::start_with(
-        &b.mock,
-        Options {
-            sealing_secret: v2.into(),
-            state_dir: Some(state.clone()),
-            ..Options::default()
-        },
-    );
-    for a in &authids {
-        assert_eq!(only_new.refresh(a).status, 200);
-        b.remember(a);
-    }
-    drop(only_new);
+    s.export_import_revoke(&revoke_at_5);
+    let new_at_5 = s.login();
+    s.refresh(&new_at_5);
+    let (pending_5, handoff_5) = s.leave_handoff(5);
+    s.collect_handoff(&pending_5, &handoff_5);
+    s.done();
+    assert_eq!(key_versions(&w), [2]);
+    drop(w);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The distinct `key_version`s of the stored grants, ascending.
+fn key_versions(w: &Broker) -> Vec<u64> {
+    w.d1("SELECT DISTINCT key_version FROM grants ORDER BY key_version")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["key_version"].as_u64())
+        .collect()
+}
+
+fn key_hashes(w: &Broker) -> Vec<String> {
+    w.d1("SELECT key_hash FROM grants")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["key_hash"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One step of the rotation: every request it makes is checked, and every
+/// answer that is not what the route should give is collected, so a broken
+/// step reports all its broken routes at once (`done`).
+struct Step<'a> {
+    b: &'a Broker,
+    w: &'a Broker,
+    name: &'static str,
+    problems: Vec<String>,
+}
+
+impl<'a> Step<'a> {
+    fn new(b: &'a Broker, w: &'a Broker, name: &'static str) -> Step<'a> {
+        Step {
+            b,
+            w,
+            name,
+            problems: Vec::new(),
+        }
+    }
+
+    fn expect(&mut self, what: &str, r: &Resp, want: u16) -> bool {
+        if r.status == want {
+            return true;
+        }
+        self.problems.push(format!(
+            "{what}: {} {} (want {want})",
+            r.status,
+            r.header("X-Error-Code").unwrap_or("")
+        ));
+        false
+    }
+
+    /// A login through the callback; the authid (empty if the callback failed).
+    fn login_at(&mut self, what: &str, login_path: &str) -> String {
+        let (callback, cookie) = self.w.login_to_callback(login_path);
+        let page = request("GET", &callback, &[("Cookie", &cookie)], None);
+        if !self.expect(what, &page, 200) {
+            return String::new();
+        }
+        let authid = extract_authid(&page.body).unwrap_or_default();
+        self.b.remember(&authid);
+        authid
+    }
+
+    fn login(&mut self) -> String {
+        self.login_at("new login (callback)", "/login?id=demo")
+    }
+
+    /// A refresh answered 200 with an access token (skipped for the empty
+    /// authid of a login that already failed).
+    fn refresh(&mut self, authid: &str) {
+        if authid.is_empty() {
+            return;
+        }
+        let r = self.w.refresh(authid);
+        if self.expect("refresh", &r, 200) && !r.json()["access_token"].is_string() {
+            self.problems.push("refresh: no access_token".into());
+        }
+    }
+
+    /// A refresh that must open the row, go upstream and write the grant back.
+    fn refresh_upstream(&mut self, authid: &str) {
+        if authid.is_empty() {
+            return;
+        }
+        let before = self.b.mock.stats().refresh_calls;
+        self.refresh(authid);
+        let calls = self.b.mock.stats().refresh_calls - before;
+        if calls != 1 {
+            self.problems
+                .push(format!("refresh: {calls} upstream refreshes (want 1)"));
+        }
+    }
+
+    /// Exports `authid`'s grant, imports it under a fresh authid, exports that,
+    /// then revokes both (the original last: its row opens, then is deleted).
+    fn export_import_revoke(&mut self, authid: &str) {
+        let w = self.w;
+        let export =
+            |a: &str| w.get_with("/export", &[("X-APIKey", ADMIN_API_KEY), ("X-AuthID", a)]);
+        let exported = export(authid);
+        if self.expect("export", &exported, 200) {
+            let refresh_token = exported.json()["refresh_token"].clone();
+            let copy = AuthId::generate().expect("csprng").expose();
+            self.b.remember(&copy);
+            let imported = request(
+                "POST",
+                &w.url("/import"),
+                &[("X-APIKey", ADMIN_API_KEY), ("X-AuthID", &copy)],
+                Some(&exported.body),
+            );
+            if self.expect("import", &imported, 200) {
+                let reexported = export(&copy);
+                if self.expect("export of the imported grant", &reexported, 200)
+                    && reexported.json()["refresh_token"] != refresh_token
+                {
+                    self.problems.push("import: another refresh token".into());
+                }
+                self.revoke("revoke of the imported grant", &copy);
+            }
+        }
+        self.revoke("revoke", authid);
+    }
+
+    /// `POST /revoked`, then the authid no longer refreshes.
+    fn revoke(&mut self, what: &str, authid: &str) {
+        let enc: String = url::form_urlencoded::byte_serialize(authid.as_bytes()).collect();
+        let r = self.w.post_form("/revoked", &format!("authid={enc}"));
+        if self.expect(what, &r, 200) {
+            let gone = self.w.refresh(authid);
+            self.expect(&format!("refresh after the {what}"), &gone, 404);
+        }
+    }
+
+    /// Duplicati's old UI at this step: the index registers its token, a
+    /// login carries it, and the callback leaves the authid sealed for
+    /// `/fetch`, which the UI has not collected yet. (token, authid)
+    fn leave_handoff(&mut self, step: u8) -> (String, String) {
+        let token = format!("rotation-step-{step}-{}", crate::harness::free_port());
+        let index = self.w.get(&format!("/?type=demo&token={token}"));
+        self.expect("old-UI index", &index, 200);
+        let waiting = self.w.get(&format!("/fetch?token={token}"));
+        if self.expect("fetch before the login", &waiting, 200)
+            && waiting.json() != serde_json::json!({"wait": "Not ready"})
+        {
+            self.problems
+                .push(format!("fetch before the login: {}", waiting.body));
+        }
+        let authid = self.login_at(
+            "old-UI login (callback)",
+            &format!("/login?id=demo&token={token}"),
+        );
+        (token, authid)
+    }
+
+    /// Collects a hand-off left pending at an earlier step, and uses its authid.
+    fn collect_handoff(&mut self, token: &str, authid: &str) {
+        let r = self.w.get(&format!("/fetch?token={token}"));
+        if !self.expect("fetch of the pending hand-off", &r, 200) {
+            return;
+        }
+        let answer = r.json();
+        if authid.is_empty() || answer["authid"] != authid {
+            // Never print an authid: say only what came instead.
+            let got = answer["error"].as_str().or(answer["wait"].as_str());
+            self.problems.push(format!(
+                "fetch of the pending hand-off: {}",
+                got.unwrap_or("another authid")
+            ));
+            return;
+        }
+        self.refresh(authid);
+    }
+
+    /// Fails the test with every problem this step met.
+    fn done(self) {
+        assert!(
+            self.problems.is_empty(),
+            "{}: {} problems:\n  {}",
+            self.name,
+            self.problems.len(),
+            self.problems.join("\n  ")
+        );
+    }
 }
 
 fn assert_headers(r: &Resp, what: &str) {
