@@ -5,6 +5,12 @@
 //! - The browser is bound by a `__Host-` cookie holding another 256 random bits;
 //!   only its SHA-256 is stored. A callback must present the cookie of the browser
 //!   that started the login (login CSRF protection, RFC 9700 §4.7).
+//! - Check first, consume after: the callback reads the login without deleting
+//!   it, runs [`verify_callback`], and only then deletes the row on the condition
+//!   that it is still bound to the presented cookie. Someone who learned a
+//!   `state` (it travels in URLs) but lacks the cookie consumes nothing, so they
+//!   cannot cancel the user's login; of two callbacks from the right browser,
+//!   the delete lets exactly one through.
 //! - The PKCE verifier (RFC 7636) is derived, not stored
 //!   ([`PkceVerifier::derive`] from the cookie value and the state).
 //!   The provider sees only the challenge and the state; the cookie value never
@@ -28,6 +34,11 @@ pub const COOKIE_NAME: &str = "__Host-broker-login";
 /// Lowercase hex SHA-256, the storage form of single-use random values.
 pub fn sha256_hex(s: &str) -> String {
     random::hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// Storage form of a binding cookie (`login_states.binding_hash`).
+pub fn binding_hash(cookie: &StateToken) -> String {
+    sha256_hex(cookie.secret())
 }
 
 /// What a started login remembers (stored in `login_states`, keyed by the state hash).
@@ -98,7 +109,7 @@ pub fn start(
     Ok(StartedLogin {
         record: LoginRecord {
             provider: provider.id.clone(),
-            binding_hash: sha256_hex(binding.secret()),
+            binding_hash: binding_hash(&binding),
             token_version,
             fetch_token_hash: fetch_token.map(crate::handoff::token_hash),
             expires_at: now + LOGIN_TTL_SECS,
@@ -160,8 +171,10 @@ impl From<CallbackError> for BrokerError {
     }
 }
 
-/// Checks a consumed login record against the callback. Returns the PKCE
-/// verifier to send with the code exchange (when the provider uses PKCE).
+/// Checks a login record, read but not yet consumed, against the callback.
+/// Returns the PKCE verifier to send with the code exchange (when the provider
+/// uses PKCE). Only then may the caller consume the record, under
+/// [`binding_hash`] of the same cookie.
 pub fn verify_callback(
     record: Option<&LoginRecord>,
     path_provider: &str,
@@ -178,7 +191,7 @@ pub fn verify_callback(
     }
     let cookie = cookie.ok_or(CallbackError::WrongBrowser)?;
     if !ct_eq(
-        sha256_hex(cookie.secret()).as_bytes(),
+        binding_hash(cookie).as_bytes(),
         record.binding_hash.as_bytes(),
     ) {
         return Err(CallbackError::WrongBrowser);

@@ -1,6 +1,6 @@
-//! `GET /callback/<provider>`: the provider sends the browser back. Consume the
-//! state, check it against the browser's cookie, exchange the code (with the
-//! client secret and the PKCE verifier), keep the grant, and show the authid
+//! `GET /callback/<provider>`: the provider sends the browser back. Check the
+//! state against the browser's cookie, then consume it, exchange the code (with
+//! the client secret and the PKCE verifier), keep the grant, and show the authid
 //! once — or hand it to Duplicati's old UI (`handoff.rs`).
 
 use super::handoff;
@@ -23,18 +23,28 @@ pub async fn get(c: &mut Call) -> Out {
         .filter(|s| !s.is_empty())
         .map(|s| StateToken::new(s.to_string()))
         .ok_or(BrokerError::InvalidLoginState)?;
-    // Consume first: whatever happens next, this state cannot be used again.
-    let record = c.db()?.take_login(&state).await?;
     let cookie = c
         .header("Cookie")
         .and_then(|h| login::cookie_from_header(&h));
+    // Check first, consume after (`crate::login`): a request with the state but
+    // without this browser's cookie is refused here and consumes nothing.
+    let db = c.db()?;
+    let found = db.find_login(&state).await?;
     let verifier = login::verify_callback(
-        record.as_ref(),
+        found.as_ref(),
         canonical_id(&c.rest),
         &state,
         cookie.as_ref(),
         c.cfg.now,
     )?;
+    let cookie = cookie.ok_or(BrokerError::InvalidLoginState)?;
+    // The delete is conditional on the same cookie, so even a row that changed
+    // since the read is consumed by this browser only, and by one request only.
+    // From here on, whatever happens, this state cannot be used again.
+    let record = db
+        .take_login(&state, &login::binding_hash(&cookie))
+        .await?
+        .ok_or(BrokerError::InvalidLoginState)?;
     if c.query("error")?.is_some() {
         return Err(BrokerError::LoginDenied);
     }
@@ -45,7 +55,6 @@ pub async fn get(c: &mut Call) -> Out {
             code: "missing_code",
             what: "the provider sent no authorization code",
         })?;
-    let record = record.ok_or(BrokerError::InvalidLoginState)?;
     let (provider, secret) = c.cfg.provider(&record.provider)?;
     let post = upstream::code_exchange(
         provider,
