@@ -11,6 +11,8 @@
 //!   `state` (it travels in URLs) but lacks the cookie consumes nothing, so they
 //!   cannot cancel the user's login; of two callbacks from the right browser,
 //!   the delete lets exactly one through.
+//! - A login that will hand its authid to Duplicati's old UI asks the provider
+//!   for consent ([`crate::providers::Provider::authorize_params`]).
 //! - The PKCE verifier (RFC 7636) is derived, not stored
 //!   ([`PkceVerifier::derive`] from the cookie value and the state).
 //!   The provider sees only the challenge and the state; the cookie value never
@@ -102,7 +104,8 @@ pub fn start(
             q.append_pair("code_challenge", &verifier.challenge_s256())
                 .append_pair("code_challenge_method", "S256");
         }
-        for (k, v) in &provider.extra_authorize_params {
+        // A login whose authid goes to another window must not pass silently.
+        for (k, v) in provider.authorize_params(fetch_token.is_some()) {
             q.append_pair(k, v);
         }
     }
@@ -290,6 +293,21 @@ mod tests {
             s.record.fetch_token_hash,
             Some(crate::handoff::token_hash("tok"))
         );
+    }
+
+    #[test]
+    fn a_login_with_a_fetch_token_asks_the_provider_for_consent() {
+        let mut p = demo();
+        p.extra_authorize_params.clear();
+        p.consent_authorize_params = vec![("force_reapprove".into(), "true".into())];
+        let plain = query(&start(&p, "https://b", 1, None, 0).unwrap().authorize_url);
+        assert!(!plain.iter().any(|(k, _)| k == "force_reapprove"));
+        let handoff = query(
+            &start(&p, "https://b", 1, Some("tok"), 0)
+                .unwrap()
+                .authorize_url,
+        );
+        assert_eq!(get(&handoff, "force_reapprove"), "true");
     }
 
     #[test]
