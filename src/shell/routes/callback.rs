@@ -1,7 +1,8 @@
 //! `GET /callback/<provider>`: the provider sends the browser back. Check the
 //! state against the browser's cookie, then consume it, exchange the code (with
 //! the client secret and the PKCE verifier), keep the grant, and show the authid
-//! once — or hand it to Duplicati's old UI (`handoff.rs`).
+//! once — and, for Duplicati's old UI, leave it waiting for the user's
+//! confirmation (`handoff.rs`).
 
 use super::handoff;
 use crate::authid::{v2_authid, AuthId};
@@ -69,10 +70,21 @@ pub async fn get(c: &mut Call) -> Out {
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
     let shown = mint(c, provider, record.token_version, resp).await?;
-    let mut out = html(pages::result(&shown, &provider.name, &c.cfg.opener_origins))
-        .with_cookie(login::clear_cookie());
-    if let Some(expected) = &record.fetch_token_hash {
-        out = out.with_cookie(handoff::leave_for_fetch(c, expected, &shown).await?);
+    let (left, clear_carrier) = match &record.fetch_token_hash {
+        Some(expected) => {
+            let (left, clear) = handoff::leave_for_confirmation(c, expected, &shown).await?;
+            (Some(left), Some(clear))
+        }
+        None => (None, None),
+    };
+    let prompt = match &left {
+        Some(left) => handoff::prompt(left.as_ref()),
+        None => pages::HandoffPrompt::None,
+    };
+    let page = pages::result(&shown, &provider.name, &c.cfg.opener_origins, prompt);
+    let mut out = html(page).with_cookie(login::clear_cookie());
+    if let Some(clear) = clear_carrier {
+        out = out.with_cookie(clear);
     }
     Ok(out)
 }
