@@ -43,3 +43,10 @@ CREATE INDEX IF NOT EXISTS fetch_tokens_expiry ON fetch_tokens (expires_at);
 -- Migration 0002: server-secret version of the sealed authid (NULL until the login completes,
 -- and for rows sealed before the hand-off moved under the versioned server keys).
 ALTER TABLE fetch_tokens ADD COLUMN key_version INTEGER;
+
+-- Migration 0003: the browser that registered a hand-off and the user's confirmation.
+ALTER TABLE fetch_tokens ADD COLUMN binding_hash TEXT;          -- hex SHA-256 of the __Host-broker-handoff cookie (domain-separated)
+ALTER TABLE fetch_tokens ADD COLUMN confirm_hash TEXT;          -- hex SHA-256 of the result page's confirmation token; NULL once used
+ALTER TABLE fetch_tokens ADD COLUMN confirm_expires_at INTEGER; -- unix seconds: the confirmation is accepted until then
+ALTER TABLE fetch_tokens ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0; -- 1 once the user sent it; /fetch answers only then
+CREATE UNIQUE INDEX IF NOT EXISTS fetch_tokens_confirm ON fetch_tokens (confirm_hash);

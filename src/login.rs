@@ -5,6 +5,14 @@
 //! - The browser is bound by a `__Host-` cookie holding another 256 random bits;
 //!   only its SHA-256 is stored. A callback must present the cookie of the browser
 //!   that started the login (login CSRF protection, RFC 9700 §4.7).
+//! - Check first, consume after: the callback reads the login without deleting
+//!   it, runs [`verify_callback`], and only then deletes the row on the condition
+//!   that it is still bound to the presented cookie. Someone who learned a
+//!   `state` (it travels in URLs) but lacks the cookie consumes nothing, so they
+//!   cannot cancel the user's login; of two callbacks from the right browser,
+//!   the delete lets exactly one through.
+//! - A login that will hand its authid to Duplicati's old UI asks the provider
+//!   for consent ([`crate::providers::Provider::authorize_params`]).
 //! - The PKCE verifier (RFC 7636) is derived, not stored
 //!   ([`PkceVerifier::derive`] from the cookie value and the state).
 //!   The provider sees only the challenge and the state; the cookie value never
@@ -28,6 +36,11 @@ pub const COOKIE_NAME: &str = "__Host-broker-login";
 /// Lowercase hex SHA-256, the storage form of single-use random values.
 pub fn sha256_hex(s: &str) -> String {
     random::hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// Storage form of a binding cookie (`login_states.binding_hash`).
+pub fn binding_hash(cookie: &StateToken) -> String {
+    sha256_hex(cookie.secret())
 }
 
 /// What a started login remembers (stored in `login_states`, keyed by the state hash).
@@ -91,14 +104,15 @@ pub fn start(
             q.append_pair("code_challenge", &verifier.challenge_s256())
                 .append_pair("code_challenge_method", "S256");
         }
-        for (k, v) in &provider.extra_authorize_params {
+        // A login whose authid goes to another window must not pass silently.
+        for (k, v) in provider.authorize_params(fetch_token.is_some()) {
             q.append_pair(k, v);
         }
     }
     Ok(StartedLogin {
         record: LoginRecord {
             provider: provider.id.clone(),
-            binding_hash: sha256_hex(binding.secret()),
+            binding_hash: binding_hash(&binding),
             token_version,
             fetch_token_hash: fetch_token.map(crate::handoff::token_hash),
             expires_at: now + LOGIN_TTL_SECS,
@@ -160,8 +174,10 @@ impl From<CallbackError> for BrokerError {
     }
 }
 
-/// Checks a consumed login record against the callback. Returns the PKCE
-/// verifier to send with the code exchange (when the provider uses PKCE).
+/// Checks a login record, read but not yet consumed, against the callback.
+/// Returns the PKCE verifier to send with the code exchange (when the provider
+/// uses PKCE). Only then may the caller consume the record, under
+/// [`binding_hash`] of the same cookie.
 pub fn verify_callback(
     record: Option<&LoginRecord>,
     path_provider: &str,
@@ -178,7 +194,7 @@ pub fn verify_callback(
     }
     let cookie = cookie.ok_or(CallbackError::WrongBrowser)?;
     if !ct_eq(
-        sha256_hex(cookie.secret()).as_bytes(),
+        binding_hash(cookie).as_bytes(),
         record.binding_hash.as_bytes(),
     ) {
         return Err(CallbackError::WrongBrowser);
@@ -277,6 +293,21 @@ mod tests {
             s.record.fetch_token_hash,
             Some(crate::handoff::token_hash("tok"))
         );
+    }
+
+    #[test]
+    fn a_login_with_a_fetch_token_asks_the_provider_for_consent() {
+        let mut p = demo();
+        p.extra_authorize_params.clear();
+        p.consent_authorize_params = vec![("force_reapprove".into(), "true".into())];
+        let plain = query(&start(&p, "https://b", 1, None, 0).unwrap().authorize_url);
+        assert!(!plain.iter().any(|(k, _)| k == "force_reapprove"));
+        let handoff = query(
+            &start(&p, "https://b", 1, Some("tok"), 0)
+                .unwrap()
+                .authorize_url,
+        );
+        assert_eq!(get(&handoff, "force_reapprove"), "true");
     }
 
     #[test]

@@ -154,24 +154,76 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
     layout(200, "OAuth broker", &body, false)
 }
 
+/// What the result page says about Duplicati's old-UI hand-off (`crate::handoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffPrompt<'a> {
+    /// The login carried no fetch token: nothing to say.
+    None,
+    /// The authid waits, sealed, for the user's go-ahead: the form that posts
+    /// this single-use confirmation token (the raw value; a hidden field, never a URL).
+    Confirm(&'a str),
+    /// The login carried a token but its hand-off could not be left (it was
+    /// started in another browser, already sent, or expired).
+    NotSent,
+}
+
+/// The hand-off's section of the result page. The question names what is at
+/// stake: whoever wrote the link that opened this page receives the authid.
+fn handoff_section(prompt: HandoffPrompt<'_>) -> String {
+    match prompt {
+        HandoffPrompt::None => String::new(),
+        HandoffPrompt::Confirm(token) => format!(
+            "<section id=\"handoff\"><h2>Send it to Duplicati?</h2>\
+             <p>Send this authorization to the Duplicati window that opened this page?</p>\
+             <p class=\"muted\">Only if you opened this page from your own Duplicati just now. \
+             If a link from someone else brought you here, do not send it: they would get \
+             access to your storage.</p>\
+             <form method=\"post\" action=\"/handoff\"><input type=\"hidden\" name=\"confirm\" \
+             value=\"{t}\"><button id=\"confirm-handoff\" type=\"submit\">Send to Duplicati</button>\
+             </form></section>",
+            t = escape(token),
+        ),
+        HandoffPrompt::NotSent => "<p class=\"muted\" id=\"handoff-not-sent\">This authorization was \
+             not sent to Duplicati (the request was started in another browser, already \
+             answered, or expired): paste it into Duplicati yourself.</p>"
+            .to_string(),
+    }
+}
+
 /// The result page: shows the authid once, with copy button and instructions,
-/// and posts it to an allowlisted opener origin.
-pub fn result(authid: &str, provider_name: &str, opener_origins: &[String]) -> Page {
+/// posts it to an allowlisted opener origin, and asks before handing it to
+/// Duplicati's old UI.
+pub fn result(
+    authid: &str,
+    provider_name: &str,
+    opener_origins: &[String],
+    handoff: HandoffPrompt<'_>,
+) -> Page {
     let body = format!(
         "<h1>Authorized with {name}</h1>\
          <p>This is your <strong>authid</strong>. It is shown only once: copy it now and keep it \
          secret, it is the key to your backups' storage.</p>\
          <p><input class=\"authid\" id=\"authid\" readonly value=\"{a}\" data-authid=\"{a}\" \
          data-origins=\"{o}\" aria-label=\"authid\"></p>\
-         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>\
+         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{handoff}\
          <h2>Use it</h2><p>Paste it into the AuthID field of your backup software, or on \
          Duplicati's command line: <code>--authid=&lt;authid&gt;</code>.</p>\
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
         o = escape(&opener_origins.join(" ")),
+        handoff = handoff_section(handoff),
     );
     layout(200, "Your authid", &body, true)
+}
+
+/// `POST /handoff`: the hand-off was confirmed.
+pub fn handoff_sent() -> Page {
+    let body =
+        "<h1>Sent to Duplicati</h1><p id=\"handoff-sent\">Duplicati picks the authorization \
+        up within a few seconds, and may close this window itself. Otherwise close it and go \
+        back to Duplicati.</p>";
+    layout(200, "Sent to Duplicati", body, false)
 }
 
 /// An error page for browser routes: same status and reason as the JSON error.
@@ -296,11 +348,41 @@ mod tests {
             "0123:abc\"<x",
             "Demo",
             &["http://localhost:8200".to_string()],
+            HandoffPrompt::None,
         );
         assert!(page.html.contains("data-authid=\"0123:abc&quot;&lt;x\""));
         let script_start = page.html.find("<script>").unwrap();
         assert!(!page.html[script_start..].contains("0123"));
         assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
+    }
+
+    #[test]
+    fn the_result_page_asks_before_handing_the_authid_to_duplicati() {
+        let origins = ["http://localhost:8200".to_string()];
+        let plain = result("k:s", "Demo", &origins, HandoffPrompt::None);
+        assert!(!plain.html.contains("<form"));
+        assert!(!plain.html.contains("Duplicati window"));
+        let ask = result("k:s", "Demo", &origins, HandoffPrompt::Confirm("c\"<1"));
+        assert!(ask
+            .html
+            .contains("Send this authorization to the Duplicati window that opened this page?"));
+        assert!(ask.html.contains(
+            "<form method=\"post\" action=\"/handoff\"><input type=\"hidden\" name=\"confirm\" value=\"c&quot;&lt;1\">"
+        ));
+        assert!(ask.html.contains("id=\"confirm-handoff\""));
+        // Everything the page did before is still there: the authid, copy, opener.
+        for page in [&plain, &ask] {
+            assert!(page.html.contains("data-authid=\"k:s\""));
+            assert!(page.html.contains("id=\"copy\""));
+            assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
+            assert!(page.html.contains(RESULT_SCRIPT));
+        }
+        let not_sent = result("k:s", "Demo", &origins, HandoffPrompt::NotSent);
+        assert!(not_sent.html.contains("not sent to Duplicati"));
+        assert!(!not_sent.html.contains("<form"));
+        let sent = handoff_sent();
+        assert_eq!(sent.status, 200);
+        assert!(sent.html.contains("Sent to Duplicati") && !sent.html.contains("data-authid"));
     }
 
     #[test]

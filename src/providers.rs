@@ -20,6 +20,11 @@ pub struct Provider {
     pub scopes: String,
     pub client_id: String,
     pub extra_authorize_params: Vec<(String, String)>,
+    /// Added (replacing an extra parameter of the same name) when a login will
+    /// hand its authid to another window (Duplicati's old UI): the provider
+    /// must show its consent page rather than log a signed-in user in silently,
+    /// so nobody is logged in through a link without seeing it.
+    pub consent_authorize_params: Vec<(String, String)>,
     /// Use PKCE S256 (RFC 7636) on login.
     pub pkce: bool,
     /// Send `redirect_uri` on refresh_token grants (Dropbox rejects it there).
@@ -31,6 +36,22 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The provider-specific authorize parameters of a login: the extra ones,
+    /// plus the consent ones when `ask_consent` (a hand-off is pending).
+    pub fn authorize_params(&self, ask_consent: bool) -> Vec<(&str, &str)> {
+        let consent: &[(String, String)] = if ask_consent {
+            &self.consent_authorize_params
+        } else {
+            &[]
+        };
+        self.extra_authorize_params
+            .iter()
+            .filter(|(k, _)| !consent.iter().any(|(c, _)| c == k))
+            .chain(consent)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// Name of the secret binding that holds this provider's client secret:
     /// `CLIENT_SECRET_<ID>`, id upper-cased, non-alphanumerics as `_`.
     pub fn secret_binding(&self) -> String {
@@ -63,6 +84,7 @@ struct BuiltIn {
     revoke_url: Option<&'static str>,
     scopes: &'static str,
     extra: &'static [(&'static str, &'static str)],
+    consent: &'static [(&'static str, &'static str)],
     pkce: bool,
     refresh_sends_redirect_uri: bool,
     access_token_is_authid: bool,
@@ -72,6 +94,12 @@ const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
 const GOOGLE_REVOKE: &str = "https://oauth2.googleapis.com/revoke";
 const GOOGLE_EXTRA: &[(&str, &str)] = &[("access_type", "offline"), ("prompt", "consent")];
+/// Google: `prompt=consent` shows the consent page every time
+/// (developers.google.com/identity/protocols/oauth2/web-server, "prompt").
+/// Microsoft identity platform: `prompt=consent` shows the consent dialog after
+/// sign-in (learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow,
+/// "Request an authorization code").
+const PROMPT_CONSENT: &[(&str, &str)] = &[("prompt", "consent")];
 const MS_AUTH: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize";
 const MS_TOKEN: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/token";
 
@@ -87,6 +115,7 @@ const BUILT_IN: &[BuiltIn] = &[
         // Google issues a refresh token only with access_type=offline, and only on
         // first consent unless prompt=consent forces it.
         extra: GOOGLE_EXTRA,
+        consent: PROMPT_CONSENT,
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
@@ -99,6 +128,7 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: Some(GOOGLE_REVOKE),
         scopes: "https://www.googleapis.com/auth/devstorage.read_write",
         extra: GOOGLE_EXTRA,
+        consent: PROMPT_CONSENT,
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
@@ -111,6 +141,7 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: None,
         scopes: "offline_access Files.ReadWrite",
         extra: &[],
+        consent: PROMPT_CONSENT,
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
@@ -123,6 +154,7 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: None,
         scopes: "offline_access Files.ReadWrite.All Sites.ReadWrite.All",
         extra: &[],
+        consent: PROMPT_CONSENT,
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
@@ -135,6 +167,7 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: None,
         scopes: "offline_access Files.ReadWrite Group.ReadWrite.All",
         extra: &[],
+        consent: PROMPT_CONSENT,
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
@@ -149,6 +182,9 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: Some("https://api.box.com/oauth2/revoke"),
         scopes: "root_readwrite",
         extra: &[],
+        // No documented way to force the consent page; the broker's own
+        // confirmation click (`crate::handoff`) is the safeguard.
+        consent: &[],
         pkce: false,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
@@ -163,6 +199,10 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: None,
         scopes: "",
         extra: &[("token_access_type", "offline")],
+        // Dropbox skips its approval page for an app the user approved before
+        // unless force_reapprove=true (dropbox.com/developers/documentation/http/
+        // documentation#oauth2-authorize, "force_reapprove").
+        consent: &[("force_reapprove", "true")],
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
@@ -176,6 +216,9 @@ const BUILT_IN: &[BuiltIn] = &[
         revoke_url: None,
         scopes: "",
         extra: &[],
+        // No documented way to force the consent page; the broker's own
+        // confirmation click (`crate::handoff`) is the safeguard.
+        consent: &[],
         pkce: false,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: true,
@@ -208,6 +251,7 @@ struct ProviderOverride {
     scopes: Option<String>,
     client_id: Option<String>,
     extra_authorize_params: Option<std::collections::BTreeMap<String, String>>,
+    consent_authorize_params: Option<std::collections::BTreeMap<String, String>>,
     pkce: Option<bool>,
     refresh_sends_redirect_uri: Option<bool>,
     access_token_is_authid: Option<bool>,
@@ -257,6 +301,11 @@ impl Catalogue {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                consent_authorize_params: b
+                    .consent
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 pkce: b.pkce,
                 refresh_sends_redirect_uri: b.refresh_sends_redirect_uri,
                 access_token_is_authid: b.access_token_is_authid,
@@ -293,6 +342,13 @@ impl Catalogue {
                         scopes: o.scopes.clone().ok_or_else(|| missing("scopes"))?,
                         client_id: o.client_id.clone().ok_or_else(|| missing("client_id"))?,
                         extra_authorize_params: Vec::new(),
+                        // OpenID Connect Core 1.0 §3.1.2.1 `prompt=consent`; a plain
+                        // OAuth 2.0 server ignores a parameter it does not know
+                        // (RFC 6749 §3.1). `{}` in OAUTH_PROVIDERS turns it off.
+                        consent_authorize_params: PROMPT_CONSENT
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
                         pkce: true,
                         refresh_sends_redirect_uri: true,
                         access_token_is_authid: false,
@@ -398,6 +454,9 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     if let Some(v) = o.extra_authorize_params {
         p.extra_authorize_params = v.into_iter().collect();
     }
+    if let Some(v) = o.consent_authorize_params {
+        p.consent_authorize_params = v.into_iter().collect();
+    }
     if let Some(v) = o.pkce {
         p.pkce = v;
     }
@@ -465,6 +524,57 @@ mod tests {
         assert!(c.get("googledrive").unwrap().scopes.ends_with("drive.file"));
         assert!(c.get("pcloud").unwrap().access_token_is_authid);
         assert!(!c.get("box.com").unwrap().access_token_is_authid);
+    }
+
+    #[test]
+    fn a_pending_hand_off_asks_each_provider_for_consent_in_its_own_words() {
+        let c = Catalogue::load(None).unwrap();
+        let params = |id: &str, ask: bool| {
+            c.get(id)
+                .unwrap()
+                .authorize_params(ask)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        for id in ["onedrivev2", "sharepoint", "msgroup"] {
+            assert_eq!(params(id, true), ["prompt=consent"], "{id}");
+            assert!(params(id, false).is_empty(), "{id}");
+        }
+        // Google always asks for consent (a refresh token needs it); never twice.
+        for id in ["googledrive", "gcs"] {
+            assert_eq!(params(id, true), ["access_type=offline", "prompt=consent"]);
+            assert_eq!(params(id, false), params(id, true));
+        }
+        assert_eq!(
+            params("dropbox", true),
+            ["token_access_type=offline", "force_reapprove=true"]
+        );
+        assert_eq!(params("dropbox", false), ["token_access_type=offline"]);
+        assert!(params("box.com", true).is_empty());
+        assert!(params("pcloud", true).is_empty());
+    }
+
+    #[test]
+    fn operator_providers_ask_for_oidc_consent_unless_told_otherwise() {
+        let base = r#""name":"D","authorize_url":"https://a.example/a","token_url":"https://a.example/t","scopes":"s","client_id":"c""#;
+        let json = format!(
+            r#"[{{"id":"plain",{base}}},{{"id":"quiet",{base},"consent_authorize_params":{{}}}},
+               {{"id":"own",{base},"extra_authorize_params":{{"prompt":"none","x":"1"}},"consent_authorize_params":{{"prompt":"login consent"}}}},
+               {{"id":"box.com","consent_authorize_params":{{"force":"1"}}}}]"#
+        );
+        let c = Catalogue::load(Some(&json)).unwrap();
+        let p = |id: &str, ask: bool| c.get(id).unwrap().authorize_params(ask);
+        assert_eq!(p("plain", true), [("prompt", "consent")]);
+        assert!(p("plain", false).is_empty());
+        assert!(p("quiet", true).is_empty());
+        assert_eq!(p("own", false), [("prompt", "none"), ("x", "1")]);
+        assert_eq!(
+            p("own", true),
+            [("x", "1"), ("prompt", "login consent")],
+            "the consent value replaces the extra one of the same name"
+        );
+        assert_eq!(p("box.com", true), [("force", "1")]);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! A real browser: headless Chromium (Debian's, driven through ChromeDriver's
 //! W3C WebDriver HTTP API) clicks through index → demo provider → result page,
-//! reads the authid off the page and refreshes with it.
+//! reads the authid off the page and refreshes with it; and plays Duplicati's
+//! old UI: a popup, the "Send to Duplicati" click, and the JSONP poll.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, request, Broker};
+use crate::harness::{duplicati_token, free_port, request, Broker};
 
 pub const TESTS: &[crate::Test] = &[
     (
@@ -17,6 +18,10 @@ pub const TESTS: &[crate::Test] = &[
     (
         "browser_popup_posts_the_authid_to_its_allowlisted_opener",
         browser_popup_posts_the_authid_to_its_allowlisted_opener,
+    ),
+    (
+        "browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click",
+        browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
     ),
 ];
 
@@ -124,6 +129,16 @@ impl Driver {
             .to_string()
     }
 
+    /// Runs `script` asynchronously in the current page (WebDriver "Execute
+    /// Async Script"): it gets `args` and, last, the callback that ends it.
+    fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
     fn handles(&self) -> Vec<String> {
         self.call("GET", "/window/handles", None)
             .as_array()
@@ -222,4 +237,54 @@ fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
         Some(driver.text("#got")).filter(|t| !t.is_empty())
     });
     assert_eq!(got.trim(), format!("{} authid:{authid}", b.base));
+}
+
+/// Duplicati's old (AngularJS) UI: it opens `/?type=<id>&token=<t>` in a popup
+/// and polls `/fetch?callback=…&token=<t>` by JSONP from its own page. The user
+/// logs in, reads the authid, and clicks "Send to Duplicati"; only then does
+/// the poll get the authid, once. The mock's opener page stands in for the UI.
+fn browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click(b: &Broker) {
+    let driver = Driver::start(&b.dir);
+    let token = duplicati_token();
+    let start = b.url(&format!("/?type=demo&token={token}"));
+    let target: String = url::form_urlencoded::byte_serialize(start.as_bytes()).collect();
+    let opener_url = format!("{}/_mock/opener?target={target}", b.mock.base_url());
+    driver.call("POST", "/url", Some(json!({ "url": opener_url })));
+    let opener = driver.handles();
+    assert_eq!(opener.len(), 1);
+    driver.click("#open");
+    let popup = wait_until("a popup opened", || {
+        driver.handles().into_iter().find(|h| !opener.contains(h))
+    });
+    driver.switch_to(&popup);
+    driver.wait_for_url("token=");
+    driver.click("#login-demo");
+    driver.wait_for_url("/callback/demo");
+    let authid = driver.value("#authid");
+    b.remember(&authid);
+    assert!(
+        authid.contains(':'),
+        "the authid is on the page for copy/paste"
+    );
+    // Duplicati's poll (JSON here) waits until the user clicks.
+    let poll = || b.get(&format!("/fetch?token={token}")).json();
+    assert_eq!(poll(), json!({"wait": "Not ready"}));
+    driver.click("#confirm-handoff");
+    driver.wait_for_url("/handoff");
+    assert!(driver.text("#handoff-sent").contains("Duplicati"));
+    // The poll as the old UI makes it: a JSONP <script> from its own page.
+    driver.switch_to(&opener[0]);
+    let jsonp = format!("{}/fetch?callback=oldUiPoll&token={token}", b.base);
+    let got = driver.execute_async(
+        "var done = arguments[arguments.length - 1];\
+         window.oldUiPoll = function (d) { done(JSON.stringify(d)); };\
+         var s = document.createElement('script');\
+         s.src = arguments[0];\
+         s.onerror = function () { done('script error'); };\
+         document.head.appendChild(s);",
+        json!([jsonp]),
+    );
+    let got: Value = serde_json::from_str(got.as_str().unwrap_or("")).expect("the JSONP answer");
+    assert_eq!(got, json!({ "authid": authid }));
+    assert_eq!(poll(), json!({"error": "No such entry"}), "handed out once");
 }

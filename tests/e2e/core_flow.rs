@@ -45,6 +45,10 @@ pub const TESTS: &[crate::Test] = &[
         callback_without_or_with_another_browsers_cookie_is_refused,
     ),
     (
+        "a_state_with_a_foreign_cookie_consumes_nothing",
+        a_state_with_a_foreign_cookie_consumes_nothing,
+    ),
+    (
         "expired_login_state_is_refused",
         expired_login_state_is_refused,
     ),
@@ -266,6 +270,43 @@ fn callback_without_or_with_another_browsers_cookie_is_refused(b: &Broker) {
     let wrong = request("GET", &callback, &[("Cookie", &other_cookie)], None);
     assert_eq!(wrong.status, 400);
     assert!(extract_authid(&wrong.body).is_none());
+}
+
+/// Issue 7: a callback carrying the right state but not the browser's own
+/// cookie (none, or another browser's) is refused *and consumes nothing*, so
+/// whoever learned a state cannot cancel the user's login; the user's own
+/// callback then still succeeds, once.
+fn a_state_with_a_foreign_cookie_consumes_nothing(b: &Broker) {
+    let (callback, cookie) = b.start_login_to_callback();
+    let (_, other_cookie) = b.start_login_to_callback();
+    let exchanges = b.mock.stats().code_exchanges;
+    for (what, headers) in [
+        (
+            "another browser's cookie",
+            vec![("Cookie", other_cookie.as_str())],
+        ),
+        ("no cookie", vec![]),
+    ] {
+        let r = request("GET", &callback, &headers, None);
+        assert_eq!(r.status, 400, "{what}");
+        assert_eq!(r.header("X-Error-Code"), Some("invalid_state"), "{what}");
+        assert!(extract_authid(&r.body).is_none());
+    }
+    assert_eq!(
+        b.mock.stats().code_exchanges,
+        exchanges,
+        "no code was spent"
+    );
+    let h = sha256_hex(&state_of(&callback));
+    let rows = b.d1(&format!(
+        "SELECT COUNT(*) AS n FROM login_states WHERE state_hash = '{h}'"
+    ));
+    assert_eq!(rows[0]["n"].as_i64(), Some(1), "the login is still pending");
+    let mine = request("GET", &callback, &[("Cookie", &cookie)], None);
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    b.remember(&extract_authid(&mine.body).expect("authid"));
+    let replay = request("GET", &callback, &[("Cookie", &cookie)], None);
+    assert_eq!(replay.status, 400, "and it is consumed now");
 }
 
 fn state_of(callback: &str) -> String {

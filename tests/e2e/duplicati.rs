@@ -3,7 +3,9 @@
 
 use mock_provider::{Config, Rotation};
 
-use crate::harness::{extract_authid, request, Broker, ADMIN_API_KEY};
+use crate::harness::{
+    duplicati_token, extract_authid, extract_confirm, request, Broker, Jar, Resp, ADMIN_API_KEY,
+};
 
 pub const TESTS: &[crate::Test] = &[
     (
@@ -29,6 +31,22 @@ pub const TESTS: &[crate::Test] = &[
     (
         "old_ui_token_and_jsonp_fetch_hand_off_the_authid_once",
         old_ui_token_and_jsonp_fetch_hand_off_the_authid_once,
+    ),
+    (
+        "an_attacker_chosen_fetch_token_yields_nothing",
+        an_attacker_chosen_fetch_token_yields_nothing,
+    ),
+    (
+        "the_confirmation_is_single_use_and_bound_to_the_registering_browser",
+        the_confirmation_is_single_use_and_bound_to_the_registering_browser,
+    ),
+    (
+        "short_fetch_tokens_are_refused",
+        short_fetch_tokens_are_refused,
+    ),
+    (
+        "a_login_with_a_pending_hand_off_asks_the_provider_for_consent",
+        a_login_with_a_pending_hand_off_asks_the_provider_for_consent,
     ),
     (
         "jsonp_callback_injection_is_refused",
@@ -189,10 +207,24 @@ fn jsonp_of(body: &str, callback: &str) -> serde_json::Value {
     serde_json::from_str(inner).expect("JSON inside JSONP")
 }
 
+/// The question the result page asks before the old UI may collect the authid.
+const ASK: &str = "Send this authorization to the Duplicati window that opened this page?";
+
+/// The hand-off's browser cookie (`oauth_broker::handoff::BINDING_COOKIE`).
+const BINDING: &str = "__Host-broker-handoff";
+
+/// Duplicati's old UI, end to end: it opens `/?type=demo&token=<t>` in a popup
+/// and polls `/fetch` by JSONP (cross-site, so without the broker's cookies);
+/// the user logs in, sees the authid, and clicks "Send to Duplicati" once.
 fn old_ui_token_and_jsonp_fetch_hand_off_the_authid_once(b: &Broker) {
-    let token = format!("tok{}", crate::harness::free_port());
-    let index = b.get(&format!("/?type=demo&token={token}"));
+    let token = duplicati_token();
+    let mut popup = Jar::default();
+    let index = b.get_in(&mut popup, &format!("/?type=demo&token={token}"));
     assert_eq!(index.status, 200);
+    assert!(
+        popup.get(BINDING).is_some(),
+        "the index binds the token to this browser"
+    );
     let fetch = |cb: &str| b.get(&format!("/fetch?callback={cb}&token={token}"));
     let waiting = fetch("JSON_CALLBACK");
     assert_eq!(waiting.status, 200);
@@ -207,12 +239,26 @@ fn old_ui_token_and_jsonp_fetch_hand_off_the_authid_once(b: &Broker) {
     // The index's button carries the token on to /login.
     let href = format!("/login?id=demo&amp;token={token}");
     assert!(index.body.contains(&href), "button passes the token on");
-    let authid = b.login_at(&format!("/login?id=demo&token={token}"));
+    let (page, _) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let authid = extract_authid(&page.body).expect("the authid is shown for copy/paste");
+    b.remember(&authid);
+    assert!(page.body.contains(ASK), "the result page asks first");
+    // Until the user says so, Duplicati's poll waits.
+    let unconfirmed = fetch("angular.callbacks._0");
+    assert_eq!(
+        jsonp_of(&unconfirmed.body, "angular.callbacks._0"),
+        serde_json::json!({"wait": "Not ready"})
+    );
     let state = b.get(&format!("/token-state?token={token}")).json();
     assert_eq!(state, serde_json::json!({"success": false}));
-    let got = fetch("angular.callbacks._0");
+    let confirm = extract_confirm(&page.body).expect("the confirmation form");
+    let sent = b.post_form_in(&mut popup, "/handoff", &format!("confirm={confirm}"));
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(sent.body.contains("Sent to Duplicati") && !sent.body.contains(&authid));
+    let got = fetch("angular.callbacks._1");
     assert_eq!(
-        jsonp_of(&got.body, "angular.callbacks._0")["authid"],
+        jsonp_of(&got.body, "angular.callbacks._1")["authid"],
         authid.as_str()
     );
     assert_eq!(got.header("Cache-Control"), Some("no-store"));
@@ -225,10 +271,225 @@ fn old_ui_token_and_jsonp_fetch_hand_off_the_authid_once(b: &Broker) {
         serde_json::json!({"error": "Missing token"})
     );
     assert_eq!(
-        b.get("/fetch?token=never-registered").json(),
+        b.get(&format!("/fetch?token={}", duplicati_token())).json(),
         serde_json::json!({"error": "No such entry"})
     );
     assert_eq!(b.refresh(&authid).status, 200);
+}
+
+/// The status and `X-Error-Code` of an answer, for one-line asserts.
+fn refusal(r: &Resp) -> (u16, Option<&str>) {
+    (r.status, r.header("X-Error-Code"))
+}
+
+/// Issue 6 (login CSRF on the old-UI hand-off): a link carrying a fetch token
+/// the attacker chose must never let `/fetch` hand the attacker the authid of
+/// the victim who opens it.
+fn an_attacker_chosen_fetch_token_yields_nothing(b: &Broker) {
+    let mut attacker = Jar::default();
+    let mut victim = Jar::default();
+
+    // 1. The attacker registers a token and sends the victim a login link with it.
+    let t1 = duplicati_token();
+    assert_eq!(
+        b.get_in(&mut attacker, &format!("/?type=demo&token={t1}"))
+            .status,
+        200
+    );
+    let link = b.get_in(&mut victim, &format!("/login?id=demo&token={t1}"));
+    assert_eq!(
+        refusal(&link),
+        (400, Some("unregistered_token")),
+        "{}",
+        link.body
+    );
+    assert!(link.header("Location").is_none(), "no login starts");
+    // ...or the index link Duplicati itself would open: the token is taken.
+    let index = b.get_in(&mut victim, &format!("/?type=demo&token={t1}"));
+    assert_eq!(refusal(&index), (409, Some("token_in_use")));
+
+    // 2. A token nobody registered: a login link with it is refused as well.
+    let t2 = duplicati_token();
+    let link = b.get_in(&mut Jar::default(), &format!("/login?id=demo&token={t2}"));
+    assert_eq!(refusal(&link), (400, Some("unregistered_token")));
+
+    // 3. The victim is sent to the index with a token the attacker chose (so the
+    // victim's browser registers it) and logs in: the authid is the victim's to
+    // copy, but it goes nowhere without the victim's own click.
+    let t3 = duplicati_token();
+    assert_eq!(
+        b.get_in(&mut victim, &format!("/?type=demo&token={t3}"))
+            .status,
+        200
+    );
+    let (page, _) = b.login_in(&mut victim, &format!("/login?id=demo&token={t3}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let authid = extract_authid(&page.body).expect("the victim still gets the authid");
+    b.remember(&authid);
+    assert!(page.body.contains(ASK));
+    // The attacker cannot click in the victim's place: not with a made-up
+    // confirmation, and not even with the page's own, from another browser.
+    let made_up = format!("confirm={}", "A".repeat(43));
+    let forged = b.post_form_in(&mut attacker, "/handoff", &made_up);
+    assert_eq!(refusal(&forged), (400, Some("invalid_confirmation")));
+    let confirm = extract_confirm(&page.body).expect("the confirmation form");
+    let stolen = b.post_form_in(&mut attacker, "/handoff", &format!("confirm={confirm}"));
+    assert_eq!(refusal(&stolen), (400, Some("invalid_confirmation")));
+
+    for (t, want) in [
+        (&t1, serde_json::json!({"wait": "Not ready"})),
+        (&t2, serde_json::json!({"error": "No such entry"})),
+        (&t3, serde_json::json!({"wait": "Not ready"})),
+    ] {
+        let polled = b.get(&format!("/fetch?token={t}"));
+        assert!(
+            !polled.body.contains(&authid),
+            "the authid leaked through /fetch"
+        );
+        assert_eq!(polled.json(), want);
+        let jsonp = b.get(&format!("/fetch?callback=cb&token={t}"));
+        assert!(!jsonp.body.contains(&authid));
+    }
+    assert_eq!(b.refresh(&authid).status, 200, "the victim's grant is fine");
+}
+
+/// The "Send to Duplicati" form: its token works once, only from the browser
+/// that registered the hand-off, only while fresh; what it refuses it leaves
+/// usable. Then `/fetch` (JSON) hands the authid out once.
+fn the_confirmation_is_single_use_and_bound_to_the_registering_browser(b: &Broker) {
+    let token = duplicati_token();
+    let mut popup = Jar::default();
+    assert_eq!(
+        b.get_in(&mut popup, &format!("/?type=demo&token={token}"))
+            .status,
+        200
+    );
+    let (page, _) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    let authid = extract_authid(&page.body).expect("authid");
+    b.remember(&authid);
+    let confirm = extract_confirm(&page.body).expect("the confirmation form");
+    let body = format!("confirm={confirm}");
+    // Another browser, with a hand-off binding of its own, or with none at all.
+    let mut other = Jar::default();
+    assert_eq!(
+        b.get_in(&mut other, &format!("/?token={}", duplicati_token()))
+            .status,
+        200
+    );
+    let refused = [
+        b.post_form_in(&mut other, "/handoff", &body),
+        b.post_form_in(&mut Jar::default(), "/handoff", &body),
+        b.post_form_in(
+            &mut popup,
+            "/handoff",
+            &format!("confirm={}", "B".repeat(43)),
+        ),
+        b.post_form_in(&mut popup, "/handoff", "confirm=short"),
+        b.post_form_in(&mut popup, "/handoff", ""),
+    ];
+    for r in &refused {
+        assert_eq!(
+            refusal(r),
+            (400, Some("invalid_confirmation")),
+            "{}",
+            r.body
+        );
+        assert!(r
+            .header("Content-Type")
+            .unwrap_or("")
+            .starts_with("text/html"));
+    }
+    // Expired: refused; fresh again, accepted (the refusal consumed nothing).
+    let h = oauth_broker::handoff::token_hash(&token);
+    let set_deadline = |t: i64| {
+        b.d1(&format!(
+            "UPDATE fetch_tokens SET confirm_expires_at = {t} WHERE token_hash = '{h}'"
+        ))
+    };
+    set_deadline(1);
+    let late = b.post_form_in(&mut popup, "/handoff", &body);
+    assert_eq!(refusal(&late), (400, Some("invalid_confirmation")));
+    assert_eq!(
+        b.get(&format!("/fetch?token={token}")).json(),
+        serde_json::json!({"wait": "Not ready"})
+    );
+    set_deadline(4_102_444_800);
+    let sent = b.post_form_in(&mut popup, "/handoff", &body);
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let twice = b.post_form_in(&mut popup, "/handoff", &body);
+    assert_eq!(refusal(&twice), (400, Some("invalid_confirmation")));
+    let got = b.get(&format!("/fetch?token={token}"));
+    assert_eq!(got.header("Content-Type"), Some("application/json"));
+    assert_eq!(got.json(), serde_json::json!({"authid": authid}));
+    assert_eq!(
+        b.get(&format!("/fetch?token={token}")).json(),
+        serde_json::json!({"error": "No such entry"})
+    );
+}
+
+/// Fetch tokens must carry 64 bits (`oauth_broker::handoff::MIN_TOKEN_BITS`):
+/// short or regular ones are a clear 400 `bad_token` where they would register
+/// or start a login, and name no entry at `/fetch`; Duplicati's real ones pass.
+fn short_fetch_tokens_are_refused(b: &Broker) {
+    for t in [
+        "abc",
+        "tok12345",
+        "0123456789ab",        // 12 base-36 chars: 62 bits
+        "0123456789abcde",     // 15 hex chars: 60 bits
+        "1234567890123456789", // 19 digits: 63 bits
+        "abababababababababababab",
+    ] {
+        for path in [
+            format!("/?type=demo&token={t}"),
+            format!("/login?id=demo&token={t}"),
+        ] {
+            let r = b.get(&path);
+            assert_eq!(refusal(&r), (400, Some("bad_token")), "{path}");
+            assert!(r
+                .header("X-Reason")
+                .is_some_and(|x| x.contains("64 random bits")));
+            assert!(
+                r.header("Set-Cookie").is_none(),
+                "{path}: nothing registered"
+            );
+        }
+        assert_eq!(
+            b.get(&format!("/fetch?token={t}")).json(),
+            serde_json::json!({"error": "No such entry"})
+        );
+    }
+    for _ in 0..3 {
+        let t = duplicati_token();
+        let r = b.get(&format!("/?type=demo&token={t}"));
+        assert_eq!(r.status, 200, "Duplicati's token {t}");
+    }
+}
+
+/// A login whose authid would go to Duplicati's window asks the provider for
+/// consent (the demo provider, like any operator-defined one, `prompt=consent`),
+/// so nobody is logged in silently through a link; a plain login does not.
+fn a_login_with_a_pending_hand_off_asks_the_provider_for_consent(b: &Broker) {
+    let prompt = |location: &str| {
+        url::Url::parse(location)
+            .expect("authorize URL")
+            .query_pairs()
+            .find(|(k, _)| k == "prompt")
+            .map(|(_, v)| v.into_owned())
+    };
+    let token = duplicati_token();
+    let mut popup = Jar::default();
+    assert_eq!(
+        b.get_in(&mut popup, &format!("/?type=demo&token={token}"))
+            .status,
+        200
+    );
+    let (page, authorize) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    assert_eq!(prompt(&authorize).as_deref(), Some("consent"));
+    assert_eq!(page.status, 200, "the mock accepts the consent parameter");
+    b.remember(&extract_authid(&page.body).expect("authid"));
+    let plain = b.get("/login?id=demo");
+    assert_eq!(plain.status, 302);
+    assert_eq!(prompt(plain.header("Location").unwrap_or("")), None);
 }
 
 fn jsonp_callback_injection_is_refused(b: &Broker) {

@@ -543,6 +543,124 @@ impl Broker {
     }
 }
 
+/// One browser's cookies for the broker: kept from `Set-Cookie` answers (an
+/// empty value or `Max-Age=0` deletes one), sent back as one `Cookie` header.
+/// Two jars are two browsers.
+#[derive(Default, Debug, Clone)]
+pub struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    /// Keeps the cookies `r` sets.
+    pub fn keep(&mut self, r: &Resp) {
+        for (k, v) in &r.headers {
+            if !k.eq_ignore_ascii_case("Set-Cookie") {
+                continue;
+            }
+            let Some((name, value)) = v.split(';').next().and_then(|kv| kv.split_once('=')) else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_string(), value.trim().to_string());
+            self.0.retain(|(n, _)| *n != name);
+            if !value.is_empty() && !v.contains("Max-Age=0") {
+                self.0.push((name, value));
+            }
+        }
+    }
+
+    /// The `Cookie` header this browser sends (empty when it has none).
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Broker {
+    /// `method` `url` from the browser `jar`: its cookies sent, the answer's kept.
+    fn in_jar(&self, jar: &mut Jar, method: &str, url: &str, body: Option<&str>) -> Resp {
+        let cookie = jar.header();
+        let mut headers = Vec::new();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+        }
+        if !cookie.is_empty() {
+            headers.push(("Cookie", cookie.as_str()));
+        }
+        let r = request(method, url, &headers, body);
+        jar.keep(&r);
+        r
+    }
+
+    /// GET `path` from the browser `jar`.
+    pub fn get_in(&self, jar: &mut Jar, path: &str) -> Resp {
+        self.in_jar(jar, "GET", &self.url(path), None)
+    }
+
+    /// POST a form to `path` from the browser `jar` (a same-site form post).
+    pub fn post_form_in(&self, jar: &mut Jar, path: &str, body: &str) -> Resp {
+        self.in_jar(jar, "POST", &self.url(path), Some(body))
+    }
+
+    /// A browser's login from `login_path` in `jar`: /login, the mock's
+    /// authorize (which consents at once), the callback. Returns the callback's
+    /// answer (the result page) and the authorize URL the broker sent the
+    /// browser to.
+    pub fn login_in(&self, jar: &mut Jar, login_path: &str) -> (Resp, String) {
+        let start = self.get_in(jar, login_path);
+        assert_eq!(start.status, 302, "login: {}", start.body);
+        let authorize = start.header("Location").expect("Location").to_string();
+        let consent = request("GET", &authorize, &[], None);
+        assert_eq!(consent.status, 302, "mock authorize");
+        let callback = consent.header("Location").expect("callback").to_string();
+        assert!(
+            callback.starts_with(&self.base),
+            "callback goes to the broker"
+        );
+        (self.in_jar(jar, "GET", &callback, None), authorize)
+    }
+}
+
+/// A fetch token shaped like the ones Duplicati's old UI makes,
+/// `Math.random().toString(36).substr(2) + Math.random().toString(36).substr(2)`
+/// (`EditUriBuiltins.js`; see `oauth_broker::handoff::MIN_TOKEN_BITS`): two
+/// base-36 expansions of a random 53-bit fraction, up to 11 digits each.
+pub fn duplicati_token() -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = String::new();
+    for _ in 0..2 {
+        let mut buf = [0u8; 8];
+        oauth_broker::random::fill(&mut buf).expect("randomness");
+        let mut x = (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64;
+        for _ in 0..11 {
+            x *= 36.0;
+            let d = x.floor();
+            out.push(DIGITS[d as usize] as char);
+            x -= d;
+            if x == 0.0 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The result page's confirmation token (the hand-off form's hidden `confirm`).
+pub fn extract_confirm(html: &str) -> Option<String> {
+    let marker = "name=\"confirm\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
 /// `period` of the test workers' `[[ratelimits]]` (seconds).
 pub const RATE_LIMIT_PERIOD: u64 = 60;
 

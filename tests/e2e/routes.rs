@@ -48,6 +48,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/token-state", methods: &["GET"], surface: Api, ip_limited: false, gated: false },
     Route { path: "/login", methods: &["GET"], surface: Page, ip_limited: true, gated: true },
     Route { path: "/refresh", methods: &["GET", "POST"], surface: Api, ip_limited: true, gated: true },
+    Route { path: "/handoff", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/revoke", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
     Route { path: "/revoked", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/export", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
@@ -140,7 +141,7 @@ fn a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface(b: &Broke
 }
 
 /// Gate and limit share one worker (each start costs seconds), so the order is
-/// deliberate. The gate is probed first, while the limiter is fresh: the 8
+/// deliberate. The gate is probed first, while the limiter is fresh: the 9
 /// limited probes that phase makes stay below the limit of 12, so no gate answer
 /// can be a 429 instead, whichever of the two checks the worker runs first.
 /// Then the limit is exhausted with /fetch and every route probed with the

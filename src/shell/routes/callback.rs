@@ -1,7 +1,8 @@
-//! `GET /callback/<provider>`: the provider sends the browser back. Consume the
-//! state, check it against the browser's cookie, exchange the code (with the
-//! client secret and the PKCE verifier), keep the grant, and show the authid
-//! once — or hand it to Duplicati's old UI (`handoff.rs`).
+//! `GET /callback/<provider>`: the provider sends the browser back. Check the
+//! state against the browser's cookie, then consume it, exchange the code (with
+//! the client secret and the PKCE verifier), keep the grant, and show the authid
+//! once — and, for Duplicati's old UI, leave it waiting for the user's
+//! confirmation (`handoff.rs`).
 
 use super::handoff;
 use crate::authid::{v2_authid, AuthId};
@@ -23,18 +24,28 @@ pub async fn get(c: &mut Call) -> Out {
         .filter(|s| !s.is_empty())
         .map(|s| StateToken::new(s.to_string()))
         .ok_or(BrokerError::InvalidLoginState)?;
-    // Consume first: whatever happens next, this state cannot be used again.
-    let record = c.db()?.take_login(&state).await?;
     let cookie = c
         .header("Cookie")
         .and_then(|h| login::cookie_from_header(&h));
+    // Check first, consume after (`crate::login`): a request with the state but
+    // without this browser's cookie is refused here and consumes nothing.
+    let db = c.db()?;
+    let found = db.find_login(&state).await?;
     let verifier = login::verify_callback(
-        record.as_ref(),
+        found.as_ref(),
         canonical_id(&c.rest),
         &state,
         cookie.as_ref(),
         c.cfg.now,
     )?;
+    let cookie = cookie.ok_or(BrokerError::InvalidLoginState)?;
+    // The delete is conditional on the same cookie, so even a row that changed
+    // since the read is consumed by this browser only, and by one request only.
+    // From here on, whatever happens, this state cannot be used again.
+    let record = db
+        .take_login(&state, &login::binding_hash(&cookie))
+        .await?
+        .ok_or(BrokerError::InvalidLoginState)?;
     if c.query("error")?.is_some() {
         return Err(BrokerError::LoginDenied);
     }
@@ -45,7 +56,6 @@ pub async fn get(c: &mut Call) -> Out {
             code: "missing_code",
             what: "the provider sent no authorization code",
         })?;
-    let record = record.ok_or(BrokerError::InvalidLoginState)?;
     let (provider, secret) = c.cfg.provider(&record.provider)?;
     let post = upstream::code_exchange(
         provider,
@@ -60,10 +70,21 @@ pub async fn get(c: &mut Call) -> Out {
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
     let shown = mint(c, provider, record.token_version, resp).await?;
-    let mut out = html(pages::result(&shown, &provider.name, &c.cfg.opener_origins))
-        .with_cookie(login::clear_cookie());
-    if let Some(expected) = &record.fetch_token_hash {
-        out = out.with_cookie(handoff::leave_for_fetch(c, expected, &shown).await?);
+    let (left, clear_carrier) = match &record.fetch_token_hash {
+        Some(expected) => {
+            let (left, clear) = handoff::leave_for_confirmation(c, expected, &shown).await?;
+            (Some(left), Some(clear))
+        }
+        None => (None, None),
+    };
+    let prompt = match &left {
+        Some(left) => handoff::prompt(left.as_ref()),
+        None => pages::HandoffPrompt::None,
+    };
+    let page = pages::result(&shown, &provider.name, &c.cfg.opener_origins, prompt);
+    let mut out = html(page).with_cookie(login::clear_cookie());
+    if let Some(clear) = clear_carrier {
+        out = out.with_cookie(clear);
     }
     Ok(out)
 }

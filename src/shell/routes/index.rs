@@ -1,6 +1,7 @@
 //! `GET /`: one login button per offered provider. Duplicati's old UI opens it
-//! with `?type=<id>&token=<t>` (the token registers a hand-off, `handoff.rs`);
-//! `?tokenversion=2` starts pass-through logins; `?key=` is passed on.
+//! with `?type=<id>&token=<t>` (the token registers a hand-off bound to this
+//! browser, `handoff.rs`); `?tokenversion=2` starts pass-through logins;
+//! `?key=` is passed on.
 
 use super::handoff;
 use crate::pages::{self, IndexOptions, ProviderLink};
@@ -17,14 +18,19 @@ pub async fn get(c: &mut Call) -> Out {
         })
         .collect();
     let fetch_token = crate::handoff::token_param(&c.query)?;
-    if let Some(t) = fetch_token {
-        handoff::register(c, t).await?;
-    }
+    let binding_cookie = match fetch_token {
+        Some(t) => Some(handoff::register(c, t).await?),
+        None => None,
+    };
     let opts = IndexOptions {
         only: c.query("type")?.map(str::to_string),
         fetch_token: fetch_token.map(str::to_string),
         token_version_2: c.query("tokenversion")? == Some("2"),
         access_key: c.query("key")?.map(str::to_string),
     };
-    Ok(html(pages::index(&links, &opts)))
+    let mut out = html(pages::index(&links, &opts));
+    if let Some(cookie) = binding_cookie {
+        out = out.with_cookie(cookie);
+    }
+    Ok(out)
 }

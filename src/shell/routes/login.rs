@@ -1,5 +1,7 @@
 //! `GET /login?id=<provider>`: a single-use state, a browser-binding cookie and
-//! PKCE (`crate::login`), stored, then a 302 to the provider.
+//! PKCE (`crate::login`), stored, then a 302 to the provider. With `token=<t>`
+//! (Duplicati's old UI) only from the browser that registered `t` at the index,
+//! and the provider is asked for consent.
 
 use super::handoff;
 use crate::error::BrokerError;
@@ -18,6 +20,9 @@ pub async fn get(c: &mut Call) -> Out {
         _ => 1,
     };
     let fetch_token = crate::handoff::token_param(&c.query)?;
+    if let Some(t) = fetch_token {
+        handoff::check_login(c, t).await?;
+    }
     let now = c.cfg.now;
     let started = login::start(provider, &c.cfg.origin, token_version, fetch_token, now)?;
     c.db()?

@@ -79,6 +79,9 @@ pub static ROUTES: &[Route<Handler>] = &[
     gated(limited(api(Exact("/refresh"), GET_POST, |c| {
         Box::pin(refresh::handle(c))
     }))),
+    limited(page(Exact("/handoff"), POST, |c| {
+        Box::pin(handoff::confirm(c))
+    })),
     page(Exact("/revoke"), GET, |c| Box::pin(revoke::form(c))),
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
     limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),

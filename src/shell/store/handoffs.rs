@@ -1,38 +1,69 @@
 //! `fetch_tokens`: Duplicati's old-UI hand-off. A row is registered when the UI
-//! opens the broker with its token, completed with the sealed authid when the
-//! login it carried finishes, and collected once by `/fetch`. Keyed by
-//! `handoff::token_hash`; the authid is stored only sealed (`seal.rs`).
+//! opens the broker with its token (bound to that browser), sealed with the
+//! authid when the login it carried finishes, confirmed when the user says so
+//! on the result page, and collected once by `/fetch`. Keyed by
+//! `handoff::token_hash`; the authid is stored only sealed (`seal.rs`), the
+//! binding cookie and the confirmation token only hashed. Every decision is
+//! `crate::handoff`'s; the statements here repeat its conditions so that each
+//! write is atomic (a row that changed in between is simply not matched).
 
 use serde::Deserialize;
 
 use super::{num, Db};
 use crate::error::BrokerError;
+use crate::handoff::{
+    ConfirmToken, HandoffBinding, Registration, CONFIRM_TTL_SECS, FETCH_TTL_SECS,
+};
 use crate::seal::Sealed;
 
 /// A `fetch_tokens` row.
 #[derive(Deserialize)]
 struct HandoffRow {
+    binding_hash: Option<String>,
     key_version: Option<u32>,
     nonce: Option<String>,
     ciphertext: Option<String>,
+    confirmed: i64,
+    confirm_expires_at: Option<i64>,
     collected: i64,
 }
 
-/// Where a hand-off stands.
-pub enum Handoff {
-    /// Registered, the login has not finished.
-    Pending,
-    /// The sealed authid waits for `/fetch`.
-    Ready(Sealed),
-    /// Already handed out.
-    Collected,
+const COLUMNS: &str =
+    "binding_hash, key_version, nonce, ciphertext, confirmed, confirm_expires_at, collected";
+
+impl HandoffRow {
+    /// The row as the core sees it, and its sealed authid if it has a readable one.
+    fn split(self) -> (Registration, Option<Sealed>) {
+        let sealed = match (self.key_version, self.nonce, self.ciphertext.clone()) {
+            (Some(key_version), Some(nonce), Some(ciphertext)) => Some(Sealed {
+                key_version,
+                nonce,
+                ciphertext,
+            }),
+            _ => None,
+        };
+        // Sealed before hand-offs recorded their key version (at most
+        // FETCH_TTL_SECS old at that deploy): unreadable, so gone.
+        let unreadable = self.ciphertext.is_some() && sealed.is_none();
+        let registration = Registration {
+            binding_hash: self.binding_hash,
+            sealed: sealed.is_some(),
+            confirmed: self.confirmed == 1,
+            collected: self.collected == 1 || unreadable,
+            confirm_expires_at: self.confirm_expires_at,
+        };
+        (registration, sealed)
+    }
 }
 
 impl Db {
-    /// Registers a UI token (idempotent) and drops expired ones.
+    /// Registers a UI token for the browser `binding` (a no-op when the token
+    /// is already registered, by whichever browser) and drops expired ones.
+    /// Read the row back with [`Db::handoff`] to learn whose it is.
     pub async fn register_handoff(
         &self,
         token_hash: &str,
+        binding: &HandoffBinding,
         expires_at: i64,
         now: i64,
     ) -> Result<(), BrokerError> {
@@ -40,36 +71,51 @@ impl Db {
             "register_handoff",
             "fetch_tokens",
             now,
-            "INSERT INTO fetch_tokens (token_hash, expires_at) VALUES (?1, ?2) \
+            "INSERT INTO fetch_tokens (token_hash, binding_hash, expires_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (token_hash) DO NOTHING",
-            &[token_hash.into(), num(expires_at)],
+            &[
+                token_hash.into(),
+                binding.hash().as_str().into(),
+                num(expires_at),
+            ],
         )
         .await
     }
 
-    /// Leaves a sealed authid for the UI (unless it was already collected).
-    pub async fn complete_handoff(
+    /// Leaves a sealed, unconfirmed authid for the UI, answerable by `confirm`
+    /// for [`CONFIRM_TTL_SECS`] (the row itself then lives [`FETCH_TTL_SECS`]
+    /// more). Only on the row the same browser registered and not yet confirmed
+    /// or collected (a second login replaces an unconfirmed authid, and its
+    /// confirmation token). True if left.
+    pub async fn seal_handoff(
         &self,
         token_hash: &str,
+        binding: &HandoffBinding,
         sealed: &Sealed,
-        expires_at: i64,
-    ) -> Result<(), BrokerError> {
-        self.changes(
-            "complete_handoff",
-            "INSERT INTO fetch_tokens (token_hash, key_version, nonce, ciphertext, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (token_hash) DO UPDATE SET \
-             key_version = excluded.key_version, nonce = excluded.nonce, \
-             ciphertext = excluded.ciphertext WHERE collected = 0",
-            &[
-                token_hash.into(),
-                num(sealed.key_version.into()),
-                sealed.nonce.as_str().into(),
-                sealed.ciphertext.as_str().into(),
-                num(expires_at),
-            ],
-        )
-        .await?;
-        Ok(())
+        confirm: &ConfirmToken,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let n = self
+            .changes(
+                "seal_handoff",
+                "UPDATE fetch_tokens SET key_version = ?3, nonce = ?4, ciphertext = ?5, \
+                 confirm_hash = ?6, confirm_expires_at = ?7, expires_at = ?8 \
+                 WHERE token_hash = ?1 AND binding_hash = ?2 AND confirmed = 0 \
+                 AND collected = 0 AND expires_at > ?9",
+                &[
+                    token_hash.into(),
+                    binding.hash().as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.as_str().into(),
+                    sealed.ciphertext.as_str().into(),
+                    confirm.hash().as_str().into(),
+                    num(now + CONFIRM_TTL_SECS),
+                    num(now + FETCH_TTL_SECS),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// The unexpired hand-off under `token_hash`, if any.
@@ -77,37 +123,70 @@ impl Db {
         &self,
         token_hash: &str,
         now: i64,
-    ) -> Result<Option<Handoff>, BrokerError> {
+    ) -> Result<Option<(Registration, Option<Sealed>)>, BrokerError> {
         let row: Option<HandoffRow> = self
             .first(
                 "handoff",
-                "SELECT key_version, nonce, ciphertext, collected FROM fetch_tokens \
-                 WHERE token_hash = ?1 AND expires_at > ?2",
+                &format!(
+                    "SELECT {COLUMNS} FROM fetch_tokens WHERE token_hash = ?1 AND expires_at > ?2"
+                ),
                 &[token_hash.into(), num(now)],
             )
             .await?;
-        Ok(row.map(|r| match (r.key_version, r.nonce, r.ciphertext) {
-            (Some(key_version), Some(nonce), Some(ciphertext)) => Handoff::Ready(Sealed {
-                key_version,
-                nonce,
-                ciphertext,
-            }),
-            // Sealed before hand-offs recorded their key version (at most
-            // FETCH_TTL_SECS old at deploy time): unreadable, so gone.
-            (None, Some(_), Some(_)) => Handoff::Collected,
-            _ if r.collected == 1 => Handoff::Collected,
-            _ => Handoff::Pending,
-        }))
+        Ok(row.map(HandoffRow::split))
     }
 
-    /// Marks a ready hand-off collected and erases the sealed authid; true for
-    /// exactly one caller (the `WHERE collected = 0` makes it single use).
+    /// The unexpired hand-off waiting for the confirmation `confirm`, if any.
+    pub async fn handoff_to_confirm(
+        &self,
+        confirm: &ConfirmToken,
+        now: i64,
+    ) -> Result<Option<Registration>, BrokerError> {
+        let row: Option<HandoffRow> = self
+            .first(
+                "handoff_to_confirm",
+                &format!(
+                    "SELECT {COLUMNS} FROM fetch_tokens WHERE confirm_hash = ?1 AND expires_at > ?2"
+                ),
+                &[confirm.hash().as_str().into(), num(now)],
+            )
+            .await?;
+        Ok(row.map(|r| r.split().0))
+    }
+
+    /// Confirms the hand-off `confirm` names for the browser `binding`, once:
+    /// the confirmation token is erased as it is used. True for exactly one caller.
+    pub async fn confirm_handoff(
+        &self,
+        confirm: &ConfirmToken,
+        binding: &HandoffBinding,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let n = self
+            .changes(
+                "confirm_handoff",
+                "UPDATE fetch_tokens SET confirmed = 1, confirm_hash = NULL, confirm_expires_at = NULL \
+                 WHERE confirm_hash = ?1 AND binding_hash = ?2 AND confirm_expires_at > ?3 \
+                 AND expires_at > ?3 AND ciphertext IS NOT NULL AND confirmed = 0 AND collected = 0",
+                &[
+                    confirm.hash().as_str().into(),
+                    binding.hash().as_str().into(),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Marks a confirmed hand-off collected and erases the sealed authid; true
+    /// for exactly one caller (the `WHERE collected = 0` makes it single use).
     pub async fn collect_handoff(&self, token_hash: &str) -> Result<bool, BrokerError> {
         let n = self
             .changes(
                 "collect_handoff",
                 "UPDATE fetch_tokens SET key_version = NULL, nonce = NULL, ciphertext = NULL, \
-                 collected = 1 WHERE token_hash = ?1 AND ciphertext IS NOT NULL AND collected = 0",
+                 collected = 1 WHERE token_hash = ?1 AND ciphertext IS NOT NULL AND confirmed = 1 \
+                 AND collected = 0",
                 &[token_hash.into()],
             )
             .await?;

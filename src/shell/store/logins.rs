@@ -18,6 +18,18 @@ struct LoginRow {
     expires_at: i64,
 }
 
+impl LoginRow {
+    fn record(self) -> LoginRecord {
+        LoginRecord {
+            provider: self.provider,
+            binding_hash: self.binding_hash,
+            token_version: self.token_version,
+            fetch_token_hash: self.fetch_token_hash,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 impl Db {
     /// Stores a started login and drops expired ones.
     pub async fn insert_login(
@@ -46,22 +58,35 @@ impl Db {
         .await
     }
 
-    /// Deletes and returns a login: a state can be consumed exactly once.
-    pub async fn take_login(&self, state: &StateToken) -> Result<Option<LoginRecord>, BrokerError> {
+    /// Reads a login without consuming it (the callback checks it first).
+    pub async fn find_login(&self, state: &StateToken) -> Result<Option<LoginRecord>, BrokerError> {
         let row: Option<LoginRow> = self
             .first(
-                "take_login",
-                "DELETE FROM login_states WHERE state_hash = ?1 RETURNING provider, binding_hash, \
-                 token_version, fetch_token_hash, expires_at",
+                "find_login",
+                "SELECT provider, binding_hash, token_version, fetch_token_hash, expires_at \
+                 FROM login_states WHERE state_hash = ?1",
                 &[sha256_hex(state.secret()).into()],
             )
             .await?;
-        Ok(row.map(|r| LoginRecord {
-            provider: r.provider,
-            binding_hash: r.binding_hash,
-            token_version: r.token_version,
-            fetch_token_hash: r.fetch_token_hash,
-            expires_at: r.expires_at,
-        }))
+        Ok(row.map(LoginRow::record))
+    }
+
+    /// Deletes and returns a login, only if it is still bound to the browser
+    /// whose cookie hashes to `binding_hash`: a state can be consumed exactly
+    /// once, and never by a request carrying another browser's cookie.
+    pub async fn take_login(
+        &self,
+        state: &StateToken,
+        binding_hash: &str,
+    ) -> Result<Option<LoginRecord>, BrokerError> {
+        let row: Option<LoginRow> = self
+            .first(
+                "take_login",
+                "DELETE FROM login_states WHERE state_hash = ?1 AND binding_hash = ?2 \
+                 RETURNING provider, binding_hash, token_version, fetch_token_hash, expires_at",
+                &[sha256_hex(state.secret()).into(), binding_hash.into()],
+            )
+            .await?;
+        Ok(row.map(LoginRow::record))
     }
 }
