@@ -1,13 +1,15 @@
 //! One request as the handlers see it: the runtime request, the configuration
 //! built once from the bindings, the parsed query, and the storage it may use.
 
+use futures_util::StreamExt;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Request};
 
 use super::store::{vault::Vault, Db};
 use crate::authid::AuthId;
 use crate::config::Config;
 use crate::error::BrokerError;
-use crate::request::{parse_params, single, Params, MAX_FORM_BYTES};
+use crate::request::{admit_declared_length, parse_params, single, CappedBody, Params, BAD_BODY};
 
 pub struct Call {
     pub req: Request,
@@ -39,23 +41,26 @@ impl Call {
         self.req.headers().get(name).ok().flatten()
     }
 
-    /// The body, at most `MAX_FORM_BYTES`.
+    /// The body, at most `MAX_FORM_BYTES`: refused on its declared
+    /// `Content-Length` before any of it is read, and otherwise (chunked)
+    /// streamed and refused as soon as it passes the cap.
     pub async fn body(&mut self) -> Result<Vec<u8>, BrokerError> {
-        let bytes = self
-            .req
-            .bytes()
-            .await
-            .map_err(|_| BrokerError::BadRequest {
-                code: "bad_body",
-                what: "the request body could not be read",
-            })?;
-        if bytes.len() > MAX_FORM_BYTES {
-            return Err(BrokerError::BadRequest {
-                code: "body_too_large",
-                what: "the request body is too large",
-            });
+        let Some(unread) = self.req.inner().body() else {
+            return Ok(Vec::new());
+        };
+        if let Err(e) = admit_declared_length(self.header("Content-Length").as_deref()) {
+            // Say we will not read it, so nothing waits for the rest to arrive
+            // (`wrangler dev`, for one, drains an unread body before answering).
+            let _ = JsFuture::from(unread.cancel()).await;
+            return Err(e);
         }
-        Ok(bytes)
+        // Dropping the stream early (over the cap) cancels the rest of the body.
+        let mut stream = self.req.stream().map_err(|_| BAD_BODY)?;
+        let mut body = CappedBody::default();
+        while let Some(chunk) = stream.next().await {
+            body.push(&chunk.map_err(|_| BAD_BODY)?)?;
+        }
+        Ok(body.into_bytes())
     }
 
     /// The body as `application/x-www-form-urlencoded` pairs.
