@@ -81,6 +81,11 @@ impl Call {
         Ok(Vault::new(self.db()?, self.cfg.keys()?))
     }
 
+    /// The per-IP rate-limit key of the client (`crate::access::client_key`).
+    pub fn client_key(&self) -> Result<String, BrokerError> {
+        crate::access::client_key(self.header("CF-Connecting-IP").as_deref())
+    }
+
     /// The stored (v1) authid in the `X-AuthID` header (operator tools).
     pub fn authid_header(&self) -> Result<AuthId, BrokerError> {
         let raw = self.header("X-AuthID").unwrap_or_default();
