@@ -75,14 +75,17 @@ fn a_body_declared_too_large_is_refused_before_any_of_it_is_read(b: &Broker) {
     ];
     let mut problems = Vec::new();
     for (path, extra, page) in routes {
-        // 100 MB declared, 7 bytes sent, the connection left open: a worker that
-        // reads before it checks waits for the other 99,999,993 forever.
+        // 100 MB declared, 7 bytes sent, then the request ends. A worker that
+        // reads before it judges finds the body cut short (400 bad_body), or
+        // waits for it; one that judges the declared length never looks at it.
+        // (`wrangler dev` drains an unread body before passing the answer on,
+        // so an answer while the body is still pending is not observable here.)
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCF-Connecting-IP: 127.0.0.1\r\n{extra}\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\n\r\nauthid="
         );
-        let Some(r) = raw_exchange(addr, head.as_bytes(), ANSWER_WITHIN) else {
-            problems.push(format!("POST {path}: no answer while the body is pending"));
+        let Some(r) = raw_exchange(addr, head.as_bytes(), true, ANSWER_WITHIN) else {
+            problems.push(format!("POST {path}: no answer"));
             continue;
         };
         if r.status != 400 || r.header("X-Error-Code") != Some("body_too_large") {
@@ -115,7 +118,8 @@ fn a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end(
         wire.extend_from_slice(&[b'a'; 4096]);
         wire.extend_from_slice(b"\r\n");
     }
-    let r = raw_exchange(addr, &wire, ANSWER_WITHIN).expect("an answer while the body goes on");
+    let r =
+        raw_exchange(addr, &wire, false, ANSWER_WITHIN).expect("an answer while the body goes on");
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.header("X-Error-Code"), Some("body_too_large"));
     assert!(is_html(&r), "POST /revoked is a page route");
@@ -123,7 +127,7 @@ fn a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end(
     let small = b"POST /revoked HTTP/1.1\r\nHost: 127.0.0.1\r\nCF-Connecting-IP: 127.0.0.1\r\n\
         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\
         Connection: close\r\n\r\n7\r\nauthid=\r\n3\r\nbad\r\n0\r\n\r\n";
-    let r = raw_exchange(addr, small, ANSWER_WITHIN).expect("an answer");
+    let r = raw_exchange(addr, small, false, ANSWER_WITHIN).expect("an answer");
     assert_eq!(r.header("X-Error-Code"), Some("malformed_authid"));
 }
 

@@ -365,7 +365,7 @@ impl Broker {
             .find(|addr| {
                 let probe =
                     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-                raw_exchange(*addr, probe, Duration::from_secs(10))
+                raw_exchange(*addr, probe, false, Duration::from_secs(10))
                     .is_some_and(|r| r.status == 200 && r.body.trim() == "ok")
             })
     }
@@ -526,15 +526,20 @@ impl Broker {
 }
 
 /// Sends `bytes` (a whole request as it goes on the wire, or only its start) over a
-/// fresh connection to `addr`, keeps the connection open, and returns the answer
-/// that arrived within `wait`, or `None` when none did. For requests an HTTP client
-/// library will not send: a `Content-Length` larger than the bytes that follow, a
-/// chunked body that never ends. Every read is bounded by what is left of `wait`.
-pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Resp> {
+/// fresh connection to `addr`, then either keeps sending open or, with `end`,
+/// closes it (the request ends there, cut short if it said it was longer), and
+/// returns the answer that arrived within `wait`, or `None` when none did. For
+/// requests an HTTP client library will not send: a `Content-Length` larger than
+/// the bytes that follow, a chunked body that never ends. Every read is bounded
+/// by what is left of `wait`.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], end: bool, wait: Duration) -> Option<Resp> {
     let deadline = Instant::now() + wait;
     let mut s = TcpStream::connect_timeout(&addr, wait).ok()?;
     s.set_write_timeout(Some(wait)).ok()?;
     s.write_all(bytes).ok()?;
+    if end {
+        s.shutdown(std::net::Shutdown::Write).ok()?;
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     // Read until the head is complete and the body is as long as it says (or EOF).
