@@ -2,6 +2,7 @@
 //! (`ACCESS_KEYS`) and the keys requests are rate-limited by. Which routes are
 //! gated or limited is a column of the route table (`crate::route`).
 
+use crate::error::BrokerError;
 use crate::secret::ct_eq;
 
 /// The keys of `ACCESS_KEYS`: separated by commas or whitespace; blank = gate off.
@@ -25,16 +26,43 @@ pub fn allowed(keys: &[String], key: Option<&str>) -> bool {
         .fold(false, |ok, k| ct_eq(k.as_bytes(), key.as_bytes()) | ok)
 }
 
-/// Rate-limit key for a client address (`CF-Connecting-IP`). IPv6 clients are
+/// The key a request presents at the gate: the `X-Access-Key` header, else the
+/// `key=` query parameter. An empty header counts as absent, so a client or
+/// proxy that sends `X-Access-Key:` with nothing cannot hide a valid `key=`.
+pub fn presented_key<'a>(header: Option<&'a str>, query: Option<&'a str>) -> Option<&'a str> {
+    header.filter(|h| !h.is_empty()).or(query)
+}
+
+/// The answer to a limited request that carries no client address.
+pub const NO_CLIENT_ADDRESS: BrokerError = BrokerError::BadRequest {
+    code: "missing_client_address",
+    what: "the request carries no client address (CF-Connecting-IP), \
+           which the broker's rate limits need",
+};
+
+/// Rate-limit key for the client address in `CF-Connecting-IP`. IPv6 clients are
 /// limited per /64, the unit one subscriber usually controls.
-pub fn ip_key(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) => {
+///
+/// Cloudflare's edge sets `CF-Connecting-IP` on every request from the internet,
+/// overwriting whatever the client sent, and `wrangler dev` sets it to the peer of
+/// the socket (`127.0.0.1`) when the request has none (checked with a request:
+/// it passes a client-sent value through unchanged, so locally any address can be
+/// claimed). A request without a parsable address did not come through either
+/// (an operator's own Worker calling through a service binding, say). Such a
+/// request is refused on the limited routes ([`NO_CLIENT_ADDRESS`]): keying it
+/// by anything else would either put every such request into one shared bucket
+/// (one client exhausting it for all) or let the sender pick its bucket.
+pub fn client_key(cf_connecting_ip: Option<&str>) -> Result<String, BrokerError> {
+    match cf_connecting_ip.map(str::parse::<std::net::IpAddr>) {
+        Some(Ok(std::net::IpAddr::V6(v6))) => {
             let s = v6.segments();
-            format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            Ok(format!(
+                "ip6:{:x}:{:x}:{:x}:{:x}::/64",
+                s[0], s[1], s[2], s[3]
+            ))
         }
-        Ok(std::net::IpAddr::V4(v4)) => format!("ip4:{v4}"),
-        Err(_) => "ip:unknown".to_string(),
+        Some(Ok(std::net::IpAddr::V4(v4))) => Ok(format!("ip4:{v4}")),
+        None | Some(Err(_)) => Err(NO_CLIENT_ADDRESS),
     }
 }
 
@@ -61,12 +89,38 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_64() {
+        let key = |ip: &str| client_key(Some(ip)).unwrap();
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), key("2001:db8:1:2:ffff::1"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.9"), "ip4:203.0.113.9");
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
+    }
+
+    #[test]
+    fn a_request_without_a_client_address_is_refused_not_lumped_together() {
+        for missing in [
+            None,
+            Some(""),
+            Some("garbage"),
+            Some("203.0.113.9:443"),
+            Some(" 203.0.113.9"),
+        ] {
+            assert_eq!(client_key(missing), Err(NO_CLIENT_ADDRESS), "{missing:?}");
+        }
+        assert_eq!(NO_CLIENT_ADDRESS.status(), 400);
+    }
+
+    #[test]
+    fn an_empty_access_key_header_does_not_hide_key_in_the_query() {
+        assert_eq!(presented_key(Some(""), Some("k1")), Some("k1"));
+        assert_eq!(presented_key(None, Some("k1")), Some("k1"));
         assert_eq!(
-            ip_key("2001:db8:1:2:3:4:5:6"),
-            ip_key("2001:db8:1:2:ffff::1")
+            presented_key(Some("k2"), Some("k1")),
+            Some("k2"),
+            "the header wins"
         );
-        assert_ne!(ip_key("2001:db8:1:2::1"), ip_key("2001:db8:1:3::1"));
-        assert_eq!(ip_key("203.0.113.9"), "ip4:203.0.113.9");
-        assert_eq!(ip_key("garbage"), "ip:unknown");
+        assert_eq!(presented_key(Some(""), None), None);
+        let keys = parse_keys(Some("k1"));
+        assert!(allowed(&keys, presented_key(Some(""), Some("k1"))));
     }
 }

@@ -5,18 +5,24 @@
 //!   43 base64url chars (256 bits; the key material for the grant, never stored).
 //!   Parsing accepts secrets of 32..=128 chars of `[A-Za-z0-9._-]`.
 //! - **v2 (pass-through)**: `v2:<provider-id>:<refresh_token>`; nothing is stored.
+//!   The token is written as it is, except that every byte outside visible ASCII
+//!   (`0x21..=0x7e`) and `%` itself are written `%XX` (uppercase hex of the UTF-8
+//!   byte): RFC 6749 (Appendix A.17) allows spaces in a refresh token and a JSON
+//!   answer can carry any character, and every token a provider returns must come
+//!   back as an authid this parser accepts. Each token has exactly one spelling.
 //!
 //! Both contain `:` because Duplicati treats an authid without one as a raw
 //! access token. Parse errors never contain the input.
 
+use crate::error::BrokerError;
 use crate::random::{self, RandomError};
 use crate::secret::{AuthSecret, RefreshToken};
 
-/// Longest input considered at all (a v2 authid with a 4096-char token).
-pub const MAX_AUTHID_LEN: usize = 4200;
+/// Longest input considered at all: a v2 authid still fits in one request header
+/// line (8 KiB). A v2 authid longer than this cannot be made (see [`next_v2_authid`]).
+pub const MAX_AUTHID_LEN: usize = 8192;
 const SECRET_MIN: usize = 32;
 const SECRET_MAX: usize = 128;
-const REFRESH_TOKEN_MAX: usize = 4096;
 
 /// A stored (v1) authid. Not `Clone`, `Debug` redacted.
 pub struct AuthId {
@@ -113,9 +119,139 @@ impl From<AuthIdError> for crate::error::BrokerError {
     }
 }
 
-/// The v2 authid for `provider` and `refresh_token`.
+/// Whether a token byte is written as it is in a v2 authid (else `%XX`).
+fn plain(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && b != b'%'
+}
+
+/// The v2 authid for `provider` and `refresh_token`, escaped as the module says.
 pub fn v2_authid(provider: &str, refresh_token: &RefreshToken) -> String {
-    format!("v2:{provider}:{}", refresh_token.secret())
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let token = refresh_token.secret();
+    let mut s = String::with_capacity(4 + provider.len() + token.len());
+    s.push_str("v2:");
+    s.push_str(provider);
+    s.push(':');
+    for &b in token.as_bytes() {
+        if plain(b) {
+            s.push(char::from(b));
+        } else {
+            s.push('%');
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    s
+}
+
+/// The v2 authid to hand back after a provider answered with `refresh_token`,
+/// or `None` when it would be longer than [`MAX_AUTHID_LEN`] and so could never
+/// be presented again.
+pub fn next_v2_authid(provider: &str, refresh_token: &RefreshToken) -> Option<String> {
+    Some(v2_authid(provider, refresh_token)).filter(|a| a.len() <= MAX_AUTHID_LEN)
+}
+
+/// Reverses the escaping of [`v2_authid`]: only canonical escapes (uppercase hex
+/// of a byte that must be escaped) and a UTF-8 result, so each token has one
+/// spelling and a parsed authid prints back exactly as it was given.
+fn unescape_token(s: &str) -> Option<String> {
+    let upper_hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = upper_hex(*bytes.get(i + 1)?)?;
+            let lo = upper_hex(*bytes.get(i + 2)?)?;
+            let decoded = (hi << 4) | lo;
+            if plain(decoded) {
+                return None;
+            }
+            out.push(decoded);
+            i += 3;
+        } else if plain(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An estimate of the bits of randomness in `s`: its length times the Shannon
+/// entropy of its character frequencies. It cannot tell a random string from a
+/// clever pattern, only catch the obvious: repeats, few symbols, short strings.
+fn estimated_bits(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in s.as_bytes() {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2() * n
+        })
+        .sum()
+}
+
+fn distinct_bytes(s: &str) -> usize {
+    let mut seen = [false; 256];
+    for &b in s.as_bytes() {
+        seen[usize::from(b)] = true;
+    }
+    seen.iter().filter(|&&x| x).count()
+}
+
+/// Whether a pass-through refresh token is worth a call to the provider. Real
+/// refresh tokens carry at least 128 random bits (Google's ~100 characters, Box's
+/// and Dropbox's 64, Microsoft's and Keycloak's JWT-like ones far more); this
+/// floor is set well below that, so it refuses only obvious garbage (`x`,
+/// `sometoken`, one or two characters repeated) and never a token a provider
+/// issued: at least 16 characters, 8 different ones, and 64 estimated bits.
+pub fn plausible_refresh_token(token: &RefreshToken) -> bool {
+    let t = token.secret();
+    t.len() >= 16 && distinct_bytes(t) >= 8 && estimated_bits(t) >= 64.0
+}
+
+/// A v1 authid whose secret a caller chose (`POST /import`) but which does not
+/// look like the output of a CSPRNG.
+pub const WEAK_AUTHID: BrokerError = BrokerError::BadRequest {
+    code: "weak_authid",
+    what: "the authid in X-AuthID does not look randomly generated; \
+           leave X-AuthID out and the broker mints one",
+};
+
+impl AuthId {
+    /// Whether the secret half could have come from a CSPRNG, as ours (43
+    /// base64url characters, 256 bits) and the Duplicati services' (32 random
+    /// characters) do: at least 112 estimated bits, at most half of its
+    /// neighbouring characters equal or adjacent (`aa`, `ab`, `21`), and both
+    /// upper- and lowercase letters. A random 32-character secret estimates at
+    /// 125 bits or more, has about one neighbour pair in twenty adjacent, lacks
+    /// a letter case with odds of about 1 in 10^7; what a person picks (repeats,
+    /// lowercase words, runs such as `abcdef…` or `0123…`) fails. It cannot see
+    /// through a clever choice: `POST /import` without `X-AuthID` mints one.
+    pub fn looks_minted(&self) -> bool {
+        let s = self.secret.secret();
+        let pairs = s.len().saturating_sub(1).max(1);
+        let adjacent = s
+            .as_bytes()
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) <= 1)
+            .count();
+        let cases =
+            s.bytes().any(|b| b.is_ascii_uppercase()) && s.bytes().any(|b| b.is_ascii_lowercase());
+        estimated_bits(s) >= 112.0 && adjacent * 2 <= pairs && cases
+    }
 }
 
 /// The keyid: exactly 32 lowercase hex digits (uppercase is refused, so each
@@ -152,14 +288,15 @@ pub fn parse_authid(s: &str) -> Result<ParsedAuthId, AuthIdError> {
             && provider
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-        let token_ok = (1..=REFRESH_TOKEN_MAX).contains(&token.len())
-            && token.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if !(provider_ok && token_ok) {
+        let token = unescape_token(token)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthIdError::Malformed)?;
+        if !provider_ok {
             return Err(AuthIdError::Malformed);
         }
         return Ok(ParsedAuthId::V2 {
             provider: provider.to_string(),
-            refresh_token: RefreshToken::new(token.to_string()),
+            refresh_token: RefreshToken::new(token),
         });
     }
     let (key_id, secret) = s.split_once(':').ok_or(AuthIdError::Malformed)?;
@@ -186,6 +323,178 @@ mod tests {
             Ok(ParsedAuthId::V1(a)) => a,
             other => panic!("not v1: {other:?}"),
         }
+    }
+
+    fn token_of(authid: &str) -> String {
+        match parse_authid(authid) {
+            Ok(ParsedAuthId::V2 { refresh_token, .. }) => refresh_token.secret().to_string(),
+            other => panic!("not v2: {other:?}"),
+        }
+    }
+
+    /// A deterministic stream of characters from every class a JSON string can
+    /// hold (xorshift; no randomness needed to cover them).
+    fn tokens() -> Vec<String> {
+        let alphabet: Vec<char> = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['é', 'ß', '日', '本', '\u{2028}', '🔑', '\u{fffd}'])
+            .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out: Vec<String> = vec![
+            "a b".into(),
+            " leading and trailing ".into(),
+            "é".into(),
+            "%".into(),
+            "%41".into(),
+            "%%".into(),
+            "\t\r\n".into(),
+            "\0".into(),
+            ":".into(),
+            "v2:demo:nested".into(),
+            (0u8..=0x7f).map(char::from).collect(),
+            "x".repeat(2000),
+        ];
+        for _ in 0..500 {
+            let len = 1 + (next() % 300) as usize;
+            out.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn every_token_a_provider_can_return_round_trips_through_its_v2_authid() {
+        for t in tokens() {
+            let rt = RefreshToken::new(t.clone());
+            let authid = v2_authid("box.com", &rt);
+            assert!(
+                authid.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "one header-safe word: {authid:?}"
+            );
+            match parse_authid(&authid) {
+                Ok(ParsedAuthId::V2 {
+                    provider,
+                    refresh_token,
+                }) => {
+                    assert_eq!(provider, "box.com");
+                    assert_eq!(refresh_token.secret(), t, "{authid:?}");
+                    assert_eq!(v2_authid(&provider, &refresh_token), authid);
+                }
+                other => panic!("{t:?} -> {authid:?} -> {other:?}"),
+            }
+            assert_eq!(next_v2_authid("box.com", &rt), Some(authid));
+        }
+    }
+
+    #[test]
+    fn a_plain_token_keeps_the_spelling_it_always_had() {
+        let t = "1//0gAbc-_.~*!$+=/M.C5_BAY.0.U.-Cq!Yz*";
+        let rt = RefreshToken::new(t.to_string());
+        assert_eq!(v2_authid("demo", &rt), format!("v2:demo:{t}"));
+        assert_eq!(
+            v2_authid("demo", &RefreshToken::new("a é%".into())),
+            "v2:demo:a%20%C3%A9%25"
+        );
+    }
+
+    #[test]
+    fn each_token_has_one_spelling_so_odd_escapes_are_refused() {
+        let bad = |s: &str| {
+            assert_eq!(
+                parse_authid(s).map(|_| ()),
+                Err(AuthIdError::Malformed),
+                "{s:?}"
+            )
+        };
+        bad("v2:demo:%41"); // escapes a character that stands for itself
+        bad("v2:demo:%c3%a9"); // lowercase hex
+        bad("v2:demo:%FF"); // not UTF-8
+        bad("v2:demo:%C3"); // a UTF-8 sequence cut short
+        bad("v2:demo:%2");
+        bad("v2:demo:%");
+        bad("v2:demo:%G0");
+        bad("v2:demo:a%20 b"); // an escape does not make a raw space valid
+        assert_eq!(token_of("v2:demo:%C3%A9"), "é");
+        assert_eq!(token_of("v2:demo:%00"), "\0");
+    }
+
+    #[test]
+    fn a_rotated_token_too_long_to_present_again_gets_no_authid() {
+        let plain = |n: usize| RefreshToken::new("t".repeat(n));
+        let head = "v2:demo:".len();
+        assert!(next_v2_authid("demo", &plain(MAX_AUTHID_LEN - head)).is_some());
+        assert_eq!(
+            next_v2_authid("demo", &plain(MAX_AUTHID_LEN - head + 1)),
+            None
+        );
+        // Escaping counts: 2,731 spaces are 8,193 characters written.
+        let spaces = RefreshToken::new(" ".repeat((MAX_AUTHID_LEN - head) / 3 + 1));
+        assert_eq!(next_v2_authid("demo", &spaces), None);
+    }
+
+    #[test]
+    fn obvious_garbage_is_not_a_plausible_refresh_token() {
+        let p = |s: &str| plausible_refresh_token(&RefreshToken::new(s.to_string()));
+        for garbage in [
+            "x",
+            "sometoken",
+            "abcdefghijklmno",
+            &"a".repeat(200),
+            &"ab".repeat(40),
+            &"0".repeat(28),
+            &"abcd".repeat(16),
+        ] {
+            assert!(!p(garbage), "{garbage:?}");
+        }
+        // Shapes real providers issue.
+        for real in [
+            "mockRT_0f3a9c2d81e47b6650c1d2e3f4a5b6c7",
+            "1//0gLkzQ3u9-HfXCgYIARAAGBASNwF-L9IrmG1sJ2kq7c4aV8yZbWx0nPdE5tRfUoVhQiKjMl6",
+            "M.C520_BAY.0.U.-Cq!Yz*8mN2$kL4pQ7rT1vW3xZ5aB9cD0eF",
+            "sl.u.AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCd",
+            "2mQd8VYrX1KzTLfNp0wHsB7cJ6gE4aRu",
+        ] {
+            assert!(p(real), "{real:?}");
+        }
+        // Random tokens of 128 bits, hex or base64url, always pass.
+        for _ in 0..1000 {
+            let b64 = random::token_b64url(16).unwrap();
+            let mut raw = [0u8; 16];
+            random::fill(&mut raw).unwrap();
+            assert!(p(&b64) && p(&random::hex(&raw)), "{b64}");
+        }
+    }
+
+    #[test]
+    fn import_takes_only_secrets_that_look_minted() {
+        let k = "0123456789abcdef0123456789abcdef";
+        for _ in 0..1000 {
+            assert!(AuthId::generate().unwrap().looks_minted());
+            // The Duplicati services' 32-character secrets.
+            let legacy = format!("{k}:{}", random::token_b64url(24).unwrap());
+            assert!(v1(&legacy).looks_minted(), "{legacy}");
+        }
+        for weak in [
+            "k".repeat(43),
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ".to_string(),
+            "password-password-password-passw".to_string(),
+            "0123456789".repeat(4),
+            "correct-horse-battery-staple-correct".to_string(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab".to_string(),
+        ] {
+            assert!(!v1(&format!("{k}:{weak}")).looks_minted(), "{weak}");
+        }
+        assert_eq!(WEAK_AUTHID.status(), 400);
+        assert_eq!(WEAK_AUTHID.code(), "weak_authid");
     }
 
     #[test]
@@ -226,7 +535,7 @@ mod tests {
             (&format!(" {k}:{secret}"), AuthIdError::Malformed),
             (&format!("{k}:{secret}\0"), AuthIdError::Malformed),
             (&format!("{k}:{}é", "s".repeat(39)), AuthIdError::Malformed),
-            (&format!("{k}:{}", "x".repeat(5000)), AuthIdError::TooLong),
+            (&format!("{k}:{}", "x".repeat(9000)), AuthIdError::TooLong),
             ("v2:demo", AuthIdError::Malformed),
             ("v2::rt", AuthIdError::Malformed),
             ("v2:Demo:rt", AuthIdError::Malformed),
@@ -249,8 +558,8 @@ mod tests {
         let p = |s: &str| parse_authid(s).map(|_| ());
         let token = |n: usize| format!("v2:demo:{}", "t".repeat(n));
         assert_eq!(p(&token(1)), Ok(()));
-        assert_eq!(p(&token(4096)), Ok(()));
-        assert_eq!(p(&token(4097)), Err(AuthIdError::Malformed));
+        assert_eq!(p(&token(MAX_AUTHID_LEN - 8)), Ok(()));
+        assert_eq!(p(&token(MAX_AUTHID_LEN - 7)), Err(AuthIdError::TooLong));
         assert_eq!(p(&format!("v2:{}:rt", "p".repeat(64))), Ok(()));
         assert_eq!(
             p(&format!("v2:{}:rt", "p".repeat(65))),
@@ -258,8 +567,8 @@ mod tests {
         );
         let k = "0123456789abcdef0123456789abcdef";
         let at = |n: usize| format!("{k}:{}", "s".repeat(n - 33));
-        assert_eq!(p(&at(4200)), Err(AuthIdError::Malformed)); // secret > 128
-        assert_eq!(p(&at(4201)), Err(AuthIdError::TooLong));
+        assert_eq!(p(&at(MAX_AUTHID_LEN)), Err(AuthIdError::Malformed)); // secret > 128
+        assert_eq!(p(&at(MAX_AUTHID_LEN + 1)), Err(AuthIdError::TooLong));
     }
 
     #[test]
@@ -287,9 +596,14 @@ mod tests {
                 "provider {bad:?}"
             );
         }
-        // Every visible ASCII character is allowed in a pass-through token.
-        let visible: String = (0x21u8..=0x7e).map(char::from).collect();
+        // Every visible ASCII character but `%` stands for itself in a
+        // pass-through token; `%` starts an escape.
+        let visible: String = (0x21u8..=0x7e)
+            .filter(|&b| b != b'%')
+            .map(char::from)
+            .collect();
         assert!(parse_authid(&format!("v2:a.b_c-9:{visible}")).is_ok());
+        assert_eq!(token_of("v2:demo:100%25"), "100%");
     }
 
     #[test]

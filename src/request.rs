@@ -13,8 +13,59 @@ pub const DUPLICATE: BrokerError = BrokerError::BadRequest {
 /// Decoded `application/x-www-form-urlencoded` pairs (query string or body).
 pub type Params = Vec<(String, String)>;
 
-/// Upper bound on a form body we read (authids are < 4.2 KB).
+/// Upper bound on a body we read (a form with an authid of at most 8 KiB, or
+/// an import's token JSON).
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The answer to a body over [`MAX_FORM_BYTES`].
+pub const BODY_TOO_LARGE: BrokerError = BrokerError::BadRequest {
+    code: "body_too_large",
+    what: "the request body is too large",
+};
+
+/// The answer to a body that cannot be read.
+pub const BAD_BODY: BrokerError = BrokerError::BadRequest {
+    code: "bad_body",
+    what: "the request body could not be read",
+};
+
+/// Decides from the declared `Content-Length`, before any of the body is read,
+/// whether it may be read at all: a declared size over the cap is refused at
+/// once, so a client cannot make the worker wait for (or buffer) a large body.
+/// Without the header (a chunked body) the body is read through [`CappedBody`].
+pub fn admit_declared_length(content_length: Option<&str>) -> Result<(), BrokerError> {
+    let Some(v) = content_length.map(str::trim) else {
+        return Ok(());
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD_BODY);
+    }
+    match v.parse::<u64>() {
+        Ok(n) if n <= MAX_FORM_BYTES as u64 => Ok(()),
+        _ => Err(BODY_TOO_LARGE), // larger, or too many digits for a u64
+    }
+}
+
+/// A body collected chunk by chunk that refuses the chunk taking it over
+/// [`MAX_FORM_BYTES`], so no more than the cap is ever held or waited for.
+#[derive(Debug, Default)]
+pub struct CappedBody {
+    bytes: Vec<u8>,
+}
+
+impl CappedBody {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), BrokerError> {
+        if self.bytes.len().saturating_add(chunk.len()) > MAX_FORM_BYTES {
+            return Err(BODY_TOO_LARGE);
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
 
 /// Parses a query string or form body.
 pub fn parse_params(s: &str) -> Params {
@@ -99,6 +150,44 @@ mod tests {
         assert_eq!(authid_from(None, &Params::new(), &q), Err(DUPLICATE));
         assert_eq!(single(&parse_params("id=x&id=x"), "id"), Err(DUPLICATE));
         assert_eq!(single(&parse_params("id=x"), "id"), Ok(Some("x")));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_cap_is_refused_before_reading() {
+        assert_eq!(
+            admit_declared_length(None),
+            Ok(()),
+            "chunked: read with the cap"
+        );
+        assert_eq!(admit_declared_length(Some("0")), Ok(()));
+        assert_eq!(admit_declared_length(Some("16384")), Ok(()));
+        for big in ["16385", "100000000", "99999999999999999999999999"] {
+            assert_eq!(
+                admit_declared_length(Some(big)),
+                Err(BODY_TOO_LARGE),
+                "{big}"
+            );
+        }
+        for junk in ["", "-1", "1e9", "12 34", "0x10", "+5"] {
+            assert_eq!(admit_declared_length(Some(junk)), Err(BAD_BODY), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_without_a_length_is_cut_off_at_the_cap() {
+        let mut body = CappedBody::default();
+        for _ in 0..4 {
+            assert_eq!(body.push(&[b'a'; 4096]), Ok(()));
+        }
+        assert_eq!(body.push(b""), Ok(()));
+        assert_eq!(body.push(b"a"), Err(BODY_TOO_LARGE), "one byte over");
+        assert_eq!(
+            body.into_bytes().len(),
+            MAX_FORM_BYTES,
+            "nothing past the cap kept"
+        );
+        let mut one = CappedBody::default();
+        assert_eq!(one.push(&vec![0; MAX_FORM_BYTES + 1]), Err(BODY_TOO_LARGE));
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub enum Surface {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathPattern {
     Exact(&'static str),
-    /// The path starts with this (non-empty remainder): `/callback/<provider>`.
+    /// The path starts with this and the rest is one path segment (non-empty,
+    /// no `/`): `/callback/<provider>`. So `/callback//callback/demo` or
+    /// `/callback/demo/x` match no row, instead of reaching a handler that reads
+    /// its own meaning into the rest.
     Prefix(&'static str),
 }
 
@@ -62,7 +65,9 @@ impl PathPattern {
     pub fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
         match *self {
             PathPattern::Exact(p) => (path == p).then_some(""),
-            PathPattern::Prefix(p) => path.strip_prefix(p).filter(|rest| !rest.is_empty()),
+            PathPattern::Prefix(p) => path
+                .strip_prefix(p)
+                .filter(|rest| !rest.is_empty() && !rest.contains('/')),
         }
     }
 
@@ -219,6 +224,23 @@ mod tests {
             "/callback",
             "",
             "/REFRESH",
+        ] {
+            let r = resolve(TABLE, p, Get);
+            assert_eq!(r.miss(), Some((BrokerError::NotFound, Surface::Api)), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_rows_remainder_is_one_path_segment() {
+        assert_eq!(found("/callback/box.com", Get), Some((3, "box.com".into())));
+        // Percent-encoding stays encoded in the path: still one segment.
+        assert_eq!(found("/callback/a%2Fb", Get), Some((3, "a%2Fb".into())));
+        for p in [
+            "/callback//callback/demo",
+            "/callback/demo/",
+            "/callback/demo/extra",
+            "/callback//",
+            "/callback/../refresh",
         ] {
             let r = resolve(TABLE, p, Get);
             assert_eq!(r.miss(), Some((BrokerError::NotFound, Surface::Api)), "{p}");

@@ -82,6 +82,10 @@ pub struct Config {
     /// The authorize endpoint refuses requests without a PKCE challenge. (A challenge,
     /// when given, is always checked at the token endpoint.)
     pub require_pkce: bool,
+    /// What issued refresh tokens start with (then 32 random hex digits). RFC 6749
+    /// allows any visible ASCII and space in a token, and a JSON string carries
+    /// anything: tests use spaces, `%`, `:` and non-ASCII here.
+    pub refresh_token_prefix: String,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             access_token_ttl: 3600,
             deny: false,
             require_pkce: false,
+            refresh_token_prefix: "mockRT_".to_string(),
         }
     }
 }
@@ -111,6 +116,7 @@ impl Config {
             "access_token_ttl": self.access_token_ttl,
             "deny": self.deny,
             "require_pkce": self.require_pkce,
+            "refresh_token_prefix": self.refresh_token_prefix,
         })
     }
 
@@ -147,6 +153,9 @@ impl Config {
                 "access_token_ttl" => self.access_token_ttl = val.as_u64().ok_or_else(bad)?,
                 "deny" => self.deny = val.as_bool().ok_or_else(bad)?,
                 "require_pkce" => self.require_pkce = val.as_bool().ok_or_else(bad)?,
+                "refresh_token_prefix" => {
+                    self.refresh_token_prefix = val.as_str().ok_or_else(bad)?.to_string()
+                }
                 _ => return Err(format!("unknown field {k}")),
             }
         }
@@ -640,7 +649,7 @@ fn issue(st: &mut State, family: u64, cfg: &Config, with_refresh: bool, scope: &
         "user_id": format!("mock-user-{family}"),
     });
     if with_refresh {
-        let rt = format!("mockRT_{}", random_hex(16));
+        let rt = format!("{}{}", cfg.refresh_token_prefix, random_hex(16));
         st.refresh_tokens.insert(
             rt.clone(),
             Rt {

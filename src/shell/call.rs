@@ -3,13 +3,14 @@
 
 use std::rc::Rc;
 
+use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
 use super::store::{vault::Vault, Db};
 use crate::authid::AuthId;
 use crate::config::Config;
 use crate::error::BrokerError;
-use crate::request::{parse_params, single, Params, MAX_FORM_BYTES};
+use crate::request::{admit_declared_length, parse_params, single, CappedBody, Params, BAD_BODY};
 
 pub struct Call {
     pub req: Request,
@@ -45,23 +46,25 @@ impl Call {
         self.req.headers().get(name).ok().flatten()
     }
 
-    /// The body, at most `MAX_FORM_BYTES`.
+    /// The body, at most `MAX_FORM_BYTES`: refused on its declared
+    /// `Content-Length` before any of it is read, and otherwise (chunked)
+    /// streamed and refused as soon as it passes the cap.
     pub async fn body(&mut self) -> Result<Vec<u8>, BrokerError> {
-        let bytes = self
-            .req
-            .bytes()
-            .await
-            .map_err(|_| BrokerError::BadRequest {
-                code: "bad_body",
-                what: "the request body could not be read",
-            })?;
-        if bytes.len() > MAX_FORM_BYTES {
-            return Err(BrokerError::BadRequest {
-                code: "body_too_large",
-                what: "the request body is too large",
-            });
+        // Judged before a byte is read. The unread body is left to the runtime
+        // (cancelling it made `wrangler dev`'s proxy fail the next request on
+        // the same connection); note that `wrangler dev` also drains an unread
+        // body before passing the answer on, which Cloudflare does not.
+        admit_declared_length(self.header("Content-Length").as_deref())?;
+        if self.req.inner().body().is_none() {
+            return Ok(Vec::new());
         }
-        Ok(bytes)
+        // Dropping the stream early (over the cap) cancels the rest of the body.
+        let mut stream = self.req.stream().map_err(|_| BAD_BODY)?;
+        let mut body = CappedBody::default();
+        while let Some(chunk) = stream.next().await {
+            body.push(&chunk.map_err(|_| BAD_BODY)?)?;
+        }
+        Ok(body.into_bytes())
     }
 
     /// The body as `application/x-www-form-urlencoded` pairs.
@@ -80,6 +83,11 @@ impl Call {
     /// The grants, opened with the server keys.
     pub fn vault(&self) -> Result<Vault, BrokerError> {
         Ok(Vault::new(self.db()?, self.cfg.keys()?.clone()))
+    }
+
+    /// The per-IP rate-limit key of the client (`crate::access::client_key`).
+    pub fn client_key(&self) -> Result<String, BrokerError> {
+        crate::access::client_key(self.header("CF-Connecting-IP").as_deref())
     }
 
     /// The stored (v1) authid in the `X-AuthID` header (operator tools).

@@ -12,12 +12,11 @@ const RATE_LIMIT_PERIOD: u32 = 60;
 /// Runs the row's checks.
 pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), BrokerError> {
     if ip_limited {
-        let ip = call.header("CF-Connecting-IP").unwrap_or_default();
-        rate_limit(call, "RL_PER_IP", access::ip_key(&ip)).await?;
+        rate_limit(call, "RL_PER_IP", call.client_key()?).await?;
     }
     if gated {
         let header = call.header("X-Access-Key");
-        let presented = header.as_deref().or(call.query("key")?);
+        let presented = access::presented_key(header.as_deref(), call.query("key")?);
         if !call.cfg.gate_allows(presented) {
             return Err(BrokerError::Forbidden {
                 code: "access_key_required",

@@ -91,6 +91,12 @@ fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
         400,
         "past the gate"
     );
+    // An empty X-Access-Key header counts as absent: it does not hide `key=`.
+    let empty = [("X-Access-Key", "")];
+    let r = request("GET", &gated.url("/refresh?key=key-one"), &empty, None);
+    assert_eq!(r.status, 400, "an empty header hid key=: {}", r.body);
+    let r = request("GET", &gated.url("/refresh"), &empty, None);
+    assert_eq!(r.json()["error"], "access_key_required");
     let page = gated.get("/login?id=demo");
     assert_eq!(page.status, 403);
     assert!(page
@@ -516,6 +522,16 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
         .unwrap_or_default();
     let h = |k: &'static str, v: String| vec![(k, v)];
     let authid_h = |v: String| vec![("X-AuthID", v)];
+    // A v1 authid and a v2 refresh token that look as random as real ones.
+    let fresh = AuthId::generate().expect("CSPRNG").expose();
+    let token = oauth_broker::random::token_b64url(32).expect("CSPRNG");
+    let admin = |authid: &str| {
+        vec![
+            ("X-APIKey", crate::harness::ADMIN_API_KEY.to_string()),
+            ("X-AuthID", authid.to_string()),
+        ]
+    };
+    let from = |ip: &str| vec![("CF-Connecting-IP", ip.to_string())];
     let cases: Vec<Case> = vec![
         (
             "empty X-AuthID",
@@ -662,7 +678,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "v2 unknown provider",
             "GET",
             "/refresh".into(),
-            authid_h("v2:nope:sometoken".into()),
+            authid_h(format!("v2:nope:{token}")),
             None,
             404,
             "unknown_authid",
@@ -680,7 +696,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "v2 oversized refresh token",
             "GET",
             "/refresh".into(),
-            authid_h(format!("v2:demo:{}", "t".repeat(4500))),
+            authid_h(format!("v2:demo:{}", token.repeat(200))),
             None,
             400,
             "malformed_authid",
@@ -934,7 +950,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/import".into(),
             vec![
                 ("X-APIKey", crate::harness::ADMIN_API_KEY.into()),
-                ("X-AuthID", format!("{}:{}", "e".repeat(32), "k".repeat(43))),
+                ("X-AuthID", fresh.clone()),
             ],
             Some("{not json".into()),
             400,
@@ -946,7 +962,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/import".into(),
             vec![
                 ("X-APIKey", crate::harness::ADMIN_API_KEY.into()),
-                ("X-AuthID", format!("{}:{}", "e".repeat(32), "k".repeat(43))),
+                ("X-AuthID", fresh.clone()),
             ],
             Some(r#"{"service":"evil","refresh_token":"x"}"#.into()),
             404,
@@ -979,8 +995,235 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             404,
             "not_found",
         ),
+        // Bodies: refused by their size on every route that reads one.
+        (
+            "oversized body on a page route",
+            "POST",
+            "/revoked".into(),
+            h("Content-Type", "application/x-www-form-urlencoded".into()),
+            Some(format!("authid={}", "a".repeat(17 * 1024))),
+            400,
+            "body_too_large",
+        ),
+        (
+            "oversized import body",
+            "POST",
+            "/import".into(),
+            admin(&fresh),
+            Some(format!(
+                r#"{{"service":"demo","refresh_token":"{}"}}"#,
+                "r".repeat(17 * 1024)
+            )),
+            400,
+            "body_too_large",
+        ),
+        // The client address keys the per-IP limits: one that is not an address
+        // is refused on a limited route, not lumped with every other one.
+        (
+            "client address not an IP (limited route)",
+            "GET",
+            "/fetch?token=x".into(),
+            from("not-an-ip"),
+            None,
+            400,
+            "missing_client_address",
+        ),
+        (
+            "client address with a port",
+            "GET",
+            "/refresh".into(),
+            vec![
+                ("CF-Connecting-IP", "203.0.113.5:443".into()),
+                ("X-AuthID", victim.clone()),
+            ],
+            None,
+            400,
+            "missing_client_address",
+        ),
+        (
+            "client address markup",
+            "POST",
+            "/revoked".into(),
+            vec![
+                ("CF-Connecting-IP", marker.into()),
+                ("Content-Type", "application/x-www-form-urlencoded".into()),
+            ],
+            Some(String::new()),
+            400,
+            "missing_client_address",
+        ),
+        (
+            "client address not needed where nothing is limited",
+            "GET",
+            "/revoke".into(),
+            from("not-an-ip"),
+            None,
+            200,
+            "",
+        ),
+        // A prefix route's remainder is one path segment.
+        (
+            "callback path doubled",
+            "GET",
+            "/callback//callback/demo?code=a&state=b".into(),
+            vec![],
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "callback with a subpath",
+            "GET",
+            "/callback/demo/extra?code=a&state=b".into(),
+            vec![],
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "callback with a trailing slash",
+            "GET",
+            "/callback/demo/?code=a&state=b".into(),
+            vec![],
+            None,
+            404,
+            "not_found",
+        ),
+        // Pass-through (v2) authids: garbage is answered here, never upstream.
+        (
+            "v2 implausible token",
+            "GET",
+            "/refresh".into(),
+            authid_h("v2:demo:sometoken".into()),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 one repeated character",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{}", "z".repeat(300))),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 two alternating characters",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:box.com:{}", "xy".repeat(60))),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 broken escape",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{token}%G1")),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 escape of a plain character",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{token}%41")),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 lowercase escape",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{token}%c3%a9")),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 escape that is not UTF-8",
+            "GET",
+            "/refresh".into(),
+            authid_h(format!("v2:demo:{token}%FF")),
+            None,
+            400,
+            "malformed_authid",
+        ),
+        (
+            "v2 escaped markup",
+            "GET",
+            format!(
+                "/refresh?authid={}",
+                enc(&format!("v2:nope:{token}%20{marker}"))
+            ),
+            vec![],
+            None,
+            404,
+            "unknown_authid",
+        ),
+        // /import: an authid of the caller's choosing must look minted.
+        (
+            "import low-entropy authid",
+            "POST",
+            "/import".into(),
+            admin(&format!("{keyid}:{}", "k".repeat(43))),
+            Some(r#"{"service":"demo","refresh_token":"x"}"#.into()),
+            400,
+            "weak_authid",
+        ),
+        (
+            "import sequential authid",
+            "POST",
+            "/import".into(),
+            admin(&format!(
+                "{keyid}:abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+            )),
+            Some(r#"{"service":"demo","refresh_token":"x"}"#.into()),
+            400,
+            "weak_authid",
+        ),
+        (
+            "import v2 authid",
+            "POST",
+            "/import".into(),
+            admin(&v2),
+            Some(r#"{"service":"demo","refresh_token":"x"}"#.into()),
+            400,
+            "v2_not_stored",
+        ),
+        (
+            "import over an existing grant",
+            "POST",
+            "/import".into(),
+            admin(&victim),
+            Some(r#"{"service":"demo","refresh_token":"x"}"#.into()),
+            409,
+            "authid_exists",
+        ),
+        (
+            "index token too long",
+            "GET",
+            format!("/?token={}", "t".repeat(200)),
+            vec![],
+            None,
+            400,
+            "bad_token",
+        ),
+        (
+            "token-state markup",
+            "GET",
+            format!("/token-state?token={}", enc(marker)),
+            vec![],
+            None,
+            200,
+            "",
+        ),
     ];
-    assert!(cases.len() >= 40, "{} cases", cases.len());
+    assert!(cases.len() >= 60, "{} cases", cases.len());
     for (what, method, path, headers, body, status, code) in &cases {
         let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = request(method, &b.url(path), &hdrs, body.as_deref());

@@ -3,8 +3,8 @@
 //! both over HTTP on 127.0.0.1. Everything it starts is stopped on drop, and a
 //! watchdog stops the worker if this process dies without dropping.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -138,9 +138,11 @@ pub struct Options {
     pub previous_secrets: Option<String>,
     /// Extra `KEY="value"` lines for the worker's secrets file.
     pub extra_vars: Vec<(String, String)>,
-    /// `[[ratelimits]]` per authid and per IP (per 60 s).
+    /// `[[ratelimits]]` per authid, per IP, and per IP for pass-through (v2)
+    /// refreshes (`RL_V2_PER_IP`), each per 60 s.
     pub per_grant_limit: u32,
     pub per_ip_limit: u32,
+    pub per_ip_v2_limit: u32,
     /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
     pub state_dir: Option<PathBuf>,
 }
@@ -154,6 +156,7 @@ impl Default for Options {
             // High: the suite's own bursts must not trip them (own tests cover 429).
             per_grant_limit: 100_000,
             per_ip_limit: 100_000,
+            per_ip_v2_limit: 100_000,
             state_dir: None,
         }
     }
@@ -260,9 +263,12 @@ impl Broker {
                  [[ratelimits]]\nname = \"RL_PER_GRANT\"\nnamespace_id = \"1001\"\n\
                  simple = {{ limit = {grant}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_PER_IP\"\nnamespace_id = \"1002\"\n\
-                 simple = {{ limit = {ip}, period = 60 }}\n",
+                 simple = {{ limit = {ip}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_V2_PER_IP\"\nnamespace_id = \"1003\"\n\
+                 simple = {{ limit = {v2}, period = 60 }}\n",
                 grant = opts.per_grant_limit,
                 ip = opts.per_ip_limit,
+                v2 = opts.per_ip_v2_limit,
                 main = shim.display(),
                 date = compatibility_date(),
                 mig = repo().join("migrations").display(),
@@ -386,6 +392,27 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(250));
         }
         Err(format!("no answer to /healthz within {READY_SECS} s"))
+    }
+
+    /// The worker's own socket, behind `wrangler dev`'s proxy worker (`base`).
+    /// That proxy passes the worker's answer on only once it has sent the worker
+    /// the whole request body, so whatever the worker does before reading a body is
+    /// visible only here. Found as the loopback port, held by a process of the
+    /// worker's process group, other than `base`'s, that answers `GET /healthz` with
+    /// `ok` (the inspector and control ports do not).
+    pub fn worker_socket(&self) -> Option<SocketAddr> {
+        let pgid = self.child.as_ref()?.id();
+        let base_port = self.base.rsplit(':').next()?.parse::<u16>().ok()?;
+        listening_ports_of_group(pgid)
+            .into_iter()
+            .filter(|p| *p != base_port)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .find(|addr| {
+                let probe =
+                    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+                raw_exchange(*addr, probe, false, Duration::from_secs(10))
+                    .is_some_and(|r| r.status == 200 && r.body.trim() == "ok")
+            })
     }
 
     pub fn log_text(&self) -> String {
@@ -659,6 +686,116 @@ pub fn extract_confirm(html: &str) -> Option<String> {
     let start = html.find(marker)? + marker.len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
+}
+
+/// Sends `bytes` (a whole request as it goes on the wire, or only its start) over a
+/// fresh connection to `addr`, then either keeps sending open or, with `end`,
+/// closes it (the request ends there, cut short if it said it was longer), and
+/// returns the answer that arrived within `wait`, or `None` when none did. For
+/// requests an HTTP client library will not send: a `Content-Length` larger than
+/// the bytes that follow, a chunked body that never ends. Every read is bounded
+/// by what is left of `wait`.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], end: bool, wait: Duration) -> Option<Resp> {
+    let deadline = Instant::now() + wait;
+    let mut s = TcpStream::connect_timeout(&addr, wait).ok()?;
+    s.set_write_timeout(Some(wait)).ok()?;
+    s.write_all(bytes).ok()?;
+    if end {
+        s.shutdown(std::net::Shutdown::Write).ok()?;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head is complete and the body is as long as it says (or EOF).
+    loop {
+        if let Some(resp) = parse_response(&got) {
+            return Some(resp);
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        s.set_read_timeout(Some(left)).ok()?;
+        match s.read(&mut buf) {
+            Ok(0) => return parse_head(&got).map(|(resp, _)| resp),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The status line and headers of an HTTP/1.1 answer, and where its body starts.
+fn parse_head(raw: &[u8]) -> Option<(Resp, usize)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let resp = Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&raw[end..]).into_owned(),
+    };
+    Some((resp, end))
+}
+
+/// A complete answer: its head and `Content-Length` bytes of body.
+fn parse_response(raw: &[u8]) -> Option<Resp> {
+    let (resp, start) = parse_head(raw)?;
+    let len: usize = resp.header("Content-Length")?.parse().ok()?;
+    (raw.len() >= start + len).then_some(resp)
+}
+
+/// Loopback ports on which a process of process group `pgid` listens (Linux `/proc`).
+fn listening_ports_of_group(pgid: u32) -> Vec<u16> {
+    let mut inodes = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let group = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<u32>().ok());
+        if group != Some(pgid) {
+            continue;
+        }
+        for fd in std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            let link = link.to_string_lossy();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|l| l.strip_suffix(']'))
+            {
+                inodes.push(inode.to_string());
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let listening = cols.get(3) == Some(&"0A");
+            if listening && cols.get(9).is_some_and(|i| inodes.iter().any(|x| x == i)) {
+                let port = cols
+                    .get(1)
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports
 }
 
 /// `period` of the test workers' `[[ratelimits]]` (seconds).

@@ -6,6 +6,7 @@
 //! the tests whose name contains a filter word.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod abuse;
 mod browser;
 mod concurrency;
 mod core_flow;
@@ -35,6 +36,7 @@ fn main() {
         grant_safety::TESTS,
         duplicati::TESTS,
         hardening::TESTS,
+        abuse::TESTS,
         browser::TESTS,
         routes::TESTS,
         leaks::TESTS,

@@ -43,9 +43,9 @@ use Surface::{Api, Page};
 #[rustfmt::skip]
 const ROUTES: &[Route] = &[
     Route { path: "/healthz", methods: &["GET", "HEAD"], surface: Api, ip_limited: false, gated: false },
-    Route { path: "/", methods: &["GET", "HEAD"], surface: Page, ip_limited: false, gated: false },
+    Route { path: "/", methods: &["GET", "HEAD"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/fetch", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
-    Route { path: "/token-state", methods: &["GET"], surface: Api, ip_limited: false, gated: false },
+    Route { path: "/token-state", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/login", methods: &["GET"], surface: Page, ip_limited: true, gated: true },
     Route { path: "/refresh", methods: &["GET", "POST"], surface: Api, ip_limited: true, gated: true },
     Route { path: "/handoff", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
@@ -53,7 +53,7 @@ const ROUTES: &[Route] = &[
     Route { path: "/revoked", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/export", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/import", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
-    Route { path: "/callback/demo", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
+    Route { path: "/callback/demo", methods: &["GET"], surface: Page, ip_limited: true, gated: false },
 ];
 
 /// What a response's Content-Type says about its surface.
@@ -119,7 +119,13 @@ fn a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface(b: &Broke
         }
     }
     // Paths outside the table, including neighbours of its rows, stay JSON 404s.
-    for path in ["/nope", "/callback", "/login/extra"] {
+    for path in [
+        "/nope",
+        "/callback",
+        "/login/extra",
+        "/callback/demo/extra",
+        "/callback//callback/demo",
+    ] {
         for method in ["GET", "PUT"] {
             let what = format!("{method} {path}");
             let r = send(b, method, path, &[]);
@@ -141,8 +147,8 @@ fn a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface(b: &Broke
 }
 
 /// Gate and limit share one worker (each start costs seconds), so the order is
-/// deliberate. The gate is probed first, while the limiter is fresh: the 9
-/// limited probes that phase makes stay below the limit of 12, so no gate answer
+/// deliberate. The gate is probed first, while the limiter is fresh: the 12
+/// limited probes that phase makes stay below the limit of 16, so no gate answer
 /// can be a 429 instead, whichever of the two checks the worker runs first.
 /// Then the limit is exhausted with /fetch and every route probed with the
 /// access key, so the gate cannot answer in the limiter's place either.
@@ -150,7 +156,7 @@ fn only_gated_routes_ask_for_the_access_key_and_only_limited_routes_count_agains
     b: &Broker,
 ) {
     const KEY: &str = "key-one";
-    const LIMIT: u32 = 12;
+    const LIMIT: u32 = 16;
     let w = Broker::start_with(
         &b.mock,
         Options {

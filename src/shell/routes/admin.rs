@@ -1,8 +1,10 @@
 //! `GET /export` and `POST /import`: operator tools to move a grant between
-//! brokers. Both need `ADMIN_API_KEY` in `X-APIKey` and the authid in `X-AuthID`.
+//! brokers. Both need `ADMIN_API_KEY` in `X-APIKey`; export needs the authid in
+//! `X-AuthID`, import takes one there only if it looks minted (else it mints one).
 
 use serde_json::json;
 
+use crate::authid::{AuthId, WEAK_AUTHID};
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
@@ -23,10 +25,19 @@ pub async fn export(c: &mut Call) -> Out {
 }
 
 /// Seals a provider token JSON (with `refresh_token` and `service`) under the
-/// authid in `X-AuthID`, unless a grant is stored there already.
+/// authid in `X-AuthID`, unless a grant is stored there already. The authid's
+/// secret is the grant's only key material, so one of the caller's choosing must
+/// look as random as one we mint (`AuthId::looks_minted`); without `X-AuthID`
+/// the broker mints the authid and returns it in `authid`, once.
 pub async fn import(c: &mut Call) -> Out {
     check_api_key(c)?;
-    let authid = c.authid_header()?;
+    let chosen = match c.header("X-AuthID").filter(|h| !h.trim().is_empty()) {
+        Some(_) => Some(c.authid_header()?),
+        None => None,
+    };
+    if chosen.as_ref().is_some_and(|a| !a.looks_minted()) {
+        return Err(WEAK_AUTHID);
+    }
     let body = c.body().await?;
     let (service, grant) = Grant::import(&body).map_err(|_| BrokerError::BadRequest {
         code: "bad_import",
@@ -38,6 +49,11 @@ pub async fn import(c: &mut Call) -> Out {
         .get(&service)
         .map(|p| ProviderId::new(&p.id))
         .ok_or(BrokerError::UnknownProvider)?;
+    let (authid, minted) = match chosen {
+        Some(a) => (a, false),
+        None => (AuthId::generate()?, true),
+    };
+    let shown = minted.then(|| authid.expose());
     let vault = c.vault()?;
     let stored = vault.grant(authid);
     if stored.exists().await? {
@@ -47,5 +63,9 @@ pub async fn import(c: &mut Call) -> Out {
         });
     }
     stored.insert(&provider, &grant, c.cfg.now).await?;
-    json_ok(json!({ "imported": true, "type": provider.as_str() }))
+    let mut answer = json!({ "imported": true, "type": provider.as_str() });
+    if let Some(authid) = shown {
+        answer["authid"] = authid.into();
+    }
+    json_ok(answer)
 }

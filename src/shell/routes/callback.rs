@@ -5,7 +5,7 @@
 //! confirmation (`handoff.rs`).
 
 use super::handoff;
-use crate::authid::{v2_authid, AuthId};
+use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
@@ -104,11 +104,15 @@ async fn mint(
     }
     let grant = Grant::from_code_exchange(resp, c.cfg.now)?;
     if token_version == 2 {
-        // Stateless (Akeeba-style): the authid carries the refresh token; nothing is stored.
+        // Stateless (Akeeba-style): the authid carries the refresh token; nothing
+        // is stored. A token too long to be presented again as an authid is kept
+        // here instead (a stored v1 authid), so the login still yields one that works.
         let rt = grant
             .refresh_token()
             .ok_or_else(|| BrokerError::internal("a new grant without a refresh token"))?;
-        return Ok(v2_authid(&provider.id, &rt));
+        if let Some(authid) = next_v2_authid(&provider.id, &rt) {
+            return Ok(authid);
+        }
     }
     let authid = AuthId::generate()?;
     let shown = authid.expose();

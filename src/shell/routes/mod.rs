@@ -50,7 +50,8 @@ const fn api(path: PathPattern, methods: &'static [Method], handler: Handler) ->
     }
 }
 
-/// Counted against the per-IP limit (costs a D1 write, an upstream call or a secret compare).
+/// Counted against the per-IP limit: every route that writes to D1, calls a
+/// provider or compares a secret.
 const fn limited(route: Route<Handler>) -> Route<Handler> {
     Route {
         ip_limited: true,
@@ -68,11 +69,13 @@ const fn gated(route: Route<Handler>) -> Route<Handler> {
 
 pub static ROUTES: &[Route<Handler>] = &[
     api(Exact("/healthz"), GET_HEAD, |c| Box::pin(health::get(c))),
-    page(Exact("/"), GET_HEAD, |c| Box::pin(index::get(c))),
+    // `?token=` registers a hand-off (GC + insert).
+    limited(page(Exact("/"), GET_HEAD, |c| Box::pin(index::get(c)))),
     limited(api(Exact("/fetch"), GET, |c| Box::pin(handoff::fetch(c)))),
-    api(Exact("/token-state"), GET, |c| {
+    // A D1 query per request, whatever the token.
+    limited(api(Exact("/token-state"), GET, |c| {
         Box::pin(handoff::token_state(c))
-    }),
+    })),
     gated(limited(page(Exact("/login"), GET, |c| {
         Box::pin(login::get(c))
     }))),
@@ -86,5 +89,8 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
     limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),
     limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
-    page(Prefix("/callback/"), GET, |c| Box::pin(callback::get(c))),
+    // Consumes the login state (`DELETE … RETURNING`), then exchanges the code.
+    limited(page(Prefix("/callback/"), GET, |c| {
+        Box::pin(callback::get(c))
+    })),
 ];

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use worker::{Delay, Method};
 
-use crate::authid::{parse_authid, v2_authid, AuthId, ParsedAuthId};
+use crate::authid::{next_v2_authid, parse_authid, plausible_refresh_token, AuthId, ParsedAuthId};
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
@@ -43,6 +43,13 @@ pub async fn handle(c: &mut Call) -> Out {
             provider,
             refresh_token,
         } => {
+            // Every new v2 authid is a new grant bucket and a provider call with
+            // our client credentials: obvious garbage is answered here, and the
+            // rest spends the address's own pass-through budget first.
+            if !plausible_refresh_token(&refresh_token) {
+                return Err(BrokerError::MalformedAuthId);
+            }
+            rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
             rate_limit(c, "RL_PER_GRANT", sha256_hex(raw)).await?;
             pass_through(c, &provider, &refresh_token).await
         }
@@ -84,12 +91,19 @@ async fn pass_through(c: &Call, provider: &str, refresh_token: &RefreshToken) ->
     let outcome =
         upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
     let p = refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize())?;
-    json_ok(json!({
+    let mut answer = json!({
         "access_token": p.access_token.secret(),
         "expires": p.expires_in,
         "type": provider,
-        "v2_authid": v2_authid(provider, &p.next),
-    }))
+    });
+    // Every token round-trips through `v2_authid` (escaped as needed). One too
+    // long to present again (over 8 KiB written) cannot: the access token still
+    // lets this job finish; the next refresh asks the user to log in again.
+    match next_v2_authid(provider, &p.next) {
+        Some(next) => answer["v2_authid"] = next.into(),
+        None => worker::console_warn!("v2 refresh: the rotated token is too long for an authid"),
+    }
+    json_ok(answer)
 }
 
 /// The Workers runtime as the single-flight loop sees it. Owns (shares) the

@@ -1,0 +1,363 @@
+//! Abuse that costs the operator: bodies read before their size is checked,
+//! D1 writes and provider calls without a per-IP budget, authids and tokens of
+//! the caller's choosing. Each test names the behaviour it proves.
+
+use std::time::Duration;
+
+use mock_provider::Config;
+use oauth_broker::authid::AuthId;
+
+use crate::harness::{
+    in_one_rate_limit_window, raw_exchange, request, Broker, Options, Resp, ADMIN_API_KEY,
+};
+
+pub const TESTS: &[crate::Test] = &[
+    (
+        "a_body_declared_too_large_is_refused_before_any_of_it_is_read",
+        a_body_declared_too_large_is_refused_before_any_of_it_is_read,
+    ),
+    (
+        "a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end",
+        a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end,
+    ),
+    (
+        "every_route_that_writes_to_d1_is_limited_per_client_address",
+        every_route_that_writes_to_d1_is_limited_per_client_address,
+    ),
+    (
+        "v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider",
+        v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider,
+    ),
+    (
+        "a_v2_refresh_token_of_any_characters_round_trips_through_its_authid",
+        a_v2_refresh_token_of_any_characters_round_trips_through_its_authid,
+    ),
+    (
+        "import_mints_the_authid_or_takes_only_one_that_could_have_been_minted",
+        import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
+    ),
+];
+
+/// Bounds every wait for an answer on a raw connection. Generous (a loaded
+/// 2-core machine), and never an assertion about time: a worker that reads the
+/// body first never answers at all, because the body never comes.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+fn is_html(r: &Resp) -> bool {
+    r.header("Content-Type")
+        .is_some_and(|c| c.starts_with("text/html"))
+}
+
+fn is_json(r: &Resp) -> bool {
+    r.header("Content-Type")
+        .is_some_and(|c| c.starts_with("application/json"))
+}
+
+/// A v1 authid whose secret could have come from our CSPRNG.
+fn fresh_authid() -> String {
+    AuthId::generate().expect("CSPRNG").expose()
+}
+
+fn a_body_declared_too_large_is_refused_before_any_of_it_is_read(b: &Broker) {
+    let addr = b
+        .worker_socket()
+        .expect("the worker's own socket (behind wrangler dev's proxy)");
+    let authid = fresh_authid();
+    // (path, extra headers, HTML page?) — the unauthenticated routes included.
+    let routes: [(&str, String, bool); 3] = [
+        ("/revoked", String::new(), true),
+        ("/refresh", String::new(), false),
+        (
+            "/import",
+            format!("X-APIKey: {ADMIN_API_KEY}\r\nX-AuthID: {authid}\r\n"),
+            false,
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (path, extra, page) in routes {
+        // 100 MB declared, 7 bytes sent, then the request ends. A worker that
+        // reads before it judges finds the body cut short (400 bad_body), or
+        // waits for it; one that judges the declared length never looks at it.
+        // (`wrangler dev` drains an unread body before passing the answer on,
+        // so an answer while the body is still pending is not observable here.)
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCF-Connecting-IP: 127.0.0.1\r\n{extra}\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\n\r\nauthid="
+        );
+        let Some(r) = raw_exchange(addr, head.as_bytes(), true, ANSWER_WITHIN) else {
+            problems.push(format!("POST {path}: no answer"));
+            continue;
+        };
+        if r.status != 400 || r.header("X-Error-Code") != Some("body_too_large") {
+            problems.push(format!(
+                "POST {path}: {} {:?} (want 400 body_too_large)",
+                r.status,
+                r.header("X-Error-Code")
+            ));
+        } else if page != is_html(&r) || page == is_json(&r) {
+            problems.push(format!(
+                "POST {path}: Content-Type {:?} on the wrong surface",
+                r.header("Content-Type")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end(b: &Broker) {
+    let addr = b
+        .worker_socket()
+        .expect("the worker's own socket (behind wrangler dev's proxy)");
+    // No Content-Length: five 4 KiB chunks (20 KiB, over the 16 KiB cap) and no
+    // final zero-length chunk, so the body never ends.
+    let mut wire = b"POST /revoked HTTP/1.1\r\nHost: 127.0.0.1\r\nCF-Connecting-IP: 127.0.0.1\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for _ in 0..5 {
+        wire.extend_from_slice(b"1000\r\n");
+        wire.extend_from_slice(&[b'a'; 4096]);
+        wire.extend_from_slice(b"\r\n");
+    }
+    let r =
+        raw_exchange(addr, &wire, false, ANSWER_WITHIN).expect("an answer while the body goes on");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.header("X-Error-Code"), Some("body_too_large"));
+    assert!(is_html(&r), "POST /revoked is a page route");
+    // A chunked body under the cap is read whole (and then judged as usual).
+    let small = b"POST /revoked HTTP/1.1\r\nHost: 127.0.0.1\r\nCF-Connecting-IP: 127.0.0.1\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\
+        Connection: close\r\n\r\n7\r\nauthid=\r\n3\r\nbad\r\n0\r\n\r\n";
+    let r = raw_exchange(addr, small, false, ANSWER_WITHIN).expect("an answer");
+    assert_eq!(r.header("X-Error-Code"), Some("malformed_authid"));
+}
+
+/// `/`, `/token-state` and `/callback/*` write to D1 (a hand-off registration; the
+/// `DELETE … RETURNING` of a collected hand-off or a login state). Over the limit
+/// they answer 429 like the other limited routes and write nothing, while another
+/// address still gets through.
+fn every_route_that_writes_to_d1_is_limited_per_client_address(b: &Broker) {
+    const LIMIT: u32 = 10;
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            per_ip_limit: LIMIT,
+            ..Options::default()
+        },
+    );
+    let a = [("CF-Connecting-IP", "203.0.113.10")];
+    let other = [("CF-Connecting-IP", "2001:db8:7:7::1")];
+    let token = |who: &str| format!("abuse-{who}-{}", &fresh_authid()[..12]);
+    let writes = |t: &str| {
+        [
+            (format!("/?token={t}"), true),
+            (format!("/token-state?token={t}"), false),
+            ("/callback/demo?code=c&state=s".to_string(), true),
+        ]
+    };
+    let (exhausted, limited, passed, ta, tb) = in_one_rate_limit_window(|| {
+        let (ta, tb) = (token("a"), token("b"));
+        let exhausted = (0..3 * LIMIT).any(|_| w.get_with("/fetch?token=x", &a).status == 429);
+        let limited: Vec<(String, bool, Resp)> = writes(&ta)
+            .into_iter()
+            .map(|(p, page)| {
+                let r = w.get_with(&p, &a);
+                (p, page, r)
+            })
+            .collect();
+        let passed: Vec<(String, u16)> = writes(&tb)
+            .into_iter()
+            .map(|(p, _)| {
+                let s = w.get_with(&p, &other).status;
+                (p, s)
+            })
+            .collect();
+        (exhausted, limited, passed, ta, tb)
+    });
+    assert!(exhausted, "GET /fetch never reached the limit of {LIMIT}");
+    let mut problems = Vec::new();
+    for (path, page, r) in &limited {
+        if r.status != 429 || r.header("X-Error-Code") != Some("rate_limited") {
+            problems.push(format!(
+                "GET {path} over the limit: {} {:?}",
+                r.status,
+                r.header("X-Error-Code")
+            ));
+        } else if r.header("Retry-After").is_none() || *page != is_html(r) {
+            problems.push(format!(
+                "GET {path}: Retry-After {:?}, Content-Type {:?}",
+                r.header("Retry-After"),
+                r.header("Content-Type")
+            ));
+        }
+    }
+    let want = [200, 200, 400]; // index, token-state, a callback with a forged state
+    for ((path, status), want) in passed.iter().zip(want) {
+        if *status != want {
+            problems.push(format!("GET {path} from another address: {status}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The refused index request registered nothing; the other address's did.
+    let fetch = |t: &str| w.get_with(&format!("/fetch?token={t}"), &other).json();
+    assert_eq!(fetch(&ta)["error"], "No such entry", "a 429 wrote nothing");
+    assert_eq!(
+        fetch(&tb)["wait"],
+        "Not ready",
+        "under the limit it registers"
+    );
+    drop(w);
+}
+
+fn v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider(b: &Broker) {
+    const V2_LIMIT: u32 = 4;
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            per_ip_v2_limit: V2_LIMIT,
+            ..Options::default()
+        },
+    );
+    // Obvious garbage is answered locally: no token-endpoint call, no budget spent.
+    b.mock.reset_stats();
+    let garbage = [
+        "v2:demo:x".to_string(),
+        "v2:demo:sometoken".to_string(),
+        format!("v2:demo:{}", "a".repeat(200)),
+        format!("v2:box.com:{}", "ab".repeat(40)),
+        "v2:demo:0000000000000000000000000000".to_string(),
+        "v2:demo:%ZZ".to_string(),
+    ];
+    let ip = |n: u8| format!("198.51.100.{n}");
+    for g in &garbage {
+        let r = request(
+            "GET",
+            &w.url("/refresh"),
+            &[("X-AuthID", g), ("CF-Connecting-IP", &ip(1))],
+            None,
+        );
+        assert_eq!(r.status, 400, "garbage answered locally: {}", r.body);
+        assert_eq!(r.json()["error"], "malformed_authid");
+    }
+    assert_eq!(
+        b.mock.stats().token_calls,
+        0,
+        "garbage v2 authids reached the provider"
+    );
+    // A flood of plausible v2 authids from one address: each is a new grant (a
+    // new per-grant bucket) and would be a provider call; the address's v2 budget
+    // runs out, another address's does not.
+    let plausible = || format!("v2:demo:{}", fresh_authid().replace(':', "."));
+    let (statuses, other) = in_one_rate_limit_window(|| {
+        b.mock.reset_stats();
+        let statuses: Vec<u16> = (0..3 * V2_LIMIT)
+            .map(|_| {
+                let authid = plausible();
+                let h = [
+                    ("X-AuthID", authid.as_str()),
+                    ("CF-Connecting-IP", "198.51.100.2"),
+                ];
+                w.get_with("/refresh", &h).status
+            })
+            .collect();
+        let authid = plausible();
+        let h = [
+            ("X-AuthID", authid.as_str()),
+            ("CF-Connecting-IP", "198.51.100.3"),
+        ];
+        (statuses, w.get_with("/refresh", &h).status)
+    });
+    let upstream = b.mock.stats().refresh_calls;
+    assert!(statuses.contains(&429), "no 429 in {statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s != 429).count() <= V2_LIMIT as usize,
+        "{statuses:?}"
+    );
+    assert!(
+        upstream <= u64::from(V2_LIMIT) + 1,
+        "{upstream} provider calls"
+    );
+    assert_ne!(other, 429, "the budget is per address");
+    // A real v2 authid from an address with budget left refreshes as before.
+    let v2 = w.login_at("/login?id=demo&tokenversion=2");
+    let r = request(
+        "GET",
+        &w.url("/refresh"),
+        &[("X-AuthID", &v2), ("CF-Connecting-IP", &ip(4))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    if let Some(next) = r.json()["v2_authid"].as_str() {
+        b.remember(next);
+    }
+    b.remember(&v2);
+    drop(w);
+}
+
+/// RFC 6749 lets a refresh token hold any visible ASCII and spaces, and a JSON
+/// answer may carry anything; the v2 authid escapes what its grammar cannot
+/// hold, so each rotated token comes back as an authid the broker accepts.
+fn a_v2_refresh_token_of_any_characters_round_trips_through_its_authid(b: &Broker) {
+    b.mock.set_config(Config {
+        refresh_token_prefix: "mock RT é%41:+/ \t~".to_string(),
+        ..Config::default() // single-use rotation
+    });
+    b.mock.reset_stats();
+    let mut authid = b.login_at("/login?id=demo&tokenversion=2");
+    for round in 0..3 {
+        assert!(
+            authid.starts_with("v2:demo:") && authid.bytes().all(|c| (0x21..=0x7e).contains(&c)),
+            "round {round}: the authid is one token of visible ASCII"
+        );
+        let r = b.refresh(&authid);
+        assert_eq!(r.status, 200, "round {round}: {}", r.body);
+        authid = r.json()["v2_authid"]
+            .as_str()
+            .expect("v2_authid")
+            .to_string();
+        b.remember(&authid);
+    }
+    let stats = b.mock.stats();
+    assert_eq!(stats.refresh_successes, 3);
+    assert_eq!(stats.spent_refresh_reuse, 0);
+    b.reset_mock();
+}
+
+fn import_mints_the_authid_or_takes_only_one_that_could_have_been_minted(b: &Broker) {
+    let original = b.login();
+    let key = [("X-APIKey", ADMIN_API_KEY), ("X-AuthID", original.as_str())];
+    let exported = b.get_with("/export", &key);
+    assert_eq!(exported.status, 200, "{}", exported.body);
+    let keyid = "0f".repeat(16);
+    let weak = [
+        format!("{keyid}:{}", "k".repeat(43)),
+        format!("{keyid}:abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"),
+        format!("{keyid}:password-password-password-passw"),
+        format!("{keyid}:{}", "0123456789".repeat(4)),
+    ];
+    for chosen in &weak {
+        let r = request(
+            "POST",
+            &b.url("/import"),
+            &[("X-APIKey", ADMIN_API_KEY), ("X-AuthID", chosen)],
+            Some(&exported.body),
+        );
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["error"], "weak_authid");
+        assert!(r.header("X-Reason").is_some_and(|x| x.contains("X-AuthID")));
+    }
+    // Without X-AuthID the broker mints the authid and shows it, once, to the operator.
+    let r = request(
+        "POST",
+        &b.url("/import"),
+        &[("X-APIKey", ADMIN_API_KEY)],
+        Some(&exported.body),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["imported"], true);
+    let minted = v["authid"].as_str().expect("minted authid").to_string();
+    b.remember(&minted);
+    assert_ne!(minted, original);
+    let r = b.refresh(&minted);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
