@@ -171,7 +171,7 @@ fn every_step_of_the_documented_secret_rotation_keeps_every_route_working(b: &Br
     w.expire_access_token(&stored);
     s.refresh_upstream(&stored);
     s.export_import_revoke(&revoke_at_0);
-    let (pending_0, handoff_0) = s.leave_handoff(0);
+    let (pending_0, handoff_0) = s.leave_handoff();
     s.done();
     assert_eq!(key_versions(&w), [1], "step 0 seals under v1");
     drop(w);
@@ -192,7 +192,7 @@ fn every_step_of_the_documented_secret_rotation_keeps_every_route_working(b: &Br
     s.export_import_revoke(&revoke_at_2);
     let new_at_2 = s.login();
     s.refresh(&new_at_2);
-    let (pending_2, handoff_2) = s.leave_handoff(2);
+    let (pending_2, handoff_2) = s.leave_handoff();
     s.done();
     assert_eq!(key_versions(&w), [1], "step 2 still seals under v1");
     let v1_hashes = key_hashes(&w);
@@ -218,7 +218,7 @@ fn every_step_of_the_documented_secret_rotation_keeps_every_route_working(b: &Br
     s.export_import_revoke(&revoke_at_3);
     let new_at_3 = s.login();
     s.refresh(&new_at_3);
-    let (pending_3, handoff_3) = s.leave_handoff(3);
+    let (pending_3, handoff_3) = s.leave_handoff();
     s.done();
     // Step 4: rows under v1 are re-sealed under v2 on their next write.
     assert_eq!(
@@ -257,7 +257,7 @@ fn every_step_of_the_documented_secret_rotation_keeps_every_route_working(b: &Br
     s.export_import_revoke(&revoke_at_5);
     let new_at_5 = s.login();
     s.refresh(&new_at_5);
-    let (pending_5, handoff_5) = s.leave_handoff(5);
+    let (pending_5, handoff_5) = s.leave_handoff();
     s.collect_handoff(&pending_5, &handoff_5);
     s.done();
     assert_eq!(key_versions(&w), [2]);
@@ -399,11 +399,17 @@ impl<'a> Step<'a> {
     }
 
     /// Duplicati's old UI at this step: the index registers its token, a
-    /// login carries it, and the callback leaves the authid sealed for
-    /// `/fetch`, which the UI has not collected yet. (token, authid)
-    fn leave_handoff(&mut self, step: u8) -> (String, String) {
-        let token = format!("rotation-step-{step}-{}", crate::harness::free_port());
-        let index = self.w.get(&format!("/?type=demo&token={token}"));
+    /// login carries it, the user confirms on the result page, and the authid
+    /// waits sealed for `/fetch`, which the UI has not collected yet. (token, authid)
+    fn leave_handoff(&mut self) -> (String, String) {
+        // Duplicati's old UI in one popup browser: the index registers the
+        // token in this browser, the login carries it, and the user's click on
+        // the result page releases the authid to /fetch.
+        let token = crate::harness::duplicati_token();
+        let mut popup = crate::harness::Jar::default();
+        let index = self
+            .w
+            .get_in(&mut popup, &format!("/?type=demo&token={token}"));
         self.expect("old-UI index", &index, 200);
         let waiting = self.w.get(&format!("/fetch?token={token}"));
         if self.expect("fetch before the login", &waiting, 200)
@@ -412,10 +418,23 @@ impl<'a> Step<'a> {
             self.problems
                 .push(format!("fetch before the login: {}", waiting.body));
         }
-        let authid = self.login_at(
-            "old-UI login (callback)",
-            &format!("/login?id=demo&token={token}"),
-        );
+        let (page, _) = self
+            .w
+            .login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+        if !self.expect("old-UI login (callback)", &page, 200) {
+            return (token, String::new());
+        }
+        let authid = extract_authid(&page.body).unwrap_or_default();
+        self.b.remember(&authid);
+        let Some(confirm) = crate::harness::extract_confirm(&page.body) else {
+            self.problems
+                .push("old-UI result page: no confirmation form".into());
+            return (token, authid);
+        };
+        let sent = self
+            .w
+            .post_form_in(&mut popup, "/handoff", &format!("confirm={confirm}"));
+        self.expect("old-UI confirmation", &sent, 200);
         (token, authid)
     }
 
