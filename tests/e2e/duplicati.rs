@@ -116,6 +116,16 @@ fn duplicati_error_matrix_uses_statuses_and_x_reason_it_understands(b: &Broker) 
     let r = duplicati_get(b, "/refresh", "not-an-authid");
     assert!((400..500).contains(&r.status) && r.status != 429);
     assert!(r.header("X-Reason").is_some_and(|x| !x.is_empty()));
+    // Unknown authid: 401 (never 404, "folder missing" to Dropbox) with a
+    // challenge, X-Reason, and Box's {status, code, message} in the body.
+    let unknown = format!("{}:{}", "0".repeat(32), "A".repeat(43));
+    let r = duplicati_get(b, "/refresh", &unknown);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("WWW-Authenticate").is_some());
+    assert!(r.header("X-Reason").is_some_and(|x| !x.is_empty()));
+    assert_eq!(r.json()["status"], 401);
+    assert_eq!(r.json()["code"], "unknown_authid");
+    assert_eq!(r.json()["message"], r.json()["error_description"]);
     // Re-authorization needed: 503 + non-empty X-Reason (Duplicati stops and shows it).
     b.mock.set_config(Config {
         access_token_ttl: 30,
