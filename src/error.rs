@@ -1,5 +1,24 @@
 //! One error type for the broker, mapped once to HTTP status, stable `error`
-//! code and the human `X-Reason` text (the only thing Duplicati shows).
+//! code and the human `X-Reason` text.
+//!
+//! What Duplicati does with an answer (duplicati/duplicati@66cfb242, the same
+//! code in v2.2.0.3 stable; paths under `Duplicati/Library/`), which is why the
+//! statuses are what they are:
+//! - `Backend/OAuthHelper/OAuthHelperHttpClient.cs:166-178`: a 503 with
+//!   `X-Reason` fails the backup at once and shows the reason with the login
+//!   URL. Only the user can fix what a 503 reports.
+//! - `:142-151,181,189`: any other 4xx is retried once, any other 5xx five times
+//!   with backoff (1+2+4+8+16 s); then `:183` hands the answer to the backend's
+//!   `AttemptParseAndThrowExceptionAsync`, and only if that does not throw does
+//!   `:184-185` show `X-Reason`.
+//! - Box (`Backend/Box/BoxBackend.cs:78-95`) parses the body as
+//!   `{status, code, message}` (`Backend/Box/Model/ErrorResponse.cs:9-12`) and
+//!   shows `Box.com ErrorResponse: {status} - {code}: {message}`
+//!   (`Backend/Box/Model/BoxException.cs:22`), so every JSON body carries those
+//!   three too ([`BrokerError::json_body`]).
+//! - Dropbox (`Backend/Dropbox/DropboxHelper.cs:239-252`) turns a 404 or 409
+//!   into "folder missing" and a 401 into an authorization failure showing the
+//!   body and the login URL, so an unknown authid is a 401.
 //!
 //! No variant carries a token, an authid, a code or a raw provider body, so an
 //! error can always be logged and echoed safely.
@@ -13,8 +32,10 @@ pub enum BrokerError {
     MissingAuthId,
     /// The authid does not have the v1 or v2 shape.
     MalformedAuthId,
-    /// No grant for this authid, or the authid's secret does not open it.
-    /// Deliberately one variant: unknown and wrong must be indistinguishable.
+    /// No grant for this authid, or the authid's secret does not open it, or it
+    /// was revoked. Deliberately one variant: unknown and wrong must be
+    /// indistinguishable. 401, never 404: Duplicati's Dropbox backend reads a 404
+    /// as "folder missing" (`Backend/Dropbox/DropboxHelper.cs:241-246`).
     UnknownAuthId,
     /// The provider rejected the grant (`invalid_grant`); the user must log in again.
     ReauthorizationRequired { broker_url: String },
@@ -24,7 +45,10 @@ pub enum BrokerError {
     ProviderTimeout,
     /// Another request's refresh of this grant did not finish in time; retryable.
     RefreshPending,
-    /// D1 failed; retryable. `cause` is for the log only (see [`BrokerError::cause`]).
+    /// D1 failed; retryable, so a 500 and never a 503, which Duplicati treats
+    /// as final (`Backend/OAuthHelper/OAuthHelperHttpClient.cs:166-178`); a 500
+    /// is retried five times with backoff (`:181,189`). `cause` is for the log
+    /// only (see [`BrokerError::cause`]).
     StorageUnavailable { cause: String },
     /// The provider id is not in the catalogue or not configured.
     UnknownProvider,
@@ -68,12 +92,13 @@ impl BrokerError {
             MissingAuthId | MalformedAuthId | BadRequest { .. } | InvalidLoginState => 400,
             LoginDenied | Forbidden { .. } => 403,
             Conflict { .. } => 409,
+            UnknownAuthId => 401,
             RateLimited { .. } => 429,
-            UnknownAuthId | UnknownProvider | NotFound => 404,
+            UnknownProvider | NotFound => 404,
             MethodNotAllowed => 405,
-            Misconfigured { .. } | Internal { .. } => 500,
+            Misconfigured { .. } | Internal { .. } | StorageUnavailable { .. } => 500,
             ProviderFailed => 502,
-            ReauthorizationRequired { .. } | StorageUnavailable { .. } => 503,
+            ReauthorizationRequired { .. } => 503,
             ProviderTimeout | RefreshPending => 504,
         }
     }
@@ -142,6 +167,17 @@ impl BrokerError {
         }
     }
 
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 9110 §15.5.2 requires one).
+    /// Its scheme names the header the credential travels in: the broker reads
+    /// the authid from `X-AuthID`, not from `Authorization`, so `Bearer` (RFC
+    /// 6750) would promise something it does not accept. Harmless to Duplicati:
+    /// its `HttpClient` has no credentials (`Utility/HttpClientHelper.cs:55-58`),
+    /// so .NET answers no challenge, and a browser shows the page of an unknown
+    /// scheme instead of prompting.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        (self.status() == 401).then_some(r#"X-AuthID realm="oauth-broker""#)
+    }
+
     /// Seconds for `Retry-After`, where the error has one.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
@@ -190,9 +226,21 @@ impl BrokerError {
         line.chars().take(200).collect()
     }
 
-    /// The JSON error body: `{"error": code, "error_description": reason}`.
+    /// The JSON error body: RFC 6749 §5.2's `error` and `error_description`,
+    /// and the same facts as Box's error object, which Duplicati's Box backend
+    /// parses instead (`Backend/Box/BoxBackend.cs:88-94`,
+    /// `Backend/Box/Model/ErrorResponse.cs:9-12`): `status` the HTTP status as
+    /// a JSON number (an `int` there), `code` the stable code, `message` the
+    /// reason. Without them it shows `Box.com ErrorResponse: 0 - : `.
     pub fn json_body(&self) -> String {
-        json!({ "error": self.code(), "error_description": self.reason() }).to_string()
+        json!({
+            "error": self.code(),
+            "error_description": self.reason(),
+            "status": self.status(),
+            "code": self.code(),
+            "message": self.reason(),
+        })
+        .to_string()
     }
 }
 
@@ -204,7 +252,6 @@ mod tests {
     fn statuses_follow_the_spec() {
         assert_eq!(BrokerError::MissingAuthId.status(), 400);
         assert_eq!(BrokerError::MalformedAuthId.status(), 400);
-        assert_eq!(BrokerError::UnknownAuthId.status(), 404);
         let reauth = BrokerError::ReauthorizationRequired {
             broker_url: "https://b.example/".into(),
         };
@@ -214,7 +261,49 @@ mod tests {
             .contains("re-authorize at https://b.example/"));
         assert_eq!(BrokerError::ProviderFailed.status(), 502);
         assert_eq!(BrokerError::ProviderTimeout.status(), 504);
-        assert_eq!(BrokerError::storage("x").status(), 503);
+    }
+
+    #[test]
+    fn an_unknown_wrong_or_revoked_authid_is_a_401_never_a_404() {
+        // A 404 is "folder missing" to Duplicati's Dropbox backend.
+        let e = BrokerError::UnknownAuthId;
+        assert_eq!((e.status(), e.code()), (401, "unknown_authid"));
+    }
+
+    #[test]
+    fn a_401_carries_a_challenge_and_nothing_else_does() {
+        assert_eq!(
+            BrokerError::UnknownAuthId.www_authenticate(),
+            Some(r#"X-AuthID realm="oauth-broker""#)
+        );
+        for e in [
+            BrokerError::MissingAuthId,
+            BrokerError::Forbidden {
+                code: "f",
+                what: "x",
+            },
+            BrokerError::storage("d1"),
+            BrokerError::NotFound,
+        ] {
+            assert_eq!(e.www_authenticate(), None, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_storage_fault_is_a_retryable_500_never_the_final_503() {
+        let e = BrokerError::storage("d1 find_grant: timeout");
+        assert_eq!((e.status(), e.code()), (500, "storage_unavailable"));
+        // Only what the user must act on is a 503.
+        for e in [
+            BrokerError::storage("x"),
+            BrokerError::internal("x"),
+            BrokerError::ProviderFailed,
+            BrokerError::ProviderTimeout,
+            BrokerError::RefreshPending,
+            BrokerError::Misconfigured { what: "x" },
+        ] {
+            assert_ne!(e.status(), 503, "{e:?}");
+        }
     }
 
     #[test]
@@ -249,11 +338,21 @@ mod tests {
     }
 
     #[test]
-    fn json_body_has_code_and_description() {
-        let v: serde_json::Value =
-            serde_json::from_str(&BrokerError::UnknownAuthId.json_body()).unwrap();
-        assert_eq!(v["error"], "unknown_authid");
-        assert_eq!(v["error_description"], BrokerError::UnknownAuthId.reason());
+    fn json_body_has_the_rfc_6749_pair_and_boxs_status_code_message() {
+        for e in [
+            BrokerError::UnknownAuthId,
+            BrokerError::storage("d1"),
+            BrokerError::RateLimited { retry_after: 7 },
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&e.json_body()).unwrap();
+            assert_eq!(v["error"], e.code());
+            assert_eq!(v["error_description"], e.reason());
+            // Box's ErrorResponse reads `status` into an int: a JSON number.
+            assert_eq!(v["status"].as_u64(), Some(u64::from(e.status())));
+            assert_eq!(v["code"], e.code());
+            assert_eq!(v["message"], e.reason());
+            assert_eq!(v.as_object().map(|o| o.len()), Some(5));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::pages;
 /// - Pages get the strict CSP of [`pages::content_security_policy`].
 /// - HSTS only over https (it is ignored, and misleading, over http).
 /// - Errors carry `X-Reason` (what Duplicati shows), `X-Error-Code`, and
-///   `Retry-After` where there is one.
+///   `Retry-After` or `WWW-Authenticate` where there is one.
 pub fn response_headers(
     content_type: &str,
     https: bool,
@@ -39,6 +39,9 @@ pub fn response_headers(
         h.push(("X-Error-Code", e.code().to_string()));
         if let Some(secs) = e.retry_after() {
             h.push(("Retry-After", secs.to_string()));
+        }
+        if let Some(challenge) = e.www_authenticate() {
+            h.push(("WWW-Authenticate", challenge.to_string()));
         }
     }
     h
@@ -82,5 +85,18 @@ mod tests {
         assert!(get(&h, "X-Reason").is_some_and(|r| !r.is_empty()));
         let h = response_headers("application/json", false, Some(&BrokerError::NotFound));
         assert!(get(&h, "Retry-After").is_none());
+        assert!(get(&h, "WWW-Authenticate").is_none());
+    }
+
+    #[test]
+    fn an_unknown_authid_is_answered_with_a_challenge_on_both_surfaces() {
+        for ct in ["application/json", "text/html; charset=utf-8"] {
+            let h = response_headers(ct, true, Some(&BrokerError::UnknownAuthId));
+            assert_eq!(
+                get(&h, "WWW-Authenticate"),
+                Some(r#"X-AuthID realm="oauth-broker""#)
+            );
+            assert_eq!(get(&h, "X-Error-Code"), Some("unknown_authid"));
+        }
     }
 }

@@ -35,8 +35,8 @@ pub const TESTS: &[crate::Test] = &[
         invalid_grant_is_remembered_and_never_retried_upstream,
     ),
     (
-        "d1_failure_is_503_storage_unavailable",
-        d1_failure_is_503_storage_unavailable,
+        "d1_failure_is_a_retryable_500_storage_unavailable",
+        d1_failure_is_a_retryable_500_storage_unavailable,
     ),
     (
         "a_crashed_winners_lease_expires_and_the_grant_refreshes",
@@ -235,13 +235,22 @@ fn invalid_grant_is_remembered_and_never_retried_upstream(b: &Broker) {
     assert_eq!(after["status"], "reauth_required");
 }
 
-fn d1_failure_is_503_storage_unavailable(b: &Broker) {
+/// A 500, not a 503: Duplicati retries a 500 five times with backoff but fails
+/// the backup at once on a 503 with `X-Reason` (duplicati/duplicati@66cfb242
+/// `Duplicati/Library/Backend/OAuthHelper/OAuthHelperHttpClient.cs:166-181`).
+fn d1_failure_is_a_retryable_500_storage_unavailable(b: &Broker) {
     let authid = b.login();
     b.d1("ALTER TABLE grants RENAME TO grants_moved");
     let r = b.refresh(&authid);
     b.d1("ALTER TABLE grants_moved RENAME TO grants");
-    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(r.json()["error"], "storage_unavailable");
+    assert_eq!(r.json()["status"], 500);
+    assert_eq!(r.header("X-Error-Code"), Some("storage_unavailable"));
+    assert!(r
+        .header("X-Reason")
+        .is_some_and(|x| x.contains("try again")));
+    assert!(!r.body.contains("grants"), "no D1 message in the answer");
     assert_eq!(b.refresh(&authid).status, 200);
 }
 

@@ -187,11 +187,16 @@ fn bad_authids_get_4xx_with_x_reason_never_5xx(b: &Broker) {
     wrong.push(if last == 'A' { 'B' } else { 'A' });
     assert_error(
         &b.refresh(&format!("{keyid}:{wrong}")),
-        404,
+        401,
         "unknown_authid",
     );
     let unknown = format!("{}:{}", "0".repeat(32), secret);
-    assert_error(&b.refresh(&unknown), 404, "unknown_authid");
+    let r = b.refresh(&unknown);
+    assert_error(&r, 401, "unknown_authid");
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some(r#"X-AuthID realm="oauth-broker""#)
+    );
     // The real grant still works.
     assert_eq!(b.refresh(&authid).status, 200);
 }
@@ -208,11 +213,11 @@ fn tampered_ciphertext_fails_closed_and_grant_survives(b: &Broker) {
     b.d1(&format!(
         "UPDATE grants SET ciphertext = '{flipped}' WHERE key_hash = '{kh}'"
     ));
-    assert_error(&b.refresh(&authid), 404, "unknown_authid");
+    assert_error(&b.refresh(&authid), 401, "unknown_authid");
     b.d1(&format!(
         "UPDATE grants SET ciphertext = substr(ciphertext, 1, 10) WHERE key_hash = '{kh}'"
     ));
-    assert_error(&b.refresh(&authid), 404, "unknown_authid");
+    assert_error(&b.refresh(&authid), 401, "unknown_authid");
     b.d1(&format!(
         "UPDATE grants SET ciphertext = '{original}' WHERE key_hash = '{kh}'"
     ));
@@ -233,7 +238,7 @@ fn row_copied_under_another_key_fails_closed(b: &Broker) {
     b.d1(&format!(
         "UPDATE grants SET (nonce, ciphertext) = (SELECT nonce, ciphertext FROM grants WHERE key_hash = '{kv}') WHERE key_hash = '{ka}'"
     ));
-    assert_error(&b.refresh(&attacker), 404, "unknown_authid");
+    assert_error(&b.refresh(&attacker), 401, "unknown_authid");
     b.d1(&format!(
         "UPDATE grants SET nonce = '{nonce}', ciphertext = '{ct}' WHERE key_hash = '{ka}'"
     ));
@@ -386,7 +391,7 @@ fn revoke_deletes_the_grant_and_revokes_upstream(b: &Broker) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("provider confirmed"));
     assert_eq!(b.mock.stats().revoke_calls, 1);
-    assert_error(&b.refresh(&authid), 404, "unknown_authid");
+    assert_error(&b.refresh(&authid), 401, "unknown_authid");
     let again = b.post_form("/revoked", &format!("authid={enc}"));
-    assert_eq!(again.status, 404);
+    assert_eq!(again.status, 401);
 }

@@ -21,6 +21,14 @@ pub const TESTS: &[crate::Test] = &[
         duplicati_error_matrix_uses_statuses_and_x_reason_it_understands,
     ),
     (
+        "box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid",
+        box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid,
+    ),
+    (
+        "a_brief_d1_outage_is_retried_by_every_duplicati_backend",
+        a_brief_d1_outage_is_retried_by_every_duplicati_backend,
+    ),
+    (
         "duplicati_login_url_derivation_lands_on_the_filtered_index",
         duplicati_login_url_derivation_lands_on_the_filtered_index,
     ),
@@ -116,6 +124,16 @@ fn duplicati_error_matrix_uses_statuses_and_x_reason_it_understands(b: &Broker) 
     let r = duplicati_get(b, "/refresh", "not-an-authid");
     assert!((400..500).contains(&r.status) && r.status != 429);
     assert!(r.header("X-Reason").is_some_and(|x| !x.is_empty()));
+    // Unknown authid: 401 (never 404, "folder missing" to Dropbox) with a
+    // challenge, X-Reason, and Box's {status, code, message} in the body.
+    let unknown = format!("{}:{}", "0".repeat(32), "A".repeat(43));
+    let r = duplicati_get(b, "/refresh", &unknown);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("WWW-Authenticate").is_some());
+    assert!(r.header("X-Reason").is_some_and(|x| !x.is_empty()));
+    assert_eq!(r.json()["status"], 401);
+    assert_eq!(r.json()["code"], "unknown_authid");
+    assert_eq!(r.json()["message"], r.json()["error_description"]);
     // Re-authorization needed: 503 + non-empty X-Reason (Duplicati stops and shows it).
     b.mock.set_config(Config {
         access_token_ttl: 30,
@@ -140,6 +158,247 @@ fn duplicati_error_matrix_uses_statuses_and_x_reason_it_understands(b: &Broker) 
     let r = duplicati_get(b, "/refresh", &other);
     assert_eq!(r.status, 502);
     assert!(r.header("X-Reason").is_some());
+}
+
+// What a Duplicati user ends up seeing when the broker refuses a token, ported
+// from duplicati/duplicati@66cfb242 (the same code is in v2.2.0.3 stable). Paths
+// are under `Duplicati/Library/`.
+
+/// The backends whose answer-parsing differs.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    /// `Backend/Box/BoxBackend.cs:68-95`.
+    Box,
+    /// `Backend/Dropbox/DropboxHelper.cs:31-46,221-280`. It asks the broker only
+    /// for an authid with a `:` (`:43-45`), which ours have.
+    Dropbox,
+    /// Google Drive, OneDrive, …: no override of
+    /// `Backend/OAuthHelper/JSONWebHelperHttpClient.cs:225-228`.
+    Other,
+}
+
+/// The exception Duplicati throws, its message (what the user reads), and how
+/// many times it asked the broker before giving up.
+#[derive(Debug)]
+struct Seen {
+    exception: &'static str,
+    message: String,
+    attempts: u32,
+}
+
+const LOGIN_ERROR: &str = "UserInformationException(OAuthLoginError)";
+
+/// `Backend/OAuthHelper/Strings.cs:27`; `Backend/Dropbox/Strings.cs:32` is the same text.
+fn authorization_failure(message: &str, login_url: &str) -> String {
+    format!(
+        "Failed to authorize using the OAuth service: {message}. If the problem persists, \
+         try generating a new authid token from: {login_url}"
+    )
+}
+
+/// `OAuthHelperHttpClient.GetAccessTokenAsync` when every attempt gets the
+/// error answer `r` (`Backend/OAuthHelper/OAuthHelperHttpClient.cs:104-200`).
+/// Our `X-Reason` is never blank, so the status-name fallback (`:163-164`) and
+/// the over-quota branch it feeds (`:168-173`) are left out.
+fn duplicati_sees(backend: Backend, r: &Resp, login_url: &str) -> Seen {
+    assert!(r.status >= 400, "not an error: {}", r.status);
+    let reason = r.header("X-Reason").filter(|m| !m.trim().is_empty());
+    // :166-178: a 503 with X-Reason is final at the first attempt.
+    if let (503, Some(msg)) = (r.status, reason) {
+        return Seen {
+            exception: LOGIN_ERROR,
+            message: authorization_failure(msg, login_url),
+            attempts: 1,
+        };
+    }
+    // :142-151,181,189: a 4xx is asked once more, anything else five times more.
+    let attempts = if (400..500).contains(&r.status) { 2 } else { 6 };
+    // :183: the backend's parser may throw first.
+    let parsed = match backend {
+        Backend::Box => Some(box_parses(r)),
+        Backend::Dropbox => Some(dropbox_parses(r, login_url)),
+        Backend::Other => None,
+    };
+    let (exception, message) = parsed.unwrap_or_else(|| match reason {
+        // :184-185
+        Some(msg) => (LOGIN_ERROR, authorization_failure(msg, login_url)),
+        // :186 rethrows EnsureSuccessStatusCode's HttpRequestException (:127).
+        None => (
+            "HttpRequestException",
+            format!(
+                "Response status code does not indicate success: {}",
+                r.status
+            ),
+        ),
+    });
+    Seen {
+        exception,
+        message,
+        attempts,
+    }
+}
+
+/// `Backend/Box/BoxBackend.cs:78-95`: the body read as Box's `ErrorResponse`
+/// (`Box/Model/ErrorResponse.cs:9-12`, Newtonsoft: a missing member keeps its
+/// default, 0 or null; a value it cannot convert, or a body that is not an
+/// object, throws and `:93` falls back to the raw body), shown by
+/// `Box/Model/BoxException.cs:22`.
+fn box_parses(r: &Resp) -> (&'static str, String) {
+    if r.status == 429 {
+        return ("TooManyRequestException", String::new()); // :83-84
+    }
+    let as_error_response = |v: serde_json::Value| {
+        let o = v.as_object()?.clone();
+        let status = match o.get("status") {
+            None => 0,
+            Some(s) => s.as_i64()?,
+        };
+        let text = |k: &str| match o.get(k) {
+            None | Some(serde_json::Value::Null) => Some(String::new()),
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => None,
+        };
+        Some((status, text("code")?, text("message")?))
+    };
+    let (status, code, message) = serde_json::from_str(&r.body)
+        .ok()
+        .and_then(as_error_response)
+        .unwrap_or_else(|| (i64::from(r.status), "Unknown".into(), r.body.clone()));
+    (
+        "BoxException",
+        format!("Box.com ErrorResponse: {status} - {code}: {message}"),
+    )
+}
+
+/// `Backend/Dropbox/DropboxHelper.cs:221-280` for the token request, which is
+/// not a file request (`:236`).
+fn dropbox_parses(r: &Resp, login_url: &str) -> (&'static str, String) {
+    let json = r.body.clone(); // :229
+    match r.status {
+        404 | 409 => ("FolderMissingException", json), // :241-246
+        401 => (LOGIN_ERROR, authorization_failure(&json, login_url)), // :248-252
+        429 | 507 => (
+            "UserInformationException(DropboxOverQuotaError)",
+            format!("The Dropbox account is over quota: {json}"), // :254-259
+        ),
+        // :263-275; the body goes to `errorJSON`, the message is fixed (:286).
+        _ if serde_json::from_str::<serde_json::Value>(&json).is_ok() => {
+            ("DropboxException", "Dropbox API error".into())
+        }
+        status => (
+            "InvalidDataException",
+            format!("Non-json response (code: {status}, message: <reason phrase>): {json}"), // :277
+        ),
+    }
+}
+
+/// Issue 13 item 4: Box and Dropbox parse the answer before Duplicati's
+/// `X-Reason` logic. An unknown, wrong or revoked authid must reach their users
+/// as our reason (Box) and as an authorization failure with the re-login URL
+/// (Dropbox), never as "folder missing".
+fn box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid(b: &Broker) {
+    let live = b.login();
+    let (keyid, secret) = live.split_once(':').expect("a v1 authid");
+    let mut wrong = secret.to_string();
+    let last = wrong.pop().expect("a secret");
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    let revoked = b.login();
+    let enc: String = url::form_urlencoded::byte_serialize(revoked.as_bytes()).collect();
+    assert_eq!(
+        b.post_form("/revoked", &format!("authid={enc}")).status,
+        200
+    );
+    let oauth_url = b.url("/refresh");
+    let box_login = duplicati_login_url(&oauth_url, "box.com"); // BoxBackend.cs:72
+    let dropbox_login = duplicati_login_url(&oauth_url, "dropbox"); // DropboxHelper.cs:39
+    let mut reason = String::new();
+    for (what, authid) in [
+        ("unknown", format!("{}:{secret}", "0".repeat(32))),
+        ("wrong", format!("{keyid}:{wrong}")),
+        ("revoked", revoked.clone()),
+    ] {
+        let r = duplicati_get(b, "/refresh", &authid);
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        reason = r.header("X-Reason").expect("X-Reason").to_string();
+        let seen = duplicati_sees(Backend::Box, &r, &box_login);
+        assert_eq!(
+            (seen.exception, seen.message.as_str(), seen.attempts),
+            (
+                "BoxException",
+                format!("Box.com ErrorResponse: 401 - unknown_authid: {reason}").as_str(),
+                2
+            ),
+            "{what}"
+        );
+        let seen = duplicati_sees(Backend::Dropbox, &r, &dropbox_login);
+        assert_eq!(seen.exception, LOGIN_ERROR, "{what}: {}", seen.message);
+        assert!(seen.message.contains(&reason), "{what}: {}", seen.message);
+        assert!(seen.message.ends_with(&dropbox_login), "{what}");
+        let seen = duplicati_sees(Backend::Other, &r, &box_login);
+        assert_eq!(seen.message, authorization_failure(&reason, &box_login));
+        for backend in [Backend::Box, Backend::Dropbox, Backend::Other] {
+            let seen = duplicati_sees(backend, &r, &box_login);
+            assert!(!seen.message.contains(secret), "{what}: secret shown");
+        }
+    }
+    assert_eq!(b.refresh(&live).status, 200);
+    // The port reproduces the bug it replaces: the old answer, a 404 with only
+    // RFC 6749's pair, was "folder missing" to Dropbox and empty to Box.
+    let old = Resp {
+        status: 404,
+        headers: vec![("X-Reason".into(), reason.clone())],
+        body: serde_json::json!({"error": "unknown_authid", "error_description": reason})
+            .to_string(),
+    };
+    let seen = duplicati_sees(Backend::Dropbox, &old, &dropbox_login);
+    assert_eq!(seen.exception, "FolderMissingException");
+    let seen = duplicati_sees(Backend::Box, &old, &box_login);
+    assert_eq!(seen.message, "Box.com ErrorResponse: 0 - : ");
+}
+
+/// Issue 13 item 5: a D1 fault is a 500, which every backend retries five
+/// times with backoff (1+2+4+8+16 s) instead of failing the backup at once, as
+/// it would on a 503. Should it last, Box and the generic backends show our
+/// reason; Dropbox shows only "Dropbox API error" (`DropboxHelper.cs:274-275,286`).
+fn a_brief_d1_outage_is_retried_by_every_duplicati_backend(b: &Broker) {
+    let authid = b.login();
+    b.d1("ALTER TABLE grants RENAME TO grants_moved");
+    let r = duplicati_get(b, "/refresh", &authid);
+    b.d1("ALTER TABLE grants_moved RENAME TO grants");
+    assert_eq!(r.status, 500, "{}", r.body);
+    let reason = r.header("X-Reason").expect("X-Reason").to_string();
+    let login = duplicati_login_url(&b.url("/refresh"), "box.com");
+    for backend in [Backend::Box, Backend::Dropbox, Backend::Other] {
+        let seen = duplicati_sees(backend, &r, &login);
+        assert_eq!(seen.attempts, 6, "{backend:?}: retried, not final");
+    }
+    assert_eq!(
+        duplicati_sees(Backend::Box, &r, &login).message,
+        format!("Box.com ErrorResponse: 500 - storage_unavailable: {reason}")
+    );
+    assert_eq!(
+        duplicati_sees(Backend::Other, &r, &login).message,
+        authorization_failure(&reason, &login)
+    );
+    // The same answer as a 503 would have failed the backup at the first try.
+    let as_503 = Resp {
+        status: 503,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    assert_eq!(
+        duplicati_sees(Backend::Dropbox, &as_503, &login).attempts,
+        1
+    );
+    assert_eq!(
+        duplicati_refresh_status(b, &authid),
+        200,
+        "the outage is over"
+    );
+}
+
+fn duplicati_refresh_status(b: &Broker, authid: &str) -> u16 {
+    duplicati_get(b, "/refresh", authid).status
 }
 
 /// Duplicati's login URL: the oauth-url's scheme, userinfo, host and port, the

@@ -394,7 +394,7 @@ impl<'a> Step<'a> {
         let r = self.w.post_form("/revoked", &format!("authid={enc}"));
         if self.expect(what, &r, 200) {
             let gone = self.w.refresh(authid);
-            self.expect(&format!("refresh after the {what}"), &gone, 404);
+            self.expect(&format!("refresh after the {what}"), &gone, 401);
         }
     }
 
@@ -624,7 +624,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/refresh".into(),
             authid_h(format!("{keyid}:{}", "Z".repeat(43))),
             None,
-            404,
+            401,
             "unknown_authid",
         ),
         (
@@ -633,7 +633,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/refresh".into(),
             authid_h(format!("{}:{secret}", "f".repeat(32))),
             None,
-            404,
+            401,
             "unknown_authid",
         ),
         (
@@ -699,7 +699,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/refresh".into(),
             authid_h(format!("v2:nope:{token}")),
             None,
-            404,
+            401,
             "unknown_authid",
         ),
         (
@@ -930,7 +930,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             "/revoked".into(),
             h("Content-Type", "application/x-www-form-urlencoded".into()),
             Some(format!("authid={keyid}%3A{}", "Q".repeat(43))),
-            404,
+            401,
             "unknown_authid",
         ),
         (
@@ -1181,7 +1181,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             ),
             vec![],
             None,
-            404,
+            401,
             "unknown_authid",
         ),
         // /import: an authid of the caller's choosing must look minted.
@@ -1258,6 +1258,12 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
                 assert_eq!(r.json()["error"], *code, "{what}");
             }
         }
+        // RFC 9110 §15.5.2: a 401 carries a challenge.
+        assert_eq!(
+            r.header("WWW-Authenticate").is_some(),
+            r.status == 401,
+            "{what}"
+        );
         assert!(!r.body.contains(marker), "{what}: raw input echoed");
         assert!(!r.body.contains(secret), "{what}: secret echoed");
         for (k, v) in &r.headers {

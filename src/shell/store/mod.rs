@@ -1,5 +1,5 @@
 //! D1 access: the only code that writes SQL. Every statement is prepared with
-//! bound parameters. A failing statement becomes `StorageUnavailable` (503,
+//! bound parameters. A failing statement becomes `StorageUnavailable` (500,
 //! retryable) carrying the operation and D1's message for the log (D1's
 //! messages name tables and columns, never bound values).
 //!
