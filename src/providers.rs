@@ -680,6 +680,9 @@ mod tests {
         .unwrap();
         let m = c.get("mine").unwrap();
         assert!(m.public_client && m.login == LoginKind::CliToken);
+        // An operator who does not want it offered empties its client id.
+        let c = Catalogue::load(Some(r#"[{"id":"jottacloud","client_id":""}]"#)).unwrap();
+        assert!(c.configured(|_| true).is_empty());
     }
 
     #[test]
