@@ -115,7 +115,8 @@ impl Config {
         self.catalogue.as_ref().map_err(Clone::clone)
     }
 
-    /// The providers a user may log in with: client id and client secret set.
+    /// The providers a user may log in with: client id and client secret set
+    /// (a public client needs no secret).
     pub fn offered(&self) -> Result<Vec<&Provider>, BrokerError> {
         Ok(self
             .catalogue()?
@@ -126,23 +127,28 @@ impl Config {
     }
 
     fn usable(&self, p: &Provider) -> bool {
-        !p.client_id.is_empty() && self.client_secrets.iter().any(|(id, _)| *id == p.id)
+        !p.client_id.is_empty()
+            && (p.public_client || self.client_secrets.iter().any(|(id, _)| *id == p.id))
     }
 
-    /// A provider a user may log in with (by id or alias) and its client secret.
-    pub fn provider(&self, id: &str) -> Result<(&Provider, &ClientSecret), BrokerError> {
+    /// A provider a user may log in with (by id or alias) and its client
+    /// secret; `None` for a public client, which has none (and sends none).
+    pub fn provider(&self, id: &str) -> Result<(&Provider, Option<&ClientSecret>), BrokerError> {
         let p = self
             .catalogue()?
             .get(id)
             .filter(|p| self.usable(p))
             .ok_or(BrokerError::UnknownProvider)?;
+        if p.public_client {
+            return Ok((p, None));
+        }
         let secret = self
             .client_secrets
             .iter()
             .find(|(pid, _)| *pid == p.id)
             .map(|(_, s)| s)
             .ok_or(BrokerError::UnknownProvider)?;
-        Ok((p, secret))
+        Ok((p, Some(secret)))
     }
 
     /// The server keys (`SEALING_SECRET` + `SEALING_SECRETS_PREVIOUS`), derived once.
@@ -212,15 +218,27 @@ mod tests {
     #[test]
     fn a_provider_is_offered_only_with_client_id_and_secret() {
         let c = config(&[("OAUTH_PROVIDERS", DEMO)]);
-        assert!(c.offered().unwrap().is_empty());
+        let ids = |c: &Config| {
+            c.offered()
+                .unwrap()
+                .iter()
+                .map(|p| p.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&c), ["jottacloud"], "a public client needs no secret");
+        let (j, secret) = c.provider("jottacloud").unwrap();
+        assert!(j.public_client && secret.is_none());
         assert_eq!(
             c.provider("demo").unwrap_err(),
             BrokerError::UnknownProvider
         );
         let c = config(&[("OAUTH_PROVIDERS", DEMO), ("CLIENT_SECRET_DEMO", "s3cret")]);
         let (p, secret) = c.provider("demo").unwrap();
-        assert_eq!((p.id.as_str(), secret.secret()), ("demo", "s3cret"));
-        assert_eq!(c.offered().unwrap().len(), 1);
+        assert_eq!(
+            (p.id.as_str(), secret.map(ClientSecret::secret)),
+            ("demo", Some("s3cret"))
+        );
+        assert_eq!(ids(&c), ["jottacloud", "demo"]);
         // A built-in needs its client id variable too.
         let c = config(&[("CLIENT_SECRET_DROPBOX", "x")]);
         assert!(c.provider("dropbox").is_err());

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod authid;
+pub mod cli_token;
 pub mod config;
 pub mod error;
 pub mod grant;

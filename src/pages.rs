@@ -85,6 +85,8 @@ fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
 pub struct ProviderLink<'a> {
     pub id: &'a str,
     pub name: &'a str,
+    /// Logged in by pasting a CLI token (`/cli-token`), not through `/login`.
+    pub cli_token: bool,
 }
 
 /// Options the index passes on to `/login`.
@@ -116,6 +118,22 @@ pub fn login_href(id: &str, opts: &IndexOptions) -> String {
     format!("/login?{}", q.finish())
 }
 
+/// Where a provider button points: `/login`, or for a CLI-token provider
+/// `/cli-token?id=<id>` as oauth-handler main.py (6d9aa7d) L165-166 links it
+/// (no hand-off token, no token version: the result is always a stored v1
+/// authid), keeping only the access key.
+pub fn provider_href(p: &ProviderLink<'_>, opts: &IndexOptions) -> String {
+    if !p.cli_token {
+        return login_href(p.id, opts);
+    }
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("id", p.id);
+    if let Some(k) = &opts.access_key {
+        q.append_pair("key", k);
+    }
+    format!("/cli-token?{}", q.finish())
+}
+
 /// `GET /`: one button per configured provider.
 pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
     let shown: Vec<&ProviderLink<'_>> = providers
@@ -142,7 +160,7 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
             body.push_str(&format!(
                 "<li><a class=\"button\" id=\"login-{id}\" href=\"{href}\">{name}</a></li>",
                 id = escape(p.id),
-                href = escape(&login_href(p.id, opts)),
+                href = escape(&provider_href(p, opts)),
                 name = escape(p.name),
             ));
         }
@@ -152,6 +170,36 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
         "<p class=\"muted\">Lost trust in an authid? <a href=\"/revoke\">Revoke it</a>.</p>",
     );
     layout(200, "OAuth broker", &body, false)
+}
+
+/// `GET /cli-token?id=<id>`: the form where the user pastes the provider's CLI
+/// token. Field names as oauth-handler's templates/cli-token.html L26-28 (`id`,
+/// `token`), plus the double-submit `csrf` value (`crate::cli_token`).
+pub fn cli_token_form(id: &str, provider_name: &str, csrf: &str, access_key: Option<&str>) -> Page {
+    let action = match access_key {
+        Some(k) => {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("key", k);
+            format!("/cli-token-login?{}", q.finish())
+        }
+        None => "/cli-token-login".to_string(),
+    };
+    let body = format!(
+        "<h1>Log in to {name}</h1>\
+         <p>Paste your {name} <strong>CLI token</strong>. Create one in your {name} account \
+         settings; the broker uses it once and keeps only the resulting authorization.</p>\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"id\" value=\"{id}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><input class=\"authid\" id=\"token\" name=\"token\" autocomplete=\"off\" \
+         aria-label=\"CLI token\" placeholder=\"CLI token\" required></p>\
+         <p><button id=\"cli-login\" type=\"submit\">Log in</button></p></form>",
+        name = escape(provider_name),
+        action = escape(&action),
+        id = escape(id),
+        csrf = escape(csrf),
+    );
+    layout(200, "Log in with a CLI token", &body, false)
 }
 
 /// What the result page says about Duplicati's old-UI hand-off (`crate::handoff`).
@@ -296,10 +344,12 @@ mod tests {
             ProviderLink {
                 id: "demo",
                 name: "Demo <b>",
+                cli_token: false,
             },
             ProviderLink {
                 id: "box.com",
                 name: "Box",
+                cli_token: false,
             },
         ];
         let page = index(&p, &IndexOptions::default());
@@ -315,10 +365,12 @@ mod tests {
             ProviderLink {
                 id: "demo",
                 name: "Demo",
+                cli_token: false,
             },
             ProviderLink {
                 id: "box.com",
                 name: "Box",
+                cli_token: false,
             },
         ];
         let opts = IndexOptions {
@@ -340,6 +392,42 @@ mod tests {
             },
         );
         assert!(none.html.contains("not configured"));
+    }
+
+    #[test]
+    fn a_cli_token_provider_links_to_the_cli_token_page() {
+        let p = [
+            ProviderLink {
+                id: "jottacloud",
+                name: "Jottacloud",
+                cli_token: true,
+            },
+            ProviderLink {
+                id: "box.com",
+                name: "Box",
+                cli_token: false,
+            },
+        ];
+        let opts = IndexOptions {
+            only: Some("jottacloud".into()),
+            fetch_token: Some("tok".into()),
+            token_version_2: true,
+            access_key: Some("k&1".into()),
+        };
+        let page = index(&p, &opts);
+        assert!(page
+            .html
+            .contains("href=\"/cli-token?id=jottacloud&amp;key=k%261\""));
+        assert!(!page.html.contains("/login?"));
+        let form = cli_token_form("jotta\"", "Jotta<", "c\"<", Some("k&1"));
+        assert!(form.html.contains("action=\"/cli-token-login?key=k%261\""));
+        assert!(form.html.contains("name=\"id\" value=\"jotta&quot;\""));
+        assert!(form.html.contains("name=\"csrf\" value=\"c&quot;&lt;\""));
+        assert!(form.html.contains("name=\"token\""));
+        assert!(form.html.contains("Jotta&lt;"));
+        assert!(!form.html.contains("<script"));
+        let plain = cli_token_form("jottacloud", "Jottacloud", "c", None);
+        assert!(plain.html.contains("action=\"/cli-token-login\""));
     }
 
     #[test]

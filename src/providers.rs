@@ -3,9 +3,21 @@
 //! Built-in entries carry the real endpoints, scopes and quirks of the providers
 //! Duplicati's clients know (ids are Duplicati's, so its clients work unchanged).
 //! Operators add or override entries with the `OAUTH_PROVIDERS` JSON variable.
-//! A provider is *offered* only when both its client id and client secret are set.
+//! A provider is *offered* only when both its client id and client secret are
+//! set, or, for a public client (Jottacloud's `jottacli`), its client id alone.
 
 use serde::Deserialize;
+
+/// How a user logs in with a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginKind {
+    /// RFC 6749 §4.1: `/login` redirects to the provider, which calls back.
+    AuthorizationCode,
+    /// Jottacloud: the user pastes a "CLI token" on `/cli-token` and the broker
+    /// makes a `grant_type=password` call with it (`crate::cli_token`).
+    CliToken,
+}
 
 /// One OAuth2 provider, as the broker talks to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +45,11 @@ pub struct Provider {
     /// the result page shows the access token itself, which Duplicati uses
     /// directly and never sends to the broker. Nothing is stored.
     pub access_token_is_authid: bool,
+    /// A public client (RFC 6749 §2.1): no client secret exists, none is sent
+    /// upstream, and the provider is offered without a `CLIENT_SECRET_*` binding.
+    pub public_client: bool,
+    /// How a user logs in (`/login` or `/cli-token`).
+    pub login: LoginKind,
 }
 
 impl Provider {
@@ -88,6 +105,9 @@ struct BuiltIn {
     pkce: bool,
     refresh_sends_redirect_uri: bool,
     access_token_is_authid: bool,
+    /// `Some(client id)` for a public client, which has no secret.
+    public_client: Option<&'static str>,
+    login: LoginKind,
 }
 
 const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
@@ -119,6 +139,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         id: "gcs",
@@ -132,6 +154,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         id: "onedrivev2",
@@ -145,6 +169,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         id: "sharepoint",
@@ -158,6 +184,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         id: "msgroup",
@@ -171,6 +199,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         // Box refresh tokens are single use: every refresh returns a new one and
@@ -188,6 +218,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: false,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         // Dropbox issues refresh tokens only with token_access_type=offline and
@@ -206,6 +238,8 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: true,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
         // pCloud access tokens never expire and it issues no refresh token.
@@ -222,6 +256,27 @@ const BUILT_IN: &[BuiltIn] = &[
         pkce: false,
         refresh_sends_redirect_uri: false,
         access_token_is_authid: true,
+        public_client: None,
+        login: LoginKind::AuthorizationCode,
+    },
+    BuiltIn {
+        // oauth-handler settings.py (6d9aa7d) L163, L233-238, L334-340: the
+        // public client `jottacli` (no secret), scope `openid offline_access`,
+        // logged in with a pasted CLI token (`cli-token: True`). Refresh tokens
+        // rotate. Jottacloud has no revocation endpoint there.
+        id: "jottacloud",
+        name: "Jottacloud",
+        authorize_url: "",
+        token_url: "https://id.jottacloud.com/auth/realms/jottacloud/protocol/openid-connect/token",
+        revoke_url: None,
+        scopes: "openid offline_access",
+        extra: &[],
+        consent: &[],
+        pkce: false,
+        refresh_sends_redirect_uri: false,
+        access_token_is_authid: false,
+        public_client: Some("jottacli"),
+        login: LoginKind::CliToken,
     },
 ];
 
@@ -255,6 +310,8 @@ struct ProviderOverride {
     pkce: Option<bool>,
     refresh_sends_redirect_uri: Option<bool>,
     access_token_is_authid: Option<bool>,
+    public_client: Option<bool>,
+    login: Option<LoginKind>,
 }
 
 /// Why `OAUTH_PROVIDERS` was rejected. Carries no configured values.
@@ -295,7 +352,7 @@ impl Catalogue {
                 token_url: b.token_url.to_string(),
                 revoke_url: b.revoke_url.map(str::to_string),
                 scopes: b.scopes.to_string(),
-                client_id: String::new(),
+                client_id: b.public_client.unwrap_or_default().to_string(),
                 extra_authorize_params: b
                     .extra
                     .iter()
@@ -309,6 +366,8 @@ impl Catalogue {
                 pkce: b.pkce,
                 refresh_sends_redirect_uri: b.refresh_sends_redirect_uri,
                 access_token_is_authid: b.access_token_is_authid,
+                public_client: b.public_client.is_some(),
+                login: b.login,
             })
             .collect();
         let raw = oauth_providers.map(str::trim).unwrap_or("");
@@ -352,6 +411,8 @@ impl Catalogue {
                         pkce: true,
                         refresh_sends_redirect_uri: true,
                         access_token_is_authid: false,
+                        public_client: false,
+                        login: LoginKind::AuthorizationCode,
                     };
                     apply(&mut p, o)?;
                     providers.push(p);
@@ -385,11 +446,14 @@ impl Catalogue {
     }
 
     /// The providers a user may log in with: client id set and client secret
-    /// bound (`has_secret` is asked with the binding name).
+    /// bound (`has_secret` is asked with the binding name); a public client
+    /// needs no secret.
     pub fn configured(&self, has_secret: impl Fn(&str) -> bool) -> Vec<&Provider> {
         self.providers
             .iter()
-            .filter(|p| !p.client_id.is_empty() && has_secret(&p.secret_binding()))
+            .filter(|p| {
+                !p.client_id.is_empty() && (p.public_client || has_secret(&p.secret_binding()))
+            })
             .collect()
     }
 }
@@ -466,6 +530,12 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     if let Some(v) = o.access_token_is_authid {
         p.access_token_is_authid = v;
     }
+    if let Some(v) = o.public_client {
+        p.public_client = v;
+    }
+    if let Some(v) = o.login {
+        p.login = v;
+    }
     Ok(())
 }
 
@@ -502,6 +572,7 @@ mod tests {
             "box.com",
             "dropbox",
             "pcloud",
+            "jottacloud",
         ] {
             assert!(c.get(id).is_some(), "{id} missing");
         }
@@ -578,15 +649,53 @@ mod tests {
     }
 
     #[test]
+    fn jottacloud_is_a_public_cli_token_client_offered_without_a_secret() {
+        let c = Catalogue::load(None).unwrap();
+        let j = c.get("jottacloud").unwrap();
+        assert_eq!(j.client_id, "jottacli");
+        assert!(j.public_client);
+        assert_eq!(j.login, LoginKind::CliToken);
+        assert_eq!(j.scopes, "openid offline_access");
+        assert_eq!(
+            j.token_url,
+            "https://id.jottacloud.com/auth/realms/jottacloud/protocol/openid-connect/token"
+        );
+        assert!(j.revoke_url.is_none());
+        let offered = c.configured(|_| false);
+        assert_eq!(
+            offered.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["jottacloud"]
+        );
+        // Operators point it elsewhere (the e2e harness: at the mock).
+        let c = Catalogue::load(Some(
+            r#"[{"id":"jottacloud","token_url":"http://127.0.0.1:9/token"}]"#,
+        ))
+        .unwrap();
+        let j = c.get("jottacloud").unwrap();
+        assert_eq!(j.token_url, "http://127.0.0.1:9/token");
+        assert!(j.public_client && j.login == LoginKind::CliToken);
+        let c = Catalogue::load(Some(
+            r#"[{"id":"mine","name":"M","authorize_url":"https://a.example/a","token_url":"https://a.example/t","scopes":"","client_id":"c","public_client":true,"login":"cli_token"}]"#,
+        ))
+        .unwrap();
+        let m = c.get("mine").unwrap();
+        assert!(m.public_client && m.login == LoginKind::CliToken);
+        // An operator who does not want it offered empties its client id.
+        let c = Catalogue::load(Some(r#"[{"id":"jottacloud","client_id":""}]"#)).unwrap();
+        assert!(c.configured(|_| true).is_empty());
+    }
+
+    #[test]
     fn nothing_is_offered_without_client_id_and_secret() {
         let c = Catalogue::load(None).unwrap();
-        assert!(c.configured(|_| true).is_empty());
+        assert!(c.configured(|_| true).iter().all(|p| p.public_client));
         let c = c.with_client_ids(|name| (name == "CLIENT_ID_DROPBOX").then(|| "abc".into()));
-        assert!(c.configured(|_| false).is_empty());
+        assert!(c.configured(|_| false).iter().all(|p| p.public_client));
         let offered = c.configured(|name| name == "CLIENT_SECRET_DROPBOX");
-        assert_eq!(offered.len(), 1);
-        assert_eq!(offered[0].id, "dropbox");
-        assert_eq!(offered[0].client_id, "abc");
+        let dropbox: Vec<_> = offered.iter().filter(|p| !p.public_client).collect();
+        assert_eq!(dropbox.len(), 1);
+        assert_eq!(dropbox[0].id, "dropbox");
+        assert_eq!(dropbox[0].client_id, "abc");
     }
 
     #[test]
@@ -610,7 +719,8 @@ mod tests {
                 .iter()
                 .map(|p| p.id.as_str())
                 .collect::<Vec<_>>(),
-            ["demo"]
+            ["jottacloud", "demo"],
+            "the public client needs no secret"
         );
     }
 

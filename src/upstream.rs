@@ -1,11 +1,13 @@
 //! Requests to a provider's token and revocation endpoints, and how their answers
 //! are classified. Pure: the shell sends what this builds and hands back status
 //! and body. Client authentication is `client_secret_post` (RFC 6749 §2.3.1),
-//! which every built-in provider accepts.
+//! which every built-in provider accepts; a public client (RFC 6749 §2.1,
+//! Jottacloud's `jottacli`) sends its `client_id` and no secret.
 
 use serde_json::{Map, Value};
 use url::form_urlencoded::Serializer;
 
+use crate::cli_token::CliToken;
 use crate::providers::Provider;
 use crate::secret::{ClientSecret, RefreshToken};
 
@@ -27,10 +29,18 @@ impl std::fmt::Debug for FormPost {
     }
 }
 
+/// `client_id`, and `client_secret` unless the client is public (`None`).
+fn client_auth(f: &mut Serializer<'_, String>, provider: &Provider, secret: Option<&ClientSecret>) {
+    f.append_pair("client_id", &provider.client_id);
+    if let Some(s) = secret {
+        f.append_pair("client_secret", s.secret());
+    }
+}
+
 /// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5).
 pub fn code_exchange(
     provider: &Provider,
-    secret: &ClientSecret,
+    secret: Option<&ClientSecret>,
     code: &str,
     redirect_uri: &str,
     pkce_verifier: Option<&str>,
@@ -38,9 +48,8 @@ pub fn code_exchange(
     let mut f = Serializer::new(String::new());
     f.append_pair("grant_type", "authorization_code")
         .append_pair("code", code)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("client_id", &provider.client_id)
-        .append_pair("client_secret", secret.secret());
+        .append_pair("redirect_uri", redirect_uri);
+    client_auth(&mut f, provider, secret);
     if let Some(v) = pkce_verifier {
         f.append_pair("code_verifier", v);
     }
@@ -53,15 +62,14 @@ pub fn code_exchange(
 /// RFC 6749 §6: refresh. `redirect_uri` is sent only where the provider wants it.
 pub fn refresh(
     provider: &Provider,
-    secret: &ClientSecret,
+    secret: Option<&ClientSecret>,
     refresh_token: &RefreshToken,
     redirect_uri: &str,
 ) -> FormPost {
     let mut f = Serializer::new(String::new());
     f.append_pair("grant_type", "refresh_token")
-        .append_pair("refresh_token", refresh_token.secret())
-        .append_pair("client_id", &provider.client_id)
-        .append_pair("client_secret", secret.secret());
+        .append_pair("refresh_token", refresh_token.secret());
+    client_auth(&mut f, provider, secret);
     if provider.refresh_sends_redirect_uri {
         f.append_pair("redirect_uri", redirect_uri);
     }
@@ -74,19 +82,40 @@ pub fn refresh(
 /// RFC 7009 §2.1: revoke a refresh token, where the provider has an endpoint.
 pub fn revoke(
     provider: &Provider,
-    secret: &ClientSecret,
+    secret: Option<&ClientSecret>,
     refresh_token: &RefreshToken,
 ) -> Option<FormPost> {
     let url = provider.revoke_url.clone()?;
     let mut f = Serializer::new(String::new());
     f.append_pair("token", refresh_token.secret())
-        .append_pair("token_type_hint", "refresh_token")
-        .append_pair("client_id", &provider.client_id)
-        .append_pair("client_secret", secret.secret());
+        .append_pair("token_type_hint", "refresh_token");
+    client_auth(&mut f, provider, secret);
     Some(FormPost {
         url,
         body: f.finish(),
     })
+}
+
+/// RFC 6749 §4.3: the resource owner password credentials grant Jottacloud's
+/// CLI-token login makes, field for field as oauth-handler main.py (6d9aa7d)
+/// L430-438 does: `client_id`, `grant_type=password`, `scope`, `username`,
+/// `password` = the CLI token's `auth_token`, form-encoded (`requests.post(url,
+/// data=…)`), and a client secret only if the provider has one.
+pub fn password_grant(
+    provider: &Provider,
+    secret: Option<&ClientSecret>,
+    token: &CliToken,
+) -> FormPost {
+    let mut f = Serializer::new(String::new());
+    f.append_pair("grant_type", "password")
+        .append_pair("scope", &provider.scopes)
+        .append_pair("username", token.username())
+        .append_pair("password", token.auth_token().secret());
+    client_auth(&mut f, provider, secret);
+    FormPost {
+        url: provider.token_url.clone(),
+        body: f.finish(),
+    }
 }
 
 /// A successful token endpoint answer (RFC 6749 §5.1), kept whole.
@@ -196,7 +225,7 @@ mod tests {
         let p = provider("googledrive");
         let post = code_exchange(
             &p,
-            &ClientSecret::new("sec&ret".into()),
+            Some(&ClientSecret::new("sec&ret".into())),
             "c0de",
             "https://b/callback/googledrive",
             Some("ver"),
@@ -220,10 +249,11 @@ mod tests {
     fn dropbox_refresh_omits_redirect_uri_microsoft_sends_it() {
         let s = ClientSecret::new("s".into());
         let rt = RefreshToken::new("rt".into());
-        let d = form(&refresh(&provider("dropbox"), &s, &rt, "https://b/callback/dropbox").body);
+        let s = Some(&s);
+        let d = form(&refresh(&provider("dropbox"), s, &rt, "https://b/callback/dropbox").body);
         assert!(!d.iter().any(|(k, _)| k == "redirect_uri"));
         assert!(d.contains(&("refresh_token".into(), "rt".into())));
-        let m = form(&refresh(&provider("onedrivev2"), &s, &rt, "https://b/cb").body);
+        let m = form(&refresh(&provider("onedrivev2"), s, &rt, "https://b/cb").body);
         assert!(m.contains(&("redirect_uri".into(), "https://b/cb".into())));
     }
 
@@ -231,10 +261,47 @@ mod tests {
     fn revoke_only_where_the_provider_has_an_endpoint() {
         let s = ClientSecret::new("s".into());
         let rt = RefreshToken::new("rt".into());
-        assert!(revoke(&provider("onedrivev2"), &s, &rt).is_none());
-        let post = revoke(&provider("box.com"), &s, &rt).unwrap();
+        assert!(revoke(&provider("onedrivev2"), Some(&s), &rt).is_none());
+        assert!(revoke(&provider("jottacloud"), None, &rt).is_none());
+        let post = revoke(&provider("box.com"), Some(&s), &rt).unwrap();
         assert_eq!(post.url, "https://api.box.com/oauth2/revoke");
         assert!(form(&post.body).contains(&("token".into(), "rt".into())));
+    }
+
+    #[test]
+    fn jottacloud_password_grant_sends_the_cli_token_and_no_client_secret() {
+        let p = Catalogue::load(None)
+            .unwrap()
+            .get("jottacloud")
+            .unwrap()
+            .clone();
+        // {"username":"u@example.com","auth_token":"at&1"}
+        let token =
+            CliToken::parse("eyJ1c2VybmFtZSI6InVAZXhhbXBsZS5jb20iLCJhdXRoX3Rva2VuIjoiYXQmMSJ9")
+                .unwrap();
+        let post = password_grant(&p, None, &token);
+        assert_eq!(
+            post.url,
+            "https://id.jottacloud.com/auth/realms/jottacloud/protocol/openid-connect/token"
+        );
+        let mut f = form(&post.body);
+        f.sort();
+        let want: Vec<(String, String)> = [
+            ("client_id", "jottacli"),
+            ("grant_type", "password"),
+            ("password", "at&1"),
+            ("scope", "openid offline_access"),
+            ("username", "u@example.com"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(f, want);
+        assert!(!format!("{post:?}").contains("at&1"));
+        // Its refreshes are public too.
+        let r = form(&refresh(&p, None, &RefreshToken::new("rt".into()), "https://b/cb").body);
+        assert!(r.contains(&("client_id".into(), "jottacli".into())));
+        assert!(!r.iter().any(|(k, _)| k == "client_secret"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! It is the local demo provider (`scripts/dev.sh` runs the binary next to
 //! `wrangler dev`) and the end-to-end test double (tests start it in process and
 //! flip its switches). It implements RFC 6749 authorization_code (auto-consent,
-//! PKCE S256 per RFC 7636) and refresh_token grants and RFC 7009 revocation, and
+//! PKCE S256 per RFC 7636) and refresh_token grants, the RFC 6749 §4.3 password
+//! grant for a public client (Jottacloud's `jottacli` with a CLI token's
+//! username and `auth_token`), and RFC 7009 revocation, and
 //! emulates provider quirks: single-use rotating refresh tokens (Box), rotation
 //! with the old token still valid (Microsoft), no rotation (Google), 5xx,
 //! `invalid_grant`, malformed JSON and slow answers. It counts every call and
@@ -86,6 +88,12 @@ pub struct Config {
     /// allows any visible ASCII and space in a token, and a JSON string carries
     /// anything: tests use spaces, `%`, `:` and non-ASCII here.
     pub refresh_token_prefix: String,
+    /// The public client (no secret) allowed the password grant (Jottacloud's `jottacli`).
+    pub public_client_id: String,
+    /// The one username the password grant accepts.
+    pub password_username: String,
+    /// Its password (a Jottacloud CLI token's `auth_token`).
+    pub password: String,
 }
 
 impl Default for Config {
@@ -100,6 +108,9 @@ impl Default for Config {
             deny: false,
             require_pkce: false,
             refresh_token_prefix: "mockRT_".to_string(),
+            public_client_id: "jottacli".to_string(),
+            password_username: "mock-user@example.com".to_string(),
+            password: "mock-cli-auth-token".to_string(),
         }
     }
 }
@@ -117,6 +128,9 @@ impl Config {
             "deny": self.deny,
             "require_pkce": self.require_pkce,
             "refresh_token_prefix": self.refresh_token_prefix,
+            "public_client_id": self.public_client_id,
+            "password_username": self.password_username,
+            "password": self.password,
         })
     }
 
@@ -156,6 +170,13 @@ impl Config {
                 "refresh_token_prefix" => {
                     self.refresh_token_prefix = val.as_str().ok_or_else(bad)?.to_string()
                 }
+                "public_client_id" => {
+                    self.public_client_id = val.as_str().ok_or_else(bad)?.to_string()
+                }
+                "password_username" => {
+                    self.password_username = val.as_str().ok_or_else(bad)?.to_string()
+                }
+                "password" => self.password = val.as_str().ok_or_else(bad)?.to_string(),
                 _ => return Err(format!("unknown field {k}")),
             }
         }
@@ -172,6 +193,8 @@ pub struct Stats {
     pub token_calls: u64,
     /// Successful authorization_code grants.
     pub code_exchanges: u64,
+    /// Successful password grants (the public client's CLI-token logins).
+    pub password_grants: u64,
     /// Every refresh_token grant request, successful or not.
     pub refresh_calls: u64,
     /// Successful refresh_token grants.
@@ -201,6 +224,7 @@ impl Stats {
             "authorize_calls": self.authorize_calls,
             "token_calls": self.token_calls,
             "code_exchanges": self.code_exchanges,
+            "password_grants": self.password_grants,
             "refresh_calls": self.refresh_calls,
             "refresh_successes": self.refresh_successes,
             "spent_refresh_reuse": self.spent_refresh_reuse,
@@ -253,6 +277,9 @@ struct State {
     access_tokens: HashMap<String, At>,
     /// Families revoked (by revocation or by spent-token reuse).
     dead_families: Vec<u64>,
+    /// Families issued to the public client: only it may refresh them, and it
+    /// may refresh no other (RFC 6749 §6: the client the token was issued to).
+    public_families: Vec<u64>,
     next_family: u64,
     in_flight_refresh: u64,
 }
@@ -620,15 +647,52 @@ fn token(shared: &Shared, req: &Request) -> Response {
     if cfg.malformed_json {
         return Response::new(200, "application/json", "<html>this is not JSON</html>");
     }
-    if !client_ok(shared, req, &form) {
+    let public = public_client(req, &form, &cfg);
+    if !public && !client_ok(shared, req, &form) {
         shared.lock().stats.bad_client_auth += 1;
         return error(401, "invalid_client");
     }
     match grant {
-        "authorization_code" => code_grant(shared, &form, &cfg),
-        "refresh_token" => refresh_grant(shared, &form, &cfg),
+        "authorization_code" if !public => code_grant(shared, &form, &cfg),
+        "refresh_token" => refresh_grant(shared, &form, &cfg, public),
+        "password" if public => password_grant(shared, &form, &cfg),
+        "authorization_code" => error(400, "unauthorized_client"),
         _ => error(400, "unsupported_grant_type"),
     }
+}
+
+/// The public client identifies itself by `client_id` alone: no secret in the
+/// form, no Basic header (RFC 6749 §2.1, §3.2.1). A public client id sent with
+/// a secret is judged as a confidential client (and fails).
+fn public_client(req: &Request, form: &[(String, String)], cfg: &Config) -> bool {
+    !cfg.public_client_id.is_empty()
+        && get(form, "client_id") == Some(cfg.public_client_id.as_str())
+        && get(form, "client_secret").is_none()
+        && req.header("Authorization").is_none()
+}
+
+/// RFC 6749 §4.3.2, as Jottacloud's Keycloak answers it: wrong credentials are
+/// 401 `invalid_grant` ("Invalid user credentials").
+fn password_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Response {
+    let user_ok = ct_eq(
+        get(form, "username").unwrap_or("").as_bytes(),
+        cfg.password_username.as_bytes(),
+    );
+    let pass_ok = ct_eq(
+        get(form, "password").unwrap_or("").as_bytes(),
+        cfg.password.as_bytes(),
+    );
+    if !(user_ok & pass_ok) || cfg.password.is_empty() {
+        return error(401, "invalid_grant");
+    }
+    let mut st = shared.lock();
+    st.next_family += 1;
+    let family = st.next_family;
+    st.public_families.push(family);
+    st.stats.password_grants += 1;
+    let scope = get(form, "scope").unwrap_or("").to_string();
+    let v = issue(&mut st, family, cfg, true, &scope);
+    Response::json(200, &v)
 }
 
 fn issue(st: &mut State, family: u64, cfg: &Config, with_refresh: bool, scope: &str) -> Value {
@@ -695,7 +759,12 @@ fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Respo
     Response::json(200, &v)
 }
 
-fn refresh_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Response {
+fn refresh_grant(
+    shared: &Shared,
+    form: &[(String, String)],
+    cfg: &Config,
+    public: bool,
+) -> Response {
     if cfg.invalid_grant {
         return error(400, "invalid_grant");
     }
@@ -705,6 +774,9 @@ fn refresh_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Re
         return error(400, "invalid_grant");
     };
     let (family, scope) = (rt.family, rt.scope.clone());
+    if public != st.public_families.contains(&family) {
+        return error(400, "invalid_grant");
+    }
     if rt.state == RtState::Spent {
         // The failure every broker must avoid: Box kills the grant for good.
         st.stats.spent_refresh_reuse += 1;
@@ -883,7 +955,7 @@ mod tests {
             ..Stats::default()
         };
         let v = s.to_json();
-        assert_eq!(v.as_object().map(|o| o.len()), Some(13));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(14));
         assert_eq!(v["spent_refresh_reuse"], 2);
         assert_eq!(v["issued_codes"][0], "mockCODE_x");
     }

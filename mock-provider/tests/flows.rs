@@ -775,3 +775,87 @@ fn the_binary_prints_its_url_and_refuses_non_loopback_hosts() {
     assert!(read.is_ok() && port.is_some(), "{line:?}");
     assert!(config.unwrap_or_default().contains(r#""rotation":"never""#));
 }
+
+fn password(m: &MockProvider, body: &str) -> Resp {
+    post(m, "/token", body, "")
+}
+
+const PASSWORD_LOGIN: &str = "grant_type=password&client_id=jottacli&scope=openid%20offline_access&username=mock-user%40example.com&password=mock-cli-auth-token";
+
+fn public_refresh(m: &MockProvider, rt: &str) -> Resp {
+    post(
+        m,
+        "/token",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}&client_id=jottacli",
+            enc(rt)
+        ),
+        "",
+    )
+}
+
+#[test]
+fn the_public_client_logs_in_with_a_password_and_its_tokens_rotate() {
+    let m = start();
+    let r = password(&m, PASSWORD_LOGIN);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["scope"], "openid offline_access");
+    let mut rt = token_of(&r, "refresh_token");
+    let first = rt.clone();
+    for _ in 0..3 {
+        let r = public_refresh(&m, &rt);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let next = token_of(&r, "refresh_token");
+        assert_ne!(next, rt, "every refresh rotates");
+        rt = next;
+    }
+    let s = m.stats();
+    assert_eq!((s.password_grants, s.refresh_successes), (1, 3));
+    assert_eq!(s.spent_refresh_reuse, 0);
+    // Single use: a spent token is flagged and kills the grant.
+    assert_eq!(public_refresh(&m, &first).status, 400);
+    assert_eq!(m.stats().spent_refresh_reuse, 1);
+    assert_eq!(public_refresh(&m, &rt).status, 400);
+}
+
+#[test]
+fn the_password_grant_needs_the_public_client_and_the_configured_credentials() {
+    let m = start();
+    let wrong_password = PASSWORD_LOGIN.replace("mock-cli-auth-token", "nope");
+    let wrong_user = PASSWORD_LOGIN.replace("mock-user", "other-user");
+    for body in [wrong_password, wrong_user] {
+        let r = password(&m, &body);
+        assert_eq!(r.status, 401, "{body}");
+        assert_eq!(r.json()["error"], "invalid_grant");
+    }
+    // The public client id with a secret is not the public client.
+    let r = password(&m, &format!("{PASSWORD_LOGIN}&client_secret=x"));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_client");
+    // Another client id without a secret is an unauthenticated client.
+    let r = password(&m, &PASSWORD_LOGIN.replace("jottacli", "someone"));
+    assert_eq!(r.json()["error"], "invalid_client");
+    // The public client may not exchange codes, nor refresh a confidential grant.
+    let r = password(
+        &m,
+        "grant_type=authorization_code&code=x&client_id=jottacli",
+    );
+    assert_eq!(r.json()["error"], "unauthorized_client");
+    let confidential = login(&m);
+    assert_eq!(public_refresh(&m, &confidential).status, 400);
+    // And the confidential client may not refresh the public client's grant.
+    let rt = token_of(&password(&m, PASSWORD_LOGIN), "refresh_token");
+    assert_eq!(refresh(&m, &enc(&rt)).status, 400);
+    assert_eq!(m.stats().password_grants, 1);
+    // Switches: other credentials.
+    m.set_config(Config {
+        password_username: "a".into(),
+        password: "b".into(),
+        ..Config::default()
+    });
+    let r = password(
+        &m,
+        "grant_type=password&client_id=jottacli&scope=s&username=a&password=b",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

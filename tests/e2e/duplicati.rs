@@ -789,7 +789,8 @@ fn duplicati_provider_ids_and_box_alias_work(b: &Broker) {
     let r = b.refresh(&authid);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["type"], "box.com");
-    let r = b.get("/login?id=jottacloud");
+    // (Not jottacloud: a public client, offered without a secret.)
+    let r = b.get("/login?id=dropbox");
     assert_eq!(r.status, 404, "unconfigured provider ids are refused");
 }
 

@@ -276,10 +276,11 @@ impl Broker {
         )
         .expect("write config");
         let m = mock.base_url();
-        // The demo provider, and the built-ins box.com and pcloud pointed at the mock (so
+        // The demo provider, and the built-ins box.com, pcloud and jottacloud (the
+        // public client `jottacli`, no secret) pointed at the mock (so
         // Duplicati's ids and aliases are exercised against a real worker).
         let providers = format!(
-            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}"}}]"#
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}"}},{{"id":"jottacloud","token_url":"{m}/token"}}]"#
         );
         let mut vars = format!(
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\

@@ -14,7 +14,8 @@ pub const TESTS: &[crate::Test] = &[
 ];
 
 /// Every secret value the run produced: the mock's tokens and codes, the authids
-/// (whole and each half), and the client secret.
+/// (whole and each half), the client secret, and the Jottacloud CLI token's
+/// `auth_token` (the mock's password).
 fn secrets(b: &Broker) -> Vec<String> {
     let s = b.mock.stats();
     let mut all: Vec<String> = s
@@ -34,6 +35,7 @@ fn secrets(b: &Broker) -> Vec<String> {
         }
     }
     all.push(crate::harness::CLIENT_SECRET.to_string());
+    all.push(mock_provider::Config::default().password);
     all
 }
 

@@ -14,6 +14,7 @@ mod duplicati;
 mod grant_safety;
 mod hardening;
 mod harness;
+mod jottacloud;
 mod leaks;
 mod routes;
 mod skeleton;
@@ -39,6 +40,7 @@ fn main() {
         abuse::TESTS,
         browser::TESTS,
         routes::TESTS,
+        jottacloud::TESTS,
         leaks::TESTS,
     ]
     .concat();

@@ -47,6 +47,8 @@ const ROUTES: &[Route] = &[
     Route { path: "/fetch", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/token-state", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/login", methods: &["GET"], surface: Page, ip_limited: true, gated: true },
+    Route { path: "/cli-token", methods: &["GET"], surface: Page, ip_limited: true, gated: true },
+    Route { path: "/cli-token-login", methods: &["POST"], surface: Page, ip_limited: true, gated: true },
     Route { path: "/refresh", methods: &["GET", "POST"], surface: Api, ip_limited: true, gated: true },
     Route { path: "/handoff", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/revoke", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
@@ -147,8 +149,8 @@ fn a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface(b: &Broke
 }
 
 /// Gate and limit share one worker (each start costs seconds), so the order is
-/// deliberate. The gate is probed first, while the limiter is fresh: the 12
-/// limited probes that phase makes stay below the limit of 16, so no gate answer
+/// deliberate. The gate is probed first, while the limiter is fresh: the 16
+/// limited probes that phase makes stay below the limit of 24, so no gate answer
 /// can be a 429 instead, whichever of the two checks the worker runs first.
 /// Then the limit is exhausted with /fetch and every route probed with the
 /// access key, so the gate cannot answer in the limiter's place either.
@@ -156,7 +158,7 @@ fn only_gated_routes_ask_for_the_access_key_and_only_limited_routes_count_agains
     b: &Broker,
 ) {
     const KEY: &str = "key-one";
-    const LIMIT: u32 = 16;
+    const LIMIT: u32 = 24;
     let w = Broker::start_with(
         &b.mock,
         Options {

@@ -91,7 +91,8 @@ pub async fn get(c: &mut Call) -> Out {
 
 /// What the result page shows for a completed code exchange: a new stored (v1)
 /// authid, a pass-through (v2) authid, or, for pCloud, the access token itself.
-async fn mint(
+/// Also how a CLI-token login (`cli_token.rs`) keeps its grant.
+pub(super) async fn mint(
     c: &Call,
     provider: &Provider,
     token_version: u8,

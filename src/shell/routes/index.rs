@@ -1,10 +1,12 @@
 //! `GET /`: one login button per offered provider. Duplicati's old UI opens it
 //! with `?type=<id>&token=<t>` (the token registers a hand-off bound to this
 //! browser, `handoff.rs`); `?tokenversion=2` starts pass-through logins;
-//! `?key=` is passed on.
+//! `?key=` is passed on. A CLI-token provider (Jottacloud) links to
+//! `/cli-token` instead of `/login`.
 
 use super::handoff;
 use crate::pages::{self, IndexOptions, ProviderLink};
+use crate::providers::LoginKind;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
 
@@ -15,6 +17,7 @@ pub async fn get(c: &mut Call) -> Out {
         .map(|p| ProviderLink {
             id: &p.id,
             name: &p.name,
+            cli_token: p.login == LoginKind::CliToken,
         })
         .collect();
     let fetch_token = crate::handoff::token_param(&c.query)?;

@@ -1,11 +1,14 @@
 //! `GET /login?id=<provider>`: a single-use state, a browser-binding cookie and
 //! PKCE (`crate::login`), stored, then a 302 to the provider. With `token=<t>`
 //! (Duplicati's old UI) only from the browser that registered `t` at the index,
-//! and the provider is asked for consent.
+//! and the provider is asked for consent. A CLI-token provider (Jottacloud)
+//! is sent to its `/cli-token` page.
 
 use super::handoff;
 use crate::error::BrokerError;
 use crate::login;
+use crate::pages::{self, IndexOptions, ProviderLink};
+use crate::providers::LoginKind;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
 
@@ -15,6 +18,20 @@ pub async fn get(c: &mut Call) -> Out {
         what: "no provider id was given",
     })?;
     let (provider, _) = c.cfg.provider(id)?;
+    if provider.login == LoginKind::CliToken {
+        // Jottacloud has no authorize endpoint: its login is the CLI-token page.
+        let link = ProviderLink {
+            id: &provider.id,
+            name: &provider.name,
+            cli_token: true,
+        };
+        let opts = IndexOptions {
+            access_key: c.query("key")?.map(str::to_string),
+            ..IndexOptions::default()
+        };
+        let href = pages::provider_href(&link, &opts);
+        return Ok(redirect(&format!("{}{href}", c.cfg.origin)));
+    }
     let token_version = match c.query("tokenversion")? {
         Some("2") => 2,
         _ => 1,

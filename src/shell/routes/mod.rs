@@ -6,6 +6,7 @@
 
 mod admin;
 mod callback;
+mod cli_token;
 mod handoff;
 mod health;
 mod index;
@@ -78,6 +79,14 @@ pub static ROUTES: &[Route<Handler>] = &[
     })),
     gated(limited(page(Exact("/login"), GET, |c| {
         Box::pin(login::get(c))
+    }))),
+    // Jottacloud's CLI-token login: the form, and its POST (a provider call,
+    // a D1 write).
+    gated(limited(page(Exact("/cli-token"), GET, |c| {
+        Box::pin(cli_token::form(c))
+    }))),
+    gated(limited(page(Exact("/cli-token-login"), POST, |c| {
+        Box::pin(cli_token::login(c))
     }))),
     gated(limited(api(Exact("/refresh"), GET_POST, |c| {
         Box::pin(refresh::handle(c))
