@@ -31,11 +31,14 @@ code,input.authid{font-family:ui-monospace,monospace}input.authid{width:100%;pad
 .error{border-left:4px solid #b00;padding-left:1rem}.muted{color:#666;font-size:.9rem}";
 
 /// Copies the authid and hands it to Duplicati's UI through `window.opener`.
-/// The authid and allowed origins come from data attributes, never from script text.
+/// The authid and the exact target origins (`crate::opener::OpenerOrigins::targets`)
+/// come from data attributes, never from script text. Any authid is posted,
+/// pCloud's access token (no `:`) too; the page exists only for a real one
+/// (errors are other pages, without this script).
 const RESULT_SCRIPT: &str = "(function(){var e=document.getElementById('authid');if(!e)return;\
 var v=e.getAttribute('data-authid')||'';var b=document.getElementById('copy');\
 if(b)b.addEventListener('click',function(){e.select();if(navigator.clipboard){navigator.clipboard.writeText(v).then(function(){b.textContent='Copied';});}else{document.execCommand('copy');b.textContent='Copied';}});\
-if(v.indexOf(':')<1||!window.opener)return;\
+if(!v||!window.opener)return;\
 (e.getAttribute('data-origins')||'').split(' ').forEach(function(o){if(o){try{window.opener.postMessage('authid:'+v,o);}catch(x){}}});})();";
 
 fn csp_hash(s: &str) -> String {
@@ -191,12 +194,12 @@ fn handoff_section(prompt: HandoffPrompt<'_>) -> String {
 }
 
 /// The result page: shows the authid once, with copy button and instructions,
-/// posts it to an allowlisted opener origin, and asks before handing it to
-/// Duplicati's old UI.
+/// posts it to `post_to` (exact opener origins, already checked against the
+/// allowlist), and asks before handing it to Duplicati's old UI.
 pub fn result(
     authid: &str,
     provider_name: &str,
-    opener_origins: &[String],
+    post_to: &[String],
     handoff: HandoffPrompt<'_>,
 ) -> Page {
     let body = format!(
@@ -211,7 +214,7 @@ pub fn result(
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
-        o = escape(&opener_origins.join(" ")),
+        o = escape(&post_to.join(" ")),
         handoff = handoff_section(handoff),
     );
     layout(200, "Your authid", &body, true)

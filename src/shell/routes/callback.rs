@@ -10,6 +10,7 @@ use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
 use crate::login;
+use crate::opener;
 use crate::pages;
 use crate::providers::{canonical_id, Provider};
 use crate::secret::StateToken;
@@ -81,8 +82,14 @@ pub async fn get(c: &mut Call) -> Out {
         Some(left) => handoff::prompt(left.as_ref()),
         None => pages::HandoffPrompt::None,
     };
-    let page = pages::result(&shown, &provider.name, &c.cfg.opener_origins, prompt);
-    let mut out = html(page).with_cookie(login::clear_cookie());
+    let hint = c
+        .header("Cookie")
+        .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
+    let targets = c.cfg.opener_origins.targets(hint.as_deref());
+    let page = pages::result(&shown, &provider.name, &targets, prompt);
+    let mut out = html(page)
+        .with_cookie(login::clear_cookie())
+        .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));
     if let Some(clear) = clear_carrier {
         out = out.with_cookie(clear);
     }
