@@ -27,9 +27,11 @@ impl std::fmt::Debug for FormPost {
     }
 }
 
-/// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5).
+/// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5)
+/// at `token_url` (the provider's, or its region's: `Provider::token_endpoint`).
 pub fn code_exchange(
     provider: &Provider,
+    token_url: &str,
     secret: &ClientSecret,
     code: &str,
     redirect_uri: &str,
@@ -45,7 +47,7 @@ pub fn code_exchange(
         f.append_pair("code_verifier", v);
     }
     FormPost {
-        url: provider.token_url.clone(),
+        url: token_url.to_string(),
         body: f.finish(),
     }
 }
@@ -196,6 +198,7 @@ mod tests {
         let p = provider("googledrive");
         let post = code_exchange(
             &p,
+            &p.token_url,
             &ClientSecret::new("sec&ret".into()),
             "c0de",
             "https://b/callback/googledrive",

@@ -58,8 +58,18 @@ pub async fn get(c: &mut Call) -> Out {
             what: "the provider sent no authorization code",
         })?;
     let (provider, secret) = c.cfg.provider(&record.provider)?;
+    // pCloud names the account's API host (`hostname`, with `locationid`):
+    // only a host its catalogue entry lists is used, as a key, never as a URL.
+    let endpoint =
+        provider
+            .token_endpoint(c.query("hostname")?)
+            .map_err(|_| BrokerError::BadRequest {
+                code: "unknown_region",
+                what: "the provider named a region this broker does not know",
+            })?;
     let post = upstream::code_exchange(
         provider,
+        endpoint.token_url,
         secret,
         code,
         &c.cfg.redirect_uri(&provider.id),
@@ -86,7 +96,11 @@ pub async fn get(c: &mut Call) -> Out {
         .header("Cookie")
         .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
     let targets = c.cfg.opener_origins.targets(hint.as_deref());
-    let page = pages::result(&shown, &provider.name, &targets, prompt);
+    let region = endpoint.region.map(|r| pages::Region {
+        name: &r.region,
+        host: &r.hostname,
+    });
+    let page = pages::result(&shown, &provider.name, region, &targets, prompt);
     let mut out = html(page)
         .with_cookie(login::clear_cookie())
         .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));
