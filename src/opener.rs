@@ -18,7 +18,11 @@
 //!   Only for brokers whose users all know what opened the popup.
 
 /// The default: any loopback origin on any port (Duplicati listens on 8200–8989).
-pub const DEFAULT_PATTERNS: &str = "http://localhost:* http://127.0.0.1:* http://[::1]:*";
+/// Duplicati's default origins are listed exactly as well: they allow nothing
+/// more, but are posted to even when the browser sent no `Referer` (as before
+/// port wildcards existed).
+pub const DEFAULT_PATTERNS: &str = "http://localhost:* http://127.0.0.1:* http://[::1]:* \
+                                    http://localhost:8200 http://127.0.0.1:8200";
 
 /// The cookie that carries the hint from the index page to the callback (the
 /// shell sets it with `login::cookie`: same lifetime and flags as the login's).
@@ -195,12 +199,20 @@ mod tests {
     #[test]
     fn a_port_wildcard_needs_a_matching_hint_to_become_a_target() {
         let d = default();
-        assert!(d.targets(None).is_empty());
+        let duplicati = ["http://localhost:8200", "http://127.0.0.1:8200"];
+        assert_eq!(
+            d.targets(None),
+            duplicati,
+            "Duplicati's default, without a hint"
+        );
         assert_eq!(
             d.targets(Some("http://127.0.0.1:8300")),
-            ["http://127.0.0.1:8300"]
+            [duplicati[0], duplicati[1], "http://127.0.0.1:8300"]
         );
-        assert!(d.targets(Some("http://evil.example:8300")).is_empty());
+        assert_eq!(d.targets(Some("http://evil.example:8300")), duplicati);
+        assert_eq!(d.targets(Some("http://127.0.0.1:8200")), duplicati);
+        let wild = OpenerOrigins::parse(Some("http://localhost:*"));
+        assert!(wild.targets(None).is_empty());
     }
 
     #[test]

@@ -548,26 +548,33 @@ fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
     );
     assert_eq!(hint, "__Host-broker-opener=http://127.0.0.1:8300");
     let (page, authid) = login_with_hint(b, "demo", &hint);
-    assert!(page.body.contains("data-origins=\"http://127.0.0.1:8300\""));
+    assert!(page.body.contains(
+        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 http://127.0.0.1:8300\""
+    ));
     assert!(
         page.header("Set-Cookie").is_some(),
         "the callback clears its cookies"
     );
-    // A non-loopback opener: the hint is cleared, and nothing is posted.
+    // A non-loopback opener: the hint is cleared; only Duplicati's default port
+    // is posted to (the browser delivers nothing there to this opener).
     let hint = opener_hint(b, "/?type=demo", "https://evil.example/page");
     assert_eq!(hint, "__Host-broker-opener=");
     let (other, _) = login_with_hint(b, "demo", &hint);
-    assert!(other.body.contains("data-origins=\"\""));
+    assert!(other
+        .body
+        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
     // Even a hint cookie that was never set by the index is checked again.
     let (forged, _) = login_with_hint(b, "demo", "__Host-broker-opener=https://evil.example");
-    assert!(forged.body.contains("data-origins=\"\""));
+    assert!(forged
+        .body
+        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
     // pCloud's authid (its access token, no `:`) is posted like any other.
     let hint = opener_hint(b, "/?type=pcloud", "http://localhost:8989/");
     let (pcloud, token) = login_with_hint(b, "pcloud", &hint);
     assert!(!token.contains(':'));
-    assert!(pcloud
-        .body
-        .contains("data-origins=\"http://localhost:8989\""));
+    assert!(pcloud.body.contains(
+        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 http://localhost:8989\""
+    ));
     assert!(!pcloud.body.contains("indexOf(':')"));
     assert!(page
         .body
