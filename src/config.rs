@@ -12,14 +12,11 @@ use std::rc::Rc;
 
 use crate::access;
 use crate::error::BrokerError;
+use crate::opener::OpenerOrigins;
 use crate::providers::{Catalogue, Provider};
 use crate::refresh;
 use crate::seal::ServerKeys;
 use crate::secret::{ct_eq, ClientSecret};
-
-/// Duplicati's own UI origins: where the result page may `postMessage` the
-/// authid when `OPENER_ORIGINS` is not set.
-pub const DEFAULT_OPENER_ORIGINS: &str = "http://localhost:8200 http://127.0.0.1:8200";
 
 /// One request's view of the configuration.
 pub struct Config {
@@ -32,8 +29,9 @@ pub struct Config {
     /// How long the broker waits for a provider's answer to a refresh it
     /// started, after the client stopped waiting ([`refresh::upstream_patience_ms`]).
     pub upstream_patience_ms: u64,
-    /// Origins the result page may post the authid to.
-    pub opener_origins: Vec<String>,
+    /// Origins the result page may post the authid to (`crate::opener`;
+    /// by default any loopback origin on any port).
+    pub opener_origins: OpenerOrigins,
     /// The operator's access gate (`ACCESS_KEYS`); empty = open.
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
@@ -97,11 +95,7 @@ impl Config {
                 get("UPSTREAM_PATIENCE_MS").as_deref(),
                 upstream_timeout_ms,
             ),
-            opener_origins: get("OPENER_ORIGINS")
-                .unwrap_or_else(|| DEFAULT_OPENER_ORIGINS.to_string())
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
+            opener_origins: OpenerOrigins::parse(get("OPENER_ORIGINS").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
             catalogue,
@@ -266,17 +260,18 @@ mod tests {
     #[test]
     fn blank_settings_count_as_unset_and_defaults_apply() {
         let c = config(&[("OPENER_ORIGINS", "  "), ("ACCESS_KEYS", " ")]);
-        assert_eq!(
-            c.opener_origins,
-            ["http://localhost:8200", "http://127.0.0.1:8200"]
-        );
+        assert_eq!(c.opener_origins, OpenerOrigins::parse(None));
+        assert!(c.opener_origins.allows("http://127.0.0.1:8300"));
         assert!(c.gate_allows(None), "no keys: the gate is open");
         assert_eq!(c.upstream_timeout_ms, refresh::UPSTREAM_TIMEOUT_MS);
         let c = config(&[
             ("OPENER_ORIGINS", "https://a.example https://b.example"),
             ("UPSTREAM_TIMEOUT_MS", "2000"),
         ]);
-        assert_eq!(c.opener_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(
+            c.opener_origins.targets(None),
+            ["https://a.example", "https://b.example"]
+        );
         assert_eq!(c.upstream_timeout_ms, 2000);
         assert_eq!(c.upstream_patience_ms, refresh::UPSTREAM_PATIENCE_MS);
         let c = config(&[

@@ -31,11 +31,14 @@ code,input.authid{font-family:ui-monospace,monospace}input.authid{width:100%;pad
 .error{border-left:4px solid #b00;padding-left:1rem}.muted{color:#666;font-size:.9rem}";
 
 /// Copies the authid and hands it to Duplicati's UI through `window.opener`.
-/// The authid and allowed origins come from data attributes, never from script text.
+/// The authid and the exact target origins (`crate::opener::OpenerOrigins::targets`)
+/// come from data attributes, never from script text. Any authid is posted,
+/// pCloud's access token (no `:`) too; the page exists only for a real one
+/// (errors are other pages, without this script).
 const RESULT_SCRIPT: &str = "(function(){var e=document.getElementById('authid');if(!e)return;\
 var v=e.getAttribute('data-authid')||'';var b=document.getElementById('copy');\
 if(b)b.addEventListener('click',function(){e.select();if(navigator.clipboard){navigator.clipboard.writeText(v).then(function(){b.textContent='Copied';});}else{document.execCommand('copy');b.textContent='Copied';}});\
-if(v.indexOf(':')<1||!window.opener)return;\
+if(!v||!window.opener)return;\
 (e.getAttribute('data-origins')||'').split(' ').forEach(function(o){if(o){try{window.opener.postMessage('authid:'+v,o);}catch(x){}}});})();";
 
 fn csp_hash(s: &str) -> String {
@@ -238,13 +241,22 @@ fn handoff_section(prompt: HandoffPrompt<'_>) -> String {
     }
 }
 
+/// The provider region a login was completed in (pCloud: US or EU), shown
+/// beside the authid so the user picks the same server in the backup client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+}
+
 /// The result page: shows the authid once, with copy button and instructions,
-/// posts it to an allowlisted opener origin, and asks before handing it to
-/// Duplicati's old UI.
+/// posts it to `post_to` (exact opener origins, already checked against the
+/// allowlist), and asks before handing it to Duplicati's old UI.
 pub fn result(
     authid: &str,
     provider_name: &str,
-    opener_origins: &[String],
+    region: Option<Region<'_>>,
+    post_to: &[String],
     handoff: HandoffPrompt<'_>,
 ) -> Page {
     let body = format!(
@@ -253,14 +265,22 @@ pub fn result(
          secret, it is the key to your backups' storage.</p>\
          <p><input class=\"authid\" id=\"authid\" readonly value=\"{a}\" data-authid=\"{a}\" \
          data-origins=\"{o}\" aria-label=\"authid\"></p>\
-         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{handoff}\
+         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{region}{handoff}\
          <h2>Use it</h2><p>Paste it into the AuthID field of your backup software, or on \
          Duplicati's command line: <code>--authid=&lt;authid&gt;</code>.</p>\
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
-        o = escape(&opener_origins.join(" ")),
+        o = escape(&post_to.join(" ")),
         handoff = handoff_section(handoff),
+        region = region
+            .map(|r| format!(
+                "<p id=\"region\">Region: <strong>{n}</strong> (<code>{h}</code>). \
+                 Choose the same server in your backup software.</p>",
+                n = escape(r.name),
+                h = escape(r.host),
+            ))
+            .unwrap_or_default(),
     );
     layout(200, "Your authid", &body, true)
 }
@@ -435,6 +455,7 @@ mod tests {
         let page = result(
             "0123:abc\"<x",
             "Demo",
+            None,
             &["http://localhost:8200".to_string()],
             HandoffPrompt::None,
         );
@@ -445,12 +466,43 @@ mod tests {
     }
 
     #[test]
+    fn the_result_page_names_the_region_and_posts_a_token_without_a_colon() {
+        let eu = Region {
+            name: "EU",
+            host: "eapi.pcloud.com",
+        };
+        let page = result(
+            "pcloudAccessToken",
+            "pCloud",
+            Some(eu),
+            &["http://127.0.0.1:8300".to_string()],
+            HandoffPrompt::None,
+        );
+        assert!(page.html.contains(
+            "<p id=\"region\">Region: <strong>EU</strong> (<code>eapi.pcloud.com</code>)."
+        ));
+        assert!(page.html.contains("data-authid=\"pcloudAccessToken\""));
+        assert!(page.html.contains("data-origins=\"http://127.0.0.1:8300\""));
+        // The script no longer skips an authid without `:` (pCloud's token).
+        assert!(!RESULT_SCRIPT.contains("indexOf(':')"));
+        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None);
+        assert!(!plain.html.contains("id=\"region\""));
+        assert!(plain.html.contains("data-origins=\"\""));
+    }
+
+    #[test]
     fn the_result_page_asks_before_handing_the_authid_to_duplicati() {
         let origins = ["http://localhost:8200".to_string()];
-        let plain = result("k:s", "Demo", &origins, HandoffPrompt::None);
+        let plain = result("k:s", "Demo", None, &origins, HandoffPrompt::None);
         assert!(!plain.html.contains("<form"));
         assert!(!plain.html.contains("Duplicati window"));
-        let ask = result("k:s", "Demo", &origins, HandoffPrompt::Confirm("c\"<1"));
+        let ask = result(
+            "k:s",
+            "Demo",
+            None,
+            &origins,
+            HandoffPrompt::Confirm("c\"<1"),
+        );
         assert!(ask
             .html
             .contains("Send this authorization to the Duplicati window that opened this page?"));
@@ -465,7 +517,7 @@ mod tests {
             assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
             assert!(page.html.contains(RESULT_SCRIPT));
         }
-        let not_sent = result("k:s", "Demo", &origins, HandoffPrompt::NotSent);
+        let not_sent = result("k:s", "Demo", None, &origins, HandoffPrompt::NotSent);
         assert!(not_sent.html.contains("not sent to Duplicati"));
         assert!(!not_sent.html.contains("<form"));
         let sent = handoff_sent();

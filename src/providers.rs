@@ -50,7 +50,39 @@ pub struct Provider {
     pub public_client: bool,
     /// How a user logs in (`/login` or `/cli-token`).
     pub login: LoginKind,
+    /// Regional token endpoints the callback may pick by its `hostname`
+    /// parameter (pCloud: EU accounts are exchanged at `eapi.pcloud.com`).
+    /// Empty: the provider has no regions and `hostname` means nothing.
+    pub token_hosts: Vec<TokenHost>,
 }
+
+/// A regional token endpoint ([`Provider::token_hosts`]). The callback's
+/// `hostname` only *selects* one of these; the URL fetched is always the
+/// configured one, so a forged `hostname` cannot point the broker anywhere
+/// else (no SSRF).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenHost {
+    /// The callback's `hostname` value that picks this endpoint.
+    pub hostname: String,
+    /// What the result page calls the region (`EU`), so the user can pick the
+    /// same server in the backup client.
+    pub region: String,
+    /// Where a login of this region exchanges its code.
+    pub token_url: String,
+}
+
+/// Where a login's code is exchanged ([`Provider::token_endpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEndpoint<'a> {
+    pub token_url: &'a str,
+    /// The region picked by the callback, to show beside the authid.
+    pub region: Option<&'a TokenHost>,
+}
+
+/// The callback named a region the provider entry does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownRegion;
 
 impl Provider {
     /// The provider-specific authorize parameters of a login: the extra ones,
@@ -67,6 +99,38 @@ impl Provider {
             .chain(consent)
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
+    }
+
+    /// Where to exchange a login's code, given the callback's `hostname`.
+    ///
+    /// - no `hostname`, or a provider without regions: the default `token_url`;
+    /// - a listed `hostname` (ASCII case-insensitive): that region's endpoint;
+    /// - an unlisted one: refused. Falling back to the default would send an EU
+    ///   account's code to the US host, where it fails anyway with a misleading
+    ///   provider error; an unknown value is tampering or a region this broker
+    ///   does not know yet, and the user should be told so, not sent on.
+    pub fn token_endpoint(
+        &self,
+        hostname: Option<&str>,
+    ) -> Result<TokenEndpoint<'_>, UnknownRegion> {
+        let default = TokenEndpoint {
+            token_url: &self.token_url,
+            region: None,
+        };
+        let Some(h) = hostname.map(str::trim).filter(|h| !h.is_empty()) else {
+            return Ok(default);
+        };
+        if self.token_hosts.is_empty() {
+            return Ok(default);
+        }
+        self.token_hosts
+            .iter()
+            .find(|t| t.hostname.eq_ignore_ascii_case(h))
+            .map(|t| TokenEndpoint {
+                token_url: &t.token_url,
+                region: Some(t),
+            })
+            .ok_or(UnknownRegion)
     }
 
     /// Name of the secret binding that holds this provider's client secret:
@@ -243,6 +307,7 @@ const BUILT_IN: &[BuiltIn] = &[
     },
     BuiltIn {
         // pCloud access tokens never expire and it issues no refresh token.
+        // `token_url` is the US default; EU logins: `REGIONAL_TOKEN_HOSTS`.
         id: "pcloud",
         name: "pCloud",
         authorize_url: "https://my.pcloud.com/oauth2/authorize",
@@ -280,6 +345,43 @@ const BUILT_IN: &[BuiltIn] = &[
     },
 ];
 
+/// Regional token endpoints of built-in providers, by id (kept beside
+/// `BUILT_IN` rather than as a field of every entry). pCloud's callback carries
+/// `hostname` and `locationid` (1 = US, 2 = EU); the code must be exchanged at
+/// that API host (docs.pcloud.com, "Authentication" / oauth2_token). Only
+/// these two hosts: the callback's value is a key into this list, never a URL.
+/// `(hostname, region, token_url)` of one regional endpoint.
+type RegionalHost = (&'static str, &'static str, &'static str);
+
+const REGIONAL_TOKEN_HOSTS: &[(&str, &[RegionalHost])] = &[(
+    "pcloud",
+    &[
+        (
+            "api.pcloud.com",
+            "US",
+            "https://api.pcloud.com/oauth2_token",
+        ),
+        (
+            "eapi.pcloud.com",
+            "EU",
+            "https://eapi.pcloud.com/oauth2_token",
+        ),
+    ],
+)];
+
+fn built_in_token_hosts(id: &str) -> Vec<TokenHost> {
+    REGIONAL_TOKEN_HOSTS
+        .iter()
+        .filter(|(p, _)| *p == id)
+        .flat_map(|(_, hosts)| hosts.iter())
+        .map(|(hostname, region, token_url)| TokenHost {
+            hostname: hostname.to_string(),
+            region: region.to_string(),
+            token_url: token_url.to_string(),
+        })
+        .collect()
+}
+
 /// Aliases Duplicati's clients send for built-in ids.
 const ALIASES: &[(&str, &str)] = &[("box", "box.com")];
 
@@ -312,6 +414,7 @@ struct ProviderOverride {
     access_token_is_authid: Option<bool>,
     public_client: Option<bool>,
     login: Option<LoginKind>,
+    token_hosts: Option<Vec<TokenHost>>,
 }
 
 /// Why `OAUTH_PROVIDERS` was rejected. Carries no configured values.
@@ -368,6 +471,7 @@ impl Catalogue {
                 access_token_is_authid: b.access_token_is_authid,
                 public_client: b.public_client.is_some(),
                 login: b.login,
+                token_hosts: built_in_token_hosts(b.id),
             })
             .collect();
         let raw = oauth_providers.map(str::trim).unwrap_or("");
@@ -413,6 +517,7 @@ impl Catalogue {
                         access_token_is_authid: false,
                         public_client: false,
                         login: LoginKind::AuthorizationCode,
+                        token_hosts: Vec::new(),
                     };
                     apply(&mut p, o)?;
                     providers.push(p);
@@ -504,6 +609,15 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     if let Some(v) = o.token_url {
         validate_url(&id, "token_url", &v)?;
         p.token_url = v;
+        // Regional endpoints belong to the token_url they came with: pointing a
+        // provider elsewhere drops them unless `token_hosts` is given too.
+        p.token_hosts.clear();
+    }
+    if let Some(v) = o.token_hosts {
+        for t in &v {
+            validate_url(&id, "token_hosts.token_url", &t.token_url)?;
+        }
+        p.token_hosts = v;
     }
     if let Some(v) = o.revoke_url {
         validate_url(&id, "revoke_url", &v)?;
@@ -749,5 +863,76 @@ mod tests {
             let err = Catalogue::load(Some(json)).unwrap_err();
             assert!(err.0.contains(want), "{json}: {}", err.0);
         }
+    }
+
+    #[test]
+    fn pcloud_exchanges_at_the_host_its_callback_names_and_only_its_two_api_hosts() {
+        let c = Catalogue::load(None).unwrap();
+        let p = c.get("pcloud").unwrap();
+        let us = p.token_endpoint(None).unwrap();
+        assert_eq!(us.token_url, "https://api.pcloud.com/oauth2_token");
+        assert_eq!(us.region, None);
+        let eu = p.token_endpoint(Some("eapi.pcloud.com")).unwrap();
+        assert_eq!(eu.token_url, "https://eapi.pcloud.com/oauth2_token");
+        assert_eq!(eu.region.map(|r| r.region.as_str()), Some("EU"));
+        let us = p.token_endpoint(Some("API.pcloud.com")).unwrap();
+        assert_eq!(us.token_url, "https://api.pcloud.com/oauth2_token");
+        assert_eq!(us.region.map(|r| r.region.as_str()), Some("US"));
+        for forged in [
+            "evil.example",
+            "eapi.pcloud.com.evil.example",
+            "127.0.0.1",
+            "eapi.pcloud.com/../x",
+            "https://eapi.pcloud.com",
+        ] {
+            assert_eq!(
+                p.token_endpoint(Some(forged)),
+                Err(UnknownRegion),
+                "{forged}"
+            );
+        }
+        assert_eq!(p.token_endpoint(Some(" ")).unwrap().region, None);
+    }
+
+    #[test]
+    fn a_provider_without_regions_ignores_a_stray_hostname() {
+        let c = Catalogue::load(None).unwrap();
+        let b = c.get("box.com").unwrap();
+        assert!(b.token_hosts.is_empty());
+        let e = b.token_endpoint(Some("evil.example")).unwrap();
+        assert_eq!(e.token_url, "https://api.box.com/oauth2/token");
+        assert_eq!(e.region, None);
+    }
+
+    #[test]
+    fn overriding_token_url_drops_the_built_in_regions_unless_given_again() {
+        let c = Catalogue::load(Some(
+            r#"[{"id":"pcloud","token_url":"http://127.0.0.1:9/token"}]"#,
+        ))
+        .unwrap();
+        let p = c.get("pcloud").unwrap();
+        assert!(p.token_hosts.is_empty());
+        assert_eq!(
+            p.token_endpoint(Some("eapi.pcloud.com")).unwrap().token_url,
+            "http://127.0.0.1:9/token",
+            "no regions left: the stray hostname is ignored, never fetched"
+        );
+        let c = Catalogue::load(Some(
+            r#"[{"id":"pcloud","token_url":"http://127.0.0.1:9/token","token_hosts":[{"hostname":"eapi.pcloud.com","region":"EU","token_url":"http://127.0.0.1:9/eu/token"}]}]"#,
+        ))
+        .unwrap();
+        let p = c.get("pcloud").unwrap();
+        assert_eq!(
+            p.token_endpoint(Some("eapi.pcloud.com")).unwrap().token_url,
+            "http://127.0.0.1:9/eu/token"
+        );
+        assert_eq!(p.token_endpoint(Some("api.pcloud.com")), Err(UnknownRegion));
+        let bad = Catalogue::load(Some(
+            r#"[{"id":"pcloud","token_hosts":[{"hostname":"x","region":"X","token_url":"http://evil.example/t"}]}]"#,
+        ));
+        assert!(
+            bad.is_err(),
+            "regional URLs are https (http only on loopback)"
+        );
     }
 }

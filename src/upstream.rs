@@ -37,9 +37,11 @@ fn client_auth(f: &mut Serializer<'_, String>, provider: &Provider, secret: Opti
     }
 }
 
-/// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5).
+/// RFC 6749 §4.1.3: exchange an authorization code (with the PKCE verifier, RFC 7636 §4.5)
+/// at `token_url` (the provider's, or its region's: `Provider::token_endpoint`).
 pub fn code_exchange(
     provider: &Provider,
+    token_url: &str,
     secret: Option<&ClientSecret>,
     code: &str,
     redirect_uri: &str,
@@ -54,7 +56,7 @@ pub fn code_exchange(
         f.append_pair("code_verifier", v);
     }
     FormPost {
-        url: provider.token_url.clone(),
+        url: token_url.to_string(),
         body: f.finish(),
     }
 }
@@ -225,6 +227,7 @@ mod tests {
         let p = provider("googledrive");
         let post = code_exchange(
             &p,
+            &p.token_url,
             Some(&ClientSecret::new("sec&ret".into())),
             "c0de",
             "https://b/callback/googledrive",

@@ -94,6 +94,47 @@ pub struct Config {
     pub password_username: String,
     /// Its password (a Jottacloud CLI token's `auth_token`).
     pub password: String,
+    /// Plays pCloud's regions: `Some(Region::Eu)` makes the authorize endpoint
+    /// redirect back with `hostname=eapi.pcloud.com&locationid=2`, and the codes
+    /// it issues are exchanged only at `/eu/token` (`Some(Region::Us)`:
+    /// `api.pcloud.com`, `1`, `/token`), as pCloud's API hosts accept only
+    /// their own accounts' codes. `None`: no region parameters, `/token`.
+    pub region: Option<Region>,
+}
+
+/// pCloud's two API regions as the mock plays them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// `api.pcloud.com`, location 1.
+    Us,
+    /// `eapi.pcloud.com`, location 2.
+    Eu,
+}
+
+impl Region {
+    /// `(hostname, locationid, token path)` of the region.
+    pub fn callback(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Region::Us => ("api.pcloud.com", "1", "/token"),
+            Region::Eu => ("eapi.pcloud.com", "2", "/eu/token"),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Region::Us => "us",
+            Region::Eu => "eu",
+        }
+    }
+
+    /// `us` or `eu`.
+    pub fn parse(s: &str) -> Option<Region> {
+        match s {
+            "us" => Some(Region::Us),
+            "eu" => Some(Region::Eu),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -111,6 +152,7 @@ impl Default for Config {
             public_client_id: "jottacli".to_string(),
             password_username: "mock-user@example.com".to_string(),
             password: "mock-cli-auth-token".to_string(),
+            region: None,
         }
     }
 }
@@ -131,6 +173,7 @@ impl Config {
             "public_client_id": self.public_client_id,
             "password_username": self.password_username,
             "password": self.password,
+            "region": self.region.map(Region::as_str),
         })
     }
 
@@ -177,6 +220,12 @@ impl Config {
                     self.password_username = val.as_str().ok_or_else(bad)?.to_string()
                 }
                 "password" => self.password = val.as_str().ok_or_else(bad)?.to_string(),
+                "region" => {
+                    self.region = match val {
+                        Value::Null => None,
+                        v => Some(v.as_str().and_then(Region::parse).ok_or_else(bad)?),
+                    }
+                }
                 _ => return Err(format!("unknown field {k}")),
             }
         }
@@ -203,6 +252,8 @@ pub struct Stats {
     pub spent_refresh_reuse: u64,
     /// Authorization codes presented a second time.
     pub code_reuse: u64,
+    /// Codes presented at another region's token path (`Config::region`).
+    pub wrong_region_exchanges: u64,
     /// Every POST /revoke.
     pub revoke_calls: u64,
     /// Token and revoke calls with wrong or missing client credentials.
@@ -229,6 +280,7 @@ impl Stats {
             "refresh_successes": self.refresh_successes,
             "spent_refresh_reuse": self.spent_refresh_reuse,
             "code_reuse": self.code_reuse,
+            "wrong_region_exchanges": self.wrong_region_exchanges,
             "revoke_calls": self.revoke_calls,
             "bad_client_auth": self.bad_client_auth,
             "max_concurrent_refresh": self.max_concurrent_refresh,
@@ -247,6 +299,8 @@ struct Code {
     issued: Instant,
     used: bool,
     family: u64,
+    /// The only token path that accepts this code.
+    token_path: &'static str,
 }
 
 #[derive(PartialEq)]
@@ -459,7 +513,7 @@ fn error(status: u16, code: &str) -> Response {
 fn route(shared: &Shared, req: &Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/authorize") => authorize(shared, req),
-        ("POST", "/token") => token(shared, req),
+        ("POST", "/token") | ("POST", "/eu/token") => token(shared, req),
         ("POST", "/revoke") => revoke(shared, req),
         ("GET", "/userinfo") => userinfo(shared, req),
         ("GET", "/_mock/opener") => opener_page(req),
@@ -552,14 +606,16 @@ fn authorize(shared: &Shared, req: &Request) -> Response {
             issued: Instant::now(),
             used: false,
             family,
+            token_path: cfg.region.map_or("/token", |r| r.callback().2),
         },
     );
     st.stats.issued_codes.push(code.clone());
     drop(st);
-    Response::redirect(&with_query(
-        redirect_uri,
-        &[("code", &code), ("state", state)],
-    ))
+    let mut back = vec![("code", code.as_str()), ("state", state)];
+    if let Some((hostname, locationid, _)) = cfg.region.map(Region::callback) {
+        back.extend([("hostname", hostname), ("locationid", locationid)]);
+    }
+    Response::redirect(&with_query(redirect_uri, &back))
 }
 
 /// Client credentials from the form or HTTP Basic (RFC 6749 §2.3.1).
@@ -653,7 +709,7 @@ fn token(shared: &Shared, req: &Request) -> Response {
         return error(401, "invalid_client");
     }
     match grant {
-        "authorization_code" if !public => code_grant(shared, &form, &cfg),
+        "authorization_code" if !public => code_grant(shared, &form, &cfg, &req.path),
         "refresh_token" => refresh_grant(shared, &form, &cfg, public),
         "password" if public => password_grant(shared, &form, &cfg),
         "authorization_code" => error(400, "unauthorized_client"),
@@ -728,11 +784,16 @@ fn issue(st: &mut State, family: u64, cfg: &Config, with_refresh: bool, scope: &
     v
 }
 
-fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> Response {
+fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config, path: &str) -> Response {
     let mut st = shared.lock();
     let Some(code) = get(form, "code").and_then(|c| st.codes.get_mut(c)) else {
         return error(400, "invalid_grant");
     };
+    if code.token_path != path {
+        // Another region's host does not know this code (and does not spend it).
+        st.stats.wrong_region_exchanges += 1;
+        return error(400, "invalid_grant");
+    }
     if code.used {
         // RFC 6749 §4.1.2: a reused code should revoke what it issued.
         let family = code.family;
@@ -944,6 +1005,10 @@ mod tests {
             .apply_json(&json!({"fail_status": 70000}))
             .is_err());
         assert!(c.clone().apply_json(&json!({"nope": 1})).is_err());
+        c.apply_json(&json!({"region": "eu"})).expect("region");
+        assert_eq!(c.region, Some(Region::Eu));
+        assert_eq!(c.to_json()["region"], "eu");
+        assert!(c.clone().apply_json(&json!({"region": "mars"})).is_err());
         assert!(c.apply_json(&json!([1])).is_err());
     }
 
@@ -955,7 +1020,7 @@ mod tests {
             ..Stats::default()
         };
         let v = s.to_json();
-        assert_eq!(v.as_object().map(|o| o.len()), Some(14));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(15));
         assert_eq!(v["spent_refresh_reuse"], 2);
         assert_eq!(v["issued_codes"][0], "mockCODE_x");
     }

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use mock_provider::{Config, MockProvider, Rotation};
+use mock_provider::{Config, MockProvider, Region, Rotation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -858,4 +858,51 @@ fn the_password_grant_needs_the_public_client_and_the_configured_credentials() {
         "grant_type=password&client_id=jottacli&scope=s&username=a&password=b",
     );
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn a_regional_login_names_its_host_and_its_code_works_only_at_that_hosts_path() {
+    let m = start();
+    m.set_config(Config {
+        region: Some(Region::Eu),
+        ..Config::default()
+    });
+    let r = get(
+        &m,
+        &format!(
+            "/authorize?response_type=code&client_id={ID}&redirect_uri={}&state=st8",
+            enc(REDIRECT)
+        ),
+    );
+    assert_eq!(r.status, 302);
+    let loc = r.location();
+    assert!(
+        loc.contains("&hostname=eapi.pcloud.com&locationid=2"),
+        "{loc}"
+    );
+    let c = loc
+        .split("code=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("code")
+        .to_string();
+    let body = format!(
+        "grant_type=authorization_code&code={c}&redirect_uri={}&client_id={ID}&client_secret={SECRET}",
+        enc(REDIRECT)
+    );
+    let wrong = post(&m, "/token", &body, "");
+    assert_eq!(wrong.status, 400, "the US host does not know an EU code");
+    assert_eq!(m.stats().wrong_region_exchanges, 1);
+    let right = post(&m, "/eu/token", &body, "");
+    assert_eq!(right.status, 200, "{}", right.body);
+    // Without a region: no parameters, and /token as before.
+    m.set_config(Config::default());
+    let plain = get(
+        &m,
+        &format!(
+            "/authorize?response_type=code&client_id={ID}&redirect_uri={}&state=st8",
+            enc(REDIRECT)
+        ),
+    );
+    assert!(!plain.location().contains("hostname="));
 }

@@ -16,8 +16,16 @@ pub const TESTS: &[crate::Test] = &[
         browser_clicks_through_login_and_the_authid_refreshes,
     ),
     (
-        "browser_popup_posts_the_authid_to_its_allowlisted_opener",
-        browser_popup_posts_the_authid_to_its_allowlisted_opener,
+        "browser_popup_on_a_non_default_loopback_port_receives_the_authid",
+        browser_popup_on_a_non_default_loopback_port_receives_the_authid,
+    ),
+    (
+        "browser_popup_posts_pcloud_access_token_to_a_loopback_opener",
+        browser_popup_posts_pcloud_access_token_to_a_loopback_opener,
+    ),
+    (
+        "browser_popup_from_a_non_loopback_opener_receives_nothing",
+        browser_popup_from_a_non_loopback_opener_receives_nothing,
     ),
     (
         "browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click",
@@ -36,6 +44,11 @@ struct Driver {
 
 impl Driver {
     fn start(dir: &std::path::Path) -> Driver {
+        Driver::start_with(dir, &[])
+    }
+
+    /// Like [`Driver::start`], with extra Chromium arguments.
+    fn start_with(dir: &std::path::Path, extra_args: &[&str]) -> Driver {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -57,14 +70,23 @@ impl Driver {
             session: None,
             profile,
         };
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            format!("--user-data-dir={}", d.profile.display()),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                         "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync",
-                         format!("--user-data-dir={}", d.profile.display())]
+                "args": args
             }
         }}});
         let v = d.call("POST", "/session", Some(caps));
@@ -211,14 +233,15 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
         .contains(&r.json()["access_token"].as_str().unwrap_or("").to_string()));
 }
 
-/// Duplicati's new UI opens the broker in a popup and waits for
-/// `window.opener.postMessage('authid:<authid>', <origin>)`. The mock serves a
-/// stand-in opener page whose origin is in the test broker's OPENER_ORIGINS.
-fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
-    let driver = Driver::start(&b.dir);
+/// Plays Duplicati's new UI: the page at `opener_url` (the mock's stand-in)
+/// opens `/?type=<provider>` in a popup, the user logs in, and the popup shows
+/// the result page. Returns the authid and the opener's window handle, with the
+/// driver switched to the popup.
+fn popup_login(driver: &Driver, b: &Broker, opener_base: &str, provider: &str) -> (String, String) {
     let target: String =
-        url::form_urlencoded::byte_serialize(b.url("/?type=demo").as_bytes()).collect();
-    let opener_url = format!("{}/_mock/opener?target={target}", b.mock.base_url());
+        url::form_urlencoded::byte_serialize(b.url(&format!("/?type={provider}")).as_bytes())
+            .collect();
+    let opener_url = format!("{opener_base}/_mock/opener?target={target}");
     driver.call("POST", "/url", Some(json!({ "url": opener_url })));
     let opener = driver.handles();
     assert_eq!(opener.len(), 1);
@@ -227,16 +250,69 @@ fn browser_popup_posts_the_authid_to_its_allowlisted_opener(b: &Broker) {
         driver.handles().into_iter().find(|h| !opener.contains(h))
     });
     driver.switch_to(&popup);
-    driver.wait_for_url("type=demo");
-    driver.click("#login-demo");
-    driver.wait_for_url("/callback/demo");
+    driver.wait_for_url(&format!("type={provider}"));
+    driver.click(&format!("#login-{provider}"));
+    driver.wait_for_url(&format!("/callback/{provider}"));
     let authid = driver.value("#authid");
     b.remember(&authid);
-    driver.switch_to(&opener[0]);
+    (authid, opener[0].clone())
+}
+
+/// Duplicati's new UI opens the broker in a popup and waits for
+/// `window.opener.postMessage('authid:<authid>', <origin>)`. Duplicati listens
+/// on 8200–8989; the mock's stand-in opener is a loopback origin on a random
+/// port, in no list: the default (any loopback port) and the `Referer` of the
+/// popup's first request are what let the result page post to it.
+fn browser_popup_on_a_non_default_loopback_port_receives_the_authid(b: &Broker) {
+    let driver = Driver::start(&b.dir);
+    let (authid, opener) = popup_login(&driver, b, &b.mock.base_url(), "demo");
+    assert!(!b.mock.base_url().ends_with(":8200"));
+    driver.switch_to(&opener);
     let got = wait_until("the opener received a message", || {
         Some(driver.text("#got")).filter(|t| !t.is_empty())
     });
     assert_eq!(got.trim(), format!("{} authid:{authid}", b.base));
+}
+
+/// ngclient's pCloud entry relies on the message too: pCloud's authid is its
+/// access token, without the `:` the page used to insist on.
+fn browser_popup_posts_pcloud_access_token_to_a_loopback_opener(b: &Broker) {
+    let driver = Driver::start(&b.dir);
+    let (authid, opener) = popup_login(&driver, b, &b.mock.base_url(), "pcloud");
+    assert!(!authid.contains(':'));
+    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    driver.switch_to(&opener);
+    let got = wait_until("the opener received a message", || {
+        Some(driver.text("#got")).filter(|t| !t.is_empty())
+    });
+    assert_eq!(got.trim(), format!("{} authid:{authid}", b.base));
+}
+
+/// The same popup opened from a non-loopback origin (`opener.test`, which
+/// Chromium resolves to 127.0.0.1, so nothing leaves the machine) gets nothing.
+/// No waiting on a clock: after the result page has loaded (its script runs
+/// while it parses), the popup posts a probe to its opener; messages from one
+/// window to another arrive in order, so once the probe is there, an authid
+/// posted before it would be too.
+fn browser_popup_from_a_non_loopback_opener_receives_nothing(b: &Broker) {
+    let driver = Driver::start_with(&b.dir, &["--host-resolver-rules=MAP opener.test 127.0.0.1"]);
+    let opener_base = format!("http://opener.test:{}", b.mock.port());
+    let (authid, opener) = popup_login(&driver, b, &opener_base, "demo");
+    assert!(authid.contains(':'), "the login itself worked");
+    let sent = driver.execute_async(
+        "var done = arguments[arguments.length - 1];\
+         function probe() { window.opener.postMessage('probe', '*'); done('sent'); }\
+         if (document.readyState === 'complete') probe();\
+         else window.addEventListener('load', probe);",
+        json!([]),
+    );
+    assert_eq!(sent, json!("sent"));
+    driver.switch_to(&opener);
+    let got = wait_until("the opener received the probe", || {
+        Some(driver.text("#got")).filter(|t| t.contains("probe"))
+    });
+    assert!(!got.contains("authid"), "{got}");
+    assert!(!got.contains(&authid));
 }
 
 /// Duplicati's old (AngularJS) UI: it opens `/?type=<id>&token=<t>` in a popup

@@ -1,7 +1,7 @@
 //! Drop-in for Duplicati: the request shapes its command line, old (AngularJS)
 //! UI and new UI send, replayed against the worker in workerd.
 
-use mock_provider::{Config, Rotation};
+use mock_provider::{Config, Region, Rotation};
 
 use crate::harness::{
     duplicati_token, extract_authid, extract_confirm, request, Broker, Jar, Resp, ADMIN_API_KEY,
@@ -71,6 +71,14 @@ pub const TESTS: &[crate::Test] = &[
     (
         "pcloud_login_shows_the_access_token_as_authid_and_stores_nothing",
         pcloud_login_shows_the_access_token_as_authid_and_stores_nothing,
+    ),
+    (
+        "pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region",
+        pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region,
+    ),
+    (
+        "pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched",
+        pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched,
     ),
     (
         "v2_authid_survives_five_single_use_rotations_and_stores_nothing",
@@ -760,15 +768,73 @@ fn jsonp_callback_injection_is_refused(b: &Broker) {
     }
 }
 
-fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
-    let (callback, cookie) = b.start_login_to_callback();
-    let page = request("GET", &callback, &[("Cookie", &cookie)], None);
+/// The cookie pair the index sets from a `Referer` (the popup's first request
+/// names its opener): the hint the result page posts to.
+fn opener_hint(b: &Broker, path: &str, referer: &str) -> String {
+    let index = b.get_with(path, &[("Referer", referer)]);
+    assert_eq!(index.status, 200);
+    index
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Set-Cookie"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|c| c.starts_with("__Host-broker-opener="))
+        .expect("the index sets or clears the opener hint")
+        .to_string()
+}
+
+/// A login from `/login?id=<provider>` whose browser carries `hint`; the result page.
+fn login_with_hint(b: &Broker, provider: &str, hint: &str) -> (Resp, String) {
+    let (callback, cookie) = b.login_to_callback(&format!("/login?id={provider}"));
+    let page = request(
+        "GET",
+        &callback,
+        &[("Cookie", &format!("{cookie}; {hint}"))],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
     let authid = extract_authid(&page.body).expect("authid");
     b.remember(&authid);
-    assert!(page.body.contains(&format!(
-        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 {}\"",
-        b.mock.base_url()
-    )));
+    (page, authid)
+}
+
+fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
+    // Duplicati on a non-default port: by default any loopback port is allowed.
+    let hint = opener_hint(
+        b,
+        "/?type=demo",
+        "http://127.0.0.1:8300/ngclient/index.html",
+    );
+    assert_eq!(hint, "__Host-broker-opener=http://127.0.0.1:8300");
+    let (page, authid) = login_with_hint(b, "demo", &hint);
+    assert!(page.body.contains(
+        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 http://127.0.0.1:8300\""
+    ));
+    assert!(
+        page.header("Set-Cookie").is_some(),
+        "the callback clears its cookies"
+    );
+    // A non-loopback opener: the hint is cleared; only Duplicati's default port
+    // is posted to (the browser delivers nothing there to this opener).
+    let hint = opener_hint(b, "/?type=demo", "https://evil.example/page");
+    assert_eq!(hint, "__Host-broker-opener=");
+    let (other, _) = login_with_hint(b, "demo", &hint);
+    assert!(other
+        .body
+        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
+    // Even a hint cookie that was never set by the index is checked again.
+    let (forged, _) = login_with_hint(b, "demo", "__Host-broker-opener=https://evil.example");
+    assert!(forged
+        .body
+        .contains("data-origins=\"http://localhost:8200 http://127.0.0.1:8200\""));
+    // pCloud's authid (its access token, no `:`) is posted like any other.
+    let hint = opener_hint(b, "/?type=pcloud", "http://localhost:8989/");
+    let (pcloud, token) = login_with_hint(b, "pcloud", &hint);
+    assert!(!token.contains(':'));
+    assert!(pcloud.body.contains(
+        "data-origins=\"http://localhost:8200 http://127.0.0.1:8200 http://localhost:8989\""
+    ));
+    assert!(!pcloud.body.contains("indexOf(':')"));
     assert!(page
         .body
         .contains("window.opener.postMessage('authid:'+v,o)"));
@@ -778,6 +844,9 @@ fn new_ui_result_page_posts_to_allowlisted_origins_only(b: &Broker) {
     let csp = page.header("Content-Security-Policy").expect("CSP");
     assert!(csp.contains("script-src 'sha256-"));
     // An error page never carries an authid for the opener.
+    let (callback, cookie) = b.start_login_to_callback();
+    let first = request("GET", &callback, &[("Cookie", &cookie)], None);
+    b.remember(&extract_authid(&first.body).expect("authid"));
     let replay = request("GET", &callback, &[("Cookie", &cookie)], None);
     assert!(!replay.body.contains("postMessage") && extract_authid(&replay.body).is_none());
 }
@@ -804,6 +873,49 @@ fn pcloud_login_shows_the_access_token_as_authid_and_stores_nothing(b: &Broker) 
     );
     assert!(b.mock.stats().issued_access_tokens.contains(&authid));
     assert_eq!(rows(), before, "nothing stored");
+}
+
+/// pCloud's callback names the account's API host; an EU account's code is
+/// exchanged at `eapi.pcloud.com` (here: the mock's `/eu/token`, through the
+/// test's `token_hosts` override), and the page says which region it is.
+fn pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region(b: &Broker) {
+    b.mock.set_config(Config {
+        region: Some(Region::Eu),
+        ..Config::default()
+    });
+    let (callback, cookie) = b.login_to_callback("/login?id=pcloud");
+    assert!(callback.contains("hostname=eapi.pcloud.com&locationid=2"));
+    let page = request("GET", &callback, &[("Cookie", &cookie)], None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let authid = extract_authid(&page.body).expect("authid");
+    b.remember(&authid);
+    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert_eq!(b.mock.stats().wrong_region_exchanges, 0);
+    assert!(page
+        .body
+        .contains("Region: <strong>EU</strong> (<code>eapi.pcloud.com</code>)"));
+}
+
+/// A `hostname` outside pCloud's two API hosts is refused before any exchange:
+/// the callback's value selects a configured endpoint, it is never fetched.
+fn pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched(b: &Broker) {
+    b.mock.set_config(Config {
+        region: Some(Region::Eu),
+        ..Config::default()
+    });
+    let (callback, cookie) = b.login_to_callback("/login?id=pcloud");
+    let forged = callback.replace("hostname=eapi.pcloud.com", "hostname=127.0.0.1%3A9");
+    assert_ne!(forged, callback);
+    let before = b.mock.stats().token_calls;
+    let page = request("GET", &forged, &[("Cookie", &cookie)], None);
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("region"), "{}", page.body);
+    assert!(extract_authid(&page.body).is_none());
+    assert_eq!(
+        b.mock.stats().token_calls,
+        before,
+        "nothing was sent upstream"
+    );
 }
 
 fn v2_authid_survives_five_single_use_rotations_and_stores_nothing(b: &Broker) {

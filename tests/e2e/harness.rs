@@ -259,7 +259,6 @@ impl Broker {
                 "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\n\
                  [[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"oauth-broker\"\n\
                  database_id = \"00000000-0000-0000-0000-000000000000\"\nmigrations_dir = \"{mig}\"\n\n\
-                 [vars]\nOPENER_ORIGINS = \"http://localhost:8200 http://127.0.0.1:8200\"\n\n\
                  [[ratelimits]]\nname = \"RL_PER_GRANT\"\nnamespace_id = \"1001\"\n\
                  simple = {{ limit = {grant}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_PER_IP\"\nnamespace_id = \"1002\"\n\
@@ -277,17 +276,18 @@ impl Broker {
         .expect("write config");
         let m = mock.base_url();
         // The demo provider, and the built-ins box.com, pcloud and jottacloud (the
-        // public client `jottacli`, no secret) pointed at the mock (so
-        // Duplicati's ids and aliases are exercised against a real worker).
+        // public client `jottacli`, no secret) pointed at the mock (so Duplicati's
+        // ids and aliases are exercised against a real worker). pCloud's two
+        // regions become two paths on the mock (`mock_provider::Region`): the test
+        // seam is this override; the built-in entry allows only pCloud's hosts.
         let providers = format!(
-            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}"}},{{"id":"jottacloud","token_url":"{m}/token"}}]"#
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}","token_hosts":[{{"hostname":"api.pcloud.com","region":"US","token_url":"{m}/token"}},{{"hostname":"eapi.pcloud.com","region":"EU","token_url":"{m}/eu/token"}}]}},{{"id":"jottacloud","token_url":"{m}/token"}}]"#
         );
         let mut vars = format!(
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
              CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nCLIENT_SECRET_PCLOUD=\"{CLIENT_SECRET}\"\n\
              ADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
-             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n\
-             OPENER_ORIGINS=\"http://localhost:8200 http://127.0.0.1:8200 {m}\"\n",
+             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n",
             opts.sealing_secret
         );
         if let Some(p) = &opts.previous_secrets {

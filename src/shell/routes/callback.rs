@@ -10,6 +10,7 @@ use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
 use crate::login;
+use crate::opener;
 use crate::pages;
 use crate::providers::{canonical_id, Provider};
 use crate::secret::StateToken;
@@ -57,8 +58,18 @@ pub async fn get(c: &mut Call) -> Out {
             what: "the provider sent no authorization code",
         })?;
     let (provider, secret) = c.cfg.provider(&record.provider)?;
+    // pCloud names the account's API host (`hostname`, with `locationid`):
+    // only a host its catalogue entry lists is used, as a key, never as a URL.
+    let endpoint =
+        provider
+            .token_endpoint(c.query("hostname")?)
+            .map_err(|_| BrokerError::BadRequest {
+                code: "unknown_region",
+                what: "the provider named a region this broker does not know",
+            })?;
     let post = upstream::code_exchange(
         provider,
+        endpoint.token_url,
         secret,
         code,
         &c.cfg.redirect_uri(&provider.id),
@@ -81,8 +92,18 @@ pub async fn get(c: &mut Call) -> Out {
         Some(left) => handoff::prompt(left.as_ref()),
         None => pages::HandoffPrompt::None,
     };
-    let page = pages::result(&shown, &provider.name, &c.cfg.opener_origins, prompt);
-    let mut out = html(page).with_cookie(login::clear_cookie());
+    let hint = c
+        .header("Cookie")
+        .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
+    let targets = c.cfg.opener_origins.targets(hint.as_deref());
+    let region = endpoint.region.map(|r| pages::Region {
+        name: &r.region,
+        host: &r.hostname,
+    });
+    let page = pages::result(&shown, &provider.name, region, &targets, prompt);
+    let mut out = html(page)
+        .with_cookie(login::clear_cookie())
+        .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));
     if let Some(clear) = clear_carrier {
         out = out.with_cookie(clear);
     }

@@ -12,6 +12,7 @@ use crate::cli_token::{self, CliToken, CliTokenError, CSRF_COOKIE, CSRF_TTL_SECS
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::login;
+use crate::opener;
 use crate::pages;
 use crate::providers::{LoginKind, Provider};
 use crate::request::single;
@@ -64,11 +65,14 @@ pub async fn login(c: &mut Call) -> Out {
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
     let shown = callback::mint(c, p, 1, resp).await?;
-    let page = pages::result(
-        &shown,
-        &p.name,
-        &cfg.opener_origins,
-        pages::HandoffPrompt::None,
-    );
-    Ok(html(page).with_cookie(login::cookie(CSRF_COOKIE, "", 0)))
+    // The new UI opened the index in this popup: the opener's origin the index
+    // kept (`crate::opener`), checked against the allowlist again.
+    let hint = c
+        .header("Cookie")
+        .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
+    let targets = cfg.opener_origins.targets(hint.as_deref());
+    let page = pages::result(&shown, &p.name, None, &targets, pages::HandoffPrompt::None);
+    Ok(html(page)
+        .with_cookie(login::cookie(CSRF_COOKIE, "", 0))
+        .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0)))
 }

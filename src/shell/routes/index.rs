@@ -2,9 +2,12 @@
 //! with `?type=<id>&token=<t>` (the token registers a hand-off bound to this
 //! browser, `handoff.rs`); `?tokenversion=2` starts pass-through logins;
 //! `?key=` is passed on. A CLI-token provider (Jottacloud) links to
-//! `/cli-token` instead of `/login`.
+//! `/cli-token` instead of `/login`. The `Referer`'s origin, when it is an
+//! allowed opener origin, is kept in a cookie for the result page (`crate::opener`).
 
 use super::handoff;
+use crate::login;
+use crate::opener;
 use crate::pages::{self, IndexOptions, ProviderLink};
 use crate::providers::LoginKind;
 use crate::shell::call::Call;
@@ -32,6 +35,15 @@ pub async fn get(c: &mut Call) -> Out {
         access_key: c.query("key")?.map(str::to_string),
     };
     let mut out = html(pages::index(&links, &opts));
+    // The popup's first request names its opener (Duplicati's UI) in `Referer`;
+    // a later visit without an allowed one forgets an old hint.
+    let referer = c.header("Referer");
+    out = out.with_cookie(
+        match c.cfg.opener_origins.hint_from_referer(referer.as_deref()) {
+            Some(origin) => login::cookie(opener::HINT_COOKIE, &origin, login::LOGIN_TTL_SECS),
+            None => login::cookie(opener::HINT_COOKIE, "", 0),
+        },
+    );
     if let Some(cookie) = binding_cookie {
         out = out.with_cookie(cookie);
     }
