@@ -58,24 +58,19 @@ fn assert_grant_kept(b: &Broker, authid: &str) {
     b.remember(authid);
 }
 
-fn a_client_that_hangs_up_mid_refresh_loses_no_grant(b: &Broker) {
-    let authid = expiring_single_use_grant(b);
-    // The provider takes 2.5 s (inside the worker's 3 s upstream timeout); the
-    // client hangs up after 1 s, while the refresh is in flight.
+/// A refresh of `authid` (due, single-use provider) during which the provider
+/// takes `delay_ms` and the client does what `client` does; then, once the
+/// provider has answered, the grant must have been kept.
+fn slow_refresh_keeps_the_grant(b: &Broker, authid: &str, delay_ms: u64, client: impl FnOnce()) {
     b.mock.set_config(Config {
         rotation: Rotation::SingleUse,
-        delay_ms: 2_500,
+        delay_ms,
         ..Config::default()
     });
     let issued = b.mock.stats().issued_access_tokens.len();
-    let hung_up = get_and_hang_up(
-        &b.url("/refresh"),
-        &[("X-AuthID", &authid)],
-        Duration::from_secs(1),
-    );
-    assert!(hung_up, "the client left before the answer");
+    client();
     wait_for(
-        "the provider to answer the abandoned refresh",
+        "the provider to answer the refresh the client left",
         Duration::from_secs(60),
         || b.mock.stats().issued_access_tokens.len() > issued,
     );
@@ -83,32 +78,32 @@ fn a_client_that_hangs_up_mid_refresh_loses_no_grant(b: &Broker) {
         rotation: Rotation::SingleUse,
         ..Config::default()
     });
-    assert_grant_kept(b, &authid);
+    assert_grant_kept(b, authid);
+}
+
+fn a_client_that_hangs_up_mid_refresh_loses_no_grant(b: &Broker) {
+    let authid = expiring_single_use_grant(b);
+    // The provider takes 2.5 s (inside the worker's 3 s upstream timeout); the
+    // client hangs up after 1 s, while the refresh is in flight.
+    slow_refresh_keeps_the_grant(b, &authid, 2_500, || {
+        let hung_up = get_and_hang_up(
+            &b.url("/refresh"),
+            &[("X-AuthID", &authid)],
+            Duration::from_secs(1),
+        );
+        assert!(hung_up, "the client left before the answer");
+    });
 }
 
 fn a_provider_answering_after_the_client_gave_up_still_has_its_rotated_token_kept(b: &Broker) {
     let authid = expiring_single_use_grant(b);
     // The worker under test lets a client wait 3 s for the provider
     // (UPSTREAM_TIMEOUT_MS) but waits itself up to 25 s for the real answer.
-    b.mock.set_config(Config {
-        rotation: Rotation::SingleUse,
-        delay_ms: 6_000,
-        ..Config::default()
+    slow_refresh_keeps_the_grant(b, &authid, 6_000, || {
+        let r = b.refresh(&authid);
+        assert_eq!(r.status, 504, "{}", r.body);
+        assert_eq!(r.json()["error"], "provider_timeout");
     });
-    let issued = b.mock.stats().issued_access_tokens.len();
-    let r = b.refresh(&authid);
-    assert_eq!(r.status, 504, "{}", r.body);
-    assert_eq!(r.json()["error"], "provider_timeout");
-    wait_for(
-        "the provider's late answer",
-        Duration::from_secs(60),
-        || b.mock.stats().issued_access_tokens.len() > issued,
-    );
-    b.mock.set_config(Config {
-        rotation: Rotation::SingleUse,
-        ..Config::default()
-    });
-    assert_grant_kept(b, &authid);
 }
 
 fn a_late_waiter_answers_retryably_within_the_clients_25_s_and_leaves_the_lease_free(b: &Broker) {
