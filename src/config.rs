@@ -3,11 +3,13 @@
 //!
 //! The shell hands in a lookup function (`env.var(name)` there, a map in the
 //! tests), so every parsing and defaulting rule here is plain Rust, tested
-//! natively. Parsing happens once per request: the provider catalogue and the
-//! HKDF-derived server keys are not rebuilt by each handler that needs them.
+//! natively. Each part is built at most once per request, the costly ones (the
+//! provider catalogue with its secrets, the HKDF-derived server keys) only when
+//! a handler first needs them.
 //! A broken setting fails only the routes that need it (a bad `SEALING_SECRET`
 //! does not take down the provider list), with a 500 `server_misconfigured`.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use crate::access;
@@ -36,11 +38,29 @@ pub struct Config {
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
     admin_key: Option<ClientSecret>,
-    catalogue: Result<Catalogue, BrokerError>,
+    /// The bindings, for the parts built on first use: most requests (a
+    /// cache-hit refresh, `/healthz`) need neither the provider catalogue nor,
+    /// some, the server keys, and building them costs a JSON parse, a dozen
+    /// binding reads and several HKDF derivations.
+    binding: Box<Lookup>,
+    providers: OnceCell<Result<Providers, BrokerError>>,
+    /// Shared (not copied) with work that outlives the request.
+    keys: OnceCell<Result<Rc<ServerKeys>, BrokerError>>,
+}
+
+/// Reads a binding (var or secret) by name.
+type Lookup = dyn Fn(&str) -> Option<String>;
+
+/// The catalogue and the client secrets bound for it.
+struct Providers {
+    catalogue: Catalogue,
     /// Client secrets of the providers that have one bound, by provider id.
     client_secrets: Vec<(String, ClientSecret)>,
-    /// Shared (not copied) with work that outlives the request.
-    keys: Result<Rc<ServerKeys>, BrokerError>,
+}
+
+/// A binding's value; blank counts as unset.
+fn nonblank(v: Option<String>) -> Option<String> {
+    v.filter(|v| !v.trim().is_empty())
 }
 
 impl std::fmt::Debug for Config {
@@ -56,35 +76,11 @@ impl Config {
     /// Reads every setting through `binding` (a var or secret by name; blank
     /// counts as unset).
     pub fn from_bindings(
-        binding: impl Fn(&str) -> Option<String>,
+        binding: impl Fn(&str) -> Option<String> + 'static,
         origin: String,
         now: i64,
     ) -> Config {
-        let get = |name: &str| binding(name).filter(|v| !v.trim().is_empty());
-        let catalogue = Catalogue::load(get("OAUTH_PROVIDERS").as_deref())
-            .map(|c| c.with_client_ids(get))
-            .map_err(BrokerError::from);
-        let client_secrets = catalogue
-            .as_ref()
-            .map(|c| {
-                c.all()
-                    .iter()
-                    .filter_map(|p| {
-                        get(&p.secret_binding()).map(|s| (p.id.clone(), ClientSecret::new(s)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let keys = match get("SEALING_SECRET") {
-            None => Err(BrokerError::Misconfigured {
-                what: "SEALING_SECRET is not set",
-            }),
-            Some(current) => {
-                ServerKeys::parse(&current, get("SEALING_SECRETS_PREVIOUS").as_deref())
-                    .map(Rc::new)
-                    .map_err(BrokerError::from)
-            }
-        };
+        let get = |name: &str| nonblank(binding(name));
         let upstream_timeout_ms =
             refresh::upstream_timeout_ms(get("UPSTREAM_TIMEOUT_MS").as_deref());
         Config {
@@ -98,15 +94,41 @@ impl Config {
             opener_origins: OpenerOrigins::parse(get("OPENER_ORIGINS").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
-            catalogue,
-            client_secrets,
-            keys,
+            binding: Box::new(binding),
+            providers: OnceCell::new(),
+            keys: OnceCell::new(),
         }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        nonblank((self.binding)(name))
+    }
+
+    fn providers(&self) -> Result<&Providers, BrokerError> {
+        self.providers
+            .get_or_init(|| {
+                let catalogue = Catalogue::load(self.get("OAUTH_PROVIDERS").as_deref())?
+                    .with_client_ids(|name| self.get(name));
+                let client_secrets = catalogue
+                    .all()
+                    .iter()
+                    .filter_map(|p| {
+                        self.get(&p.secret_binding())
+                            .map(|s| (p.id.clone(), ClientSecret::new(s)))
+                    })
+                    .collect();
+                Ok(Providers {
+                    catalogue,
+                    client_secrets,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The provider catalogue (`OAUTH_PROVIDERS` applied).
     pub fn catalogue(&self) -> Result<&Catalogue, BrokerError> {
-        self.catalogue.as_ref().map_err(Clone::clone)
+        Ok(&self.providers()?.catalogue)
     }
 
     /// The providers a user may log in with: client id and client secret set
@@ -121,8 +143,16 @@ impl Config {
     }
 
     fn usable(&self, p: &Provider) -> bool {
-        !p.client_id.is_empty()
-            && (p.public_client || self.client_secrets.iter().any(|(id, _)| *id == p.id))
+        !p.client_id.is_empty() && (p.public_client || self.client_secret(&p.id).is_some())
+    }
+
+    fn client_secret(&self, provider_id: &str) -> Option<&ClientSecret> {
+        self.providers()
+            .ok()?
+            .client_secrets
+            .iter()
+            .find(|(id, _)| id == provider_id)
+            .map(|(_, s)| s)
     }
 
     /// A provider a user may log in with (by id or alias) and its client
@@ -137,17 +167,26 @@ impl Config {
             return Ok((p, None));
         }
         let secret = self
-            .client_secrets
-            .iter()
-            .find(|(pid, _)| *pid == p.id)
-            .map(|(_, s)| s)
+            .client_secret(&p.id)
             .ok_or(BrokerError::UnknownProvider)?;
         Ok((p, Some(secret)))
     }
 
     /// The server keys (`SEALING_SECRET` + `SEALING_SECRETS_PREVIOUS`), derived once.
     pub fn keys(&self) -> Result<&Rc<ServerKeys>, BrokerError> {
-        self.keys.as_ref().map_err(Clone::clone)
+        self.keys
+            .get_or_init(|| match self.get("SEALING_SECRET") {
+                None => Err(BrokerError::Misconfigured {
+                    what: "SEALING_SECRET is not set",
+                }),
+                Some(current) => {
+                    ServerKeys::parse(&current, self.get("SEALING_SECRETS_PREVIOUS").as_deref())
+                        .map(Rc::new)
+                        .map_err(BrokerError::from)
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Whether a request presenting `key` passes the operator's access gate.

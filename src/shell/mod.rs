@@ -62,7 +62,10 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
         }
     };
     let cfg = Config::from_bindings(
-        |name| binding(&env, name),
+        {
+            let env = env.clone();
+            move |name: &str| binding(&env, name)
+        },
         url.origin().ascii_serialization(),
         clock::now(),
     );
