@@ -27,11 +27,77 @@ pub fn allowed(keys: &[String], key: Option<&str>) -> bool {
 }
 
 /// The key a request presents at the gate: the `X-Access-Key` header, else the
-/// `key=` query parameter. An empty header counts as absent, so a client or
-/// proxy that sends `X-Access-Key:` with nothing cannot hide a valid `key=`.
-pub fn presented_key<'a>(header: Option<&'a str>, query: Option<&'a str>) -> Option<&'a str> {
-    header.filter(|h| !h.is_empty()).or(query)
+/// path prefix `/k/<key>/` ([`split_key_prefix`]), else the `key=` query
+/// parameter. An empty header counts as absent, so a client or proxy that
+/// sends `X-Access-Key:` with nothing cannot hide a valid key.
+pub fn presented_key<'a>(
+    header: Option<&'a str>,
+    path: Option<&'a str>,
+    query: Option<&'a str>,
+) -> Option<&'a str> {
+    header.filter(|h| !h.is_empty()).or(path).or(query)
 }
+
+/// A request path that starts with the operator's key: `/k/<key>/<route>`. It
+/// lets one oauth-url (`https://broker/k/<key>/refresh`) carry the key through
+/// every Duplicati surface, each of which appends to the URL differently.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyPrefix<'p> {
+    /// The key, percent-decoded.
+    pub key: String,
+    /// `/k/<key>` as the request spelled it: the links and redirects of the
+    /// answer start with it, so the next request carries the key too.
+    pub prefix: &'p str,
+    /// The path the route table resolves (starts with `/`).
+    pub path: &'p str,
+}
+
+/// Splits `/k/<key>/<route>`. Not a key prefix (the path is resolved as it
+/// is, and `/k/…` matches no route): `/k/<key>` without a route path, an empty
+/// key (`/k//x`), a key with an encoded `/` or with broken percent-encoding.
+pub fn split_key_prefix(path: &str) -> Option<KeyPrefix<'_>> {
+    let rest = path.strip_prefix("/k/")?;
+    let end = rest.find('/')?;
+    let key = percent_decode(&rest[..end])?;
+    if key.is_empty() || key.contains('/') {
+        return None;
+    }
+    Some(KeyPrefix {
+        key,
+        prefix: &path[..3 + end],
+        path: &rest[end..],
+    })
+}
+
+/// Percent-decodes one path segment; `None` for a broken escape or bytes that
+/// are not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The gate's answer to a request without one of the keys. On a browser route
+/// reached with `GET` it comes with a form that asks for the key (`pages::key_form`).
+pub const KEY_REQUIRED: BrokerError = BrokerError::Forbidden {
+    code: "access_key_required",
+    what: "this broker needs an access key (/k/<key>/ or key= in the URL, or X-Access-Key)",
+};
 
 /// The answer to a limited request that carries no client address.
 pub const NO_CLIENT_ADDRESS: BrokerError = BrokerError::BadRequest {
@@ -112,15 +178,62 @@ mod tests {
 
     #[test]
     fn an_empty_access_key_header_does_not_hide_key_in_the_query() {
-        assert_eq!(presented_key(Some(""), Some("k1")), Some("k1"));
-        assert_eq!(presented_key(None, Some("k1")), Some("k1"));
+        assert_eq!(presented_key(Some(""), None, Some("k1")), Some("k1"));
+        assert_eq!(presented_key(None, None, Some("k1")), Some("k1"));
         assert_eq!(
-            presented_key(Some("k2"), Some("k1")),
+            presented_key(Some("k2"), None, Some("k1")),
             Some("k2"),
             "the header wins"
         );
-        assert_eq!(presented_key(Some(""), None), None);
+        assert_eq!(presented_key(Some(""), None, None), None);
         let keys = parse_keys(Some("k1"));
-        assert!(allowed(&keys, presented_key(Some(""), Some("k1"))));
+        assert!(allowed(&keys, presented_key(Some(""), None, Some("k1"))));
+    }
+
+    #[test]
+    fn a_key_prefix_is_stripped_and_presented() {
+        let k = split_key_prefix("/k/K/refresh").expect("a key prefix");
+        assert_eq!(
+            k,
+            KeyPrefix {
+                key: "K".into(),
+                prefix: "/k/K",
+                path: "/refresh"
+            }
+        );
+        let k = split_key_prefix("/k/a%26b%3D/").expect("an encoded key");
+        assert_eq!(
+            (k.key.as_str(), k.prefix, k.path),
+            ("a&b=", "/k/a%26b%3D", "/")
+        );
+        // Only the first prefix is stripped: `/k/A/k/B/x` resolves `/k/B/x` (no route).
+        assert_eq!(
+            split_key_prefix("/k/A/k/B/x").map(|k| k.path),
+            Some("/k/B/x")
+        );
+        // The path's key sits between the header and the query.
+        assert_eq!(presented_key(None, Some("p"), Some("q")), Some("p"));
+        assert_eq!(presented_key(Some("h"), Some("p"), Some("q")), Some("h"));
+        assert_eq!(presented_key(Some(""), Some("p"), None), Some("p"));
+    }
+
+    #[test]
+    fn what_is_not_a_key_prefix() {
+        for p in [
+            "/k/K",
+            "/k/",
+            "/k//x",
+            "/k//",
+            "/k/a%2Fb/refresh",
+            "/k/a%2fb/refresh",
+            "/k/%zz/refresh",
+            "/k/%4/refresh",
+            "/k/%ff/refresh",
+            "/refresh",
+            "/K/k/refresh",
+            "k/K/refresh",
+        ] {
+            assert_eq!(split_key_prefix(p), None, "{p}");
+        }
     }
 }

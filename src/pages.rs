@@ -103,6 +103,9 @@ pub struct IndexOptions {
     pub token_version_2: bool,
     /// `?key=`: the operator's access key, passed on to `/login`.
     pub access_key: Option<String>,
+    /// The `/k/<key>` path prefix the request came with (`crate::access::KeyPrefix`),
+    /// or empty: the buttons start with it.
+    pub base: String,
 }
 
 /// The login URL a provider button points to (relative to the host root).
@@ -118,7 +121,7 @@ pub fn login_href(id: &str, opts: &IndexOptions) -> String {
     if let Some(k) = &opts.access_key {
         q.append_pair("key", k);
     }
-    format!("/login?{}", q.finish())
+    format!("{}/login?{}", opts.base, q.finish())
 }
 
 /// Where a provider button points: `/login`, or for a CLI-token provider
@@ -134,7 +137,7 @@ pub fn provider_href(p: &ProviderLink<'_>, opts: &IndexOptions) -> String {
     if let Some(k) = &opts.access_key {
         q.append_pair("key", k);
     }
-    format!("/cli-token?{}", q.finish())
+    format!("{}/cli-token?{}", opts.base, q.finish())
 }
 
 /// `GET /`: one button per configured provider.
@@ -178,14 +181,21 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
 /// `GET /cli-token?id=<id>`: the form where the user pastes the provider's CLI
 /// token. Field names as oauth-handler's templates/cli-token.html L26-28 (`id`,
 /// `token`), plus the double-submit `csrf` value (`crate::cli_token`).
-pub fn cli_token_form(id: &str, provider_name: &str, csrf: &str, access_key: Option<&str>) -> Page {
+/// `base` is the request's `/k/<key>` prefix (or empty), kept in the form's action.
+pub fn cli_token_form(
+    id: &str,
+    provider_name: &str,
+    csrf: &str,
+    access_key: Option<&str>,
+    base: &str,
+) -> Page {
     let action = match access_key {
         Some(k) => {
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("key", k);
-            format!("/cli-token-login?{}", q.finish())
+            format!("{base}/cli-token-login?{}", q.finish())
         }
-        None => "/cli-token-login".to_string(),
+        None => format!("{base}/cli-token-login"),
     };
     let body = format!(
         "<h1>Log in to {name}</h1>\
@@ -304,6 +314,35 @@ pub fn error(err: &BrokerError) -> Page {
     layout(err.status(), "Error", &body, false)
 }
 
+/// The access gate's answer on a browser route reached without a (valid) key:
+/// the error's status and reason, and a form that asks for the key and sends
+/// the same request again with it (`GET action?<keep>&key=<key>`). `action` is
+/// the route's path without a `/k/<key>` prefix (a wrong key there would win
+/// over the one typed in); `keep` is the request's query without `key`.
+pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError) -> Page {
+    let hidden: String = keep
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Access key needed</h1><p class=\"error\">{reason}</p>\
+         <p>This broker is private. Enter the access key its operator gave you.</p>\
+         <form method=\"get\" action=\"{action}\">{hidden}\
+         <p><input class=\"authid\" id=\"key\" name=\"key\" type=\"password\" \
+         autocomplete=\"off\" aria-label=\"Access key\" placeholder=\"Access key\" required></p>\
+         <p><button id=\"send-key\" type=\"submit\">Continue</button></p></form>",
+        reason = escape(&err.reason()),
+        action = escape(action),
+    );
+    layout(err.status(), "Access key needed", &body, false)
+}
+
 /// `GET /revoke`: the revoke form.
 pub fn revoke_form() -> Page {
     let body = "<h1>Revoke an authid</h1>\
@@ -398,6 +437,7 @@ mod tests {
             fetch_token: Some("t\"<1".into()),
             token_version_2: true,
             access_key: None,
+            base: String::new(),
         };
         let page = index(&p, &opts);
         assert!(!page.html.contains("login-demo"));
@@ -433,21 +473,50 @@ mod tests {
             fetch_token: Some("tok".into()),
             token_version_2: true,
             access_key: Some("k&1".into()),
+            base: String::new(),
         };
         let page = index(&p, &opts);
         assert!(page
             .html
             .contains("href=\"/cli-token?id=jottacloud&amp;key=k%261\""));
         assert!(!page.html.contains("/login?"));
-        let form = cli_token_form("jotta\"", "Jotta<", "c\"<", Some("k&1"));
+        let form = cli_token_form("jotta\"", "Jotta<", "c\"<", Some("k&1"), "");
         assert!(form.html.contains("action=\"/cli-token-login?key=k%261\""));
         assert!(form.html.contains("name=\"id\" value=\"jotta&quot;\""));
         assert!(form.html.contains("name=\"csrf\" value=\"c&quot;&lt;\""));
         assert!(form.html.contains("name=\"token\""));
         assert!(form.html.contains("Jotta&lt;"));
         assert!(!form.html.contains("<script"));
-        let plain = cli_token_form("jottacloud", "Jottacloud", "c", None);
-        assert!(plain.html.contains("action=\"/cli-token-login\""));
+        let plain = cli_token_form("jottacloud", "Jottacloud", "c", None, "/k/K");
+        assert!(plain.html.contains("action=\"/k/K/cli-token-login\""));
+        // A request that came with `/k/<key>/` keeps the prefix in its buttons.
+        let keyed = IndexOptions {
+            base: "/k/K".into(),
+            ..Default::default()
+        };
+        let page = index(&p, &keyed);
+        assert!(page.html.contains("href=\"/k/K/cli-token?id=jottacloud\""));
+        assert!(page.html.contains("href=\"/k/K/login?id=box.com\""));
+    }
+
+    #[test]
+    fn the_key_form_asks_for_the_key_and_resends_the_request() {
+        let err = BrokerError::Forbidden {
+            code: "access_key_required",
+            what: "needs a key",
+        };
+        let keep = [("id".to_string(), "demo\"<".to_string())];
+        let page = key_form("/login", &keep, &err);
+        assert_eq!(page.status, 403);
+        assert!(page
+            .html
+            .contains("<form method=\"get\" action=\"/login\">"));
+        assert!(page
+            .html
+            .contains("<input type=\"hidden\" name=\"id\" value=\"demo&quot;&lt;\">"));
+        assert!(page.html.contains("name=\"key\""));
+        assert!(page.html.contains("needs a key"));
+        assert!(!page.html.contains("<script"));
     }
 
     #[test]

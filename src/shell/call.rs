@@ -22,6 +22,11 @@ pub struct Call {
     pub query: Params,
     /// What a prefix route matched after its prefix (`/callback/<rest>`).
     pub rest: String,
+    /// The key of a `/k/<key>/` path prefix (`crate::access::split_key_prefix`).
+    pub path_key: Option<String>,
+    /// That prefix as the request spelled it (`/k/<key>`), or empty: links and
+    /// redirects to the broker's gated routes start with it.
+    pub base: String,
 }
 
 impl Call {
@@ -33,6 +38,8 @@ impl Call {
             cfg: Rc::new(cfg),
             query,
             rest: String::new(),
+            path_key: None,
+            base: String::new(),
         }
     }
 

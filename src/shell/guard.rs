@@ -16,12 +16,13 @@ pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), Bro
     }
     if gated {
         let header = call.header("X-Access-Key");
-        let presented = access::presented_key(header.as_deref(), call.query("key")?);
+        let presented = access::presented_key(
+            header.as_deref(),
+            call.path_key.as_deref(),
+            call.query("key")?,
+        );
         if !call.cfg.gate_allows(presented) {
-            return Err(BrokerError::Forbidden {
-                code: "access_key_required",
-                what: "this broker needs an access key (key= in the URL or X-Access-Key)",
-            });
+            return Err(access::KEY_REQUIRED);
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ mod upstream_fetch;
 
 use worker::{event, Context, Env, Request, Response};
 
+use crate::access;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::request::parse_params;
@@ -50,7 +51,10 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
     };
     let https = url.scheme() == "https";
     let method = Method::parse(req.method().as_ref());
-    let (route, rest) = match route::resolve(routes::ROUTES, url.path(), method) {
+    // `/k/<key>/<route>`: the key is presented at the gate, the route resolved.
+    let keyed = access::split_key_prefix(url.path());
+    let path = keyed.as_ref().map_or(url.path(), |k| k.path).to_string();
+    let (route, rest) = match route::resolve(routes::ROUTES, &path, method) {
         Resolved::Found { route, rest } => (route, rest.to_string()),
         miss => {
             let allow = match &miss {
@@ -72,8 +76,27 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
     let query = parse_params(url.query().unwrap_or(""));
     let mut call = call::Call::new(req, env, ctx, cfg, query);
     call.rest = rest;
+    if let Some(k) = keyed {
+        call.base = k.prefix.to_string();
+        call.path_key = Some(k.key);
+    }
     let out = match guard::admit(&call, route.ip_limited, route.gated).await {
         Ok(()) => (route.handler)(&mut call).await,
+        // A browser that came without the key gets a page that asks for it.
+        Err(e)
+            if e == access::KEY_REQUIRED
+                && route.surface == Surface::Page
+                && method == Method::Get =>
+        {
+            let keep: Vec<(String, String)> = call
+                .query
+                .iter()
+                .filter(|(name, _)| name != "key")
+                .cloned()
+                .collect();
+            let page = crate::pages::key_form(&path, &keep, &e);
+            return respond::finish_page(e, page, https);
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = &out {

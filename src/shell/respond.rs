@@ -79,8 +79,23 @@ pub fn finish(
             (r, Some(e))
         }
     };
+    build(r, err.as_ref(), https, allow)
+}
+
+/// An error on a browser route shown with its own page instead of
+/// [`pages::error`] (the access gate's key form), with the error's headers.
+pub fn finish_page(err: BrokerError, page: pages::Page, https: bool) -> worker::Result<Response> {
+    build(html(page), Some(&err), https, None)
+}
+
+fn build(
+    r: Reply,
+    err: Option<&BrokerError>,
+    https: bool,
+    allow: Option<String>,
+) -> worker::Result<Response> {
     let headers = Headers::new();
-    for (name, value) in crate::headers::response_headers(r.content_type, https, err.as_ref()) {
+    for (name, value) in crate::headers::response_headers(r.content_type, https, err) {
         headers.set(name, &value)?;
     }
     for (name, value) in [("Location", &r.location), ("Allow", &allow)] {

@@ -11,6 +11,7 @@ mod browser;
 mod concurrency;
 mod core_flow;
 mod duplicati;
+mod gate;
 mod grant_safety;
 mod hardening;
 mod harness;
@@ -41,6 +42,7 @@ fn main() {
         browser::TESTS,
         routes::TESTS,
         jottacloud::TESTS,
+        gate::TESTS,
         leaks::TESTS,
     ]
     .concat();

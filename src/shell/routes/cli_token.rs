@@ -44,7 +44,7 @@ fn provider<'a>(
 pub async fn form(c: &mut Call) -> Out {
     let (p, _) = provider(&c.cfg, c.query("id")?)?;
     let csrf = cli_token::new_csrf()?;
-    let page = pages::cli_token_form(&p.id, &p.name, csrf.secret(), c.query("key")?);
+    let page = pages::cli_token_form(&p.id, &p.name, csrf.secret(), c.query("key")?, &c.base);
     Ok(html(page).with_cookie(login::cookie(CSRF_COOKIE, csrf.secret(), CSRF_TTL_SECS)))
 }
 

@@ -1,7 +1,7 @@
 //! `GET /`: one login button per offered provider. Duplicati's old UI opens it
 //! with `?type=<id>&token=<t>` (the token registers a hand-off bound to this
 //! browser, `handoff.rs`); `?tokenversion=2` starts pass-through logins;
-//! `?key=` is passed on. A CLI-token provider (Jottacloud) links to
+//! `?key=` and a `/k/<key>/` prefix are passed on. A CLI-token provider (Jottacloud) links to
 //! `/cli-token` instead of `/login`. The `Referer`'s origin, when it is an
 //! allowed opener origin, is kept in a cookie for the result page (`crate::opener`).
 
@@ -33,6 +33,7 @@ pub async fn get(c: &mut Call) -> Out {
         fetch_token: fetch_token.map(str::to_string),
         token_version_2: c.query("tokenversion")? == Some("2"),
         access_key: c.query("key")?.map(str::to_string),
+        base: c.base.clone(),
     };
     let mut out = html(pages::index(&links, &opts));
     // The popup's first request names its opener (Duplicati's UI) in `Referer`;

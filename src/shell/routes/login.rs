@@ -27,6 +27,7 @@ pub async fn get(c: &mut Call) -> Out {
         };
         let opts = IndexOptions {
             access_key: c.query("key")?.map(str::to_string),
+            base: c.base.clone(),
             ..IndexOptions::default()
         };
         let href = pages::provider_href(&link, &opts);

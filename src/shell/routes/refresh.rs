@@ -71,7 +71,8 @@ async fn stored(c: &Call, authid: AuthId) -> Out {
     }))
 }
 
-/// No authid: Duplicati's new UI opens `<oauth-url>?type=<id>` to log in.
+/// No authid: Duplicati's new UI opens `<oauth-url>?type=<id>` to log in. The
+/// access key goes along as it came (`key=`, or the `/k/<key>` prefix).
 fn login_redirect(c: &Call) -> Out {
     let Some(t) = c.query("type")? else {
         return Err(BrokerError::MissingAuthId);
@@ -81,7 +82,12 @@ fn login_redirect(c: &Call) -> Out {
     if let Some(k) = c.query("key")? {
         q.append_pair("key", k);
     }
-    Ok(redirect(&format!("{}/?{}", c.cfg.origin, q.finish())))
+    Ok(redirect(&format!(
+        "{}{}/?{}",
+        c.cfg.origin,
+        c.base,
+        q.finish()
+    )))
 }
 
 /// A v2 authid carries its refresh token: nothing is stored, and the answer
