@@ -5,6 +5,8 @@
 use super::call::Call;
 use crate::access;
 use crate::error::BrokerError;
+use crate::pages;
+use crate::route::{Method, Surface};
 
 /// Seconds in the rate-limit window (`period` of the `[[ratelimits]]` bindings).
 const RATE_LIMIT_PERIOD: u32 = 60;
@@ -41,4 +43,26 @@ pub async fn rate_limit(call: &Call, binding: &str, key: String) -> Result<(), B
         }),
         _ => Ok(()),
     }
+}
+
+/// The gate's answer to a browser that came to a page without the key: a
+/// page with a form that asks for it (API routes and POSTs keep their error).
+/// The request's other query values ride along; a wrong key is never shown.
+pub fn key_form(
+    call: &Call,
+    err: &BrokerError,
+    surface: Surface,
+    method: Method,
+    path: &str,
+) -> Option<pages::Page> {
+    if *err != access::KEY_REQUIRED || surface != Surface::Page || method != Method::Get {
+        return None;
+    }
+    let keep: Vec<(String, String)> = call
+        .query
+        .iter()
+        .filter(|(name, _)| name != "key")
+        .cloned()
+        .collect();
+    Some(pages::key_form(path, &keep, err))
 }

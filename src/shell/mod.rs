@@ -82,22 +82,10 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
     }
     let out = match guard::admit(&call, route.ip_limited, route.gated).await {
         Ok(()) => (route.handler)(&mut call).await,
-        // A browser that came without the key gets a page that asks for it.
-        Err(e)
-            if e == access::KEY_REQUIRED
-                && route.surface == Surface::Page
-                && method == Method::Get =>
-        {
-            let keep: Vec<(String, String)> = call
-                .query
-                .iter()
-                .filter(|(name, _)| name != "key")
-                .cloned()
-                .collect();
-            let page = crate::pages::key_form(&path, &keep, &e);
-            return respond::finish_page(e, page, https);
-        }
-        Err(e) => Err(e),
+        Err(e) => match guard::key_form(&call, &e, route.surface, method, &path) {
+            Some(page) => return respond::finish_page(e, page, https),
+            None => Err(e),
+        },
     };
     if let Err(e) = &out {
         if let Some(cause) = e.cause() {
