@@ -546,6 +546,19 @@ impl Broker {
         self.login_to_callback("/login?id=demo")
     }
 
+    /// The mock's authorize at `authorize` (it consents at once): the callback
+    /// URL it redirects the browser to, checked to lead back to the broker.
+    fn consent_at_mock(&self, authorize: &str) -> String {
+        let consent = request("GET", authorize, &[], None);
+        assert_eq!(consent.status, 302, "mock authorize");
+        let callback = consent.header("Location").expect("callback").to_string();
+        assert!(
+            callback.starts_with(&self.base),
+            "callback goes to the broker"
+        );
+        callback
+    }
+
     /// Like [`Broker::start_login_to_callback`] from any login path; the cookie
     /// string holds every cookie the login set.
     pub fn login_to_callback(&self, login_path: &str) -> (String, String) {
@@ -560,14 +573,7 @@ impl Broker {
             .join("; ");
         assert!(!cookie.is_empty(), "login sets a cookie");
         let authorize = start.header("Location").expect("Location").to_string();
-        let consent = request("GET", &authorize, &[], None);
-        assert_eq!(consent.status, 302, "mock authorize");
-        let callback = consent.header("Location").expect("callback").to_string();
-        assert!(
-            callback.starts_with(&self.base),
-            "callback goes to the broker"
-        );
-        (callback, cookie)
+        (self.consent_at_mock(&authorize), cookie)
     }
 }
 
@@ -646,13 +652,7 @@ impl Broker {
         let start = self.get_in(jar, login_path);
         assert_eq!(start.status, 302, "login: {}", start.body);
         let authorize = start.header("Location").expect("Location").to_string();
-        let consent = request("GET", &authorize, &[], None);
-        assert_eq!(consent.status, 302, "mock authorize");
-        let callback = consent.header("Location").expect("callback").to_string();
-        assert!(
-            callback.starts_with(&self.base),
-            "callback goes to the broker"
-        );
+        let callback = self.consent_at_mock(&authorize);
         (self.in_jar(jar, "GET", &callback, None), authorize)
     }
 }
