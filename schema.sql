@@ -50,3 +50,6 @@ ALTER TABLE fetch_tokens ADD COLUMN confirm_hash TEXT;          -- hex SHA-256 o
 ALTER TABLE fetch_tokens ADD COLUMN confirm_expires_at INTEGER; -- unix seconds: the confirmation is accepted until then
 ALTER TABLE fetch_tokens ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0; -- 1 once the user sent it; /fetch answers only then
 CREATE UNIQUE INDEX IF NOT EXISTS fetch_tokens_confirm ON fetch_tokens (confirm_hash);
+
+-- Migration 0004: how a login ends (src/login.rs LoginEnding): JSON, NULL = the result page.
+ALTER TABLE login_states ADD COLUMN ending TEXT;                 -- never a secret, only hashes

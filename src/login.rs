@@ -19,6 +19,7 @@
 //!   leaves the browser and the broker, so neither a database dump nor an
 //!   intercepted callback URL yields the verifier.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::BrokerError;
@@ -53,6 +54,49 @@ pub struct LoginRecord {
     /// [`crate::handoff::token_hash`] of the `/fetch` token the login carried, if any.
     pub fetch_token_hash: Option<String>,
     pub expires_at: i64,
+    /// What the callback does once the grant is kept.
+    pub ending: LoginEnding,
+}
+
+/// How a login ends, once the callback has exchanged the code and kept the
+/// grant: which client dialect's page or redirect answers the browser. Every
+/// door (Duplicati's pages, Akeeba's helper, the OAuth 2.0 authorization and
+/// device endpoints) starts the same login and differs only here.
+///
+/// Stored as JSON in `login_states.ending` ([`LoginEnding::to_column`]); the
+/// broker's own result page is stored as NULL, so rows written before the
+/// column existed end as they always did. The row is plain text in D1 for at
+/// most [`LOGIN_TTL_SECS`]: a variant that must remember a secret keeps only
+/// its hash (or a sealed copy), never the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoginEnding {
+    /// The broker's result page: the authid with a copy button, posted to
+    /// Duplicati's new UI, or left for the old UI's hand-off.
+    #[default]
+    ResultPage,
+}
+
+impl LoginEnding {
+    /// The `login_states.ending` value: NULL for the result page.
+    pub fn to_column(&self) -> Result<Option<String>, BrokerError> {
+        match self {
+            LoginEnding::ResultPage => Ok(None),
+            #[allow(unreachable_patterns)]
+            other => serde_json::to_string(other)
+                .map(Some)
+                .map_err(|_| BrokerError::internal("a login continuation did not serialize")),
+        }
+    }
+
+    /// Reads `login_states.ending`. An unreadable value (a row written by a
+    /// newer broker during a rollback) ends the login with the result page:
+    /// the grant is kept and the user sees its authid, never an error.
+    pub fn from_column(column: Option<&str>) -> LoginEnding {
+        column
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A freshly started login: what to store, what to send the browser.
@@ -81,6 +125,7 @@ pub fn start(
     origin: &str,
     token_version: u8,
     fetch_token: Option<&str>,
+    ending: LoginEnding,
     now: i64,
 ) -> Result<StartedLogin, BrokerError> {
     let rnd = || random::token_b64url(32);
@@ -116,6 +161,7 @@ pub fn start(
             token_version,
             fetch_token_hash: fetch_token.map(crate::handoff::token_hash),
             expires_at: now + LOGIN_TTL_SECS,
+            ending,
         },
         authorize_url: url.into(),
         state,
@@ -232,7 +278,15 @@ mod tests {
 
     #[test]
     fn authorize_url_carries_state_pkce_and_exact_redirect_uri() {
-        let s = start(&demo(), "https://broker.example", 1, None, 100).unwrap();
+        let s = start(
+            &demo(),
+            "https://broker.example",
+            1,
+            None,
+            LoginEnding::ResultPage,
+            100,
+        )
+        .unwrap();
         let q = query(&s.authorize_url);
         assert_eq!(get(&q, "x"), "1", "existing query kept");
         assert_eq!(get(&q, "response_type"), "code");
@@ -256,8 +310,8 @@ mod tests {
 
     #[test]
     fn two_logins_get_different_state_and_binding() {
-        let a = start(&demo(), "https://b", 1, None, 0).unwrap();
-        let b = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let a = start(&demo(), "https://b", 1, None, LoginEnding::ResultPage, 0).unwrap();
+        let b = start(&demo(), "https://b", 1, None, LoginEnding::ResultPage, 0).unwrap();
         assert_ne!(a.state.secret(), b.state.secret());
         assert_ne!(a.binding.secret(), b.binding.secret());
         assert_eq!(a.state.secret().len(), 43);
@@ -265,8 +319,16 @@ mod tests {
 
     #[test]
     fn callback_refuses_unknown_expired_wrong_provider_and_wrong_browser() {
-        let s = start(&demo(), "https://b", 1, Some("tok"), 0).unwrap();
-        let other = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let s = start(
+            &demo(),
+            "https://b",
+            1,
+            Some("tok"),
+            LoginEnding::ResultPage,
+            0,
+        )
+        .unwrap();
+        let other = start(&demo(), "https://b", 1, None, LoginEnding::ResultPage, 0).unwrap();
         let ok = |r, p, c, now| verify_callback(r, p, &s.state, c, now).err();
         assert_eq!(
             ok(None, "demo", Some(&s.binding), 1),
@@ -300,10 +362,14 @@ mod tests {
         let mut p = demo();
         p.extra_authorize_params.clear();
         p.consent_authorize_params = vec![("force_reapprove".into(), "true".into())];
-        let plain = query(&start(&p, "https://b", 1, None, 0).unwrap().authorize_url);
+        let plain = query(
+            &start(&p, "https://b", 1, None, LoginEnding::ResultPage, 0)
+                .unwrap()
+                .authorize_url,
+        );
         assert!(!plain.iter().any(|(k, _)| k == "force_reapprove"));
         let handoff = query(
-            &start(&p, "https://b", 1, Some("tok"), 0)
+            &start(&p, "https://b", 1, Some("tok"), LoginEnding::ResultPage, 0)
                 .unwrap()
                 .authorize_url,
         );
@@ -314,13 +380,17 @@ mod tests {
     fn no_pkce_parameters_for_providers_without_pkce() {
         let mut p = demo();
         p.pkce = false;
-        let q = query(&start(&p, "https://b", 1, None, 0).unwrap().authorize_url);
+        let q = query(
+            &start(&p, "https://b", 1, None, LoginEnding::ResultPage, 0)
+                .unwrap()
+                .authorize_url,
+        );
         assert!(!q.iter().any(|(k, _)| k.starts_with("code_challenge")));
     }
 
     #[test]
     fn cookie_round_trip() {
-        let s = start(&demo(), "https://b", 1, None, 0).unwrap();
+        let s = start(&demo(), "https://b", 1, None, LoginEnding::ResultPage, 0).unwrap();
         let header = format!(
             "a=b; {}; c=d",
             set_cookie(&s.binding).split(';').next().unwrap()
@@ -330,5 +400,19 @@ mod tests {
         assert!(cookie_from_header(&format!("{COOKIE_NAME}=")).is_none());
         assert!(set_cookie(&s.binding).contains("Secure; HttpOnly; SameSite=Lax"));
         assert!(clear_cookie().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn the_result_page_is_stored_as_null_and_anything_unreadable_ends_there() {
+        assert_eq!(LoginEnding::ResultPage.to_column().unwrap(), None);
+        assert_eq!(LoginEnding::from_column(None), LoginEnding::ResultPage);
+        assert_eq!(
+            LoginEnding::from_column(Some("{\"kind\":\"from_the_future\"}")),
+            LoginEnding::ResultPage
+        );
+        assert_eq!(
+            LoginEnding::from_column(Some("{\"kind\":\"result_page\"}")),
+            LoginEnding::ResultPage
+        );
     }
 }

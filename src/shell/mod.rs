@@ -11,6 +11,7 @@ mod guard;
 mod respond;
 mod routes;
 mod store;
+mod tokens;
 mod upstream_fetch;
 
 use worker::{event, Context, Env, Request, Response};

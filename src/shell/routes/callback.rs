@@ -9,7 +9,7 @@ use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
-use crate::login;
+use crate::login::{self, LoginEnding, LoginRecord};
 use crate::opener;
 use crate::pages;
 use crate::providers::{canonical_id, Provider};
@@ -81,9 +81,29 @@ pub async fn get(c: &mut Call) -> Out {
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
     let shown = mint(c, provider, record.token_version, resp).await?;
+    let region = endpoint.region.map(|r| pages::Region {
+        name: &r.region,
+        host: &r.hostname,
+    });
+    // Every door starts the same login; only its ending differs.
+    match &record.ending {
+        LoginEnding::ResultPage => result_page(c, &record, provider, &shown, region).await,
+    }
+}
+
+/// The broker's own ending: the authid on a page with a copy button, posted
+/// to Duplicati's new UI (allowlisted openers only) or left for the old UI's
+/// confirmed hand-off.
+async fn result_page(
+    c: &Call,
+    record: &LoginRecord,
+    provider: &Provider,
+    shown: &str,
+    region: Option<pages::Region<'_>>,
+) -> Out {
     let (left, clear_carrier) = match &record.fetch_token_hash {
         Some(expected) => {
-            let (left, clear) = handoff::leave_for_confirmation(c, expected, &shown).await?;
+            let (left, clear) = handoff::leave_for_confirmation(c, expected, shown).await?;
             (Some(left), Some(clear))
         }
         None => (None, None),
@@ -96,11 +116,7 @@ pub async fn get(c: &mut Call) -> Out {
         .header("Cookie")
         .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
     let targets = c.cfg.opener_origins.targets(hint.as_deref());
-    let region = endpoint.region.map(|r| pages::Region {
-        name: &r.region,
-        host: &r.hostname,
-    });
-    let page = pages::result(&shown, &provider.name, region, &targets, prompt);
+    let page = pages::result(shown, &provider.name, region, &targets, prompt);
     let mut out = html(page)
         .with_cookie(login::clear_cookie())
         .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));

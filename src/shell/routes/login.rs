@@ -6,7 +6,7 @@
 
 use super::handoff;
 use crate::error::BrokerError;
-use crate::login;
+use crate::login::{self, LoginEnding};
 use crate::pages::{self, IndexOptions, ProviderLink};
 use crate::providers::LoginKind;
 use crate::shell::call::Call;
@@ -42,7 +42,14 @@ pub async fn get(c: &mut Call) -> Out {
         handoff::check_login(c, t).await?;
     }
     let now = c.cfg.now;
-    let started = login::start(provider, &c.cfg.origin, token_version, fetch_token, now)?;
+    let started = login::start(
+        provider,
+        &c.cfg.origin,
+        token_version,
+        fetch_token,
+        LoginEnding::ResultPage,
+        now,
+    )?;
     c.db()?
         .insert_login(&started.state, &started.record, now)
         .await?;

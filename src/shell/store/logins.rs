@@ -6,7 +6,7 @@ use wasm_bindgen::JsValue;
 
 use super::{num, Db};
 use crate::error::BrokerError;
-use crate::login::{sha256_hex, LoginRecord};
+use crate::login::{sha256_hex, LoginEnding, LoginRecord};
 use crate::secret::StateToken;
 
 #[derive(Deserialize)]
@@ -16,6 +16,7 @@ struct LoginRow {
     token_version: u8,
     fetch_token_hash: Option<String>,
     expires_at: i64,
+    ending: Option<String>,
 }
 
 impl LoginRow {
@@ -26,6 +27,7 @@ impl LoginRow {
             token_version: self.token_version,
             fetch_token_hash: self.fetch_token_hash,
             expires_at: self.expires_at,
+            ending: LoginEnding::from_column(self.ending.as_deref()),
         }
     }
 }
@@ -43,7 +45,7 @@ impl Db {
             "login_states",
             now,
             "INSERT INTO login_states (state_hash, provider, binding_hash, token_version, \
-             fetch_token_hash, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             fetch_token_hash, expires_at, ending) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             &[
                 sha256_hex(state.secret()).into(),
                 r.provider.as_str().into(),
@@ -53,6 +55,7 @@ impl Db {
                     .as_deref()
                     .map_or(JsValue::NULL, JsValue::from),
                 num(r.expires_at),
+                r.ending.to_column()?.map_or(JsValue::NULL, JsValue::from),
             ],
         )
         .await
@@ -63,7 +66,7 @@ impl Db {
         let row: Option<LoginRow> = self
             .first(
                 "find_login",
-                "SELECT provider, binding_hash, token_version, fetch_token_hash, expires_at \
+                "SELECT provider, binding_hash, token_version, fetch_token_hash, expires_at, ending \
                  FROM login_states WHERE state_hash = ?1",
                 &[sha256_hex(state.secret()).into()],
             )
@@ -83,7 +86,7 @@ impl Db {
             .first(
                 "take_login",
                 "DELETE FROM login_states WHERE state_hash = ?1 AND binding_hash = ?2 \
-                 RETURNING provider, binding_hash, token_version, fetch_token_hash, expires_at",
+                 RETURNING provider, binding_hash, token_version, fetch_token_hash, expires_at, ending",
                 &[sha256_hex(state.secret()).into(), binding_hash.into()],
             )
             .await?;
