@@ -19,6 +19,7 @@ pub mod pages;
 pub mod pkce;
 pub mod providers;
 pub mod random;
+pub mod redeem;
 pub mod refresh;
 pub mod request;
 pub mod route;
