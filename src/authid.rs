@@ -3,7 +3,11 @@
 //! - **v1 (stored)**: `<keyid>:<secret>`. keyid = 16 CSPRNG bytes as 32 lowercase
 //!   hex chars (locates the row, through a keyed hash); secret = 32 CSPRNG bytes as
 //!   43 base64url chars (256 bits; the key material for the grant, never stored).
-//!   Parsing accepts secrets of 32..=128 chars of `[A-Za-z0-9._-]`.
+//!   Two more spellings are accepted, so that grants moved from Duplicati's own
+//!   services keep the authids their users pasted ([`AuthIdFormat`]):
+//!   oauth-handler's `<30–32 lowercase hex>:<21 chars of [A-Za-z0-9!._-]>` and
+//!   oauth-server's `<32 hex>:<32 chars of [A-Za-z0-9!._-]>`. Anything else is
+//!   malformed.
 //! - **v2 (pass-through)**: `v2:<provider-id>:<refresh_token>`; nothing is stored.
 //!   The token is written as it is, except that every byte outside visible ASCII
 //!   (`0x21..=0x7e`) and `%` itself are written `%XX` (uppercase hex of the UTF-8
@@ -21,13 +25,41 @@ use crate::secret::{AuthSecret, RefreshToken};
 /// Longest input considered at all: a v2 authid still fits in one request header
 /// line (8 KiB). A v2 authid longer than this cannot be made (see [`next_v2_authid`]).
 pub const MAX_AUTHID_LEN: usize = 8192;
-const SECRET_MIN: usize = 32;
-const SECRET_MAX: usize = 128;
+
+/// Which service's spelling a stored (v1) authid has. The keyid locates the
+/// row and the secret keys the seal whatever the spelling; the format decides
+/// only what parses, what an imported secret must look like, and whether a
+/// grant may be fetched from an operator's oauth-handler (`crate::migrate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthIdFormat {
+    /// Ours: `<32 hex>:<43 base64url>` (256-bit secret).
+    Broker,
+    /// duplicati/oauth-handler main.py `create_authtoken` (L55-87):
+    /// keyid `'%030x' % random.randrange(16 ** 32)` (30 to 32 lowercase hex:
+    /// zero-padded to 30, longer when the number is), secret
+    /// `password_generator.generate_pass()` (21 characters, four classes
+    /// `a-z`, `0-9`, `A-Z`, `!-_.`, never two of one class in a row).
+    OauthHandler,
+    /// duplicati/oauth-server StorageProvider.cs `CreateAuthTokenAsync`:
+    /// keyid `Guid.NewGuid().ToString("N")` (32 lowercase hex), secret
+    /// PasswordGenerator.cs `Generate()` (32 characters, the same classes and rule).
+    OauthServer,
+}
+
+/// Length of our secrets, of oauth-handler's and of oauth-server's.
+const BROKER_SECRET_LEN: usize = 43;
+const HANDLER_SECRET_LEN: usize = 21;
+const SERVER_SECRET_LEN: usize = 32;
 
 /// A stored (v1) authid. Not `Clone`, `Debug` redacted.
 pub struct AuthId {
+    /// The keyid as a 128-bit number (a shorter oauth-handler keyid is the
+    /// same number written with fewer leading zeros).
     key_id: [u8; 16],
+    /// How many hex digits the keyid was written with (30..=32).
+    key_digits: u8,
     secret: AuthSecret,
+    format: AuthIdFormat,
 }
 
 impl std::fmt::Debug for AuthId {
@@ -43,8 +75,27 @@ impl AuthId {
         random::fill(&mut key_id)?;
         Ok(AuthId {
             key_id,
+            key_digits: 32,
             secret: AuthSecret::new(random::token_b64url(32)?),
+            format: AuthIdFormat::Broker,
         })
+    }
+
+    /// An authid from a 32-digit keyid and any secret, unchecked: for
+    /// known-answer tests whose vectors predate the strict spellings.
+    #[cfg(test)]
+    pub(crate) fn for_tests(key_hex: &str, secret: &str) -> AuthId {
+        AuthId {
+            key_id: hex_key_id(key_hex).unwrap_or_default(),
+            key_digits: 32,
+            secret: AuthSecret::new(secret.to_string()),
+            format: AuthIdFormat::Broker,
+        }
+    }
+
+    /// Which service's spelling this authid has.
+    pub fn format(&self) -> AuthIdFormat {
+        self.format
     }
 
     pub fn key_id(&self) -> &[u8; 16] {
@@ -55,10 +106,17 @@ impl AuthId {
         &self.secret
     }
 
-    /// `"<32 hex>:<secret>"`: the one place an authid becomes a string, to be
-    /// shown to its user once.
+    /// `"<keyid>:<secret>"`, spelled as it was given (or minted): the one
+    /// place an authid becomes a string, to be shown to its user once or sent
+    /// to the service it came from.
     pub fn expose(&self) -> String {
-        format!("{}:{}", random::hex(&self.key_id), self.secret.secret())
+        let hex = random::hex(&self.key_id);
+        let skip = hex.len().saturating_sub(usize::from(self.key_digits));
+        format!(
+            "{}:{}",
+            hex.get(skip..).unwrap_or(&hex),
+            self.secret.secret()
+        )
     }
 }
 
@@ -240,8 +298,13 @@ impl AuthId {
     /// a letter case with odds of about 1 in 10^7; what a person picks (repeats,
     /// lowercase words, runs such as `abcdef…` or `0123…`) fails. It cannot see
     /// through a clever choice: `POST /import` without `X-AuthID` mints one.
+    /// oauth-handler's 21-character secrets are held to their generator's own
+    /// rule instead ([`handler_secret_looks_generated`]).
     pub fn looks_minted(&self) -> bool {
         let s = self.secret.secret();
+        if self.format == AuthIdFormat::OauthHandler {
+            return handler_secret_looks_generated(s);
+        }
         let pairs = s.len().saturating_sub(1).max(1);
         let adjacent = s
             .as_bytes()
@@ -254,22 +317,72 @@ impl AuthId {
     }
 }
 
-/// The keyid: exactly 32 lowercase hex digits (uppercase is refused, so each
-/// keyid has one spelling).
+/// The character class of a Duplicati-service secret character (the
+/// generators' four classes), or `None` outside them.
+fn service_class(b: u8) -> Option<u8> {
+    match b {
+        b'a'..=b'z' => Some(0),
+        b'0'..=b'9' => Some(1),
+        b'A'..=b'Z' => Some(2),
+        b'!' | b'-' | b'_' | b'.' => Some(3),
+        _ => None,
+    }
+}
+
+/// Whether a 21-character oauth-handler secret could have come from its
+/// generator (password_generator.py): never two characters of one class in a
+/// row (the generator's own rule), at least three of the four classes, and at
+/// least 64 estimated bits. A generated one has about 80; it fails these with
+/// odds below one in a thousand (unit-tested against the generator's
+/// algorithm), while repeats, words and runs fail at once.
+fn handler_secret_looks_generated(s: &str) -> bool {
+    let classes: Vec<u8> = s.bytes().filter_map(service_class).collect();
+    let alternating = classes.windows(2).all(|w| w[0] != w[1]);
+    let mut seen = [false; 4];
+    for &c in &classes {
+        seen[usize::from(c)] = true;
+    }
+    let kinds = seen.iter().filter(|&&x| x).count();
+    classes.len() == s.len() && alternating && kinds >= 3 && estimated_bits(s) >= 64.0
+}
+
+/// The keyid: 30 to 32 lowercase hex digits (uppercase is refused, so each
+/// keyid has one spelling), as a 128-bit number. 30 and 31 digits occur only
+/// in oauth-handler's authids.
 fn hex_key_id(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 {
+    if !(30..=32).contains(&s.len()) {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
+    let mut digits = [b'0'; 32];
+    let pad = 32 - s.len();
+    for (d, &c) in digits.iter_mut().skip(pad).zip(s.as_bytes()) {
+        if !matches!(c, b'0'..=b'9' | b'a'..=b'f') {
+            return None;
+        }
+        *d = c;
+    }
+    let nibble = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
     let mut out = [0u8; 16];
-    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0]) << 4) | nibble(pair[1]);
     }
     Some(out)
+}
+
+/// Which format a keyid of `digits` hex digits and `secret` spell, if any.
+fn v1_format(digits: usize, secret: &str) -> Option<AuthIdFormat> {
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let service = |b: u8| service_class(b).is_some();
+    match secret.len() {
+        BROKER_SECRET_LEN if digits == 32 && secret.bytes().all(base64url) => {
+            Some(AuthIdFormat::Broker)
+        }
+        SERVER_SECRET_LEN if digits == 32 && secret.bytes().all(service) => {
+            Some(AuthIdFormat::OauthServer)
+        }
+        HANDLER_SECRET_LEN if secret.bytes().all(service) => Some(AuthIdFormat::OauthHandler),
+        _ => None,
+    }
 }
 
 /// Parses an authid exactly as a client sent it: nothing is trimmed (Duplicati
@@ -299,18 +412,14 @@ pub fn parse_authid(s: &str) -> Result<ParsedAuthId, AuthIdError> {
             refresh_token: RefreshToken::new(token),
         });
     }
-    let (key_id, secret) = s.split_once(':').ok_or(AuthIdError::Malformed)?;
-    let key_id = hex_key_id(key_id).ok_or(AuthIdError::Malformed)?;
-    let secret_ok = (SECRET_MIN..=SECRET_MAX).contains(&secret.len())
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !secret_ok {
-        return Err(AuthIdError::Malformed);
-    }
+    let (key_text, secret) = s.split_once(':').ok_or(AuthIdError::Malformed)?;
+    let key_id = hex_key_id(key_text).ok_or(AuthIdError::Malformed)?;
+    let format = v1_format(key_text.len(), secret).ok_or(AuthIdError::Malformed)?;
     Ok(ParsedAuthId::V1(AuthId {
         key_id,
+        key_digits: key_text.len() as u8,
         secret: AuthSecret::new(secret.to_string()),
+        format,
     }))
 }
 
@@ -487,8 +596,8 @@ mod tests {
             "k".repeat(43),
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ".to_string(),
             "password-password-password-passw".to_string(),
-            "0123456789".repeat(4),
-            "correct-horse-battery-staple-correct".to_string(),
+            "0123456789".repeat(4) + "012",
+            "correct-horse-battery-staple-correct-horses".to_string(),
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab".to_string(),
         ] {
             assert!(!v1(&format!("{k}:{weak}")).looks_minted(), "{weak}");
@@ -510,12 +619,117 @@ mod tests {
         assert_eq!(parsed.expose(), shown);
     }
 
+    /// The Duplicati services' password generators (oauth-handler
+    /// password_generator.py `generate_pass`, oauth-server PasswordGenerator.cs
+    /// `Generate`): a random class, never the previous one, then a random
+    /// character of it. Driven by a deterministic xorshift here.
+    fn service_secret(len: usize, x: &mut u64) -> String {
+        const CLASSES: [&str; 4] = [
+            "abcdefghijklmnopqrstuvwxyz",
+            "0123456789",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "!-_.",
+        ];
+        let mut next = |n: usize| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x % n as u64) as usize
+        };
+        let mut out = String::new();
+        let mut prev = usize::MAX;
+        while out.len() < len {
+            let c = next(4);
+            if c == prev {
+                continue;
+            }
+            prev = c;
+            let set = CLASSES[c].as_bytes();
+            out.push(char::from(set[next(set.len())]));
+        }
+        out
+    }
+
     #[test]
-    fn secret_length_bounds() {
+    fn the_duplicati_services_authids_parse_and_keep_their_spelling() {
+        let mut x = 0x2545_f491_4f6c_dd1d;
+        for keyid in [
+            "0".repeat(30),
+            "abcdef0123456789abcdef01234567".to_string(),
+            "fabcdef0123456789abcdef01234567".to_string(),
+            "ffabcdef0123456789abcdef01234567".to_string(),
+        ] {
+            let authid = format!("{keyid}:{}", service_secret(21, &mut x));
+            let a = v1(&authid);
+            assert_eq!(a.format(), AuthIdFormat::OauthHandler, "{authid}");
+            assert_eq!(a.expose(), authid);
+        }
+        let server = format!("{}:{}", "0a".repeat(16), service_secret(32, &mut x));
+        let a = v1(&server);
+        assert_eq!(a.format(), AuthIdFormat::OauthServer);
+        assert_eq!(a.expose(), server);
+        let ours = AuthId::generate().unwrap();
+        assert_eq!(v1(&ours.expose()).format(), AuthIdFormat::Broker);
+    }
+
+    #[test]
+    fn a_shorter_oauth_handler_keyid_is_the_same_number_as_its_padded_form() {
+        // `'%030x' % n` never writes a leading zero beyond the 30th digit, so a
+        // 30- or 31-digit keyid and its zero-padded 32-digit form name one row.
+        let short = v1(&format!("{}:{}", "1".repeat(30), "a1A!".repeat(5) + "b"));
+        let padded = v1(&format!("00{}:{}", "1".repeat(30), "a1A!".repeat(5) + "b"));
+        assert_eq!(short.key_id(), padded.key_id());
+        assert_ne!(short.expose(), padded.expose());
+    }
+
+    #[test]
+    fn only_the_three_spellings_parse() {
         let k = "0123456789abcdef0123456789abcdef";
-        for (n, ok) in [(31, false), (32, true), (128, true), (129, false)] {
-            let s = format!("{k}:{}", "a".repeat(n));
-            assert_eq!(parse_authid(&s).is_ok(), ok, "{n}");
+        let service = "a1A!b2B-c3C_d4D.e5E!f";
+        for (authid, ok) in [
+            (format!("{k}:{}", "a".repeat(43)), true),
+            (format!("{k}:{}", "a".repeat(42)), false),
+            (format!("{k}:{}", "a".repeat(44)), false),
+            (format!("{k}:{}", "a".repeat(32)), true),
+            (format!("{k}:{}", "a".repeat(21)), true),
+            (format!("{k}:{}", "a".repeat(31)), false),
+            (format!("{k}:{}", "a".repeat(128)), false),
+            // `!` and `.` are the services' characters, not base64url.
+            (format!("{k}:{}!", "a".repeat(42)), false),
+            (format!("{k}:{}!", "a".repeat(31)), true),
+            (format!("{}:{service}", &k[2..]), true),
+            (format!("{}:{service}", &k[3..]), false),
+            (format!("{}:{}", &k[2..], "a".repeat(32)), false),
+            (format!("{}:{}", &k[2..], "a".repeat(43)), false),
+            (format!("{k}0:{service}"), false),
+        ] {
+            assert_eq!(parse_authid(&authid).is_ok(), ok, "{authid}");
+        }
+    }
+
+    #[test]
+    fn secrets_from_the_services_generators_look_minted_and_chosen_ones_do_not() {
+        let mut x = 0x9e37_79b9_7f4a_7c15;
+        let (mut handler_fails, mut server_fails) = (0, 0);
+        for _ in 0..10_000 {
+            let h = format!("{}:{}", "1".repeat(30), service_secret(21, &mut x));
+            handler_fails += usize::from(!v1(&h).looks_minted());
+            let s = format!("{}:{}", "2".repeat(32), service_secret(32, &mut x));
+            server_fails += usize::from(!v1(&s).looks_minted());
+        }
+        assert!(handler_fails <= 10, "{handler_fails} of 10000");
+        assert!(server_fails <= 10, "{server_fails} of 10000");
+        for weak in [
+            "aaaaaaaaaaaaaaaaaaaaa",
+            "a1a1a1a1a1a1a1a1a1a1a",
+            "a1A!a1A!a1A!a1A!a1A!a",
+            "password1password1pa",
+            "Password1!Password1!P",
+        ] {
+            let authid = format!("{}:{weak}", "1".repeat(30));
+            if let Ok(ParsedAuthId::V1(a)) = parse_authid(&authid) {
+                assert!(!a.looks_minted(), "{weak}");
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use crate::access;
 use crate::error::BrokerError;
+use crate::migrate;
 use crate::opener::OpenerOrigins;
 use crate::providers::{Catalogue, Provider};
 use crate::refresh;
@@ -46,6 +47,7 @@ pub struct Config {
     providers: OnceCell<Result<Providers, BrokerError>>,
     /// Shared (not copied) with work that outlives the request.
     keys: OnceCell<Result<Rc<ServerKeys>, BrokerError>>,
+    migration: OnceCell<Result<Option<Rc<migrate::Source>>, BrokerError>>,
 }
 
 /// Reads a binding (var or secret) by name.
@@ -97,7 +99,23 @@ impl Config {
             binding: Box::new(binding),
             providers: OnceCell::new(),
             keys: OnceCell::new(),
+            migration: OnceCell::new(),
         }
+    }
+
+    /// The oauth-handler grants move from (`crate::migrate`), if the operator
+    /// set one: `OAUTH_HANDLER_URL` and `OAUTH_HANDLER_API_KEY`.
+    pub fn migration_source(&self) -> Result<Option<Rc<migrate::Source>>, BrokerError> {
+        self.migration
+            .get_or_init(|| {
+                let get = |name: &str| nonblank((self.binding)(name));
+                migrate::Source::from_settings(
+                    get("OAUTH_HANDLER_URL").as_deref(),
+                    get("OAUTH_HANDLER_API_KEY").as_deref(),
+                )
+                .map(|s| s.map(Rc::new))
+            })
+            .clone()
     }
 
     fn get(&self, name: &str) -> Option<String> {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod http;
+pub mod oauth_handler;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -266,6 +267,8 @@ pub struct Stats {
     pub issued_refresh_tokens: Vec<String>,
     /// Every authorization code ever issued.
     pub issued_codes: Vec<String>,
+    /// Every call to the fake oauth-handler's `/export`.
+    pub handler_exports: u64,
 }
 
 impl Stats {
@@ -287,6 +290,7 @@ impl Stats {
             "issued_access_tokens": self.issued_access_tokens,
             "issued_refresh_tokens": self.issued_refresh_tokens,
             "issued_codes": self.issued_codes,
+            "handler_exports": self.handler_exports,
         })
     }
 }
@@ -336,6 +340,8 @@ struct State {
     public_families: Vec<u64>,
     next_family: u64,
     in_flight_refresh: u64,
+    /// The fake oauth-handler's entries, by keyid (`oauth_handler`).
+    handler_entries: HashMap<String, oauth_handler::Entry>,
 }
 
 struct Shared {
@@ -479,6 +485,37 @@ impl MockProvider {
     pub fn reset_stats(&self) {
         self.shared.reset_stats();
     }
+
+    /// A new grant, as a code exchange would have issued it (its token JSON,
+    /// with a refresh token that rotates per the current switches): what
+    /// another service stored when its user logged in.
+    pub fn issue_grant(&self) -> Value {
+        let cfg = self.config();
+        let mut st = self.shared.lock();
+        st.next_family += 1;
+        let family = st.next_family;
+        issue(&mut st, family, &cfg, true, "files.readwrite")
+    }
+
+    /// The fake oauth-handler's base URL (`OAUTH_HANDLER_URL`); its API key
+    /// is [`oauth_handler::API_KEY`].
+    pub fn oauth_handler_url(&self) -> String {
+        format!("{}/_oauth-handler", self.base_url())
+    }
+
+    /// Stores `token` (a provider token JSON) for `service` in the fake
+    /// oauth-handler under `authid` (`<keyid>:<password>`).
+    pub fn oauth_handler_store(&self, authid: &str, service: &str, token: Value) {
+        let (keyid, password) = authid.split_once(':').unwrap_or((authid, ""));
+        self.shared.lock().handler_entries.insert(
+            keyid.to_string(),
+            oauth_handler::Entry {
+                password: password.to_string(),
+                service: service.to_string(),
+                token,
+            },
+        );
+    }
 }
 
 impl Drop for MockProvider {
@@ -517,6 +554,15 @@ fn route(shared: &Shared, req: &Request) -> Response {
         ("POST", "/revoke") => revoke(shared, req),
         ("GET", "/userinfo") => userinfo(shared, req),
         ("GET", "/_mock/opener") => opener_page(req),
+        ("GET", "/_oauth-handler/export") => {
+            let mut st = shared.lock();
+            st.stats.handler_exports += 1;
+            oauth_handler::export(req, |keyid| {
+                st.handler_entries
+                    .get(keyid)
+                    .map(|e| (e.password.clone(), oauth_handler::exported(e)))
+            })
+        }
         ("GET", "/_mock/stats") => Response::json(200, &shared.lock().stats.to_json()),
         ("GET", "/_mock/config") => Response::json(200, &shared.config().to_json()),
         ("POST", "/_mock/config") => {

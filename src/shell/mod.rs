@@ -8,6 +8,7 @@
 mod call;
 mod detach;
 mod guard;
+mod migration;
 mod respond;
 mod routes;
 mod store;

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
 use crate::login::sha256_hex;
+use crate::migrate;
 use crate::providers::canonical_id;
 use crate::refresh::{self, PassThrough, Runtime};
 use crate::secret::{AccessToken, RefreshToken};
@@ -22,6 +23,7 @@ use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::detach::WaitUntil;
 use crate::shell::guard::rate_limit;
+use crate::shell::migration;
 use crate::shell::upstream_fetch;
 use crate::upstream::Upstream;
 
@@ -75,13 +77,32 @@ pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
     }
 }
 
-/// A stored (v1) grant: the single-flight refresh over the vault.
+/// A stored (v1) grant: the single-flight refresh over the vault. An
+/// oauth-handler authid this broker does not hold yet is first moved from the
+/// operator's oauth-handler, if one is configured (`crate::migrate`).
 pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
+    let source = if migrate::may_migrate(&authid) {
+        c.cfg.migration_source()?
+    } else {
+        None
+    };
+    let export = source.as_ref().map(|s| s.export_headers(&authid));
     let grant = c.vault()?.grant(authid);
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
     let runtime = WorkerRuntime(c.cfg.clone());
-    let served =
-        refresh::single_flight(&grant, &runtime, &WaitUntil(&c.ctx), &c.cfg.reauthorize()).await?;
+    let detach = WaitUntil(&c.ctx);
+    let reauthorize = c.cfg.reauthorize();
+    let served = match refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await {
+        Err(BrokerError::UnknownAuthId) => match (&source, &export) {
+            (Some(source), Some(headers))
+                if migration::adopt(c, &grant, source, headers).await? =>
+            {
+                refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await?
+            }
+            _ => return Err(BrokerError::UnknownAuthId),
+        },
+        other => other?,
+    };
     Ok(Issued {
         token: served.token,
         remaining: served.remaining,

@@ -14,21 +14,46 @@ use crate::pages::RevokeOutcome;
 use crate::secret::RefreshToken;
 use crate::upstream::{self, classify, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
 
-async fn call(post: &FormPost, signal: &AbortSignal) -> Result<(u16, Vec<u8>), BrokerError> {
+/// One outbound request: what `call` sends (a body is a form).
+struct Outbound<'a> {
+    method: Method,
+    url: &'a str,
+    headers: &'a [(&'a str, String)],
+    body: Option<&'a str>,
+}
+
+impl<'a> Outbound<'a> {
+    /// A form POST to a provider's token or revocation endpoint.
+    fn form(post: &'a FormPost) -> Outbound<'a> {
+        Outbound {
+            method: Method::Post,
+            url: &post.url,
+            headers: &[],
+            body: Some(&post.body),
+        }
+    }
+}
+
+async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<(u16, Vec<u8>), BrokerError> {
     let headers = Headers::new();
-    let set = |k, v| {
+    let set = |k: &str, v: &str| {
         headers
             .set(k, v)
             .map_err(|e| BrokerError::internal(format!("upstream headers: {e}")))
     };
-    set("Content-Type", "application/x-www-form-urlencoded")?;
+    if out.body.is_some() {
+        set("Content-Type", "application/x-www-form-urlencoded")?;
+    }
     set("Accept", "application/json")?;
     set("User-Agent", "oauth-broker")?;
+    for (k, v) in out.headers {
+        set(k, v)?;
+    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
+    init.with_method(out.method.clone())
         .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&post.body)));
-    let req = Request::new_with_init(&post.url, &init)
+        .with_body(out.body.map(JsValue::from_str));
+    let req = Request::new_with_init(out.url, &init)
         .map_err(|e| BrokerError::internal(format!("upstream request: {e}")))?;
     // A refused connection or DNS failure is a provider failure (502), retryable.
     let mut resp = Fetch::Request(req)
@@ -42,13 +67,13 @@ async fn call(post: &FormPost, signal: &AbortSignal) -> Result<(u16, Vec<u8>), B
     Ok((resp.status_code(), body))
 }
 
-/// Sends `post`, giving up (and aborting the request) after the timeout: a
+/// Sends `out`, giving up (and aborting the request) after the timeout: a
 /// provider that hangs must not hold the refresh lease or the client.
-async fn bounded(post: &FormPost, timeout_ms: u64) -> Result<(u16, Vec<u8>), BrokerError> {
+async fn bounded(out: &Outbound<'_>, timeout_ms: u64) -> Result<(u16, Vec<u8>), BrokerError> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let timeout = Delay::from(Duration::from_millis(timeout_ms));
-    let raced = select(Box::pin(call(post, &signal)), Box::pin(timeout)).await;
+    let raced = select(Box::pin(call(out, &signal)), Box::pin(timeout)).await;
     match raced {
         Either::Left((result, _)) => result,
         Either::Right(((), _)) => {
@@ -58,9 +83,25 @@ async fn bounded(post: &FormPost, timeout_ms: u64) -> Result<(u16, Vec<u8>), Bro
     }
 }
 
+/// A GET with `headers` (e.g. an oauth-handler's `/export`), bounded like a
+/// provider call; status and body come back for the core to classify.
+pub async fn get(
+    url: &str,
+    headers: &[(&str, String)],
+    timeout_ms: u64,
+) -> Result<(u16, Vec<u8>), BrokerError> {
+    let out = Outbound {
+        method: Method::Get,
+        url,
+        headers,
+        body: None,
+    };
+    bounded(&out, timeout_ms).await
+}
+
 /// POSTs a token request and classifies the answer.
 pub async fn post_form(post: &FormPost, timeout_ms: u64) -> Result<Upstream, BrokerError> {
-    let (status, body) = bounded(post, timeout_ms).await?;
+    let (status, body) = bounded(&Outbound::form(post), timeout_ms).await?;
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Ok(Upstream::Failed);
     }
@@ -98,7 +139,7 @@ pub async fn revoke(
     let Some(post) = upstream::revoke(provider, secret, refresh_token) else {
         return RevokeOutcome::NoProviderEndpoint;
     };
-    match bounded(&post, cfg.upstream_timeout_ms).await {
+    match bounded(&Outbound::form(&post), cfg.upstream_timeout_ms).await {
         Ok((status, _)) if (200..300).contains(&status) => RevokeOutcome::ProviderRevoked,
         _ => RevokeOutcome::ProviderFailed,
     }

@@ -287,8 +287,11 @@ impl Broker {
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\
              CLIENT_SECRET_BOX_COM=\"{CLIENT_SECRET}\"\nCLIENT_SECRET_PCLOUD=\"{CLIENT_SECRET}\"\n\
              ADMIN_API_KEY=\"{ADMIN_API_KEY}\"\n\
-             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n",
-            opts.sealing_secret
+             SEALING_SECRET=\"{}\"\nUPSTREAM_TIMEOUT_MS=\"3000\"\n\
+             OAUTH_HANDLER_URL=\"{}\"\nOAUTH_HANDLER_API_KEY=\"{}\"\n",
+            opts.sealing_secret,
+            mock.oauth_handler_url(),
+            mock_provider::oauth_handler::API_KEY,
         );
         if let Some(p) = &opts.previous_secrets {
             vars.push_str(&format!("SEALING_SECRETS_PREVIOUS=\"{p}\"\n"));

@@ -17,6 +17,7 @@ mod hardening;
 mod harness;
 mod jottacloud;
 mod leaks;
+mod moving;
 mod routes;
 mod skeleton;
 
@@ -43,6 +44,7 @@ fn main() {
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,
+        moving::TESTS,
         leaks::TESTS,
     ]
     .concat();

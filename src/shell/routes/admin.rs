@@ -1,6 +1,7 @@
 //! `GET /export` and `POST /import`: operator tools to move a grant between
 //! brokers. Both need `ADMIN_API_KEY` in `X-APIKey`; export needs the authid in
-//! `X-AuthID`, import takes one there only if it looks minted (else it mints one).
+//! `X-AuthID`, import takes one there (ours or a Duplicati service's) only if
+//! it looks minted (else it mints one), and replaces what it held.
 
 use serde_json::json;
 
@@ -24,10 +25,15 @@ pub async fn export(c: &mut Call) -> Out {
     json_ok(opened.grant.export(opened.provider.as_str()))
 }
 
-/// Seals a provider token JSON (with `refresh_token` and `service`) under the
-/// authid in `X-AuthID`, unless a grant is stored there already. The authid's
-/// secret is the grant's only key material, so one of the caller's choosing must
-/// look as random as one we mint (`AuthId::looks_minted`); without `X-AuthID`
+/// Seals a provider token JSON (with `refresh_token` and `service`: what
+/// `/export` here and duplicati/oauth-handler's `/export` answer, taken as it
+/// is) under the authid in `X-AuthID`, in our spelling or either Duplicati
+/// service's. Like oauth-handler's own `/import` (main.py L1000-1080, which
+/// overwrites the stored entry), importing again under the same authid
+/// replaces the grant; a grant stored under the same keyid with another
+/// secret is never touched (409). The authid's secret is the grant's only key
+/// material, so one of the caller's choosing must look as random as its
+/// service would have made it (`AuthId::looks_minted`); without `X-AuthID`
 /// the broker mints the authid and returns it in `authid`, once.
 pub async fn import(c: &mut Call) -> Out {
     check_api_key(c)?;
@@ -54,18 +60,44 @@ pub async fn import(c: &mut Call) -> Out {
         None => (AuthId::generate()?, true),
     };
     let shown = minted.then(|| authid.expose());
-    let vault = c.vault()?;
-    let stored = vault.grant(authid);
-    if stored.exists().await? {
-        return Err(BrokerError::Conflict {
-            code: "authid_exists",
-            what: "a grant is already stored under this authid",
-        });
-    }
-    stored.insert(&provider, &grant, c.cfg.now).await?;
-    let mut answer = json!({ "imported": true, "type": provider.as_str() });
+    let stored = c.vault()?.grant(authid);
+    let replaced = match stored.open().await {
+        Ok(read) => {
+            if !stored.replace(&read, &provider, &grant, c.cfg.now).await? {
+                return Err(CHANGED);
+            }
+            true
+        }
+        Err(BrokerError::UnknownAuthId) => {
+            // Unknown, or stored under this keyid with another secret (under
+            // any server-secret version: `exists` looks under all of them).
+            if stored.exists().await?
+                || !stored
+                    .insert_if_absent(&provider, &grant, c.cfg.now)
+                    .await?
+            {
+                return Err(BrokerError::Conflict {
+                    code: "authid_exists",
+                    what: "a grant is already stored under this authid's key id",
+                });
+            }
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    let mut answer = json!({
+        "imported": true,
+        "replaced": replaced,
+        "type": provider.as_str(),
+    });
     if let Some(authid) = shown {
         answer["authid"] = authid.into();
     }
     json_ok(answer)
 }
+
+/// A refresh wrote the grant between our read and our replace.
+const CHANGED: BrokerError = BrokerError::Conflict {
+    code: "grant_changed",
+    what: "the grant changed while it was imported; send the import again",
+};

@@ -131,6 +131,71 @@ impl StoredGrant {
         Ok(())
     }
 
+    /// Stores a new grant unless one is stored under this authid's current
+    /// key hash already (two first refreshes moving the same grant: the
+    /// second finds the first's row). Whether this call stored it.
+    pub async fn insert_if_absent(
+        &self,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let (key_hash, sealed) = self.seal(provider, grant)?;
+        let n = self
+            .db()
+            .changes(
+                "insert_grant_if_absent",
+                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
+                 version, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6) \
+                 ON CONFLICT (key_hash) DO NOTHING",
+                &[
+                    key_hash.as_str().into(),
+                    provider.as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.into(),
+                    sealed.ciphertext.into(),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Replaces the grant read as `read` (opened with this very authid) with
+    /// `grant` for `provider`: compare-and-swap on the version, so a refresh
+    /// in flight cannot write its older result over it, and the lease and
+    /// status start afresh. Whether the row was still as read.
+    pub async fn replace(
+        &self,
+        read: &Opened,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let (key_hash, sealed) = self.seal(provider, grant)?;
+        let n = self
+            .db()
+            .changes(
+                "replace_grant",
+                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
+                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
+                 lease_id = NULL, updated_at = ?6 WHERE key_hash = ?7 AND version = ?8",
+                &[
+                    key_hash.as_str().into(),
+                    provider.as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.into(),
+                    sealed.ciphertext.into(),
+                    num(now),
+                    read.key_hash.as_str().into(),
+                    num(read.version),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     /// Deletes the grant read as `read`.
     pub async fn delete(&self, read: &Opened) -> Result<(), BrokerError> {
         self.db()

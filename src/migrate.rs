@@ -1,0 +1,203 @@
+//! Moving grants from an operator's Duplicati oauth-handler, lazily.
+//!
+//! An operator who runs duplicati/oauth-handler sets its URL
+//! (`OAUTH_HANDLER_URL`) and API key (`OAUTH_HANDLER_API_KEY`). When an
+//! authid in oauth-handler's spelling ([`AuthIdFormat::OauthHandler`]) is not
+//! stored here, its first refresh asks the old service for the grant
+//! (`GET <url>/export` with `X-APIKey` and `X-AuthID`, main.py `export`
+//! L922-998), seals it here under the same authid and serves it from then on:
+//! no user logs in again, and the authid in every backup job keeps working.
+//!
+//! The old service answers (main.py `export`): 200 with the provider's token
+//! JSON plus `service`; 404 `No such key`; 400 `Invalid authid password` (or a
+//! malformed or v2 authid); 403 `Invalid API key` (also when its own key is
+//! shorter than 10 characters); 500 on its own errors. Only a 200 moves a
+//! grant; 404 and 400 mean the authid is unknown there too (our 401, as for
+//! any unknown authid); 403 is the operator's misconfiguration and 5xx or no
+//! answer a transient fault (both retryable 5xx, nothing stored). Bodies are
+//! never echoed or logged.
+//!
+//! After the move the old service still holds its copy of the refresh token.
+//! Where a provider rotates refresh tokens (Box, Jottacloud, OneDrive at
+//! times), whichever service refreshes second gets `invalid_grant`: once
+//! grants move, every client must use this broker (README, "Moving from
+//! oauth-handler").
+
+use crate::authid::{AuthId, AuthIdFormat};
+use crate::error::BrokerError;
+use crate::grant::Grant;
+
+/// The old service as the operator configured it.
+pub struct Source {
+    /// `<OAUTH_HANDLER_URL>/export`.
+    pub export_url: String,
+    api_key: String,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("export_url", &self.export_url)
+            .finish_non_exhaustive()
+    }
+}
+
+const MISCONFIGURED: BrokerError = BrokerError::Misconfigured {
+    what: "OAUTH_HANDLER_URL must be an http(s) URL, set together with OAUTH_HANDLER_API_KEY",
+};
+
+impl Source {
+    /// Reads the two settings. Neither set: `None` (no migration). One
+    /// without the other, or a URL that is not http(s): misconfigured.
+    pub fn from_settings(
+        url: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<Option<Source>, BrokerError> {
+        let (url, api_key) = match (url, api_key) {
+            (None, None) => return Ok(None),
+            (Some(u), Some(k)) => (u.trim(), k.trim()),
+            _ => return Err(MISCONFIGURED),
+        };
+        let parsed = url::Url::parse(url).map_err(|_| MISCONFIGURED)?;
+        if !matches!(parsed.scheme(), "https" | "http") || parsed.query().is_some() {
+            return Err(MISCONFIGURED);
+        }
+        Ok(Some(Source {
+            export_url: format!("{}/export", url.trim_end_matches('/')),
+            api_key: api_key.to_string(),
+        }))
+    }
+
+    /// The headers of the export call for `authid` (main.py `export` reads
+    /// `X-APIKey` and `X-AuthID`; both are secrets: never log them).
+    pub fn export_headers(&self, authid: &AuthId) -> [(&'static str, String); 3] {
+        [
+            ("X-APIKey", self.api_key.clone()),
+            // As the user pasted it: oauth-handler splits at the first `:` and
+            // looks the keyid up as written (main.py L953-963).
+            ("X-AuthID", authid.expose()),
+            ("Accept", "application/json".to_string()),
+        ]
+    }
+}
+
+/// Whether an authid this broker does not know may be asked for at the old
+/// service: only oauth-handler's own spelling (oauth-server's and ours were
+/// never issued by it).
+pub fn may_migrate(authid: &AuthId) -> bool {
+    authid.format() == AuthIdFormat::OauthHandler
+}
+
+/// What the old service's answer means.
+#[derive(Debug)]
+pub enum Exported {
+    /// The grant: its provider (`service`) and tokens, the access token
+    /// treated as expired (the first use refreshes).
+    Grant { service: String, grant: Grant },
+    /// Not there, or not this authid's: the authid is unknown.
+    Unknown,
+}
+
+/// Classifies the old service's answer to an export call.
+pub fn read_export(status: u16, body: &[u8]) -> Result<Exported, BrokerError> {
+    match status {
+        200 => match Grant::import(body) {
+            Ok((service, grant)) => Ok(Exported::Grant { service, grant }),
+            // A 200 whose body is not a grant: the old service is broken.
+            Err(_) => Err(BrokerError::ProviderFailed),
+        },
+        400 | 404 => Ok(Exported::Unknown),
+        401 | 403 => Err(BrokerError::Misconfigured {
+            what: "the oauth-handler refused OAUTH_HANDLER_API_KEY",
+        }),
+        _ => Err(BrokerError::ProviderFailed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authid::{parse_authid, ParsedAuthId};
+
+    fn authid(s: &str) -> AuthId {
+        match parse_authid(s) {
+            Ok(ParsedAuthId::V1(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const HANDLER: &str = "0123456789abcdef0123456789abcd:a1A!b2B-c3C_d4D.e5E!f";
+
+    #[test]
+    fn both_settings_or_neither() {
+        assert!(Source::from_settings(None, None).unwrap().is_none());
+        let s = Source::from_settings(Some("https://old.example/"), Some("k".repeat(12).as_str()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.export_url, "https://old.example/export");
+        assert!(!format!("{s:?}").contains("kkkk"));
+        for (url, key) in [
+            (Some("https://old.example"), None),
+            (None, Some("key")),
+            (Some("ftp://old.example"), Some("key")),
+            (Some("not a url"), Some("key")),
+            (Some("https://old.example/?key=x"), Some("key")),
+        ] {
+            assert_eq!(
+                Source::from_settings(url, key).unwrap_err().code(),
+                "server_misconfigured",
+                "{url:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_export_call_carries_the_api_key_and_the_authid_as_given() {
+        let s = Source::from_settings(Some("http://127.0.0.1:9/h"), Some("0123456789"))
+            .unwrap()
+            .unwrap();
+        let h = s.export_headers(&authid(HANDLER));
+        assert_eq!(h[0], ("X-APIKey", "0123456789".to_string()));
+        assert_eq!(h[1], ("X-AuthID", HANDLER.to_string()));
+    }
+
+    #[test]
+    fn only_oauth_handler_authids_are_asked_for() {
+        assert!(may_migrate(&authid(HANDLER)));
+        let server = format!("{}:{}", "ab".repeat(16), "a1A!".repeat(8));
+        assert!(!may_migrate(&authid(&server)));
+        assert!(!may_migrate(&AuthId::generate().unwrap()));
+    }
+
+    #[test]
+    fn the_old_services_answers_mean_what_its_source_says() {
+        let body = br#"{"access_token":"at","refresh_token":"rt","expires_in":3600,"token_type":"Bearer","user_id":"u","service":"googledrive"}"#;
+        match read_export(200, body).unwrap() {
+            Exported::Grant { service, grant } => {
+                assert_eq!(service, "googledrive");
+                assert_eq!(grant.refresh_token().unwrap().secret(), "rt");
+                assert!(grant.cached_access_token(0).is_none(), "refreshes first");
+            }
+            other => panic!("{other:?}"),
+        }
+        // main.py: 404 "No such key", 400 "Invalid authid password".
+        assert!(matches!(
+            read_export(404, b"{}").unwrap(),
+            Exported::Unknown
+        ));
+        assert!(matches!(
+            read_export(400, b"{}").unwrap(),
+            Exported::Unknown
+        ));
+        assert_eq!(read_export(403, b"{}").unwrap_err().status(), 500);
+        assert_eq!(read_export(500, b"{}").unwrap_err().status(), 502);
+        assert_eq!(read_export(200, b"<html>").unwrap_err().status(), 502);
+        // No refresh token: not a grant.
+        assert_eq!(
+            read_export(200, br#"{"access_token":"at","service":"x"}"#)
+                .unwrap_err()
+                .status(),
+            502
+        );
+    }
+}
