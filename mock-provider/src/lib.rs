@@ -1066,7 +1066,7 @@ mod tests {
             ..Stats::default()
         };
         let v = s.to_json();
-        assert_eq!(v.as_object().map(|o| o.len()), Some(15));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
         assert_eq!(v["spent_refresh_reuse"], 2);
         assert_eq!(v["issued_codes"][0], "mockCODE_x");
     }

@@ -906,3 +906,45 @@ fn a_regional_login_names_its_host_and_its_code_works_only_at_that_hosts_path() 
     );
     assert!(!plain.location().contains("hostname="));
 }
+
+/// The fake oauth-handler answers `/export` as main.py `export` does.
+#[test]
+fn fake_oauth_handler_export_answers_like_main_py() {
+    let m = start();
+    let authid = "0123456789abcdef0123456789abcd:a1A!b2B-c3C_d4D.e5E!f";
+    m.oauth_handler_store(authid, "box.com", m.issue_grant());
+    let export = |key: &str, id: Option<&str>| {
+        let id = id.map(|a| format!("X-AuthID: {a}\r\n")).unwrap_or_default();
+        raw(
+            &m,
+            &format!(
+                "GET /_oauth-handler/export HTTP/1.1\r\nHost: x\r\nX-APIKey: {key}\r\n{id}\r\n"
+            ),
+        )
+    };
+    let key = mock_provider::oauth_handler::API_KEY;
+    let ok = export(key, Some(authid));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let v = ok.json();
+    assert_eq!(v["service"], "box.com");
+    assert!(v["refresh_token"].is_string() && v["expires_in"].is_number());
+    for (k, id, status, reason) in [
+        ("wrong-key-0123", Some(authid), 403, "Invalid API key"),
+        (key, None, 400, "No authid in query"),
+        (key, Some(":x"), 400, "Invalid authid in query"),
+        (key, Some("v2:box.com:rt"), 400, "No v2 export possible"),
+        (key, Some("ffff:a1A!b2B-c3C_d4D.e5E!f"), 404, "No such key"),
+        (
+            key,
+            Some("0123456789abcdef0123456789abcd:a1A!b2B-c3C_d4D.e5E!g"),
+            400,
+            "Invalid authid password",
+        ),
+    ] {
+        let r = export(k, id);
+        assert_eq!(r.status, status, "{id:?}");
+        assert_eq!(r.json()["error"], reason);
+        assert!(r.head.contains(&format!("X-Reason: {reason}")));
+    }
+    assert_eq!(m.stats().handler_exports, 7);
+}
