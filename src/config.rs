@@ -214,6 +214,18 @@ impl Config {
 
     /// Export/import are operator tools: they need `ADMIN_API_KEY` in
     /// `X-APIKey` (constant-time compare) and refuse everything when it is unset.
+    /// The `--oauth-url` Duplicati's command line needs for this broker: its
+    /// `/refresh`, behind the gate's `/k/<key>` prefix when the gate is on
+    /// (the key is the user's to fill in; a page never shows one).
+    pub fn oauth_url(&self) -> String {
+        let gate = if self.access_keys.is_empty() {
+            ""
+        } else {
+            "/k/<your access key>"
+        };
+        format!("{}{gate}/refresh", self.origin.trim_end_matches('/'))
+    }
+
     pub fn check_admin_key(&self, sent: Option<&str>) -> Result<(), BrokerError> {
         let configured = self.admin_key.as_ref().ok_or(BrokerError::Forbidden {
             code: "api_disabled",
@@ -295,6 +307,33 @@ mod tests {
         assert!(c.provider("dropbox").is_err());
         let c = config(&[("CLIENT_SECRET_DROPBOX", "x"), ("CLIENT_ID_DROPBOX", "id")]);
         assert_eq!(c.provider("dropbox").unwrap().0.client_id, "id");
+    }
+
+    #[test]
+    fn the_oauth_url_shown_to_users_carries_the_gate_prefix_only_when_gated() {
+        assert_eq!(config(&[]).oauth_url(), "https://broker.example/refresh");
+        assert_eq!(
+            config(&[("ACCESS_KEYS", "k1")]).oauth_url(),
+            "https://broker.example/k/<your access key>/refresh"
+        );
+    }
+
+    #[test]
+    fn an_oauth_handler_to_move_grants_from_needs_its_url_and_api_key() {
+        assert!(config(&[]).migration_source().unwrap().is_none());
+        let c = config(&[
+            ("OAUTH_HANDLER_URL", "https://old.example"),
+            ("OAUTH_HANDLER_API_KEY", "0123456789"),
+        ]);
+        assert_eq!(
+            c.migration_source().unwrap().unwrap().export_url,
+            "https://old.example/export"
+        );
+        let half = config(&[("OAUTH_HANDLER_URL", "https://old.example")]);
+        assert_eq!(
+            half.migration_source().unwrap_err().code(),
+            "server_misconfigured"
+        );
     }
 
     #[test]

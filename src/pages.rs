@@ -160,7 +160,10 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
     } else {
         body.push_str(
             "<p>Pick your storage provider and log in there. You will get an <em>authid</em> \
-             to paste into your backup software.</p><ul class=\"providers\">",
+             to paste into your backup software: in Duplicati, into the destination's \
+             <em>AuthID</em> field (its <em>AuthID</em> link opens this page and fills the field \
+             in by itself), or on its command line as <code>--authid</code>.</p>\
+             <ul class=\"providers\">",
         );
         for p in shown {
             body.push_str(&format!(
@@ -261,13 +264,15 @@ pub struct Region<'a> {
 
 /// The result page: shows the authid once, with copy button and instructions,
 /// posts it to `post_to` (exact opener origins, already checked against the
-/// allowlist), and asks before handing it to Duplicati's old UI.
+/// allowlist), and asks before handing it to Duplicati's old UI. `oauth_url`
+/// is the `--oauth-url` Duplicati's command line needs for this broker.
 pub fn result(
     authid: &str,
     provider_name: &str,
     region: Option<Region<'_>>,
     post_to: &[String],
     handoff: HandoffPrompt<'_>,
+    oauth_url: &str,
 ) -> Page {
     let body = format!(
         "<h1>Authorized with {name}</h1>\
@@ -276,12 +281,22 @@ pub fn result(
          <p><input class=\"authid\" id=\"authid\" readonly value=\"{a}\" data-authid=\"{a}\" \
          data-origins=\"{o}\" aria-label=\"authid\"></p>\
          <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{region}{handoff}\
-         <h2>Use it</h2><p>Paste it into the AuthID field of your backup software, or on \
-         Duplicati's command line: <code>--authid=&lt;authid&gt;</code>.</p>\
+         <h2>Use it</h2><ul id=\"use\">\
+         <li><strong>Duplicati's web UI</strong>: if this page was opened by the <em>AuthID</em> \
+         link of a destination, the authid reaches that <em>AuthID</em> field by itself{after}. \
+         Otherwise paste it into the field.</li>\
+         <li><strong>Duplicati's command line</strong>: \
+         <code>--authid=&quot;&lt;authid&gt;&quot; --oauth-url={u}</code></li>\
+         <li><strong>Other software</strong>: paste it where it asks for an authid.</li></ul>\
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
         o = escape(&post_to.join(" ")),
+        after = match handoff {
+            HandoffPrompt::Confirm(_) => " once you click <em>Send to Duplicati</em> above",
+            _ => "",
+        },
+        u = escape(oauth_url),
         handoff = handoff_section(handoff),
         region = region
             .map(|r| format!(
@@ -519,6 +534,35 @@ mod tests {
         assert!(!page.html.contains("<script"));
     }
 
+    const U: &str = "https://broker.example/refresh";
+
+    #[test]
+    fn the_result_page_says_what_to_paste_where_for_each_duplicati_surface() {
+        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None, U);
+        assert!(plain.html.contains("<strong>Duplicati's web UI</strong>"));
+        assert!(plain
+            .html
+            .contains("reaches that <em>AuthID</em> field by itself."));
+        assert!(plain.html.contains(
+            "<code>--authid=&quot;&lt;authid&gt;&quot; --oauth-url=https://broker.example/refresh</code>"
+        ));
+        let ask = result("k:s", "Demo", None, &[], HandoffPrompt::Confirm("c"), U);
+        assert!(ask
+            .html
+            .contains("by itself once you click <em>Send to Duplicati</em> above."));
+        let gated = result(
+            "k:s",
+            "Demo",
+            None,
+            &[],
+            HandoffPrompt::None,
+            "https://b/k/<key>/refresh",
+        );
+        assert!(gated
+            .html
+            .contains("--oauth-url=https://b/k/&lt;key&gt;/refresh"));
+    }
+
     #[test]
     fn result_page_keeps_values_out_of_script() {
         let page = result(
@@ -527,6 +571,7 @@ mod tests {
             None,
             &["http://localhost:8200".to_string()],
             HandoffPrompt::None,
+            U,
         );
         assert!(page.html.contains("data-authid=\"0123:abc&quot;&lt;x\""));
         let script_start = page.html.find("<script>").unwrap();
@@ -546,6 +591,7 @@ mod tests {
             Some(eu),
             &["http://127.0.0.1:8300".to_string()],
             HandoffPrompt::None,
+            U,
         );
         assert!(page.html.contains(
             "<p id=\"region\">Region: <strong>EU</strong> (<code>eapi.pcloud.com</code>)."
@@ -554,7 +600,7 @@ mod tests {
         assert!(page.html.contains("data-origins=\"http://127.0.0.1:8300\""));
         // The script no longer skips an authid without `:` (pCloud's token).
         assert!(!RESULT_SCRIPT.contains("indexOf(':')"));
-        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None);
+        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None, U);
         assert!(!plain.html.contains("id=\"region\""));
         assert!(plain.html.contains("data-origins=\"\""));
     }
@@ -562,7 +608,7 @@ mod tests {
     #[test]
     fn the_result_page_asks_before_handing_the_authid_to_duplicati() {
         let origins = ["http://localhost:8200".to_string()];
-        let plain = result("k:s", "Demo", None, &origins, HandoffPrompt::None);
+        let plain = result("k:s", "Demo", None, &origins, HandoffPrompt::None, U);
         assert!(!plain.html.contains("<form"));
         assert!(!plain.html.contains("Duplicati window"));
         let ask = result(
@@ -571,6 +617,7 @@ mod tests {
             None,
             &origins,
             HandoffPrompt::Confirm("c\"<1"),
+            U,
         );
         assert!(ask
             .html
@@ -586,7 +633,7 @@ mod tests {
             assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
             assert!(page.html.contains(RESULT_SCRIPT));
         }
-        let not_sent = result("k:s", "Demo", None, &origins, HandoffPrompt::NotSent);
+        let not_sent = result("k:s", "Demo", None, &origins, HandoffPrompt::NotSent, U);
         assert!(not_sent.html.contains("not sent to Duplicati"));
         assert!(!not_sent.html.contains("<form"));
         let sent = handoff_sent();

@@ -116,7 +116,14 @@ async fn result_page(
         .header("Cookie")
         .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
     let targets = c.cfg.opener_origins.targets(hint.as_deref());
-    let page = pages::result(shown, &provider.name, region, &targets, prompt);
+    let page = pages::result(
+        shown,
+        &provider.name,
+        region,
+        &targets,
+        prompt,
+        &c.cfg.oauth_url(),
+    );
     let mut out = html(page)
         .with_cookie(login::clear_cookie())
         .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));

@@ -71,7 +71,14 @@ pub async fn login(c: &mut Call) -> Out {
         .header("Cookie")
         .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
     let targets = cfg.opener_origins.targets(hint.as_deref());
-    let page = pages::result(&shown, &p.name, None, &targets, pages::HandoffPrompt::None);
+    let page = pages::result(
+        &shown,
+        &p.name,
+        None,
+        &targets,
+        pages::HandoffPrompt::None,
+        &c.cfg.oauth_url(),
+    );
     Ok(html(page)
         .with_cookie(login::cookie(CSRF_COOKIE, "", 0))
         .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0)))
