@@ -111,6 +111,14 @@ impl Grant {
         Ok((service, grant))
     }
 
+    /// Whether this is an import the broker has not refreshed yet (an import
+    /// marks its access token expired, and every refresh sets a real expiry):
+    /// only such a grant may be replaced by another import, since once the
+    /// broker has refreshed it, its tokens are newer than any export.
+    pub fn awaiting_first_refresh(&self) -> bool {
+        self.expires_at == 0
+    }
+
     /// A non-empty string field of the token response.
     fn field(&self, name: &str) -> Option<String> {
         self.token

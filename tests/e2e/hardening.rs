@@ -1221,7 +1221,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             admin(&victim),
             Some(r#"{"service":"demo","refresh_token":"x"}"#.into()),
             409,
-            "authid_exists",
+            "grant_in_use",
         ),
         (
             "index token too long",

@@ -24,8 +24,8 @@ pub const TESTS: &[crate::Test] = &[
         duplicati_service_authids_import_from_an_oauth_handler_export_as_is,
     ),
     (
-        "importing_again_under_the_same_authid_overwrites_and_another_secret_never_does",
-        importing_again_under_the_same_authid_overwrites_and_another_secret_never_does,
+        "importing_again_overwrites_until_the_first_refresh_and_another_secret_never",
+        importing_again_overwrites_until_the_first_refresh_and_another_secret_never,
     ),
     (
         "an_oauth_handler_authid_moves_lazily_on_its_first_refresh",
@@ -174,7 +174,7 @@ fn duplicati_service_authids_import_from_an_oauth_handler_export_as_is(b: &Broke
     b.reset_mock();
 }
 
-fn importing_again_under_the_same_authid_overwrites_and_another_secret_never_does(b: &Broker) {
+fn importing_again_overwrites_until_the_first_refresh_and_another_secret_never(b: &Broker) {
     let authid = handler_authid(30);
     b.remember(&authid);
     stored_at_handler(b, &authid);
@@ -207,6 +207,12 @@ fn importing_again_under_the_same_authid_overwrites_and_another_secret_never_doe
     let r = b.refresh(&authid);
     assert_eq!(r.status, 200, "the overwritten grant is served: {}", r.body);
     assert_eq!(b.mock.stats().refresh_successes, 1);
+    // Refreshed here now: a further import would replace newer tokens with
+    // older ones, so it is refused and the grant keeps working.
+    let r = import(b, Some(&authid), &second);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["error"], "grant_in_use");
+    assert_eq!(b.refresh(&authid).status, 200);
     // Same keyid, another secret: 409, and the stored grant still works.
     let (keyid, _) = authid.split_once(':').expect("colon");
     let other = format!("{keyid}:{}", service_password(21));

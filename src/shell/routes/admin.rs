@@ -30,8 +30,10 @@ pub async fn export(c: &mut Call) -> Out {
 /// is) under the authid in `X-AuthID`, in our spelling or either Duplicati
 /// service's. Like oauth-handler's own `/import` (main.py L1000-1080, which
 /// overwrites the stored entry), importing again under the same authid
-/// replaces the grant; a grant stored under the same keyid with another
-/// secret is never touched (409). The authid's secret is the grant's only key
+/// replaces the grant, but only until the broker first refreshes it (409
+/// `grant_in_use` after that: its tokens are then newer than any export); a
+/// grant stored under the same keyid with another secret is never touched
+/// (409 `authid_exists`). The authid's secret is the grant's only key
 /// material, so one of the caller's choosing must look as random as its
 /// service would have made it (`AuthId::looks_minted`); without `X-AuthID`
 /// the broker mints the authid and returns it in `authid`, once.
@@ -62,9 +64,13 @@ pub async fn import(c: &mut Call) -> Out {
     let shown = minted.then(|| authid.expose());
     let stored = c.vault()?.grant(authid);
     let replaced = match stored.open().await {
+        // Only an import not yet refreshed here: after a refresh the stored
+        // tokens are newer than any export (with single-use refresh tokens the
+        // exported one is spent), and replacing them would lose the grant.
+        Ok(read) if !read.grant.awaiting_first_refresh() => return Err(IN_USE),
         Ok(read) => {
             if !stored.replace(&read, &provider, &grant, c.cfg.now).await? {
-                return Err(CHANGED);
+                return Err(IN_USE);
             }
             true
         }
@@ -96,8 +102,10 @@ pub async fn import(c: &mut Call) -> Out {
     json_ok(answer)
 }
 
-/// A refresh wrote the grant between our read and our replace.
-const CHANGED: BrokerError = BrokerError::Conflict {
-    code: "grant_changed",
-    what: "the grant changed while it was imported; send the import again",
+/// The grant under this authid has been used here (or was while it was
+/// being imported): its tokens are newer than what is being imported.
+const IN_USE: BrokerError = BrokerError::Conflict {
+    code: "grant_in_use",
+    what: "the grant stored under this authid has been refreshed here since it was stored, \
+           so its tokens are newer than this import; revoke it first to replace it",
 };
