@@ -62,9 +62,11 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Resp {
+    // Generous: on a loaded 2-core machine fifty concurrent requests to one
+    // workerd (each a D1 read or more) have been seen to take over a minute.
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(150))
         .build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
