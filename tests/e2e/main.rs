@@ -17,6 +17,8 @@ mod hardening;
 mod harness;
 mod jottacloud;
 mod leaks;
+mod oauth_token;
+mod rclone;
 mod routes;
 mod skeleton;
 
@@ -43,6 +45,8 @@ fn main() {
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,
+        oauth_token::TESTS,
+        rclone::TESTS,
         leaks::TESTS,
     ]
     .concat();
