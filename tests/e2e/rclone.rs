@@ -10,18 +10,31 @@
 //! permanent failures are 400 `invalid_grant`. The drive backend keeps
 //! Google's endpoint style (`backend/drive/drive.go:86`, `google.Endpoint`:
 //! credentials in the body) and takes `token_url` from the config
-//! (`OverrideCredentials`).
+//! (`OverrideCredentials`). Observed from rclone 1.60.1 (`lsjson` on such a
+//! remote, recorded by a listener in place of the broker):
+//! `POST <token_url>` `Content-Type: application/x-www-form-urlencoded`,
+//! `client_id=googledrive&client_secret=<rclone's own Drive secret>&grant_type=refresh_token&refresh_token=<authid>`
+//! — 1.60 keeps its built-in secret when only `client_id` is overridden
+//! (v1.60.1 `lib/oauthutil/oauthutil.go:332-341`), so with an access gate the
+//! key must win however else the request carries it (`/k/<key>/` in
+//! `token_url`, or `client_secret=<key>`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, Broker};
+use crate::harness::{free_port, Broker, Options};
 use crate::oauth_token::discover;
 
-pub const TESTS: &[crate::Test] = &[(
-    "rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token",
-    rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
-)];
+pub const TESTS: &[crate::Test] = &[
+    (
+        "rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token",
+        rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
+    ),
+    (
+        "rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret",
+        rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret,
+    ),
+];
 
 /// Runs rclone with `args` and `env`, killing it after `limit`; its output.
 fn rclone(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>, String) {
@@ -79,17 +92,18 @@ fn saved_token(config: &str, name: &str) -> serde_json::Value {
     panic!("no token for [{name}] in the config")
 }
 
-fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token(
+/// Writes remote `gd` (Drive, `client_id=googledrive`, `extra` settings) with
+/// `authid` as its refresh token and an expired token, runs a listing, and
+/// returns the token rclone saved and its log.
+fn refresh_with_rclone(
     b: &Broker,
-) {
-    let (_, version) = rclone(&["version"], &[], Duration::from_secs(60));
-    println!(
-        "    {}",
-        version.lines().next().unwrap_or("rclone: no version")
-    );
-    let e = discover(b);
-    let authid = b.login();
-    let dir = b.dir.join("rclone");
+    token_url: &str,
+    extra: &str,
+    authid: &str,
+) -> (serde_json::Value, String) {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = b.dir.join(format!("rclone-{n}"));
     std::fs::create_dir_all(&dir).expect("rclone dir");
     let conf = dir.join("rclone.conf");
     // The way README "Use with rclone" tells a user: the authid as the refresh
@@ -103,13 +117,11 @@ fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_acc
     std::fs::write(
         &conf,
         format!(
-            "[gd]\ntype = drive\nclient_id = googledrive\nscope = drive\n\
-             token_url = {}\ntoken = {token}\n",
-            e.token
+            "[gd]\ntype = drive\nclient_id = googledrive\nscope = drive\n{extra}\
+             token_url = {token_url}\ntoken = {token}\n"
         ),
     )
     .expect("write rclone.conf");
-    let issued_before = b.mock.stats().issued_access_tokens.len();
     // A listing: rclone refreshes the expired token (a loopback request, which
     // Go never sends through a proxy), saves it, then calls Google's API,
     // which goes to a closed local "proxy" and fails at once: no internet.
@@ -147,30 +159,82 @@ fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_acc
         &std::fs::read_to_string(&conf).expect("read rclone.conf"),
         "gd",
     );
+    (saved, log)
+}
+
+/// rclone saved a fresh token from the broker: an access token the provider
+/// issued, the authid still the refresh token, an expiry in the future.
+fn assert_saved_fresh(b: &Broker, saved: &serde_json::Value, log: &str, authid: &str) {
     let access = saved["access_token"].as_str().unwrap_or("");
     assert_ne!(
         access, "stale-access-token",
         "rclone saved no new token:\n{log}"
     );
-    // The broker served the grant's access token (the cached one from the login).
-    let s = b.mock.stats();
     assert!(
-        s.issued_access_tokens.iter().any(|t| t == access),
+        b.mock
+            .stats()
+            .issued_access_tokens
+            .iter()
+            .any(|t| t == access),
         "the saved access token is one the provider issued for this grant"
     );
     assert_eq!(
-        s.issued_access_tokens.len(),
-        issued_before,
-        "served from cache"
-    );
-    assert_eq!(
-        saved["refresh_token"],
-        authid.as_str(),
+        saved["refresh_token"], authid,
         "the authid stays the refresh token"
     );
     let expiry = saved["expiry"].as_str().unwrap_or("");
     assert!(
-        expiry.as_bytes().first().is_some_and(|c| *c == b'2') && expiry > "2026",
+        expiry > "2026" && !expiry.starts_with("2020"),
         "expiry saved from expires_in: {expiry}"
     );
+}
+
+fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token(
+    b: &Broker,
+) {
+    let (_, version) = rclone(&["version"], &[], Duration::from_secs(60));
+    println!(
+        "    {}",
+        version.lines().next().unwrap_or("rclone: no version")
+    );
+    let e = discover(b);
+    let authid = b.login();
+    let issued_before = b.mock.stats().issued_access_tokens.len();
+    let (saved, log) = refresh_with_rclone(b, &e.token, "", &authid);
+    assert_saved_fresh(b, &saved, &log, &authid);
+    // The broker served the grant's cached token (from the login): no new one.
+    assert_eq!(b.mock.stats().issued_access_tokens.len(), issued_before);
+}
+
+fn rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret(
+    b: &Broker,
+) {
+    const KEY: &str = "rclone-gate-key";
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
+            ..Default::default()
+        },
+    );
+    let e = discover(&w);
+    let authid = w.login_at(&format!("/login?id=demo&key={KEY}"));
+    // The key in the path; rclone 1.60 still sends its own Drive secret.
+    let keyed = e
+        .token
+        .replacen("/oauth/token", &format!("/k/{KEY}/oauth/token"), 1);
+    let (saved, log) = refresh_with_rclone(&w, &keyed, "", &authid);
+    assert_saved_fresh(&w, &saved, &log, &authid);
+    // The key as client_secret.
+    let (saved, log) =
+        refresh_with_rclone(&w, &e.token, &format!("client_secret = {KEY}\n"), &authid);
+    assert_saved_fresh(&w, &saved, &log, &authid);
+    // Neither: rclone gets 401 invalid_client and saves nothing.
+    let (saved, log) = refresh_with_rclone(&w, &e.token, "", &authid);
+    assert_eq!(saved["access_token"], "stale-access-token", "{log}");
+    assert!(
+        log.contains("invalid_client"),
+        "rclone shows the error:\n{log}"
+    );
+    drop(w);
 }

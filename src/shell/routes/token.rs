@@ -52,7 +52,12 @@ fn admit(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
     let header = c.header("X-Access-Key");
     let usual =
         crate::access::presented_key(header.as_deref(), c.path_key.as_deref(), c.query("key")?);
-    // Both compared (constant time each), so timing tells nothing of which.
+    // Either way lets the request in: rclone 1.60 sends its own built-in
+    // client secret whenever only client_id is configured (rclone/rclone
+    // v1.60.1 lib/oauthutil/oauthutil.go:332-341 replaces the id and keeps
+    // the secret; backend/drive/drive.go:84-88), so a client_secret that is
+    // not a key must not hide a key given in the URL. Both are compared
+    // (constant time each), so timing tells nothing of which matched.
     let by_secret = c.cfg.gate_allows(client_secret);
     let by_usual = c.cfg.gate_allows(usual);
     if by_secret | by_usual {
