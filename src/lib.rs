@@ -15,6 +15,7 @@ pub mod headers;
 pub mod ids;
 pub mod login;
 pub mod migrate;
+pub mod oauth2;
 pub mod opener;
 pub mod pages;
 pub mod pkce;

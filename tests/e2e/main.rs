@@ -18,6 +18,8 @@ mod harness;
 mod jottacloud;
 mod leaks;
 mod moving;
+mod oauth_token;
+mod rclone;
 mod routes;
 mod skeleton;
 
@@ -45,6 +47,8 @@ fn main() {
         jottacloud::TESTS,
         gate::TESTS,
         moving::TESTS,
+        oauth_token::TESTS,
+        rclone::TESTS,
         leaks::TESTS,
     ]
     .concat();
