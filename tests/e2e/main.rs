@@ -7,6 +7,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod abuse;
+mod akeeba;
 mod browser;
 mod concurrency;
 mod core_flow;
@@ -43,6 +44,7 @@ fn main() {
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,
+        akeeba::TESTS,
         leaks::TESTS,
     ]
     .concat();

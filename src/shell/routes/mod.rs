@@ -5,6 +5,7 @@
 //! in this folder plus one row here.
 
 mod admin;
+mod akeeba;
 #[allow(dead_code)] // called by the token endpoint once it lands
 mod authorize;
 mod callback;
@@ -24,7 +25,7 @@ use std::pin::Pin;
 use super::call::Call;
 use super::respond::Out;
 use crate::route::Method::{Get, Head, Post};
-use crate::route::PathPattern::{Exact, Prefix};
+use crate::route::PathPattern::{Exact, Prefix, Tail};
 use crate::route::{Method, PathPattern, Route, Surface};
 
 /// A route handler: borrows the call for as long as it runs.
@@ -102,6 +103,15 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
     limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),
     limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
+    // Akeeba Backup's "Custom" OAuth2 helper (`akeeba.rs`): the Helper URL
+    // starts a login (a D1 write); the Refresh URL is a Tail row, as Box's
+    // connector doubles the URL into the request target.
+    gated(limited(page(Prefix("/akeeba/"), GET, |c| {
+        Box::pin(akeeba::helper(c))
+    }))),
+    gated(limited(api(Tail("/akeeba/"), GET, |c| {
+        Box::pin(akeeba::refresh(c))
+    }))),
     // Consumes the login state (`DELETE … RETURNING`), then exchanges the code.
     limited(page(Prefix("/callback/"), GET, |c| {
         Box::pin(callback::get(c))
