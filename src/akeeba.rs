@@ -99,6 +99,23 @@ pub const MISSING_REFRESH_TOKEN: BrokerError = BrokerError::BadRequest {
     what: "no refresh_token was sent",
 };
 
+/// An authid of another provider than the engine's (e.g. a Box login pasted
+/// into a Dropbox profile): its access token would only confuse the engine.
+pub const ENGINE_MISMATCH: BrokerError = BrokerError::BadRequest {
+    code: "engine_mismatch",
+    what: "this refresh token belongs to another provider than this engine's; \
+           log in at this engine's Helper URL",
+};
+
+/// Whether a token issued for `provider` (canonical id) may serve `engine`.
+pub fn same_provider(engine: &Engine, provider: &str) -> Result<(), BrokerError> {
+    if crate::providers::canonical_id(provider) == engine.provider {
+        Ok(())
+    } else {
+        Err(ENGINE_MISMATCH)
+    }
+}
+
 /// The refresh URL's path after `/akeeba/`: `<engine>/refresh`, or — Box's
 /// doubled request target — `<engine>/refresh` followed directly by the whole
 /// refresh URL, `http(s)://<host>[/k/<key>]/akeeba/<engine>/refresh`. Its own
@@ -316,6 +333,18 @@ mod tests {
         for missing in [None, Some("")] {
             assert_eq!(classify(missing).err(), Some(MISSING_REFRESH_TOKEN));
         }
+    }
+
+    #[test]
+    fn a_token_of_another_provider_is_refused_for_an_engine() {
+        let dropbox = engine("dropbox").unwrap();
+        assert_eq!(same_provider(dropbox, "dropbox"), Ok(()));
+        assert_eq!(same_provider(dropbox, "box.com"), Err(ENGINE_MISMATCH));
+        assert_eq!(
+            same_provider(engine("box").unwrap(), "box"),
+            Ok(()),
+            "alias"
+        );
     }
 
     #[test]

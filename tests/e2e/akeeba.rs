@@ -375,6 +375,12 @@ fn akeeba_failures_are_errors_to_every_connector(b: &Broker) {
         &connector_request("dropbox", &host, "/akeeba/dropbox/refresh", unknown, &at),
     );
     expect_error(&r, "unknown_authid", 401);
+    // A Box authid in a Dropbox profile.
+    let r = replay(
+        b,
+        &connector_request("dropbox", &host, "/akeeba/dropbox/refresh", &rt, &at),
+    );
+    expect_error(&r, "engine_mismatch", 400);
     // No refresh token; an unknown engine.
     let r = replay(
         b,

@@ -11,6 +11,7 @@
 //! `?key=`), as Akeeba's profile has no header field.
 
 use crate::akeeba::{self, Presented, Urls};
+use crate::authid::{parse_authid, ParsedAuthId};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::providers::Provider;
@@ -48,7 +49,14 @@ pub async fn refresh(c: &mut Call) -> Out {
     match akeeba::classify(c.query("refresh_token")?)? {
         Presented::AuthId(raw) => {
             let raw = raw.to_string();
+            // A v2 authid names its provider: checked before its token is spent.
+            if let Ok(ParsedAuthId::V2 { provider, .. }) = parse_authid(&raw) {
+                akeeba::same_provider(engine, &provider)?;
+            }
             let issued = tokens::for_authid(c, &raw).await?;
+            // A stored grant's provider is known once it is opened; refusing
+            // now loses nothing (its refresh token, rotated or not, is kept).
+            akeeba::same_provider(engine, &issued.provider)?;
             // A v1 authid stays the same; a v2 one moves on with its token.
             let next = if raw.starts_with("v2:") {
                 issued.next_authid.clone()
