@@ -258,10 +258,21 @@ fn akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes(b:
         assert!(akeeba_reads(engine, &r, (&at, &rt)).is_err());
     }
     assert_eq!(g.mock.stats().spent_refresh_reuse, 0);
-    // The old access token the connectors sent as a bearer is nowhere in the log.
+    // Neither the refresh tokens in the query nor the old access tokens the
+    // connectors sent as a bearer are anywhere in the worker's log.
     let log = g.log_text();
-    for s in g.authids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        assert!(!log.contains(s.as_str()), "the worker log holds an authid");
+    assert!(
+        log.contains("/akeeba/box/refresh"),
+        "the log saw the requests"
+    );
+    let stats = g.mock.stats();
+    let authids = g.authids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for s in authids
+        .iter()
+        .chain(&stats.issued_access_tokens)
+        .chain(&stats.issued_refresh_tokens)
+    {
+        assert!(!log.contains(s.as_str()), "the worker log holds a secret");
     }
 }
 
