@@ -5,6 +5,7 @@
 //! the core and touches the Workers runtime (D1, fetch, secrets).
 
 pub mod access;
+pub mod akeeba;
 pub mod authid;
 pub mod cli_token;
 pub mod config;

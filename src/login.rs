@@ -75,6 +75,10 @@ pub enum LoginEnding {
     /// Duplicati's new UI, or left for the old UI's hand-off.
     #[default]
     ResultPage,
+    /// Akeeba Backup's helper page (`crate::akeeba`): the access token and a
+    /// stored (v1) authid as the refresh token, for the profile of `engine`
+    /// (an Akeeba engine slug: `dropbox`, `box`, `googledrive`, `onedrivebusiness`).
+    Akeeba { engine: String },
 }
 
 impl LoginEnding {
@@ -414,5 +418,18 @@ mod tests {
             LoginEnding::from_column(Some("{\"kind\":\"result_page\"}")),
             LoginEnding::ResultPage
         );
+    }
+
+    #[test]
+    fn an_akeeba_ending_round_trips_through_its_column() {
+        let ending = LoginEnding::Akeeba {
+            engine: "box".into(),
+        };
+        let column = ending.to_column().unwrap();
+        assert_eq!(
+            column.as_deref(),
+            Some("{\"kind\":\"akeeba\",\"engine\":\"box\"}")
+        );
+        assert_eq!(LoginEnding::from_column(column.as_deref()), ending);
     }
 }

@@ -41,6 +41,14 @@ if(b)b.addEventListener('click',function(){e.select();if(navigator.clipboard){na
 if(!v||!window.opener)return;\
 (e.getAttribute('data-origins')||'').split(' ').forEach(function(o){if(o){try{window.opener.postMessage('authid:'+v,o);}catch(x){}}});})();";
 
+/// Copy buttons for pages that show more than one value (Akeeba's helper
+/// page, `crate::akeeba`): each `button[data-copy]` copies the value of the
+/// input its attribute names. Values come from the inputs, never script text.
+const COPY_SCRIPT: &str = "(function(){document.querySelectorAll('button[data-copy]').forEach(function(b){\
+b.addEventListener('click',function(){var e=document.getElementById(b.getAttribute('data-copy'));if(!e)return;\
+e.select();var done=function(){b.textContent='Copied';};var old=function(){try{document.execCommand('copy');}catch(x){}done();};\
+if(navigator.clipboard){navigator.clipboard.writeText(e.value).then(done,old);}else{old();}});});})();";
+
 fn csp_hash(s: &str) -> String {
     format!(
         "'sha256-{}'",
@@ -52,10 +60,11 @@ fn csp_hash(s: &str) -> String {
 /// code except the two constants above (by hash), no framing, forms post here.
 pub fn content_security_policy() -> String {
     format!(
-        "default-src 'none'; style-src {}; script-src {}; img-src 'self' data:; \
+        "default-src 'none'; style-src {}; script-src {} {}; img-src 'self' data:; \
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         csp_hash(STYLE),
-        csp_hash(RESULT_SCRIPT)
+        csp_hash(RESULT_SCRIPT),
+        csp_hash(COPY_SCRIPT)
     )
 }
 
@@ -82,6 +91,17 @@ fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
             title = escape(title),
         ),
     }
+}
+
+/// A 200 page with the copy buttons of [`COPY_SCRIPT`], for a door's own
+/// result page written outside this file (`body` is HTML: escape every value).
+pub fn copy_page(title: &str, body: &str) -> Page {
+    layout(
+        200,
+        title,
+        &format!("{body}<script>{COPY_SCRIPT}</script>"),
+        false,
+    )
 }
 
 /// A provider button on the index page.
@@ -176,7 +196,9 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
         body.push_str("</ul>");
     }
     body.push_str(
-        "<p class=\"muted\">Lost trust in an authid? <a href=\"/revoke\">Revoke it</a>.</p>",
+        "<p class=\"muted\">Akeeba Backup: use <code>/akeeba/&lt;engine&gt;</code> as the \
+         Helper URL and <code>/akeeba/&lt;engine&gt;/refresh</code> as the Refresh URL.</p>\
+         <p class=\"muted\">Lost trust in an authid? <a href=\"/revoke\">Revoke it</a>.</p>",
     );
     layout(200, "OAuth broker", &body, false)
 }
@@ -647,6 +669,7 @@ mod tests {
         assert!(csp.contains("default-src 'none'"));
         assert!(csp.contains("frame-ancestors 'none'"));
         assert!(csp.contains(&csp_hash(RESULT_SCRIPT)));
+        assert!(csp.contains(&csp_hash(COPY_SCRIPT)));
         assert!(csp.contains(&csp_hash(STYLE)));
         assert!(!csp.contains("unsafe-inline"));
     }

@@ -60,6 +60,12 @@ pub enum PathPattern {
     /// `/callback/demo/x` match no row, instead of reaching a handler that reads
     /// its own meaning into the rest.
     Prefix(&'static str),
+    /// The path starts with this and the rest is non-empty, slashes allowed:
+    /// for a client that sends a request target only its handler can read.
+    /// Akeeba Backup's Box connector requests the refresh URL's path followed
+    /// by the whole refresh URL (`/akeeba/box/refreshhttps://host/akeeba/box/refresh`),
+    /// see `crate::akeeba`; the handler checks the rest and refuses anything else.
+    Tail(&'static str),
 }
 
 impl PathPattern {
@@ -71,6 +77,7 @@ impl PathPattern {
             PathPattern::Prefix(p) => path
                 .strip_prefix(p)
                 .filter(|rest| !rest.is_empty() && !rest.contains('/')),
+            PathPattern::Tail(p) => path.strip_prefix(p).filter(|rest| !rest.is_empty()),
         }
     }
 
@@ -79,6 +86,7 @@ impl PathPattern {
         match *self {
             PathPattern::Exact(p) => p.to_string(),
             PathPattern::Prefix(p) => format!("{p}*"),
+            PathPattern::Tail(p) => format!("{p}**"),
         }
     }
 }
@@ -256,5 +264,18 @@ mod tests {
         assert_eq!(Method::parse("get"), Other);
         assert_eq!(Method::parse("PUT"), Other);
         assert_eq!(PathPattern::Prefix("/callback/").name(), "/callback/*");
+        assert_eq!(PathPattern::Tail("/akeeba/").name(), "/akeeba/**");
+    }
+
+    #[test]
+    fn a_tail_rows_remainder_may_hold_slashes_but_not_be_empty() {
+        let t = PathPattern::Tail("/akeeba/");
+        assert_eq!(t.matches("/akeeba/box/refresh"), Some("box/refresh"));
+        assert_eq!(
+            t.matches("/akeeba/box/refreshhttps://h/akeeba/box/refresh"),
+            Some("box/refreshhttps://h/akeeba/box/refresh")
+        );
+        assert_eq!(t.matches("/akeeba/"), None);
+        assert_eq!(t.matches("/akeebax/box"), None);
     }
 }

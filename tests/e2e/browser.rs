@@ -35,7 +35,7 @@ pub const TESTS: &[crate::Test] = &[
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     session: Option<String>,
@@ -43,7 +43,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(dir: &std::path::Path) -> Driver {
+    pub(crate) fn start(dir: &std::path::Path) -> Driver {
         Driver::start_with(dir, &[])
     }
 
@@ -99,7 +99,7 @@ impl Driver {
         d
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = match &self.session {
             Some(s) if path != "/session" => format!("{}/session/{s}{path}", self.base),
             _ => format!("{}{path}", self.base),
@@ -129,12 +129,12 @@ impl Driver {
         v[ELEMENT].as_str().expect("element id").to_string()
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let e = self.find(css);
         self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
     }
 
-    fn text(&self, css: &str) -> String {
+    pub(crate) fn text(&self, css: &str) -> String {
         let e = self.find(css);
         self.call("GET", &format!("/element/{e}/text"), None)
             .as_str()
@@ -143,7 +143,7 @@ impl Driver {
     }
 
     /// The `value` property of the element at `css` (what an input shows).
-    fn value(&self, css: &str) -> String {
+    pub(crate) fn value(&self, css: &str) -> String {
         let e = self.find(css);
         self.call("GET", &format!("/element/{e}/property/value"), None)
             .as_str()
@@ -176,7 +176,7 @@ impl Driver {
         self.call("POST", "/window", Some(json!({ "handle": handle })));
     }
 
-    fn wait_for_url(&self, part: &str) {
+    pub(crate) fn wait_for_url(&self, part: &str) {
         wait_until(&format!("the browser reached {part}"), || {
             self.current_url().contains(part).then_some(())
         });

@@ -147,6 +147,9 @@ pub struct Options {
     pub per_ip_v2_limit: u32,
     /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
     pub state_dir: Option<PathBuf>,
+    /// More `OAUTH_PROVIDERS` entries (JSON objects, `{m}` is the mock's base
+    /// URL), e.g. built-ins pointed at the mock; their secrets go in `extra_vars`.
+    pub extra_providers: Vec<String>,
 }
 
 impl Default for Options {
@@ -160,6 +163,7 @@ impl Default for Options {
             per_ip_limit: 100_000,
             per_ip_v2_limit: 100_000,
             state_dir: None,
+            extra_providers: Vec::new(),
         }
     }
 }
@@ -283,7 +287,12 @@ impl Broker {
         // regions become two paths on the mock (`mock_provider::Region`): the test
         // seam is this override; the built-in entry allows only pCloud's hosts.
         let providers = format!(
-            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}","token_hosts":[{{"hostname":"api.pcloud.com","region":"US","token_url":"{m}/token"}},{{"hostname":"eapi.pcloud.com","region":"EU","token_url":"{m}/eu/token"}}]}},{{"id":"jottacloud","token_url":"{m}/token"}}]"#
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}","token_hosts":[{{"hostname":"api.pcloud.com","region":"US","token_url":"{m}/token"}},{{"hostname":"eapi.pcloud.com","region":"EU","token_url":"{m}/eu/token"}}]}},{{"id":"jottacloud","token_url":"{m}/token"}}{extra}]"#,
+            extra = opts
+                .extra_providers
+                .iter()
+                .map(|p| format!(",{}", p.replace("{m}", &m)))
+                .collect::<String>()
         );
         let mut vars = format!(
             "OAUTH_PROVIDERS='{providers}'\nCLIENT_SECRET_DEMO=\"{CLIENT_SECRET}\"\n\

@@ -7,6 +7,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod abuse;
+mod akeeba;
 mod browser;
 mod concurrency;
 mod core_flow;
@@ -49,6 +50,7 @@ fn main() {
         moving::TESTS,
         oauth_token::TESTS,
         rclone::TESTS,
+        akeeba::TESTS,
         leaks::TESTS,
     ]
     .concat();

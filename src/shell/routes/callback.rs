@@ -4,6 +4,7 @@
 //! once — and, for Duplicati's old UI, leave it waiting for the user's
 //! confirmation (`handoff.rs`).
 
+use super::akeeba;
 use super::handoff;
 use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
@@ -80,6 +81,11 @@ pub async fn get(c: &mut Call) -> Out {
         Upstream::InvalidGrant => return Err(BrokerError::InvalidLoginState),
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
+    // Akeeba's helper page shows the first access token too (`akeeba.rs`).
+    let access_token = match record.ending {
+        LoginEnding::Akeeba { .. } => Some(resp.access_token().to_string()),
+        LoginEnding::ResultPage => None,
+    };
     let shown = mint(c, provider, record.token_version, resp).await?;
     let region = endpoint.region.map(|r| pages::Region {
         name: &r.region,
@@ -88,6 +94,10 @@ pub async fn get(c: &mut Call) -> Out {
     // Every door starts the same login; only its ending differs.
     match &record.ending {
         LoginEnding::ResultPage => result_page(c, &record, provider, &shown, region).await,
+        LoginEnding::Akeeba { engine } => {
+            let access_token = access_token.unwrap_or_default();
+            akeeba::result_page(c, engine, provider, &access_token, &shown)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! in this folder plus one row here.
 
 mod admin;
+mod akeeba;
 mod authorize;
 mod callback;
 mod cli_token;
@@ -26,7 +27,7 @@ use super::call::Call;
 use super::respond::Out;
 use crate::oauth2::{METADATA_PATH, REVOCATION_PATH, TOKEN_ALIAS_PATH, TOKEN_PATH};
 use crate::route::Method::{Get, Head, Post};
-use crate::route::PathPattern::{Exact, Prefix};
+use crate::route::PathPattern::{Exact, Prefix, Tail};
 use crate::route::{Method, PathPattern, Route, Surface};
 
 /// A route handler: borrows the call for as long as it runs.
@@ -126,6 +127,15 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(oauth(Exact(REVOCATION_PATH), POST, |c| {
         Box::pin(revocation::post(c))
     })),
+    // Akeeba Backup's "Custom" OAuth2 helper (`akeeba.rs`): the Helper URL
+    // starts a login (a D1 write); the Refresh URL is a Tail row, as Box's
+    // connector doubles the URL into the request target.
+    gated(limited(page(Prefix("/akeeba/"), GET, |c| {
+        Box::pin(akeeba::helper(c))
+    }))),
+    gated(limited(api(Tail("/akeeba/"), GET, |c| {
+        Box::pin(akeeba::refresh(c))
+    }))),
     // Consumes the login state (`DELETE … RETURNING`), then exchanges the code.
     limited(page(Prefix("/callback/"), GET, |c| {
         Box::pin(callback::get(c))
