@@ -75,6 +75,21 @@ pub enum LoginEnding {
     /// Duplicati's new UI, or left for the old UI's hand-off.
     #[default]
     ResultPage,
+    /// The OAuth 2.0 authorization endpoint (`crate::authorize`): a redirect
+    /// to the client's validated `redirect_uri` with a one-time code. The
+    /// redirect URI and the PKCE challenge are not secrets (the challenge is a
+    /// hash); the client's `state` is sealed under a key from this login's
+    /// browser-binding cookie ([`crate::seal::Pending::ClientState`]), which is
+    /// stored only hashed, so the row alone does not reveal it.
+    Authorize {
+        redirect_uri: String,
+        code_challenge: Option<String>,
+        state: Option<crate::seal::Sealed>,
+    },
+    /// The device flow (`crate::device`): the device row named by this hash
+    /// of its device code is approved (or denied) and the page says "return to
+    /// your device".
+    Device { device_code_hash: String },
 }
 
 impl LoginEnding {
@@ -82,7 +97,6 @@ impl LoginEnding {
     pub fn to_column(&self) -> Result<Option<String>, BrokerError> {
         match self {
             LoginEnding::ResultPage => Ok(None),
-            #[allow(unreachable_patterns)]
             other => serde_json::to_string(other)
                 .map(Some)
                 .map_err(|_| BrokerError::internal("a login continuation did not serialize")),

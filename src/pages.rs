@@ -343,6 +343,47 @@ pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError) -> P
     layout(err.status(), "Access key needed", &body, false)
 }
 
+/// `GET /device`: the RFC 8628 verification page, asking for the code the
+/// device shows. `action` is where the form posts (`<base>/device`, with the
+/// access key if the request carried one); `prefill` is `?user_code=`.
+pub fn device_form(action: &str, prefill: Option<&str>) -> Page {
+    let body = format!(
+        "<h1>Device login</h1><p>Enter the code your device shows. You will see which          provider it asks for before anything happens.</p>         <form method=\"post\" action=\"{action}\"><p><input name=\"user_code\"          value=\"{value}\" autocomplete=\"off\" autocapitalize=\"characters\"          aria-label=\"code\" placeholder=\"XXXX-XXXX\" required></p>\
+         <p><button type=\"submit\">Next</button></p></form>",
+        action = escape(action),
+        value = escape(prefill.unwrap_or("")),
+    );
+    layout(200, "Device login", &body, false)
+}
+
+/// `POST /device` with a valid code: which provider the device asks for, and
+/// the user's click (or refusal). `confirm` is the form's one-time token,
+/// matched against this browser's cookie.
+pub fn device_confirm(action: &str, provider: &str, user_code: &str, confirm: &str) -> Page {
+    let body = format!(
+        "<h1>Device login</h1><p id=\"device-ask\">A device showing the code          <code>{code}</code> asks to use your <strong>{provider}</strong> account through          this broker.</p><p>Continue only if you started this on your own device.</p>         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+         <input type=\"hidden\" name=\"confirm\" value=\"{confirm}\">\
+         <p><button type=\"submit\" name=\"decision\" value=\"approve\">Continue to          {provider}</button> <button type=\"submit\" name=\"decision\" value=\"deny\">         Deny</button></p></form>",
+        action = escape(action),
+        provider = escape(provider),
+        code = escape(user_code),
+        confirm = escape(confirm),
+    );
+    layout(200, "Device login", &body, false)
+}
+
+/// The end of a device login in the browser: approved ("return to your
+/// device") or refused.
+pub fn device_done(approved: bool) -> Page {
+    let body = if approved {
+        "<h1>Done</h1><p id=\"device-done\">The device is authorized. Return to your          device: it picks the authorization up within a few seconds. You can close this window.</p>"
+    } else {
+        "<h1>Denied</h1><p id=\"device-denied\">The device was not authorized. Return to          your device; it will report that access was denied.</p>"
+    };
+    layout(200, "Device login", body, false)
+}
+
 /// `GET /revoke`: the revoke form.
 pub fn revoke_form() -> Page {
     let body = "<h1>Revoke an authid</h1>\

@@ -4,7 +4,7 @@
 //! once — and, for Duplicati's old UI, leave it waiting for the user's
 //! confirmation (`handoff.rs`).
 
-use super::handoff;
+use super::{authorize, device, handoff};
 use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
 use crate::grant::Grant;
@@ -12,6 +12,7 @@ use crate::ids::ProviderId;
 use crate::login::{self, LoginEnding, LoginRecord};
 use crate::opener;
 use crate::pages;
+use crate::pkce::PkceVerifier;
 use crate::providers::{canonical_id, Provider};
 use crate::secret::StateToken;
 use crate::shell::call::Call;
@@ -47,6 +48,45 @@ pub async fn get(c: &mut Call) -> Out {
         .take_login(&state, &login::binding_hash(&cookie))
         .await?
         .ok_or(BrokerError::InvalidLoginState)?;
+    // Every door starts the same login; only its ending differs. The
+    // OAuth 2.0 doors hear about a failure too (an `error=` redirect, a
+    // denied device); the result page shows it as an error page.
+    let outcome = exchange(c, &record, &verifier).await;
+    match &record.ending {
+        LoginEnding::ResultPage => {
+            let (provider, shown, region) = outcome?;
+            result_page(c, &record, provider, &shown, region).await
+        }
+        LoginEnding::Authorize {
+            redirect_uri,
+            code_challenge,
+            state,
+        } => {
+            authorize::finish(
+                c,
+                &record.provider,
+                redirect_uri,
+                code_challenge.as_ref(),
+                state.as_ref(),
+                &cookie,
+                outcome.map(|(_, shown, _)| shown),
+            )
+            .await
+        }
+        LoginEnding::Device { device_code_hash } => {
+            device::finish(c, device_code_hash, outcome.map(|(_, shown, _)| shown)).await
+        }
+    }
+}
+
+/// The provider's answer to the login: exchange its code (with the client
+/// secret and the PKCE verifier) and keep the grant. Returns the provider,
+/// what the login made (`mint`) and, for pCloud, the account's region.
+async fn exchange<'c>(
+    c: &'c Call,
+    record: &LoginRecord,
+    verifier: &PkceVerifier,
+) -> Result<(&'c Provider, String, Option<pages::Region<'c>>), BrokerError> {
     if c.query("error")?.is_some() {
         return Err(BrokerError::LoginDenied);
     }
@@ -85,10 +125,7 @@ pub async fn get(c: &mut Call) -> Out {
         name: &r.region,
         host: &r.hostname,
     });
-    // Every door starts the same login; only its ending differs.
-    match &record.ending {
-        LoginEnding::ResultPage => result_page(c, &record, provider, &shown, region).await,
-    }
+    Ok((provider, shown, region))
 }
 
 /// The broker's own ending: the authid on a page with a copy button, posted

@@ -5,11 +5,9 @@
 //! in this folder plus one row here.
 
 mod admin;
-#[allow(dead_code)] // called by the token endpoint once it lands
 mod authorize;
 mod callback;
 mod cli_token;
-#[allow(dead_code)] // called by the token endpoint once it lands
 mod device;
 mod handoff;
 mod health;
@@ -94,6 +92,21 @@ pub static ROUTES: &[Route<Handler>] = &[
     }))),
     gated(limited(api(Exact("/refresh"), GET_POST, |c| {
         Box::pin(refresh::handle(c))
+    }))),
+    // RFC 6749 §4.1 / RFC 8252: starts a login (a D1 write), like /login.
+    gated(limited(page(Exact("/oauth/authorize"), GET, |c| {
+        Box::pin(authorize::get(c))
+    }))),
+    // RFC 8628 §3.1: a D1 write per request.
+    gated(limited(api(
+        Exact("/oauth/device_authorization"),
+        POST,
+        |c| Box::pin(device::authorization(c)),
+    ))),
+    // RFC 8628 §3.3: the verification page; its POST also counts against
+    // RL_USER_CODE (guessing user codes).
+    gated(limited(page(Exact("/device"), GET_POST, |c| {
+        Box::pin(device::page(c))
     }))),
     limited(page(Exact("/handoff"), POST, |c| {
         Box::pin(handoff::confirm(c))
