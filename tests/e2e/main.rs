@@ -10,6 +10,7 @@ mod abuse;
 mod browser;
 mod concurrency;
 mod core_flow;
+mod device;
 mod duplicati;
 mod gate;
 mod grant_safety;
@@ -17,6 +18,7 @@ mod hardening;
 mod harness;
 mod jottacloud;
 mod leaks;
+mod oauth_code;
 mod routes;
 mod skeleton;
 
@@ -43,6 +45,8 @@ fn main() {
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,
+        oauth_code::TESTS,
+        device::TESTS,
         leaks::TESTS,
     ]
     .concat();
