@@ -3,7 +3,8 @@
 # worker-build, wasm-bindgen-cli (exactly Cargo.lock's version) and the npm lockfile.
 # Nothing is downloaded from outside crates.io / npm / Debian.
 #   scripts/setup.sh          what building and running the broker needs
-#   scripts/setup.sh --test   also headless Chromium + ChromeDriver for the browser test
+#   scripts/setup.sh --test   also headless Chromium + ChromeDriver for the browser test,
+#                             and Debian's rclone for tests/e2e/rclone.rs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || pkgs+=(libssl-dev)
 if [ "$want_browser" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
+  command -v rclone >/dev/null 2>&1 || pkgs+=(rclone)
 fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   say "apt-get install ${pkgs[*]}"

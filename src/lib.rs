@@ -16,6 +16,7 @@ pub mod handoff;
 pub mod headers;
 pub mod ids;
 pub mod login;
+pub mod oauth2;
 pub mod opener;
 pub mod pages;
 pub mod pkce;

@@ -46,6 +46,9 @@ impl Method {
 pub enum Surface {
     Page,
     Api,
+    /// The standard OAuth 2.0 front door: JSON errors shaped as RFC 6749 §5.2
+    /// says (`crate::oauth2::error_for`), with `Pragma: no-cache`.
+    OAuth,
 }
 
 /// How a row matches a path.

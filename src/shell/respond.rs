@@ -17,6 +17,9 @@ pub struct Reply {
     pub location: Option<String>,
     /// `Set-Cookie` values, in order.
     pub cookies: Vec<String>,
+    /// Headers a dialect adds beside the usual ones (the OAuth 2.0 front
+    /// door's `Pragma`, `Retry-After`, `WWW-Authenticate`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Every handler's result.
@@ -29,6 +32,7 @@ fn reply(status: u16, content_type: &'static str, body: String) -> Reply {
         body,
         location: None,
         cookies: Vec::new(),
+        headers: Vec::new(),
     }
 }
 
@@ -51,6 +55,15 @@ pub fn json_ok(v: serde_json::Value) -> Out {
     Ok(reply(200, "application/json", v.to_string()))
 }
 
+/// A successful answer of the OAuth 2.0 front door (RFC 6749 §5.1: JSON,
+/// `no-store` as every answer, and `Pragma: no-cache`).
+pub fn oauth_ok(v: serde_json::Value) -> Out {
+    let mut r = reply(200, "application/json", v.to_string());
+    let (name, value) = crate::oauth2::PRAGMA;
+    r.headers.push((name, value.to_string()));
+    Ok(r)
+}
+
 pub fn redirect(location: &str) -> Reply {
     let mut r = reply(302, "text/plain; charset=utf-8", String::new());
     r.location = Some(location.to_string());
@@ -71,9 +84,18 @@ pub fn finish(
 ) -> worker::Result<Response> {
     let (r, err) = match out {
         Ok(r) => (r, None),
+        // RFC 6749 §5.2's shape, with its own status and error headers.
+        Err(e) if surface == Surface::OAuth => {
+            let o = crate::oauth2::error_for(&e);
+            let mut r = reply(o.status, "application/json", o.body());
+            r.headers = o.headers(&e);
+            (r, None)
+        }
         Err(e) => {
             let r = match surface {
-                Surface::Api => reply(e.status(), "application/json", e.json_body()),
+                Surface::Api | Surface::OAuth => {
+                    reply(e.status(), "application/json", e.json_body())
+                }
                 Surface::Page => html(pages::error(&e)),
             };
             (r, Some(e))
@@ -102,6 +124,9 @@ fn build(
         if let Some(v) = value {
             headers.set(name, v)?;
         }
+    }
+    for (name, value) in &r.headers {
+        headers.set(name, value)?;
     }
     for c in &r.cookies {
         headers.append("Set-Cookie", c)?;

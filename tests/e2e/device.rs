@@ -184,7 +184,7 @@ fn device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes(b: &
     assert!(!text.contains(device_code) && !text.contains(&user_code.replace('-', "")));
     // RFC 6749 §5.2 errors for a bad client.
     for (client, status, error) in [
-        ("nope", 400, "invalid_client"),
+        ("nope", 401, "invalid_client"),
         ("", 400, "invalid_request"),
         ("jottacloud", 400, "unauthorized_client"),
     ] {

@@ -19,6 +19,8 @@ mod harness;
 mod jottacloud;
 mod leaks;
 mod oauth_code;
+mod oauth_token;
+mod rclone;
 mod routes;
 mod skeleton;
 
@@ -45,6 +47,8 @@ fn main() {
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,
+        oauth_token::TESTS,
+        rclone::TESTS,
         oauth_code::TESTS,
         device::TESTS,
         leaks::TESTS,

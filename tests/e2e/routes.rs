@@ -56,6 +56,12 @@ const ROUTES: &[Route] = &[
     Route { path: "/export", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/import", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/callback/demo", methods: &["GET"], surface: Page, ip_limited: true, gated: false },
+    // The OAuth 2.0 front door: JSON. The token endpoint reads the gate itself
+    // (the key may be the client_secret); see tests/e2e/oauth_token.rs.
+    Route { path: "/.well-known/oauth-authorization-server", methods: &["GET", "HEAD"], surface: Api, ip_limited: false, gated: false },
+    Route { path: "/oauth/token", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
+    Route { path: "/token", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
+    Route { path: "/oauth/revoke", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
 ];
 
 /// What a response's Content-Type says about its surface.

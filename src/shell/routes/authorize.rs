@@ -148,7 +148,6 @@ pub(super) async fn finish(
 /// Redeems `code` from the token endpoint's form for `client_id`
 /// (RFC 6749 §4.1.3). The code is deleted as it is read, so a replay, and any
 /// presentation after a failed one, finds nothing.
-#[allow(dead_code)] // called by the token endpoint (branch i12-door) once merged
 pub async fn redeem_code(
     c: &Call,
     form: &Params,

@@ -15,7 +15,7 @@ use crate::seal::{Pending, SealError};
 use crate::secret::ct_eq;
 use crate::shell::call::Call;
 use crate::shell::guard::rate_limit;
-use crate::shell::respond::{html, json_ok, redirect, Out};
+use crate::shell::respond::{html, oauth_ok, redirect, Out};
 
 /// Per-IP limit on the verification page's code checks (RFC 8628 §5.1:
 /// user codes are short, so guessing must be rate-limited).
@@ -78,7 +78,7 @@ pub async fn authorization(c: &mut Call) -> Out {
             .await?;
         if stored {
             let origin = format!("{}{}", c.cfg.origin, c.base);
-            return json_ok(device::authorization_response(
+            return oauth_ok(device::authorization_response(
                 &origin,
                 &device_code,
                 &user_code,
@@ -210,7 +210,6 @@ pub(super) async fn finish(
 
 /// Redeems `device_code` from the token endpoint's form for `client_id`
 /// (RFC 8628 §3.4, §3.5).
-#[allow(dead_code)] // called by the token endpoint (branch i12-door) once merged
 pub async fn redeem_device_code(
     c: &Call,
     form: &Params,

@@ -13,14 +13,21 @@ mod handoff;
 mod health;
 mod index;
 mod login;
+mod metadata;
 mod refresh;
+mod revocation;
 mod revoke;
+mod token;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use super::call::Call;
 use super::respond::Out;
+use crate::oauth2::{
+    AUTHORIZATION_PATH, DEVICE_AUTHORIZATION_PATH, METADATA_PATH, REVOCATION_PATH,
+    TOKEN_ALIAS_PATH, TOKEN_PATH,
+};
 use crate::route::Method::{Get, Head, Post};
 use crate::route::PathPattern::{Exact, Prefix};
 use crate::route::{Method, PathPattern, Route, Surface};
@@ -49,6 +56,15 @@ const fn page(path: PathPattern, methods: &'static [Method], handler: Handler) -
 const fn api(path: PathPattern, methods: &'static [Method], handler: Handler) -> Route<Handler> {
     Route {
         surface: Surface::Api,
+        ..page(path, methods, handler)
+    }
+}
+
+/// A route of the standard OAuth 2.0 front door: its errors are RFC 6749
+/// §5.2 JSON (`crate::oauth2::error_for`).
+const fn oauth(path: PathPattern, methods: &'static [Method], handler: Handler) -> Route<Handler> {
+    Route {
+        surface: Surface::OAuth,
         ..page(path, methods, handler)
     }
 }
@@ -94,12 +110,12 @@ pub static ROUTES: &[Route<Handler>] = &[
         Box::pin(refresh::handle(c))
     }))),
     // RFC 6749 §4.1 / RFC 8252: starts a login (a D1 write), like /login.
-    gated(limited(page(Exact("/oauth/authorize"), GET, |c| {
+    gated(limited(page(Exact(AUTHORIZATION_PATH), GET, |c| {
         Box::pin(authorize::get(c))
     }))),
-    // RFC 8628 §3.1: a D1 write per request.
-    gated(limited(api(
-        Exact("/oauth/device_authorization"),
+    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2.
+    gated(limited(oauth(
+        Exact(DEVICE_AUTHORIZATION_PATH),
         POST,
         |c| Box::pin(device::authorization(c)),
     ))),
@@ -115,6 +131,19 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
     limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),
     limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
+    // The standard OAuth 2.0 front door (`crate::oauth2`). The token endpoint
+    // reads the gate itself (not `gated`): the key may be the client_secret,
+    // which is in the body or the Authorization header.
+    oauth(Exact(METADATA_PATH), GET_HEAD, |c| {
+        Box::pin(metadata::get(c))
+    }),
+    limited(oauth(Exact(TOKEN_PATH), POST, |c| Box::pin(token::post(c)))),
+    limited(oauth(Exact(TOKEN_ALIAS_PATH), POST, |c| {
+        Box::pin(token::post(c))
+    })),
+    limited(oauth(Exact(REVOCATION_PATH), POST, |c| {
+        Box::pin(revocation::post(c))
+    })),
     // Consumes the login state (`DELETE … RETURNING`), then exchanges the code.
     limited(page(Prefix("/callback/"), GET, |c| {
         Box::pin(callback::get(c))

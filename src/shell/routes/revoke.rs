@@ -2,6 +2,8 @@
 //! delete its grant here, which also revokes it at the provider where the
 //! provider has an endpoint for that.
 
+use crate::authid::AuthId;
+use crate::error::BrokerError;
 use crate::pages;
 use crate::refresh::Grants;
 use crate::request::{single, stored_authid};
@@ -16,6 +18,12 @@ pub async fn form(_: &mut Call) -> Out {
 pub async fn post(c: &mut Call) -> Out {
     let form = c.form().await?;
     let authid = stored_authid(single(&form, "authid")?.unwrap_or_default())?;
+    Ok(html(pages::revoked(revoke_stored(c, authid).await?)))
+}
+
+/// Deletes the stored grant of `authid` and revokes its refresh token at the
+/// provider where it can; shared with the RFC 7009 endpoint (`revocation.rs`).
+pub async fn revoke_stored(c: &Call, authid: AuthId) -> Result<pages::RevokeOutcome, BrokerError> {
     let vault = c.vault()?;
     let stored = vault.grant(authid);
     let opened = stored.open().await?;
@@ -24,5 +32,5 @@ pub async fn post(c: &mut Call) -> Out {
         Some(rt) => upstream_fetch::revoke(&c.cfg, opened.provider.as_str(), &rt).await,
         None => pages::RevokeOutcome::ProviderFailed,
     };
-    Ok(html(pages::revoked(outcome)))
+    Ok(outcome)
 }

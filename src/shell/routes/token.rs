@@ -1,0 +1,122 @@
+//! `POST /oauth/token` (and `/token`): the OAuth 2.0 token endpoint (RFC 6749
+//! §3.2, §5; RFC 8628 §3.4). The refresh token is the authid: a
+//! `refresh_token` grant is served by the same token service as `/refresh`
+//! (`crate::shell::tokens`: single flight, cache, failure semantics), and the
+//! code and device-code grants are redeemed by the doors that issued them.
+//! Parsing and the answers' shapes are `crate::oauth2`.
+
+use std::cell::RefCell;
+
+use crate::error::BrokerError;
+use crate::login::sha256_hex;
+use crate::oauth2::{self, FailureMemo, Grant};
+use crate::redeem::Redeemed;
+use crate::shell::call::Call;
+use crate::shell::clock;
+use crate::shell::respond::{oauth_ok, Out};
+use crate::shell::routes::{authorize, device};
+use crate::shell::tokens;
+
+thread_local! {
+    /// Failed refreshes of this isolate that cost a provider call (see
+    /// `oauth2::FailureMemo`): x/oauth2's second, body-auth attempt right after
+    /// a Basic one gets the same answer without a second provider call.
+    static RECENT_FAILURES: RefCell<FailureMemo> = RefCell::new(FailureMemo::default());
+}
+
+pub async fn post(c: &mut Call) -> Out {
+    let form = c.form().await?;
+    let authorization = c.header("Authorization");
+    let request = oauth2::parse_token_request(authorization.as_deref(), &form)?;
+    admit(c, request.client.secret.as_deref())?;
+    let client_id = request.client.id.as_deref();
+    match request.grant {
+        Grant::RefreshToken(raw) => refresh(c, &raw).await,
+        Grant::AuthorizationCode => {
+            let r = authorize::redeem_code(c, &form, client_id).await?;
+            redeemed(c, r).await
+        }
+        Grant::DeviceCode => {
+            let r = device::redeem_device_code(c, &form, client_id).await?;
+            redeemed(c, r).await
+        }
+    }
+}
+
+/// The access gate (`ACCESS_KEYS`), read here rather than from the table row:
+/// the key may come as the client's `client_secret` (HTTP Basic or form),
+/// which the router cannot see before the body is read, or any of the usual
+/// ways (`X-Access-Key`, `/k/<key>/`, `key=`). A wrong key is RFC 6749 §5.2
+/// `invalid_client`.
+fn admit(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
+    let header = c.header("X-Access-Key");
+    let usual =
+        crate::access::presented_key(header.as_deref(), c.path_key.as_deref(), c.query("key")?);
+    // Either way lets the request in: rclone 1.60 sends its own built-in
+    // client secret whenever only client_id is configured (rclone/rclone
+    // v1.60.1 lib/oauthutil/oauthutil.go:332-341 replaces the id and keeps
+    // the secret; backend/drive/drive.go:84-88), so a client_secret that is
+    // not a key must not hide a key given in the URL. Both are compared
+    // (constant time each), so timing tells nothing of which matched.
+    let by_secret = c.cfg.gate_allows(client_secret);
+    let by_usual = c.cfg.gate_allows(usual);
+    if by_secret | by_usual {
+        Ok(())
+    } else {
+        Err(oauth2::INVALID_CLIENT)
+    }
+}
+
+/// `grant_type=refresh_token`: the authid (v1 or v2) through the token service.
+async fn refresh(c: &Call, raw: &str) -> Out {
+    let key = sha256_hex(raw);
+    let recalled = RECENT_FAILURES.with(|m| m.borrow_mut().recall(&key, clock::now_ms()));
+    if let Some(e) = recalled {
+        return Err(e);
+    }
+    match tokens::for_authid(c, raw).await {
+        Ok(issued) => {
+            let next = oauth2::changed_refresh_token(raw, issued.next_authid.as_deref());
+            oauth_ok(oauth2::token_response(
+                issued.token.secret(),
+                issued.remaining,
+                next,
+            ))
+        }
+        Err(e) => {
+            RECENT_FAILURES.with(|m| m.borrow_mut().remember(key, &e, clock::now_ms()));
+            Err(e)
+        }
+    }
+}
+
+/// A one-time code's outcome: the new grant's access token with its authid
+/// as the refresh token, or the RFC 6749 §5.2 / RFC 8628 §3.5 error.
+async fn redeemed(c: &Call, r: Redeemed) -> Out {
+    let code = |code: &'static str, what: &'static str| BrokerError::BadRequest { code, what };
+    match r {
+        Redeemed::AuthId(authid) => {
+            let refresh_token = authid.expose();
+            let issued = tokens::stored(c, authid).await?;
+            oauth_ok(oauth2::token_response(
+                issued.token.secret(),
+                issued.remaining,
+                Some(&refresh_token),
+            ))
+        }
+        Redeemed::Pending => Err(code(
+            "authorization_pending",
+            "the user has not finished the login yet",
+        )),
+        Redeemed::SlowDown => Err(code(
+            "slow_down",
+            "polled faster than the interval; wait 5 seconds longer",
+        )),
+        Redeemed::Denied => Err(code("access_denied", "the login was refused")),
+        Redeemed::Expired => Err(code(
+            "expired_token",
+            "the device code has expired; start again",
+        )),
+        Redeemed::Invalid(why) => Err(code("invalid_grant", why)),
+    }
+}
