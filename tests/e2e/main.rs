@@ -21,6 +21,7 @@ mod leaks;
 mod oauth_code;
 mod oauth_token;
 mod rclone;
+mod rclone_login;
 mod routes;
 mod skeleton;
 
@@ -51,6 +52,7 @@ fn main() {
         rclone::TESTS,
         oauth_code::TESTS,
         device::TESTS,
+        rclone_login::TESTS,
         leaks::TESTS,
     ]
     .concat();
