@@ -172,6 +172,11 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
         }
         body.push_str("</ul>");
     }
+    body.push_str(&format!(
+        "<p class=\"muted\" id=\"device-hint\">A machine without a browser showed you a code? \
+         Enter it on the <a href=\"{}/device\">device login</a> page.</p>",
+        escape(&opts.base)
+    ));
     body.push_str(
         "<p class=\"muted\">Lost trust in an authid? <a href=\"/revoke\">Revoke it</a>.</p>",
     );
@@ -277,7 +282,10 @@ pub fn result(
          data-origins=\"{o}\" aria-label=\"authid\"></p>\
          <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{region}{handoff}\
          <h2>Use it</h2><p>Paste it into the AuthID field of your backup software, or on \
-         Duplicati's command line: <code>--authid=&lt;authid&gt;</code>.</p>\
+         Duplicati's command line: <code>--authid=&lt;authid&gt;</code>. For rclone or any \
+         OAuth 2.0 client, it is the refresh token at this broker's token endpoint \
+         (<code>/oauth/token</code>); a machine without a browser can get one with a \
+         <a href=\"/device\">device login</a>.</p>\
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
@@ -650,5 +658,28 @@ mod tests {
         let page = error(&BrokerError::InvalidLoginState);
         assert_eq!(page.status, 400);
         assert!(page.html.contains("start the login again"));
+    }
+
+    #[test]
+    fn the_index_and_the_result_page_point_to_the_device_login() {
+        let opts = IndexOptions {
+            base: "/k/key".into(),
+            ..IndexOptions::default()
+        };
+        assert!(index(&[], &opts).html.contains("href=\"/k/key/device\""));
+        let r = result("a:b", "Demo", None, &[], HandoffPrompt::None);
+        assert!(r.html.contains("href=\"/device\"") && r.html.contains("/oauth/token"));
+    }
+
+    #[test]
+    fn device_pages_escape_what_they_show() {
+        let form = device_form("/device?key=a\"b", Some("<x>"));
+        assert!(form.html.contains("value=\"&lt;x&gt;\""));
+        assert!(form.html.contains("action=\"/device?key=a&quot;b\""));
+        let ask = device_confirm("/device", "<Demo>", "BCDF-GHJK", "tok");
+        assert!(ask.html.contains("&lt;Demo&gt;") && !ask.html.contains("<Demo>"));
+        assert!(ask.html.contains("name=\"confirm\" value=\"tok\""));
+        assert!(device_done(true).html.contains("Return to your"));
+        assert!(device_done(false).html.contains("not authorized"));
     }
 }
