@@ -365,18 +365,21 @@ pub fn device_form(action: &str, prefill: Option<&str>) -> Page {
 }
 
 /// `POST /device` with a valid code: which provider the device asks for, and
-/// the user's click (or refusal). `confirm` is the form's one-time token,
+/// the user's click (or refusal). The choices are links, not a form: the
+/// approval ends in a redirect to the provider, which CSP `form-action 'self'`
+/// would block after a form submission. Each link carries a one-time value
 /// matched against this browser's cookie.
-pub fn device_confirm(action: &str, provider: &str, user_code: &str, confirm: &str) -> Page {
+pub fn device_confirm(provider: &str, user_code: &str, approve: &str, deny: &str) -> Page {
     let body = format!(
-        "<h1>Device login</h1><p id=\"device-ask\">A device showing the code          <code>{code}</code> asks to use your <strong>{provider}</strong> account through          this broker.</p><p>Continue only if you started this on your own device.</p>         <form method=\"post\" action=\"{action}\">\
-         <input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
-         <input type=\"hidden\" name=\"confirm\" value=\"{confirm}\">\
-         <p><button type=\"submit\" name=\"decision\" value=\"approve\">Continue to          {provider}</button> <button type=\"submit\" name=\"decision\" value=\"deny\">         Deny</button></p></form>",
-        action = escape(action),
+        "<h1>Device login</h1><p id=\"device-ask\">A device showing the code \
+         <code>{code}</code> asks to use your <strong>{provider}</strong> account through \
+         this broker.</p><p>Continue only if you started this on your own device.</p>\
+         <p><a class=\"button\" id=\"approve\" href=\"{approve}\">Continue to {provider}</a> \
+         <a class=\"button\" id=\"deny\" href=\"{deny}\">Deny</a></p>",
         provider = escape(provider),
         code = escape(user_code),
-        confirm = escape(confirm),
+        approve = escape(approve),
+        deny = escape(deny),
     );
     layout(200, "Device login", &body, false)
 }
@@ -676,9 +679,10 @@ mod tests {
         let form = device_form("/device?key=a\"b", Some("<x>"));
         assert!(form.html.contains("value=\"&lt;x&gt;\""));
         assert!(form.html.contains("action=\"/device?key=a&quot;b\""));
-        let ask = device_confirm("/device", "<Demo>", "BCDF-GHJK", "tok");
+        let ask = device_confirm("<Demo>", "BCDF-GHJK", "/device?a=1&b=2", "/d\"");
         assert!(ask.html.contains("&lt;Demo&gt;") && !ask.html.contains("<Demo>"));
-        assert!(ask.html.contains("name=\"confirm\" value=\"tok\""));
+        assert!(ask.html.contains("href=\"/device?a=1&amp;b=2\""));
+        assert!(ask.html.contains("href=\"/d&quot;\""));
         assert!(device_done(true).html.contains("Return to your"));
         assert!(device_done(false).html.contains("not authorized"));
     }

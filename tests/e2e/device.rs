@@ -106,16 +106,28 @@ fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
     r
 }
 
-/// The confirmation token on the verification page's second step.
-fn confirm_token(html: &str) -> String {
-    let marker = "name=\"confirm\" value=\"";
-    let start = html.find(marker).expect("a confirmation form") + marker.len();
-    let end = html[start..].find('"').expect("end of value") + start;
-    html[start..end].to_string()
+/// The link `id` (`approve` or `deny`) on the verification page's second step.
+fn link(html: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\" href=\"");
+    let start = html.find(&marker).expect("a decision link") + marker.len();
+    let end = html[start..].find('"').expect("end of href") + start;
+    html[start..end].replace("&amp;", "&")
+}
+
+/// The browser follows `href` (a link on the broker's page) from `ip`.
+fn follow(b: &Broker, jar: &mut Jar, ip: &str, href: &str) -> Resp {
+    let cookie = jar.header();
+    let mut headers = vec![("CF-Connecting-IP", ip)];
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie.as_str()));
+    }
+    let r = request("GET", &b.url(href), &headers, None);
+    jar.keep(&r);
+    r
 }
 
 /// The user types `typed` on the verification page from `ip`, sees the
-/// provider, and clicks `decision`: the answer to that click.
+/// provider, and clicks `decision` (`approve` or `deny`): the answer to that click.
 fn decide(b: &Broker, jar: &mut Jar, ip: &str, typed: &str, decision: &str) -> Resp {
     let form = b.get(&format!("/device?user_code={}", enc(typed)));
     assert_eq!(form.status, 200);
@@ -126,17 +138,7 @@ fn decide(b: &Broker, jar: &mut Jar, ip: &str, typed: &str, decision: &str) -> R
     let ask = post_device(b, jar, ip, &format!("user_code={}", enc(typed)));
     assert_eq!(ask.status, 200, "code check: {}", ask.body);
     assert!(ask.body.contains("Demo provider"), "names the provider");
-    let confirm = confirm_token(&ask.body);
-    post_device(
-        b,
-        jar,
-        ip,
-        &format!(
-            "user_code={}&confirm={}&decision={decision}",
-            enc(typed),
-            enc(&confirm)
-        ),
-    )
+    follow(b, jar, ip, &link(&ask.body, decision))
 }
 
 /// The user approves `user_code` (typed as given) from `ip` and logs in at
@@ -358,31 +360,23 @@ fn device_confirmation_needs_the_browser_that_saw_the_provider(b: &Broker) {
     let ip = "198.51.100.24";
     let mut jar = Jar::default();
     let ask = post_device(b, &mut jar, ip, &format!("user_code={user_code}"));
-    let confirm = confirm_token(&ask.body);
-    // A cross-site form post carries no cookie of ours: refused, nothing starts.
-    let forged = post_device(
-        b,
-        &mut Jar::default(),
-        ip,
-        &format!("user_code={user_code}&confirm={confirm}&decision=approve"),
-    );
-    assert_eq!(forged.status, 403, "{}", forged.body);
-    assert!(forged.header("Location").is_none());
-    let forged_deny = post_device(
-        b,
-        &mut Jar::default(),
-        ip,
-        &format!("user_code={user_code}&confirm={confirm}&decision=deny"),
-    );
-    assert_eq!(forged_deny.status, 403);
-    // The browser that saw the provider goes on.
-    let go = post_device(
-        b,
-        &mut jar,
-        ip,
-        &format!("user_code={user_code}&confirm={confirm}&decision=approve"),
-    );
+    let (approve, deny) = (link(&ask.body, "approve"), link(&ask.body, "deny"));
+    assert!(approve.contains("decision=approve") && deny.contains("decision=deny"));
+    // Another browser (a cross-site link or form carries no cookie of ours):
+    // refused, nothing starts, nothing is denied.
+    for href in [&approve, &deny] {
+        let forged = follow(b, &mut Jar::default(), ip, href);
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        assert_eq!(forged.header("X-Error-Code"), Some("confirmation_mismatch"));
+        assert!(forged.header("Location").is_none());
+    }
+    // The browser that saw the provider goes on to it.
+    let go = follow(b, &mut jar, ip, &approve);
     assert_eq!(go.status, 302, "{}", go.body);
+    assert!(go
+        .header("Location")
+        .unwrap_or_default()
+        .starts_with(&b.mock.base_url()));
 }
 
 /// The README's `curl` example, run: start, poll, approve in a "browser",

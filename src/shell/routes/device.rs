@@ -88,29 +88,50 @@ pub async fn authorization(c: &mut Call) -> Out {
     Err(BrokerError::internal("could not draw a free user code"))
 }
 
-/// Where the verification page's forms post: this path, with the access key
-/// the request carried (as a `/k/<key>` prefix or `?key=`).
-fn action(c: &Call) -> Result<String, BrokerError> {
-    let mut action = format!("{}/device", c.base);
-    if let Some(k) = c.query("key")? {
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("key", k)
-            .finish();
-        action = format!("{action}?{q}");
+/// `<base>/device` with `pairs` and the access key the request carried as
+/// `?key=` (a `/k/<key>` prefix is in `base`).
+fn device_url(c: &Call, pairs: &[(&str, &str)]) -> Result<String, BrokerError> {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
     }
-    Ok(action)
+    if let Some(k) = c.query("key")? {
+        q.append_pair("key", k);
+    }
+    let q = q.finish();
+    Ok(match q.is_empty() {
+        true => format!("{}/device", c.base),
+        false => format!("{}/device?{q}", c.base),
+    })
 }
 
-/// `GET /device` (the form, `?user_code=` prefills it) and `POST /device`
-/// (check the code and show the provider; then, with the confirmation, the
-/// user's decision).
+/// The verification page (RFC 8628 §3.3):
+/// - `GET /device` shows the form (`?user_code=` prefills it);
+/// - `POST /device user_code=…` checks the code and shows which provider the
+///   device asks for, with two links (continue, deny) carrying a one-time
+///   value also set as a cookie;
+/// - `GET /device?user_code=…&confirm=…&decision=approve|deny` is the user's
+///   click: with the cookie, it starts the provider login (or denies).
+///
+/// Every code check counts against `RL_USER_CODE`, so guessing is slow
+/// whichever step is used for it.
 pub async fn page(c: &mut Call) -> Out {
-    if !matches!(c.req.method(), worker::Method::Post) {
-        let prefill = c.query("user_code")?.map(str::to_string);
-        return Ok(html(pages::device_form(&action(c)?, prefill.as_deref())));
+    let is_post = matches!(c.req.method(), worker::Method::Post);
+    let form = match is_post {
+        true => {
+            rate_limit(c, USER_CODE_LIMIT, c.client_key()?).await?;
+            c.form().await?
+        }
+        false => c.query.clone(),
+    };
+    let confirm = single(&form, "confirm")?.filter(|s| !s.is_empty());
+    if !is_post && confirm.is_none() {
+        let prefill = single(&form, "user_code")?;
+        return Ok(html(pages::device_form(&device_url(c, &[])?, prefill)));
     }
-    rate_limit(c, USER_CODE_LIMIT, c.client_key()?).await?;
-    let form = c.form().await?;
+    if !is_post {
+        rate_limit(c, USER_CODE_LIMIT, c.client_key()?).await?;
+    }
     let user_code = single(&form, "user_code")?
         .and_then(device::normalize_user_code)
         .ok_or(BrokerError::BadRequest {
@@ -128,16 +149,22 @@ pub async fn page(c: &mut Call) -> Out {
                 "no device is waiting for that code (it may have expired); check it and try again",
         })?;
     let (provider, _) = c.cfg.provider(&record.provider)?;
-    let Some(confirm) = single(&form, "confirm")?.filter(|s| !s.is_empty()) else {
+    let Some(confirm) = confirm.filter(|_| !is_post) else {
         // First step: show which provider, and ask for the click.
         let token = crate::random::token_b64url(32)
             .map_err(|_| BrokerError::internal("no randomness for a confirmation"))?;
-        let page = pages::device_confirm(
-            &action(c)?,
-            &provider.name,
-            &device::display_user_code(&user_code),
-            &token,
-        );
+        let shown = device::display_user_code(&user_code);
+        let link = |decision| {
+            device_url(
+                c,
+                &[
+                    ("user_code", shown.as_str()),
+                    ("confirm", token.as_str()),
+                    ("decision", decision),
+                ],
+            )
+        };
+        let page = pages::device_confirm(&provider.name, &shown, &link("approve")?, &link("deny")?);
         return Ok(html(page).with_cookie(login::cookie(
             CONFIRM_COOKIE,
             &token,
@@ -155,9 +182,18 @@ pub async fn page(c: &mut Call) -> Out {
         });
     }
     let clear = login::cookie(CONFIRM_COOKIE, "", 0);
-    if single(&form, "decision")? == Some("deny") {
-        db.deny_device(&device_code_hash).await?;
-        return Ok(html(pages::device_done(false)).with_cookie(clear));
+    match single(&form, "decision")? {
+        Some("approve") => {}
+        Some("deny") => {
+            db.deny_device(&device_code_hash).await?;
+            return Ok(html(pages::device_done(false)).with_cookie(clear));
+        }
+        _ => {
+            return Err(BrokerError::BadRequest {
+                code: "invalid_request",
+                what: "decision must be approve or deny",
+            })
+        }
     }
     let started = login::start(
         provider,
