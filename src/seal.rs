@@ -282,7 +282,7 @@ impl ServerSecret {
         format!(
             "{}|{}|{}",
             purpose.label(),
-            crate::login::sha256_hex(secret),
+            random::hex(&<Sha256 as sha2::Digest>::digest(secret.as_bytes())),
             self.version
         )
     }
