@@ -8,14 +8,16 @@
 //!
 //! Two client facts shape the error answers:
 //! - rclone ≥ 1.62 stops retrying a refresh only on a 400 or 401
-//!   (rclone/rclone `lib/oauthutil/oauthutil.go`, the `RetrieveError` check in
-//!   `(*TokenSource).Token`), so every permanent failure (unknown, wrong or
+//!   (rclone/rclone v1.62.0 `lib/oauthutil/oauthutil.go:219-222`,
+//!   `maybeWrapOAuthError`; 1.60 always tries 5 times, v1.60.1 `:220-247`),
+//!   so every permanent failure (unknown, wrong or
 //!   revoked authid, re-authorization needed) is 400 `invalid_grant`, and only
 //!   transient ones are 5xx (`temporarily_unavailable` with `Retry-After`).
 //! - golang.org/x/oauth2 without a configured auth style sends the client
 //!   credentials by HTTP Basic first and, on ANY error, sends the same request
-//!   again with them in the body (`internal/token.go`, `RetrieveToken`,
-//!   `needsAuthStyleProbe`). Both are accepted alike here, and a failure that
+//!   again with them in the body (golang/oauth2@89ff2e1 `internal/token.go:215-247`,
+//!   `RetrieveToken`: `needsAuthStyleProbe`, then `AuthStyleInParams // the
+//!   second way we'll try`). Both are accepted alike here, and a failure that
 //!   cost an upstream call is remembered for a moment ([`FailureMemo`]) so
 //!   that the probe's second request gets the same answer without a second
 //!   provider call.
@@ -107,7 +109,7 @@ pub const INVALID_CLIENT: BrokerError = BrokerError::Forbidden {
 /// Decodes `Authorization: Basic …` into client id and secret. Each half is
 /// form-urlencoded before it is base64-encoded (RFC 6749 §2.3.1), so `+` is a
 /// space and `%3A` a colon; golang.org/x/oauth2 encodes them so
-/// (`internal/token.go`, `newTokenRequest`: `url.QueryEscape`). `None` for
+/// (golang/oauth2@89ff2e1 `internal/token.go:202`: `url.QueryEscape` of each). `None` for
 /// another scheme (it is not client authentication).
 pub fn parse_basic(header: &str) -> Option<Result<(String, String), BrokerError>> {
     let (scheme, rest) = header.trim().split_once(' ')?;

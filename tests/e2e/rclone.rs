@@ -204,6 +204,20 @@ fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_acc
     assert_saved_fresh(b, &saved, &log, &authid);
     // The broker served the grant's cached token (from the login): no new one.
     assert_eq!(b.mock.stats().issued_access_tokens.len(), issued_before);
+    // Revoked (RFC 7009, as a user would with curl): rclone is told
+    // invalid_grant (permanent), keeps its old token and fails.
+    let r = crate::oauth_token::post(
+        &e.revocation,
+        &[],
+        &format!("token={}", crate::oauth_token::enc(&authid)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (saved, log) = refresh_with_rclone(b, &e.token, "", &authid);
+    assert_eq!(saved["access_token"], "stale-access-token", "{log}");
+    assert!(
+        log.contains("invalid_grant"),
+        "rclone shows invalid_grant:\n{log}"
+    );
 }
 
 fn rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret(
