@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS authorization_codes (
   key_version    INTEGER NOT NULL,          -- server-secret version of the seal
   nonce          TEXT NOT NULL,             -- base64 AES-GCM nonce
   ciphertext     TEXT NOT NULL,             -- base64 AES-256-GCM(authid)
+  presented      INTEGER NOT NULL DEFAULT 0, -- times presented at the token endpoint (1 = redeemed; more = replayed)
   expires_at     INTEGER NOT NULL           -- unix seconds
 ) STRICT;
 CREATE INDEX IF NOT EXISTS authorization_codes_expiry ON authorization_codes (expires_at);

@@ -257,11 +257,21 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub expires_at: i64,
+    /// How often the code has been presented, this presentation included.
+    pub presented: i64,
 }
 
-/// Checks a presented code (already taken from storage, so spent whatever the
+/// The refusal of a code presented more than once (RFC 6749 §4.1.2: the
+/// authid its first presentation yielded is revoked).
+pub const REPLAYED: &str = "the authorization code was already used; what it granted is revoked";
+
+/// Checks a presented code (already counted in storage, so spent whatever the
 /// answer) against the token request (RFC 6749 §4.1.3, RFC 7636 §4.6). Each
-/// refusal is `invalid_grant` with this description.
+/// refusal is `invalid_grant` with this description; [`REPLAYED`] also asks
+/// the caller to revoke the authid behind the code (§4.1.2: "If an
+/// authorization code is used more than once, the authorization server MUST
+/// deny the request and SHOULD revoke … all tokens previously issued based on
+/// that authorization code").
 pub fn check_redemption(
     record: Option<&CodeRecord>,
     client_id: Option<&str>,
@@ -270,6 +280,9 @@ pub fn check_redemption(
     now: i64,
 ) -> Result<(), &'static str> {
     let r = record.ok_or("unknown or already used authorization code")?;
+    if r.presented > 1 {
+        return Err(REPLAYED);
+    }
     if now >= r.expires_at {
         return Err("the authorization code has expired");
     }
@@ -427,6 +440,7 @@ mod tests {
             redirect_uri: "http://127.0.0.1:9/cb".into(),
             code_challenge: challenge.map(str::to_string),
             expires_at: 100,
+            presented: 1,
         }
     }
 
@@ -461,6 +475,14 @@ mod tests {
         let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK";
         assert!(check_redemption(Some(&pkce), Some("demo"), uri, Some(wrong), 99).is_err());
         assert!(check_redemption(Some(&pkce), Some("demo"), uri, Some("short"), 99).is_err());
+        let replayed = CodeRecord {
+            presented: 2,
+            ..record(None)
+        };
+        assert_eq!(
+            check_redemption(Some(&replayed), Some("demo"), uri, None, 99),
+            Err(REPLAYED)
+        );
     }
 
     #[test]

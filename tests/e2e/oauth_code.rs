@@ -362,8 +362,20 @@ fn code_grant_redeems_once_for_an_authid_that_refreshes(b: &Broker) {
     assert_eq!(b.refresh(&authid).status, 200);
     let again = refresh_at_token_endpoint(b, &authid);
     assert_eq!(again.status, 200, "{}", again.body);
-    // Single use.
-    assert_invalid_grant(&redeem(b, &code, ""), "replayed code");
+    // Single use: a replay is refused, and what the code granted is revoked
+    // (RFC 6749 §4.1.2), since someone else has seen the code.
+    let replay = redeem(b, &code, "");
+    assert_invalid_grant(&replay, "replayed code");
+    assert!(replay.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("revoked"));
+    assert_eq!(
+        refresh_at_token_endpoint(b, &authid).json()["error"],
+        "invalid_grant",
+        "the authid from the replayed code no longer refreshes"
+    );
+    assert_eq!(b.refresh(&authid).status, 401);
 }
 
 fn code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code(b: &Broker) {

@@ -14,6 +14,7 @@ use crate::seal::{Pending, SealError, Sealed};
 use crate::secret::StateToken;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
+use crate::shell::routes::revoke::revoke_stored;
 
 /// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error.
 fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Out {
@@ -133,6 +134,7 @@ pub(super) async fn finish(
         redirect_uri: redirect_uri.to_string(),
         code_challenge: code_challenge.cloned(),
         expires_at: now + CODE_TTL_SECS,
+        presented: 0,
     };
     c.db()?
         .insert_code(&authorize::code_hash(&code), &record, &sealed, now)
@@ -146,8 +148,10 @@ pub(super) async fn finish(
 }
 
 /// Redeems `code` from the token endpoint's form for `client_id`
-/// (RFC 6749 §4.1.3). The code is deleted as it is read, so a replay, and any
-/// presentation after a failed one, finds nothing.
+/// (RFC 6749 §4.1.3). Every presentation is counted as it is read: only the
+/// first can succeed, and any later one (also after a refused first one)
+/// revokes the authid behind the code (§4.1.2), since the code has been seen
+/// by more than one party.
 pub async fn redeem_code(
     c: &Call,
     form: &Params,
@@ -161,18 +165,18 @@ pub async fn redeem_code(
         Some((r, s)) => (Some(r), Some(s)),
         None => (None, None),
     };
-    if let Err(why) = authorize::check_redemption(
+    let checked = authorize::check_redemption(
         record.as_ref(),
         client_id,
         single(form, "redirect_uri")?,
         single(form, "code_verifier")?,
         c.cfg.now,
-    ) {
-        return Ok(Redeemed::Invalid(why));
-    }
+    );
     let Some(sealed) = sealed else {
         return Ok(Redeemed::Invalid(
-            "unknown or already used authorization code",
+            checked
+                .err()
+                .unwrap_or("unknown or already used authorization code"),
         ));
     };
     let opened = match c
@@ -184,9 +188,21 @@ pub async fn redeem_code(
         Err(SealError::Open) => None,
         Err(e) => return Err(e.into()),
     };
-    match opened.as_deref().map(stored_authid) {
-        Some(Ok(authid)) => Ok(Redeemed::AuthId(authid)),
-        _ => Ok(Redeemed::Invalid(
+    let authid = opened.as_deref().map(stored_authid);
+    match (checked, authid) {
+        (Ok(()), Some(Ok(authid))) => Ok(Redeemed::AuthId(authid)),
+        (Err(authorize::REPLAYED), Some(Ok(authid))) => {
+            // Best effort: the answer is invalid_grant either way; a grant
+            // already revoked (or one that fails to) is logged, not shown.
+            if let Err(e) = revoke_stored(c, authid).await {
+                if let Some(cause) = e.cause() {
+                    worker::console_warn!("replayed code: revoking its grant failed: {cause}");
+                }
+            }
+            Ok(Redeemed::Invalid(authorize::REPLAYED))
+        }
+        (Err(why), _) => Ok(Redeemed::Invalid(why)),
+        (Ok(()), _) => Ok(Redeemed::Invalid(
             "unknown or already used authorization code",
         )),
     }

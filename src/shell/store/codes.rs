@@ -1,7 +1,9 @@
 //! `authorization_codes`: the one-time codes of the OAuth 2.0 authorization
 //! endpoint (`crate::authorize`), keyed by `authorize::code_hash`, holding the
-//! authid only sealed (`seal::Pending::AuthorizationCode`). A code is deleted
-//! on its first presentation, whatever the answer: single use by construction.
+//! authid only sealed (`seal::Pending::AuthorizationCode`). Every
+//! presentation is counted by one atomic `UPDATE … RETURNING`, so exactly one
+//! sees itself as the first; the row stays until it expires, so that a replay
+//! can still open the authid and revoke it (`crate::authorize::REPLAYED`).
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -20,6 +22,7 @@ struct CodeRow {
     nonce: String,
     ciphertext: String,
     expires_at: i64,
+    presented: i64,
 }
 
 impl Db {
@@ -53,7 +56,8 @@ impl Db {
         .await
     }
 
-    /// Deletes and returns the code: of two presentations, one gets the row.
+    /// Counts a presentation of the code and returns it: of two
+    /// presentations, exactly one sees `presented == 1`.
     pub async fn take_code(
         &self,
         code_hash: &str,
@@ -61,8 +65,9 @@ impl Db {
         let row: Option<CodeRow> = self
             .first(
                 "take_code",
-                "DELETE FROM authorization_codes WHERE code_hash = ?1 RETURNING provider, \
-                 redirect_uri, code_challenge, key_version, nonce, ciphertext, expires_at",
+                "UPDATE authorization_codes SET presented = presented + 1 WHERE code_hash = ?1 \
+                 RETURNING provider, redirect_uri, code_challenge, key_version, nonce, \
+                 ciphertext, expires_at, presented",
                 &[code_hash.into()],
             )
             .await?;
@@ -73,6 +78,7 @@ impl Db {
                     redirect_uri: r.redirect_uri,
                     code_challenge: r.code_challenge,
                     expires_at: r.expires_at,
+                    presented: r.presented,
                 },
                 Sealed {
                     key_version: r.key_version,
