@@ -9,7 +9,7 @@ use std::process::Command;
 use oauth_broker::login::sha256_hex;
 use serde_json::Value;
 
-use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Resp};
+use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Options, Resp};
 use crate::oauth_code::{refresh_at_token_endpoint, token_endpoint};
 
 pub const TESTS: &[crate::Test] = &[
@@ -40,6 +40,10 @@ pub const TESTS: &[crate::Test] = &[
     (
         "device_login_with_curl_over_plain_http",
         device_login_with_curl_over_plain_http,
+    ),
+    (
+        "front_door_logins_behind_an_access_gate_need_the_key_and_keep_it",
+        front_door_logins_behind_an_access_gate_need_the_key_and_keep_it,
     ),
 ];
 
@@ -421,4 +425,73 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
         Some("bearer")
     );
     assert_eq!(curl(&token, &poll_data)["error"], "invalid_grant");
+}
+
+/// With `ACCESS_KEYS` set, the authorization endpoint and the device flow are
+/// gated like `/login`; a key given as a `/k/<key>/` prefix stays in the
+/// verification URI and in the page's links, so the user's browser keeps it.
+fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Broker) {
+    const KEY: &str = "front-door-gate-key";
+    let w = Broker::start_with(
+        &shared.mock,
+        Options {
+            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
+            ..Default::default()
+        },
+    );
+    // Without the key: the device's request is refused (RFC 6749 §5.2 shape),
+    // the authorization endpoint asks for the key on a page, never redirects.
+    let refused = start(&w, "demo");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(error_of(&refused), "invalid_client");
+    let page = w.get(&format!(
+        "/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
+        enc(crate::oauth_code::LOOPBACK)
+    ));
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.header("Location").is_none());
+    // With the key as a path prefix.
+    let r = request(
+        "POST",
+        &w.url(&format!("/k/{KEY}/oauth/device_authorization")),
+        &[FORM],
+        Some("client_id=demo"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let user_code = v["user_code"].as_str().expect("user_code").to_string();
+    assert_eq!(v["verification_uri"], w.url(&format!("/k/{KEY}/device")));
+    let ip = "198.51.100.26";
+    let mut jar = Jar::default();
+    let no_key = post_device(&w, &mut jar, ip, &format!("user_code={user_code}"));
+    assert_eq!(no_key.status, 403, "the page needs the key too");
+    let ask = request(
+        "POST",
+        &w.url(&format!("/k/{KEY}/device")),
+        &[FORM, ("CF-Connecting-IP", ip)],
+        Some(&format!("user_code={user_code}")),
+    );
+    assert_eq!(ask.status, 200, "{}", ask.body);
+    jar.keep(&ask);
+    let approve = link(&ask.body, "approve");
+    assert!(
+        approve.starts_with(&format!("/k/{KEY}/device?")),
+        "{approve}"
+    );
+    let go = follow(&w, &mut jar, ip, &approve);
+    assert_eq!(go.status, 302, "{}", go.body);
+    let authorize = request(
+        "GET",
+        &w.url(&format!(
+            "/k/{KEY}/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
+            enc(crate::oauth_code::LOOPBACK)
+        )),
+        &[],
+        None,
+    );
+    assert_eq!(authorize.status, 302, "{}", authorize.body);
+    assert!(authorize
+        .header("Location")
+        .unwrap_or_default()
+        .starts_with(&w.mock.base_url()));
 }
