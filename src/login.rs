@@ -429,4 +429,28 @@ mod tests {
             LoginEnding::ResultPage
         );
     }
+
+    #[test]
+    fn the_oauth_endings_round_trip_through_their_column_and_hold_no_plain_state() {
+        let sealed = crate::seal::Sealed {
+            key_version: 1,
+            nonce: "bm9uY2U=".into(),
+            ciphertext: "Y3Q=".into(),
+        };
+        let endings = [
+            LoginEnding::Authorize {
+                redirect_uri: "http://127.0.0.1:53682/".into(),
+                code_challenge: None,
+                state: Some(sealed),
+            },
+            LoginEnding::Device {
+                device_code_hash: "ab".repeat(32),
+            },
+        ];
+        for e in endings {
+            let column = e.to_column().unwrap().expect("stored as JSON");
+            assert!(column.contains("\"kind\":"), "{column}");
+            assert_eq!(LoginEnding::from_column(Some(&column)), e);
+        }
+    }
 }
