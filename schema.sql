@@ -53,3 +53,33 @@ CREATE UNIQUE INDEX IF NOT EXISTS fetch_tokens_confirm ON fetch_tokens (confirm_
 
 -- Migration 0004: how a login ends (src/login.rs LoginEnding): JSON, NULL = the result page.
 ALTER TABLE login_states ADD COLUMN ending TEXT;                 -- never a secret, only hashes
+
+-- Migration 0005: OAuth 2.0 authorization codes (src/authorize.rs): hashed, single use, 60 s.
+CREATE TABLE IF NOT EXISTS authorization_codes (
+  code_hash      TEXT PRIMARY KEY,          -- hex SHA-256("oauth-broker/v1/authorization-code|" || code)
+  provider       TEXT NOT NULL,             -- the client_id it was issued to (canonical provider id)
+  redirect_uri   TEXT NOT NULL,             -- exactly as in the authorization request
+  code_challenge TEXT,                      -- the client's PKCE S256 challenge, if it sent one
+  key_version    INTEGER NOT NULL,          -- server-secret version of the seal
+  nonce          TEXT NOT NULL,             -- base64 AES-GCM nonce
+  ciphertext     TEXT NOT NULL,             -- base64 AES-256-GCM(authid)
+  presented      INTEGER NOT NULL DEFAULT 0, -- times presented at the token endpoint (1 = redeemed; more = replayed)
+  expires_at     INTEGER NOT NULL           -- unix seconds
+) STRICT;
+CREATE INDEX IF NOT EXISTS authorization_codes_expiry ON authorization_codes (expires_at);
+
+-- Migration 0006: RFC 8628 device codes (src/device.rs): hashed, single use, 10 minutes.
+CREATE TABLE IF NOT EXISTS device_codes (
+  device_code_hash TEXT PRIMARY KEY,        -- hex SHA-256("oauth-broker/v1/device-code|" || device_code)
+  user_code_hash   TEXT NOT NULL,           -- hex SHA-256("oauth-broker/v1/user-code|" || user code)
+  provider         TEXT NOT NULL,           -- the client_id it was issued to (canonical provider id)
+  status           TEXT NOT NULL,           -- pending | approved | denied
+  poll_interval    INTEGER NOT NULL,        -- seconds; grows by 5 with every slow_down
+  last_poll_at     INTEGER,                 -- unix seconds of the last poll
+  key_version      INTEGER,                 -- NULL until approved
+  nonce            TEXT,                    -- base64; NULL until approved
+  ciphertext       TEXT,                    -- base64 AES-256-GCM(authid); NULL until approved
+  expires_at       INTEGER NOT NULL         -- unix seconds
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS device_codes_user_code ON device_codes (user_code_hash);
+CREATE INDEX IF NOT EXISTS device_codes_expiry ON device_codes (expires_at);

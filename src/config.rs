@@ -251,6 +251,12 @@ impl Config {
         }
     }
 
+    /// The operator's `REDIRECT_URIS`: redirect URIs the authorization
+    /// endpoint accepts besides loopback ones (`crate::authorize`).
+    pub fn redirect_uris(&self) -> Vec<String> {
+        crate::authorize::parse_redirect_uris(self.get("REDIRECT_URIS").as_deref())
+    }
+
     /// The redirect URI this broker registers at `provider_id`.
     pub fn redirect_uri(&self, provider_id: &str) -> String {
         crate::login::redirect_uri(&self.origin, provider_id)

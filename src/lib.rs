@@ -7,8 +7,10 @@
 pub mod access;
 pub mod akeeba;
 pub mod authid;
+pub mod authorize;
 pub mod cli_token;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod grant;
 pub mod handoff;

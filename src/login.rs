@@ -79,6 +79,21 @@ pub enum LoginEnding {
     /// stored (v1) authid as the refresh token, for the profile of `engine`
     /// (an Akeeba engine slug: `dropbox`, `box`, `googledrive`, `onedrivebusiness`).
     Akeeba { engine: String },
+    /// The OAuth 2.0 authorization endpoint (`crate::authorize`): a redirect
+    /// to the client's validated `redirect_uri` with a one-time code. The
+    /// redirect URI and the PKCE challenge are not secrets (the challenge is a
+    /// hash); the client's `state` is sealed under a key from this login's
+    /// browser-binding cookie ([`crate::seal::Pending::ClientState`]), which is
+    /// stored only hashed, so the row alone does not reveal it.
+    Authorize {
+        redirect_uri: String,
+        code_challenge: Option<String>,
+        state: Option<crate::seal::Sealed>,
+    },
+    /// The device flow (`crate::device`): the device row named by this hash
+    /// of its device code is approved (or denied) and the page says "return to
+    /// your device".
+    Device { device_code_hash: String },
 }
 
 impl LoginEnding {
@@ -86,7 +101,6 @@ impl LoginEnding {
     pub fn to_column(&self) -> Result<Option<String>, BrokerError> {
         match self {
             LoginEnding::ResultPage => Ok(None),
-            #[allow(unreachable_patterns)]
             other => serde_json::to_string(other)
                 .map(Some)
                 .map_err(|_| BrokerError::internal("a login continuation did not serialize")),
@@ -431,5 +445,29 @@ mod tests {
             Some("{\"kind\":\"akeeba\",\"engine\":\"box\"}")
         );
         assert_eq!(LoginEnding::from_column(column.as_deref()), ending);
+    }
+
+    #[test]
+    fn the_oauth_endings_round_trip_through_their_column_and_hold_no_plain_state() {
+        let sealed = crate::seal::Sealed {
+            key_version: 1,
+            nonce: "bm9uY2U=".into(),
+            ciphertext: "Y3Q=".into(),
+        };
+        let endings = [
+            LoginEnding::Authorize {
+                redirect_uri: "http://127.0.0.1:53682/".into(),
+                code_challenge: None,
+                state: Some(sealed),
+            },
+            LoginEnding::Device {
+                device_code_hash: "ab".repeat(32),
+            },
+        ];
+        for e in endings {
+            let column = e.to_column().unwrap().expect("stored as JSON");
+            assert!(column.contains("\"kind\":"), "{column}");
+            assert_eq!(LoginEnding::from_column(Some(&column)), e);
+        }
     }
 }

@@ -195,6 +195,11 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
         }
         body.push_str("</ul>");
     }
+    body.push_str(&format!(
+        "<p class=\"muted\" id=\"device-hint\">A machine without a browser showed you a code? \
+         Enter it on the <a href=\"{}/device\">device login</a> page.</p>",
+        escape(&opts.base)
+    ));
     body.push_str(
         "<p class=\"muted\">Akeeba Backup: use <code>/akeeba/&lt;engine&gt;</code> as the \
          Helper URL and <code>/akeeba/&lt;engine&gt;/refresh</code> as the Refresh URL.</p>\
@@ -309,6 +314,9 @@ pub fn result(
          Otherwise paste it into the field.</li>\
          <li><strong>Duplicati's command line</strong>: \
          <code>--authid=&quot;&lt;authid&gt;&quot; --oauth-url={u}</code></li>\
+         <li><strong>rclone or any OAuth 2.0 client</strong>: it is the refresh token at this \
+         broker's token endpoint (<code>/oauth/token</code>); a machine without a browser can \
+         get one with a <a href=\"/device\">device login</a>.</li>\
          <li><strong>Other software</strong>: paste it where it asks for an authid.</li></ul>\
          <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
@@ -378,6 +386,50 @@ pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError) -> P
         action = escape(action),
     );
     layout(err.status(), "Access key needed", &body, false)
+}
+
+/// `GET /device`: the RFC 8628 verification page, asking for the code the
+/// device shows. `action` is where the form posts (`<base>/device`, with the
+/// access key if the request carried one); `prefill` is `?user_code=`.
+pub fn device_form(action: &str, prefill: Option<&str>) -> Page {
+    let body = format!(
+        "<h1>Device login</h1><p>Enter the code your device shows. You will see which          provider it asks for before anything happens.</p>         <form method=\"post\" action=\"{action}\"><p><input name=\"user_code\"          value=\"{value}\" autocomplete=\"off\" autocapitalize=\"characters\"          aria-label=\"code\" placeholder=\"XXXX-XXXX\" required></p>\
+         <p><button type=\"submit\">Next</button></p></form>",
+        action = escape(action),
+        value = escape(prefill.unwrap_or("")),
+    );
+    layout(200, "Device login", &body, false)
+}
+
+/// `POST /device` with a valid code: which provider the device asks for, and
+/// the user's click (or refusal). The choices are links, not a form: the
+/// approval ends in a redirect to the provider, which CSP `form-action 'self'`
+/// would block after a form submission. Each link carries a one-time value
+/// matched against this browser's cookie.
+pub fn device_confirm(provider: &str, user_code: &str, approve: &str, deny: &str) -> Page {
+    let body = format!(
+        "<h1>Device login</h1><p id=\"device-ask\">A device showing the code \
+         <code>{code}</code> asks to use your <strong>{provider}</strong> account through \
+         this broker.</p><p>Continue only if you started this on your own device.</p>\
+         <p><a class=\"button\" id=\"approve\" href=\"{approve}\">Continue to {provider}</a> \
+         <a class=\"button\" id=\"deny\" href=\"{deny}\">Deny</a></p>",
+        provider = escape(provider),
+        code = escape(user_code),
+        approve = escape(approve),
+        deny = escape(deny),
+    );
+    layout(200, "Device login", &body, false)
+}
+
+/// The end of a device login in the browser: approved ("return to your
+/// device") or refused.
+pub fn device_done(approved: bool) -> Page {
+    let body = if approved {
+        "<h1>Done</h1><p id=\"device-done\">The device is authorized. Return to your          device: it picks the authorization up within a few seconds. You can close this window.</p>"
+    } else {
+        "<h1>Denied</h1><p id=\"device-denied\">The device was not authorized. Return to          your device; it will report that access was denied.</p>"
+    };
+    layout(200, "Device login", body, false)
 }
 
 /// `GET /revoke`: the revoke form.
@@ -679,5 +731,29 @@ mod tests {
         let page = error(&BrokerError::InvalidLoginState);
         assert_eq!(page.status, 400);
         assert!(page.html.contains("start the login again"));
+    }
+
+    #[test]
+    fn the_index_and_the_result_page_point_to_the_device_login() {
+        let opts = IndexOptions {
+            base: "/k/key".into(),
+            ..IndexOptions::default()
+        };
+        assert!(index(&[], &opts).html.contains("href=\"/k/key/device\""));
+        let r = result("a:b", "Demo", None, &[], HandoffPrompt::None, U);
+        assert!(r.html.contains("href=\"/device\"") && r.html.contains("/oauth/token"));
+    }
+
+    #[test]
+    fn device_pages_escape_what_they_show() {
+        let form = device_form("/device?key=a\"b", Some("<x>"));
+        assert!(form.html.contains("value=\"&lt;x&gt;\""));
+        assert!(form.html.contains("action=\"/device?key=a&quot;b\""));
+        let ask = device_confirm("<Demo>", "BCDF-GHJK", "/device?a=1&b=2", "/d\"");
+        assert!(ask.html.contains("&lt;Demo&gt;") && !ask.html.contains("<Demo>"));
+        assert!(ask.html.contains("href=\"/device?a=1&amp;b=2\""));
+        assert!(ask.html.contains("href=\"/d&quot;\""));
+        assert!(device_done(true).html.contains("Return to your"));
+        assert!(device_done(false).html.contains("not authorized"));
     }
 }

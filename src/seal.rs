@@ -57,6 +57,32 @@ const INFO_HANDOFF_SALT: &[u8] = b"oauth-broker/v1/handoff-salt";
 const INFO_HANDOFF_KEY: &[u8] = b"oauth-broker/v1/handoff-key";
 const LABEL_HANDOFF_AAD: &str = "oauth-broker/v1/handoff";
 
+/// What a short-lived one-time secret seals ([`ServerKeys::seal_pending`]):
+/// each purpose has its own key label and AAD label, so a value sealed for one
+/// purpose never opens as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The authid behind an authorization code (RFC 6749 §4.1.2), under a key
+    /// from the code itself (the broker stores only the code's hash).
+    AuthorizationCode,
+    /// The authid behind an approved device code (RFC 8628), under a key from
+    /// the device code's hash (the approving browser never sees the code).
+    DeviceCode,
+    /// An OAuth 2.0 client's `state` during a login, under a key from the
+    /// login's browser-binding cookie (stored only hashed).
+    ClientState,
+}
+
+impl Pending {
+    fn label(self) -> &'static str {
+        match self {
+            Pending::AuthorizationCode => "oauth-broker/v1/authorization-code",
+            Pending::DeviceCode => "oauth-broker/v1/device-code",
+            Pending::ClientState => "oauth-broker/v1/client-state",
+        }
+    }
+}
+
 /// RFC 5869 HKDF-SHA256 to 32 bytes; `info` is the concatenation of its parts.
 /// (Expand only fails above 255 * 32 bytes of output, so 32 bytes never fails;
 /// the error is still returned rather than ignored, so no zero key can escape.)
@@ -234,6 +260,33 @@ impl ServerSecret {
         format!("{LABEL_HANDOFF_AAD}|{}|{}", token_hash(token), self.version)
     }
 
+    /// The key for a [`Pending`] value held by whoever knows `secret`. Same
+    /// construction and reasoning as [`ServerSecret::handoff_key`] (the salt is
+    /// the hand-off salt; the `info` label alone separates the purposes, and
+    /// HKDF outputs under different `info` are independent): every secret used
+    /// here is at least 256 CSPRNG bits, lives at most ten minutes, and is
+    /// stored only hashed, so a dumped row cannot be opened without both the
+    /// secret and `S_v`.
+    fn pending_key(&self, purpose: Pending, secret: &str) -> Result<[u8; 32], SealError> {
+        hkdf32(
+            Some(&self.handoff_salt),
+            secret.as_bytes(),
+            &[purpose.label().as_bytes(), b"-key"],
+        )
+        .map_err(|_| SealError::Crypto)
+    }
+
+    /// Binds the ciphertext to its purpose, its secret (by hash; fixed-width
+    /// hex) and its version.
+    fn pending_aad(&self, purpose: Pending, secret: &str) -> String {
+        format!(
+            "{}|{}|{}",
+            purpose.label(),
+            random::hex(&<Sha256 as sha2::Digest>::digest(secret.as_bytes())),
+            self.version
+        )
+    }
+
     /// Whether `other` is this very entry again: same version and same secret.
     /// The raw secret is gone once parsed, so the comparison is on a subkey:
     /// two secrets whose HKDF outputs agree are the same secret for every
@@ -269,7 +322,7 @@ impl std::fmt::Display for KeyConfigError {
 }
 
 /// A sealed grant or pending hand-off as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sealed {
     pub key_version: u32,
     /// Base64 (standard, padded) of the 12-byte nonce.
@@ -525,6 +578,55 @@ impl ServerKeys {
         })
     }
 
+    /// Seals `plaintext` for the holder of `secret` for `purpose`, under the
+    /// current version, with a fresh random nonce (each secret is used for a
+    /// handful of seals at most, far below SP 800-38D §8.3's limit).
+    pub fn seal_pending(
+        &self,
+        purpose: Pending,
+        secret: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, SealError> {
+        let k = &self.current;
+        let aad = k.pending_aad(purpose, secret);
+        let (nonce, ciphertext) = aead_seal(
+            &k.pending_key(purpose, secret)?,
+            aad.as_bytes(),
+            plaintext,
+            fresh_nonce()?,
+        )?;
+        Ok(Sealed {
+            key_version: k.version,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// Opens a [`ServerKeys::seal_pending`] value; [`SealError::Open`] for a
+    /// wrong secret or purpose, an unknown version, tampering or bad encoding.
+    /// Every secret of the row's version is tried (as for hand-offs).
+    pub fn open_pending(
+        &self,
+        purpose: Pending,
+        secret: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, SealError> {
+        for k in self.of_version(sealed.key_version) {
+            let aad = k.pending_aad(purpose, secret);
+            match aead_open(
+                &k.pending_key(purpose, secret)?,
+                aad.as_bytes(),
+                &sealed.nonce,
+                &sealed.ciphertext,
+            ) {
+                Ok(plain) => return Ok(plain),
+                Err(SealError::Open) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SealError::Open)
+    }
+
     /// Opens it under the version in `sealed.key_version`; `SealError::Open` for an unknown version, wrong token, tampering, bad encoding.
     ///
     /// A hand-off row carries no key hash to name its secret, so when a reused
@@ -577,6 +679,34 @@ mod tests {
 
     fn keys(cur: &str, prev: Option<&str>) -> ServerKeys {
         ServerKeys::parse(cur, prev).unwrap()
+    }
+
+    #[test]
+    fn a_pending_value_opens_only_with_its_secret_purpose_and_server_secret() {
+        let k = keys(S1, None);
+        let sealed = k
+            .seal_pending(Pending::AuthorizationCode, "the-code", b"authid")
+            .unwrap();
+        assert_eq!(
+            k.open_pending(Pending::AuthorizationCode, "the-code", &sealed)
+                .unwrap(),
+            b"authid"
+        );
+        assert!(!sealed.ciphertext.contains("authid"));
+        let wrong = [
+            k.open_pending(Pending::AuthorizationCode, "other-code", &sealed),
+            k.open_pending(Pending::DeviceCode, "the-code", &sealed),
+            k.open_pending(Pending::ClientState, "the-code", &sealed),
+            keys(S2, None).open_pending(Pending::AuthorizationCode, "the-code", &sealed),
+        ];
+        for w in wrong {
+            assert_eq!(w, Err(SealError::Open));
+        }
+        // Still opens after a rotation that keeps the old version.
+        let rotated = keys(S2, Some(S1));
+        assert!(rotated
+            .open_pending(Pending::AuthorizationCode, "the-code", &sealed)
+            .is_ok());
     }
 
     // Known answers computed independently with Python's `cryptography` package

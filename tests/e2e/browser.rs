@@ -31,6 +31,10 @@ pub const TESTS: &[crate::Test] = &[
         "browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click",
         browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
     ),
+    (
+        "browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid",
+        browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid,
+    ),
 ];
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -214,6 +218,62 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// RFC 8628 in a real browser, under the pages' CSP (`form-action 'self'`,
+/// which Chromium also applies to redirects after a form post): open
+/// `verification_uri_complete`, submit the code, click *Continue*, log in at
+/// the mock provider, read "Return to your device"; the device's poll then
+/// collects an authid.
+fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid(
+    b: &Broker,
+) {
+    let started = request(
+        "POST",
+        &b.url("/oauth/device_authorization"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("client_id=demo"),
+    );
+    assert_eq!(started.status, 200, "{}", started.body);
+    let v = started.json();
+    let device_code = v["device_code"].as_str().expect("device_code").to_string();
+    b.remember(&device_code);
+    let driver = Driver::start(&b.dir);
+    driver.call(
+        "POST",
+        "/url",
+        Some(json!({"url": v["verification_uri_complete"]})),
+    );
+    driver.click("button[type=submit]");
+    wait_until("the page names the provider and offers Continue", || {
+        let source = driver.call("GET", "/source", None);
+        source
+            .as_str()
+            .is_some_and(|s| s.contains("id=\"approve\""))
+            .then_some(())
+    });
+    assert!(driver.text("#device-ask").contains("Demo provider"));
+    driver.click("#approve");
+    driver.wait_for_url("/callback/demo");
+    assert!(driver
+        .text("#device-done")
+        .contains("Return to your device"));
+    let polled = request(
+        "POST",
+        &crate::oauth_code::token_endpoint(b),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=demo\
+             &device_code={device_code}"
+        )),
+    );
+    assert_eq!(polled.status, 200, "{}", polled.body);
+    let authid = polled.json()["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
+    b.remember(&authid);
+    assert_eq!(b.refresh(&authid).status, 200);
 }
 
 fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {

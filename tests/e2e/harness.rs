@@ -270,7 +270,9 @@ impl Broker {
                  [[ratelimits]]\nname = \"RL_PER_IP\"\nnamespace_id = \"1002\"\n\
                  simple = {{ limit = {ip}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_V2_PER_IP\"\nnamespace_id = \"1003\"\n\
-                 simple = {{ limit = {v2}, period = 60 }}\n",
+                 simple = {{ limit = {v2}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_USER_CODE\"\nnamespace_id = \"1004\"\n\
+                 simple = {{ limit = 10, period = 60 }}\n",
                 grant = opts.per_grant_limit,
                 ip = opts.per_ip_limit,
                 v2 = opts.per_ip_v2_limit,

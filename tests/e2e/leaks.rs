@@ -15,7 +15,10 @@ pub const TESTS: &[crate::Test] = &[
 
 /// Every secret value the run produced: the mock's tokens and codes, the authids
 /// (whole and each half), the client secret, and the Jottacloud CLI token's
-/// `auth_token` (the mock's password).
+/// `auth_token` (the mock's password). The front door's one-time values are
+/// remembered with the authids (`Broker::remember`): authorization codes and
+/// OAuth clients' `state` (`oauth_code.rs`), device codes and user codes, with
+/// and without the dash (`device.rs`).
 fn secrets(b: &Broker) -> Vec<String> {
     let s = b.mock.stats();
     let mut all: Vec<String> = s
@@ -46,6 +49,12 @@ fn database_files_contain_no_token_authid_or_account_in_plaintext(b: &Broker) {
         .as_i64()
         .unwrap_or(0);
     assert!(rows > 5, "grants were stored ({rows})");
+    // Refused and expired device logins stay until collected: the scan below
+    // reads their rows too (authorization codes are deleted when presented).
+    let devices = b.d1("SELECT COUNT(*) AS n FROM device_codes")[0]["n"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(devices > 0, "device codes were stored ({devices})");
     // Listed after the query above: `wrangler d1 execute` itself creates and
     // removes SQLite's -wal/-shm/-journal side files.
     let files = b.d1_files();

@@ -11,6 +11,7 @@ mod akeeba;
 mod browser;
 mod concurrency;
 mod core_flow;
+mod device;
 mod duplicati;
 mod gate;
 mod grant_safety;
@@ -19,8 +20,10 @@ mod harness;
 mod jottacloud;
 mod leaks;
 mod moving;
+mod oauth_code;
 mod oauth_token;
 mod rclone;
+mod rclone_login;
 mod routes;
 mod skeleton;
 
@@ -51,6 +54,9 @@ fn main() {
         oauth_token::TESTS,
         rclone::TESTS,
         akeeba::TESTS,
+        oauth_code::TESTS,
+        device::TESTS,
+        rclone_login::TESTS,
         leaks::TESTS,
     ]
     .concat();

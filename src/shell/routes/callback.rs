@@ -4,8 +4,7 @@
 //! once — and, for Duplicati's old UI, leave it waiting for the user's
 //! confirmation (`handoff.rs`).
 
-use super::akeeba;
-use super::handoff;
+use super::{akeeba, authorize, device, handoff};
 use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
 use crate::grant::Grant;
@@ -13,6 +12,7 @@ use crate::ids::ProviderId;
 use crate::login::{self, LoginEnding, LoginRecord};
 use crate::opener;
 use crate::pages;
+use crate::pkce::PkceVerifier;
 use crate::providers::{canonical_id, Provider};
 use crate::secret::StateToken;
 use crate::shell::call::Call;
@@ -48,6 +48,59 @@ pub async fn get(c: &mut Call) -> Out {
         .take_login(&state, &login::binding_hash(&cookie))
         .await?
         .ok_or(BrokerError::InvalidLoginState)?;
+    // Every door starts the same login; only its ending differs. The
+    // OAuth 2.0 doors hear about a failure too (an `error=` redirect, a
+    // denied device); the result page shows it as an error page.
+    let outcome = exchange(c, &record, &verifier).await;
+    match &record.ending {
+        LoginEnding::ResultPage => {
+            let (provider, shown, region, _) = outcome?;
+            result_page(c, &record, provider, &shown, region).await
+        }
+        LoginEnding::Akeeba { engine } => {
+            let (provider, shown, _, access_token) = outcome?;
+            let access_token = access_token.unwrap_or_default();
+            akeeba::result_page(c, engine, provider, &access_token, &shown)
+        }
+        LoginEnding::Authorize {
+            redirect_uri,
+            code_challenge,
+            state,
+        } => {
+            authorize::finish(
+                c,
+                &record.provider,
+                redirect_uri,
+                code_challenge.as_ref(),
+                state.as_ref(),
+                &cookie,
+                outcome.map(|(_, shown, _, _)| shown),
+            )
+            .await
+        }
+        LoginEnding::Device { device_code_hash } => {
+            device::finish(c, device_code_hash, outcome.map(|(_, shown, _, _)| shown)).await
+        }
+    }
+}
+
+/// What a login made: the provider, what the login shows (`mint`), for
+/// pCloud the account's region, and for Akeeba's helper page the first
+/// access token.
+type Exchanged<'c> = (
+    &'c Provider,
+    String,
+    Option<pages::Region<'c>>,
+    Option<String>,
+);
+
+/// The provider's answer to the login: exchange its code (with the client
+/// secret and the PKCE verifier) and keep the grant.
+async fn exchange<'c>(
+    c: &'c Call,
+    record: &LoginRecord,
+    verifier: &PkceVerifier,
+) -> Result<Exchanged<'c>, BrokerError> {
     if c.query("error")?.is_some() {
         return Err(BrokerError::LoginDenied);
     }
@@ -84,21 +137,14 @@ pub async fn get(c: &mut Call) -> Out {
     // Akeeba's helper page shows the first access token too (`akeeba.rs`).
     let access_token = match record.ending {
         LoginEnding::Akeeba { .. } => Some(resp.access_token().to_string()),
-        LoginEnding::ResultPage => None,
+        _ => None,
     };
     let shown = mint(c, provider, record.token_version, resp).await?;
     let region = endpoint.region.map(|r| pages::Region {
         name: &r.region,
         host: &r.hostname,
     });
-    // Every door starts the same login; only its ending differs.
-    match &record.ending {
-        LoginEnding::ResultPage => result_page(c, &record, provider, &shown, region).await,
-        LoginEnding::Akeeba { engine } => {
-            let access_token = access_token.unwrap_or_default();
-            akeeba::result_page(c, engine, provider, &access_token, &shown)
-        }
-    }
+    Ok((provider, shown, region, access_token))
 }
 
 /// The broker's own ending: the authid on a page with a copy button, posted

@@ -1,17 +1,287 @@
-//! The device authorization grant (RFC 8628) and the redemption of its device
-//! codes at the token endpoint.
-//! (Placeholder until the device flow lands: every device code is unknown.)
+//! The device authorization grant (RFC 8628): `POST /oauth/device_authorization`
+//! (the device asks for codes), `GET`/`POST /device` (the verification page:
+//! enter the code, see the provider, click, log in), the end of that login
+//! (called from `callback.rs`), and the redemption of device codes at the
+//! token endpoint. Every decision is `crate::device`'s.
 
+use crate::device::{self, DeviceRecord, Poll, Status};
 use crate::error::BrokerError;
+use crate::login::{self, LoginEnding};
+use crate::pages;
+use crate::providers::{LoginKind, Provider};
 use crate::redeem::Redeemed;
-use crate::request::Params;
+use crate::request::{single, stored_authid, Params};
+use crate::seal::{Pending, SealError};
+use crate::secret::ct_eq;
 use crate::shell::call::Call;
+use crate::shell::guard::rate_limit;
+use crate::shell::respond::{html, oauth_ok, redirect, Out};
 
-/// Redeems `device_code` from the token endpoint's form for `client_id`.
+/// Per-IP limit on the verification page's code checks (RFC 8628 §5.1:
+/// user codes are short, so guessing must be rate-limited).
+const USER_CODE_LIMIT: &str = "RL_USER_CODE";
+/// Cookie binding the confirmation form to the browser that saw it, so a
+/// cross-site form post cannot approve a device in the user's name
+/// (`SameSite=Lax` keeps it off cross-site POSTs).
+const CONFIRM_COOKIE: &str = "__Host-broker-device";
+
+/// A provider a device may log in with: one with a browser login and a refresh token.
+fn device_capable(p: &Provider) -> bool {
+    p.login == LoginKind::AuthorizationCode && !p.access_token_is_authid
+}
+
+/// `POST /oauth/device_authorization` `client_id=<provider>` (RFC 8628 §3.1, §3.2).
+pub async fn authorization(c: &mut Call) -> Out {
+    let form = c.form().await?;
+    let client_id = single(&form, "client_id")?
+        .filter(|s| !s.is_empty())
+        .ok_or(BrokerError::BadRequest {
+            code: "invalid_request",
+            what: "client_id (the provider) is missing",
+        })?;
+    let unknown = BrokerError::BadRequest {
+        code: "invalid_client",
+        what: "client_id names no provider this broker offers",
+    };
+    let (provider, _) = c.cfg.provider(client_id).map_err(|e| match e {
+        BrokerError::UnknownProvider => unknown.clone(),
+        other => other,
+    })?;
+    if !device_capable(provider) {
+        return Err(BrokerError::BadRequest {
+            code: "unauthorized_client",
+            what: "this provider cannot be used with the device flow",
+        });
+    }
+    let now = c.cfg.now;
+    let db = c.db()?;
+    let record = DeviceRecord {
+        provider: provider.id.clone(),
+        status: Status::Pending,
+        interval: device::INTERVAL_SECS,
+        last_poll_at: None,
+        expires_at: now + device::DEVICE_TTL_SECS,
+    };
+    let no_random = |_| BrokerError::internal("no randomness for a device code");
+    // A user code already in use by a live row is drawn again (2^34.6 codes:
+    // a repeat is rare, three in a row is not a thing).
+    for _ in 0..3 {
+        let device_code = crate::random::token_b64url(32).map_err(no_random)?;
+        let user_code = device::generate_user_code().map_err(no_random)?;
+        let stored = db
+            .insert_device(
+                &device::device_code_hash(&device_code),
+                &device::user_code_hash(&user_code),
+                &record,
+                now,
+            )
+            .await?;
+        if stored {
+            let origin = format!("{}{}", c.cfg.origin, c.base);
+            return oauth_ok(device::authorization_response(
+                &origin,
+                &device_code,
+                &user_code,
+            ));
+        }
+    }
+    Err(BrokerError::internal("could not draw a free user code"))
+}
+
+/// `<base>/device` with `pairs` and the access key the request carried as
+/// `?key=` (a `/k/<key>` prefix is in `base`).
+fn device_url(c: &Call, pairs: &[(&str, &str)]) -> Result<String, BrokerError> {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    if let Some(k) = c.query("key")? {
+        q.append_pair("key", k);
+    }
+    let q = q.finish();
+    Ok(match q.is_empty() {
+        true => format!("{}/device", c.base),
+        false => format!("{}/device?{q}", c.base),
+    })
+}
+
+/// The verification page (RFC 8628 §3.3):
+/// - `GET /device` shows the form (`?user_code=` prefills it);
+/// - `POST /device user_code=…` checks the code and shows which provider the
+///   device asks for, with two links (continue, deny) carrying a one-time
+///   value also set as a cookie;
+/// - `GET /device?user_code=…&confirm=…&decision=approve|deny` is the user's
+///   click: with the cookie, it starts the provider login (or denies).
+///
+/// Every code check counts against `RL_USER_CODE`, so guessing is slow
+/// whichever step is used for it.
+pub async fn page(c: &mut Call) -> Out {
+    let is_post = matches!(c.req.method(), worker::Method::Post);
+    let form = match is_post {
+        true => {
+            rate_limit(c, USER_CODE_LIMIT, c.client_key()?).await?;
+            c.form().await?
+        }
+        false => c.query.clone(),
+    };
+    let confirm = single(&form, "confirm")?.filter(|s| !s.is_empty());
+    if !is_post && confirm.is_none() {
+        let prefill = single(&form, "user_code")?;
+        return Ok(html(pages::device_form(&device_url(c, &[])?, prefill)));
+    }
+    if !is_post {
+        rate_limit(c, USER_CODE_LIMIT, c.client_key()?).await?;
+    }
+    let user_code = single(&form, "user_code")?
+        .and_then(device::normalize_user_code)
+        .ok_or(BrokerError::BadRequest {
+            code: "invalid_user_code",
+            what: "that is not a device code (8 letters, like BCDF-GHJK)",
+        })?;
+    let now = c.cfg.now;
+    let db = c.db()?;
+    let (device_code_hash, record) = db
+        .pending_device_by_user_code(&device::user_code_hash(&user_code), now)
+        .await?
+        .ok_or(BrokerError::BadRequest {
+            code: "unknown_user_code",
+            what:
+                "no device is waiting for that code (it may have expired); check it and try again",
+        })?;
+    let (provider, _) = c.cfg.provider(&record.provider)?;
+    let Some(confirm) = confirm.filter(|_| !is_post) else {
+        // First step: show which provider, and ask for the click.
+        let token = crate::random::token_b64url(32)
+            .map_err(|_| BrokerError::internal("no randomness for a confirmation"))?;
+        let shown = device::display_user_code(&user_code);
+        let link = |decision| {
+            device_url(
+                c,
+                &[
+                    ("user_code", shown.as_str()),
+                    ("confirm", token.as_str()),
+                    ("decision", decision),
+                ],
+            )
+        };
+        let page = pages::device_confirm(&provider.name, &shown, &link("approve")?, &link("deny")?);
+        return Ok(html(page).with_cookie(login::cookie(
+            CONFIRM_COOKIE,
+            &token,
+            device::DEVICE_TTL_SECS,
+        )));
+    };
+    let cookie = c
+        .header("Cookie")
+        .and_then(|h| login::cookie_value(&h, CONFIRM_COOKIE))
+        .unwrap_or_default();
+    if !ct_eq(cookie.as_bytes(), confirm.as_bytes()) {
+        return Err(BrokerError::Forbidden {
+            code: "confirmation_mismatch",
+            what: "this confirmation was not made in this browser; enter the code again",
+        });
+    }
+    let clear = login::cookie(CONFIRM_COOKIE, "", 0);
+    match single(&form, "decision")? {
+        Some("approve") => {}
+        Some("deny") => {
+            db.deny_device(&device_code_hash).await?;
+            return Ok(html(pages::device_done(false)).with_cookie(clear));
+        }
+        _ => {
+            return Err(BrokerError::BadRequest {
+                code: "invalid_request",
+                what: "decision must be approve or deny",
+            })
+        }
+    }
+    let started = login::start(
+        provider,
+        &c.cfg.origin,
+        1,
+        None,
+        LoginEnding::Device { device_code_hash },
+        now,
+    )?;
+    db.insert_login(&started.state, &started.record, now)
+        .await?;
+    Ok(redirect(&started.authorize_url)
+        .with_cookie(login::set_cookie(&started.binding))
+        .with_cookie(clear))
+}
+
+/// The callback's arm for [`LoginEnding::Device`]: approve the device with
+/// the authid sealed, or mark it denied when the provider refused.
+pub(super) async fn finish(
+    c: &Call,
+    device_code_hash: &str,
+    outcome: Result<String, BrokerError>,
+) -> Out {
+    let db = c.db()?;
+    let shown = match outcome {
+        Ok(shown) => shown,
+        Err(BrokerError::LoginDenied) => {
+            db.deny_device(device_code_hash).await?;
+            return Ok(html(pages::device_done(false)).with_cookie(login::clear_cookie()));
+        }
+        Err(e) => return Err(e),
+    };
+    // Sealed under the device code's hash (the browser never sees the code)
+    // and the server secret; see `seal::Pending::DeviceCode`.
+    let sealed =
+        c.cfg
+            .keys()?
+            .seal_pending(Pending::DeviceCode, device_code_hash, shown.as_bytes())?;
+    if !db
+        .approve_device(device_code_hash, &sealed, c.cfg.now)
+        .await?
+    {
+        return Err(BrokerError::Conflict {
+            code: "device_code_expired",
+            what: "the device's code expired or was already used; start again on the device",
+        });
+    }
+    Ok(html(pages::device_done(true)).with_cookie(login::clear_cookie()))
+}
+
+/// Redeems `device_code` from the token endpoint's form for `client_id`
+/// (RFC 8628 §3.4, §3.5).
 pub async fn redeem_device_code(
-    _c: &Call,
-    _form: &Params,
-    _client_id: Option<&str>,
+    c: &Call,
+    form: &Params,
+    client_id: Option<&str>,
 ) -> Result<Redeemed, BrokerError> {
-    Ok(Redeemed::Invalid("unknown device code"))
+    let Some(code) = single(form, "device_code")?.filter(|s| !s.is_empty()) else {
+        return Ok(Redeemed::Invalid("device_code is missing"));
+    };
+    let hash = device::device_code_hash(code);
+    let db = c.db()?;
+    let now = c.cfg.now;
+    let record = db.device(&hash).await?;
+    match device::poll(record.as_ref(), client_id, now) {
+        Poll::Answer(a) => Ok(a),
+        Poll::Wait { answer, interval } => {
+            db.record_poll(&hash, interval, now).await?;
+            Ok(answer)
+        }
+        Poll::Take => {
+            let Some(sealed) = db.take_approved_device(&hash, now).await? else {
+                // Another poll took it a moment ago.
+                return Ok(Redeemed::Invalid("unknown or already used device code"));
+            };
+            let opened = match c
+                .cfg
+                .keys()?
+                .open_pending(Pending::DeviceCode, &hash, &sealed)
+            {
+                Ok(plain) => String::from_utf8(plain).ok(),
+                Err(SealError::Open) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match opened.as_deref().map(stored_authid) {
+                Some(Ok(authid)) => Ok(Redeemed::AuthId(authid)),
+                _ => Ok(Redeemed::Invalid("unknown or already used device code")),
+            }
+        }
+    }
 }

@@ -25,7 +25,10 @@ use std::pin::Pin;
 
 use super::call::Call;
 use super::respond::Out;
-use crate::oauth2::{METADATA_PATH, REVOCATION_PATH, TOKEN_ALIAS_PATH, TOKEN_PATH};
+use crate::oauth2::{
+    AUTHORIZATION_PATH, DEVICE_AUTHORIZATION_PATH, METADATA_PATH, REVOCATION_PATH,
+    TOKEN_ALIAS_PATH, TOKEN_PATH,
+};
 use crate::route::Method::{Get, Head, Post};
 use crate::route::PathPattern::{Exact, Prefix, Tail};
 use crate::route::{Method, PathPattern, Route, Surface};
@@ -106,6 +109,21 @@ pub static ROUTES: &[Route<Handler>] = &[
     }))),
     gated(limited(api(Exact("/refresh"), GET_POST, |c| {
         Box::pin(refresh::handle(c))
+    }))),
+    // RFC 6749 §4.1 / RFC 8252: starts a login (a D1 write), like /login.
+    gated(limited(page(Exact(AUTHORIZATION_PATH), GET, |c| {
+        Box::pin(authorize::get(c))
+    }))),
+    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2.
+    gated(limited(oauth(
+        Exact(DEVICE_AUTHORIZATION_PATH),
+        POST,
+        |c| Box::pin(device::authorization(c)),
+    ))),
+    // RFC 8628 §3.3: the verification page; its POST also counts against
+    // RL_USER_CODE (guessing user codes).
+    gated(limited(page(Exact("/device"), GET_POST, |c| {
+        Box::pin(device::page(c))
     }))),
     limited(page(Exact("/handoff"), POST, |c| {
         Box::pin(handoff::confirm(c))

@@ -6,7 +6,11 @@
 //! - [`vault`]: the `grants` table behind the server keys (speaks `AuthId`/`Grant`).
 //! - [`logins`]: `login_states`, logins in progress.
 //! - [`handoffs`]: `fetch_tokens`, Duplicati's old-UI hand-off.
+//! - [`codes`]: `authorization_codes`, the OAuth 2.0 authorization endpoint's codes.
+//! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
 
+pub mod codes;
+pub mod devices;
 pub mod handoffs;
 pub mod logins;
 pub mod vault;

@@ -1,0 +1,194 @@
+//! `device_codes`: RFC 8628 device authorizations (`crate::device`), keyed by
+//! `device::device_code_hash`, found by the verification page through
+//! `device::user_code_hash`. The authid is stored only sealed
+//! (`seal::Pending::DeviceCode`) and the row is deleted when the device
+//! collects it. Every write repeats the condition it depends on (pending,
+//! unexpired, approved) so that it is atomic.
+
+use serde::Deserialize;
+
+use super::{num, Db};
+use crate::device::{DeviceRecord, Status};
+use crate::error::BrokerError;
+use crate::seal::Sealed;
+
+#[derive(Deserialize)]
+struct DeviceRow {
+    provider: String,
+    status: String,
+    poll_interval: i64,
+    last_poll_at: Option<i64>,
+    expires_at: i64,
+}
+
+const COLUMNS: &str = "provider, status, poll_interval, last_poll_at, expires_at";
+
+impl DeviceRow {
+    fn record(self) -> Option<DeviceRecord> {
+        Some(DeviceRecord {
+            provider: self.provider,
+            status: Status::parse(&self.status)?,
+            interval: self.poll_interval,
+            last_poll_at: self.last_poll_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct SealedRow {
+    key_version: Option<u32>,
+    nonce: Option<String>,
+    ciphertext: Option<String>,
+}
+
+impl Db {
+    /// Stores a new device authorization (pending) and drops expired ones.
+    /// False when the user code is already taken by a live row (the caller
+    /// draws another).
+    pub async fn insert_device(
+        &self,
+        device_code_hash: &str,
+        user_code_hash: &str,
+        r: &DeviceRecord,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        self.insert_after_gc(
+            "insert_device",
+            "device_codes",
+            now,
+            "INSERT INTO device_codes (device_code_hash, user_code_hash, provider, status, \
+             poll_interval, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT DO NOTHING",
+            &[
+                device_code_hash.into(),
+                user_code_hash.into(),
+                r.provider.as_str().into(),
+                r.status.as_str().into(),
+                num(r.interval),
+                num(r.expires_at),
+            ],
+        )
+        .await?;
+        Ok(self.device(device_code_hash).await?.is_some())
+    }
+
+    /// The device row under `device_code_hash`, expired or not.
+    pub async fn device(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<DeviceRecord>, BrokerError> {
+        let row: Option<DeviceRow> = self
+            .first(
+                "device",
+                &format!("SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?1"),
+                &[device_code_hash.into()],
+            )
+            .await?;
+        Ok(row.and_then(DeviceRow::record))
+    }
+
+    /// The pending, unexpired device row the user code names: its device code
+    /// hash and record.
+    pub async fn pending_device_by_user_code(
+        &self,
+        user_code_hash: &str,
+        now: i64,
+    ) -> Result<Option<(String, DeviceRecord)>, BrokerError> {
+        #[derive(Deserialize)]
+        struct Row {
+            device_code_hash: String,
+            #[serde(flatten)]
+            row: DeviceRow,
+        }
+        let row: Option<Row> = self
+            .first(
+                "pending_device_by_user_code",
+                &format!(
+                    "SELECT device_code_hash, {COLUMNS} FROM device_codes WHERE user_code_hash = ?1 \
+                     AND status = 'pending' AND expires_at > ?2"
+                ),
+                &[user_code_hash.into(), num(now)],
+            )
+            .await?;
+        Ok(row.and_then(|r| Some((r.device_code_hash, r.row.record()?))))
+    }
+
+    /// Records a poll of a pending row (and its possibly grown interval).
+    pub async fn record_poll(
+        &self,
+        device_code_hash: &str,
+        interval: i64,
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        self.changes(
+            "record_poll",
+            "UPDATE device_codes SET last_poll_at = ?2, poll_interval = ?3 \
+             WHERE device_code_hash = ?1 AND status = 'pending'",
+            &[device_code_hash.into(), num(now), num(interval)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Approves a pending, unexpired row with the sealed authid; true if it was.
+    pub async fn approve_device(
+        &self,
+        device_code_hash: &str,
+        sealed: &Sealed,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let n = self
+            .changes(
+                "approve_device",
+                "UPDATE device_codes SET status = 'approved', key_version = ?2, nonce = ?3, \
+                 ciphertext = ?4 WHERE device_code_hash = ?1 AND status = 'pending' \
+                 AND expires_at > ?5",
+                &[
+                    device_code_hash.into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.as_str().into(),
+                    sealed.ciphertext.as_str().into(),
+                    num(now),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Marks a pending row denied (the user or the provider refused).
+    pub async fn deny_device(&self, device_code_hash: &str) -> Result<(), BrokerError> {
+        self.changes(
+            "deny_device",
+            "UPDATE device_codes SET status = 'denied' WHERE device_code_hash = ?1 \
+             AND status = 'pending'",
+            &[device_code_hash.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an approved, unexpired row and returns its sealed authid: of
+    /// two polls, one gets it.
+    pub async fn take_approved_device(
+        &self,
+        device_code_hash: &str,
+        now: i64,
+    ) -> Result<Option<Sealed>, BrokerError> {
+        let row: Option<SealedRow> = self
+            .first(
+                "take_approved_device",
+                "DELETE FROM device_codes WHERE device_code_hash = ?1 AND status = 'approved' \
+                 AND expires_at > ?2 RETURNING key_version, nonce, ciphertext",
+                &[device_code_hash.into(), num(now)],
+            )
+            .await?;
+        Ok(row.and_then(|r| {
+            Some(Sealed {
+                key_version: r.key_version?,
+                nonce: r.nonce?,
+                ciphertext: r.ciphertext?,
+            })
+        }))
+    }
+}
