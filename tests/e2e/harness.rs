@@ -64,9 +64,22 @@ pub fn request_bytes(
 ) -> Resp {
     // Generous: on a loaded 2-core machine fifty concurrent requests to one
     // workerd (each a D1 read or more) have been seen to take over a minute.
+    try_request_bytes(method, url, headers, body, Duration::from_secs(150))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`request_bytes`], but a client with `patience`: no answer in time
+/// (or no connection) is an `Err` naming the request (never its query).
+pub fn try_request_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    patience: Duration,
+) -> Result<Resp, String> {
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
-        .timeout(Duration::from_secs(150))
+        .timeout(patience)
         .build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
@@ -79,10 +92,12 @@ pub fn request_bytes(
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!(
-            "{method} {} failed: {e}",
-            url.split('?').next().unwrap_or("")
-        ),
+        Err(e) => {
+            return Err(format!(
+                "{method} {} failed: {e}",
+                url.split('?').next().unwrap_or("")
+            ))
+        }
     };
     let status = resp.status();
     let headers = resp
@@ -97,11 +112,11 @@ pub fn request_bytes(
         .collect();
     let mut body = String::new();
     let _ = resp.into_reader().take(1 << 20).read_to_string(&mut body);
-    Resp {
+    Ok(Resp {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Sends a GET and hangs up if no answer came within `patience`, as a client
