@@ -17,14 +17,32 @@ fi
 if [ -z "${ESBUILD_BIN:-}" ] && [ -x node_modules/@esbuild/linux-x64/bin/esbuild ]; then
   export ESBUILD_BIN="$PWD/node_modules/@esbuild/linux-x64/bin/esbuild"
 fi
-opt=()
-if [ "${BROKER_NO_OPT:-}" = 1 ]; then
-  opt=(--no-opt)
-elif [ -z "${WASM_OPT_BIN:-}" ] && [ -x node_modules/.bin/wasm-opt ]; then
-  export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
+# wasm-opt: run here rather than inside worker-build, because worker-build always passes
+# `--debuginfo` (keeps the ~300 KB "function names" section: ~43 KB of the gzipped wasm)
+# and only `-O`. Size (issue 15, README "Size"): names stripped, producers stripped.
+# BROKER_WASM_NAMES=1 keeps the names (readable wasm stack traces while debugging);
+# BROKER_NO_OPT=1 skips wasm-opt (the baseline bench/size.sh compares against).
+wasm_opt_flags=(-Os --strip-debug --strip-producers)
+# The feature set worker-build enables (worker-build 0.8.7 src/build/mod.rs
+# step_run_wasm_opt): never emit encodings workerd does not support yet.
+wasm_opt_features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling)
+if [ "${BROKER_WASM_NAMES:-}" = 1 ]; then wasm_opt_flags+=(--debuginfo); fi
+if [ -z "${WASM_OPT_BIN:-}" ] && [ -x node_modules/.bin/wasm-opt ]; then
+  WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 fi
 # An operator's machine may not have worker-build yet (scripts/setup.sh installs it here).
 if [ "$(worker-build --version 2>/dev/null || true)" != "0.8.7" ]; then
   cargo install -q worker-build --version 0.8.7 --locked
 fi
-exec worker-build --release "${opt[@]}"
+if [ "${BROKER_NO_OPT:-}" = 1 ]; then
+  exec worker-build --release --no-opt
+elif [ -z "${WASM_OPT_BIN:-}" ]; then
+  # No local binaryen (npm `binaryen`, see package.json): let worker-build fetch
+  # wasm-opt and run its default `-O` (a larger wasm, names kept).
+  exec worker-build --release
+fi
+worker-build --release --no-opt
+wasm="build/index_bg.wasm"
+"$WASM_OPT_BIN" "$wasm" "${wasm_opt_flags[@]}" "${wasm_opt_features[@]}" -o "$wasm.opt"
+mv "$wasm.opt" "$wasm"

@@ -20,7 +20,9 @@ cargo clippy -q --lib --target wasm32-unknown-unknown -- -D warnings
 echo "== build worker (wasm)"
 b0=$(date +%s)
 bash scripts/build.sh > target/worker-build.log 2>&1 || { tail -50 target/worker-build.log; exit 1; }
-echo "   built in $(( $(date +%s) - b0 )) s: $(wc -c < build/index_bg.wasm) bytes wasm, $(gzip -9c build/index_bg.wasm | wc -c) gzipped"
+echo "   built in $(( $(date +%s) - b0 )) s"
+echo "== wasm size guard"
+bash scripts/size-check.sh
 
 echo "== cargo test (unit, mock provider, end-to-end)"
 cargo test --workspace -- "$@"

@@ -251,4 +251,23 @@ mod tests {
             assert!(!h.contains([';', ',', ' ', '"', '\\']), "{h}");
         }
     }
+
+    /// Size (issue 15): `idna_adapter` is pinned to its 1.0 stub (Cargo.toml), so a
+    /// non-ASCII host is a parse error and is refused, where ICU4X would have mapped
+    /// it to Punycode. ASCII hosts, Punycode ones included, are unchanged.
+    #[test]
+    fn url_with_non_ascii_host_is_refused() {
+        assert_eq!(origin_of("https://b\u{fc}cher.example"), None);
+        assert!(!OpenerOrigins::parse(Some("*")).allows("https://b\u{fc}cher.example"));
+        assert!(!OpenerOrigins::parse(Some("https://b\u{fc}cher.example"))
+            .allows("https://xn--bcher-kva.example"));
+        assert_eq!(
+            origin_of("https://xn--bcher-kva.example/x").as_deref(),
+            Some("https://xn--bcher-kva.example")
+        );
+        assert_eq!(
+            origin_of("HTTPS://Login.Example.COM:443/a").as_deref(),
+            Some("https://login.example.com")
+        );
+    }
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Size guard (issue 15): fail when the built worker's wasm, gzipped (-9), exceeds the
+# limit. Cloudflare counts a Worker's size compressed; the limit below is the project's
+# own budget, far under the platform's. It lives only here: to raise it, change
+# SIZE_LIMIT_GZIP_BYTES and say why in the commit (README "Size").
+#   bash scripts/size-check.sh [wasm]   (default build/index_bg.wasm; run scripts/build.sh first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_LIMIT_GZIP_BYTES=250000
+wasm="${1:-build/index_bg.wasm}"
+[ -f "$wasm" ] || { echo "size-check: $wasm not built (run scripts/build.sh)" >&2; exit 1; }
+raw=$(wc -c < "$wasm")
+gz=$(gzip -9c "$wasm" | wc -c)
+echo "   wasm: $raw bytes raw, $gz bytes gzip -9 (limit $SIZE_LIMIT_GZIP_BYTES)"
+if [ "$gz" -gt "$SIZE_LIMIT_GZIP_BYTES" ]; then
+  echo "size-check: FAIL: gzipped wasm is $gz bytes, over the $SIZE_LIMIT_GZIP_BYTES-byte budget" >&2
+  echo "  (twiggy top -n 40 on a BROKER_NO_OPT=1 build shows what grew; README \"Size\")" >&2
+  exit 1
+fi
