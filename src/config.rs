@@ -35,6 +35,8 @@ pub struct Config {
     /// Origins the result page may post the authid to (`crate::opener`;
     /// by default any loopback origin on any port).
     pub opener_origins: OpenerOrigins,
+    /// `SERVER_TIMING=1`: answers report their D1 work (`crate::d1work`).
+    pub server_timing: bool,
     /// The operator's access gate (`ACCESS_KEYS`); empty = open.
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
@@ -94,6 +96,7 @@ impl Config {
                 upstream_timeout_ms,
             ),
             opener_origins: OpenerOrigins::parse(get("OPENER_ORIGINS").as_deref()),
+            server_timing: crate::d1work::enabled(get("SERVER_TIMING").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
             binding: Box::new(binding),

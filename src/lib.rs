@@ -9,6 +9,7 @@ pub mod akeeba;
 pub mod authid;
 pub mod cli_token;
 pub mod config;
+pub mod d1work;
 pub mod error;
 pub mod grant;
 pub mod handoff;

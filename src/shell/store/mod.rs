@@ -6,22 +6,50 @@
 //! - [`vault`]: the `grants` table behind the server keys (speaks `AuthId`/`Grant`).
 //! - [`logins`]: `login_states`, logins in progress.
 //! - [`handoffs`]: `fetch_tokens`, Duplicati's old-UI hand-off.
+//!
+//! Where a statement goes (D1 read replication, the Sessions API): a read
+//! named [`ReadFrom::Replica`] runs in a `first-unconstrained` session (the
+//! nearest replica); everything else (every write, and every read that decides
+//! something) runs in a `first-primary` session. Which read goes where is
+//! decided in `crate::refresh` ([`crate::refresh::trust`]), not here. Both
+//! sessions are opened once per request, on first use; without replicas
+//! (`wrangler dev`, a database with replication off) both reach the one
+//! database. All D1 access stays behind [`Db`], so a later sharding step can
+//! choose the database here.
+//!
+//! Every statement is counted ([`D1Work`]): the `Server-Timing` header reports
+//! the counts when `SERVER_TIMING=1`.
 
 pub mod handoffs;
 pub mod logins;
 pub mod vault;
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1SessionConstraint, Env};
 
+pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
+pub use crate::refresh::ReadFrom;
 
-/// The `DB` binding (shared: a refresh that outlives its request keeps it).
+/// The request's two sessions, opened on first use.
+#[derive(Default)]
+struct Sessions {
+    primary: OnceCell<Option<D1DatabaseSession>>,
+    replica: OnceCell<Option<D1DatabaseSession>>,
+}
+
+/// The `DB` binding (shared: a refresh that outlives its request keeps it),
+/// with the request's sessions and its count of D1 work.
 #[derive(Clone)]
-pub struct Db(Rc<D1Database>);
+pub struct Db {
+    d1: Rc<D1Database>,
+    sessions: Rc<Sessions>,
+    work: Rc<D1Work>,
+}
 
 /// A number as D1 binds it (JavaScript has only doubles; our values are far below 2^53).
 pub fn num(n: i64) -> JsValue {
@@ -39,48 +67,80 @@ fn failed(op: &'static str) -> impl FnOnce(worker::Error) -> BrokerError {
 }
 
 impl Db {
-    pub fn open(env: &Env) -> Result<Db, BrokerError> {
+    /// The `DB` binding; its statements are counted in `work`.
+    pub fn open(env: &Env, work: Rc<D1Work>) -> Result<Db, BrokerError> {
         env.d1("DB")
-            .map(|d| Db(Rc::new(d)))
+            .map(|d| Db {
+                d1: Rc::new(d),
+                sessions: Rc::default(),
+                work,
+            })
             .map_err(|_| BrokerError::Misconfigured {
                 what: "the D1 binding DB is missing",
             })
     }
 
+    /// The session for `from`. A runtime without the Sessions API (or one
+    /// refusing it) gets `None`: the binding itself, which is the primary.
+    fn session(&self, from: ReadFrom) -> Option<&D1DatabaseSession> {
+        let (cell, constraint) = match from {
+            ReadFrom::Replica => (
+                &self.sessions.replica,
+                D1SessionConstraint::FirstUnconstrained,
+            ),
+            ReadFrom::Primary => (&self.sessions.primary, D1SessionConstraint::FirstPrimary),
+        };
+        cell.get_or_init(|| self.d1.with_session_constraint(constraint).ok())
+            .as_ref()
+    }
+
     fn statement(
         &self,
+        from: ReadFrom,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<D1PreparedStatement, BrokerError> {
-        self.0.prepare(sql).bind(args).map_err(failed(op))
+        let prepared = match self.session(from) {
+            Some(session) => session.prepare(sql),
+            None => self.d1.prepare(sql),
+        };
+        prepared.bind(args).map_err(failed(op))
     }
 
-    /// The first row of a query (or of a `… RETURNING` write).
+    /// The first row of a query (or of a `… RETURNING` write), on the primary.
     async fn first<T: DeserializeOwned>(
         &self,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<Option<T>, BrokerError> {
-        self.statement(op, sql, args)?
-            .first(None)
-            .await
-            .map_err(failed(op))
+        self.first_from(ReadFrom::Primary, op, sql, args).await
     }
 
-    /// Runs one write statement and returns how many rows it changed.
+    /// The first row of a query, read from `from`.
+    async fn first_from<T: DeserializeOwned>(
+        &self,
+        from: ReadFrom,
+        op: &'static str,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Option<T>, BrokerError> {
+        let statement = self.statement(from, op, sql, args)?;
+        self.work.count(from, sql, 1);
+        statement.first(None).await.map_err(failed(op))
+    }
+
+    /// Runs one write statement (on the primary) and returns how many rows it changed.
     async fn changes(
         &self,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<usize, BrokerError> {
-        let result = self
-            .statement(op, sql, args)?
-            .run()
-            .await
-            .map_err(failed(op))?;
+        let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
+        self.work.count(ReadFrom::Primary, sql, 1);
+        let result = statement.run().await.map_err(failed(op))?;
         Ok(result
             .meta()
             .ok()
@@ -90,7 +150,7 @@ impl Db {
     }
 
     /// Runs `sql` after deleting the expired rows of `table`, in one batch (so
-    /// expired single-use rows never pile up).
+    /// expired single-use rows never pile up), on the primary.
     async fn insert_after_gc(
         &self,
         op: &'static str,
@@ -99,13 +159,15 @@ impl Db {
         sql: &str,
         args: &[JsValue],
     ) -> Result<(), BrokerError> {
-        let gc = self.statement(
-            op,
-            &format!("DELETE FROM {table} WHERE expires_at <= ?1"),
-            &[num(now)],
-        )?;
-        let insert = self.statement(op, sql, args)?;
-        self.0.batch(vec![gc, insert]).await.map_err(failed(op))?;
+        let gc_sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
+        let gc = self.statement(ReadFrom::Primary, op, &gc_sql, &[num(now)])?;
+        let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
+        self.work.count(ReadFrom::Primary, sql, 2);
+        let batch = match self.session(ReadFrom::Primary) {
+            Some(session) => session.batch(vec![gc, insert]).await,
+            None => self.d1.batch(vec![gc, insert]).await,
+        };
+        batch.map_err(failed(op))?;
         Ok(())
     }
 }
