@@ -22,6 +22,7 @@ mod moving;
 mod oauth_token;
 mod rclone;
 mod routes;
+mod scale;
 mod skeleton;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -51,6 +52,7 @@ fn main() {
         oauth_token::TESTS,
         rclone::TESTS,
         akeeba::TESTS,
+        scale::TESTS,
         leaks::TESTS,
     ]
     .concat();
