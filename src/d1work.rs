@@ -9,7 +9,9 @@ use std::cell::Cell;
 
 use crate::refresh::ReadFrom;
 
-/// One request's D1 statements.
+/// One request's D1 statements. A write counts when it changed a row (a
+/// conditional UPDATE that lost, e.g. a lease claim another request won, is a
+/// primary statement but no write).
 #[derive(Debug, Default)]
 pub struct D1Work {
     replica: Cell<u32>,
@@ -18,22 +20,24 @@ pub struct D1Work {
 }
 
 impl D1Work {
-    /// (replica reads, primary statements (reads and writes), writes).
+    /// (replica reads, primary statements (reads and writes), writes that changed rows).
     pub fn counts(&self) -> (u32, u32, u32) {
         (self.replica.get(), self.primary.get(), self.writes.get())
     }
 
-    /// Counts `statements` runs of `sql` sent to `from`.
-    pub fn count(&self, from: ReadFrom, sql: &str, statements: u32) {
+    /// Counts `statements` statements sent to `from`.
+    pub fn sent(&self, from: ReadFrom, statements: u32) {
         let cell = match from {
             ReadFrom::Replica => &self.replica,
             ReadFrom::Primary => &self.primary,
         };
         cell.set(cell.get().saturating_add(statements));
-        if is_write(sql) {
-            self.writes
-                .set(self.writes.get().saturating_add(statements));
-        }
+    }
+
+    /// Counts `statements` writes that changed rows.
+    pub fn wrote(&self, statements: u32) {
+        self.writes
+            .set(self.writes.get().saturating_add(statements));
     }
 
     /// The `Server-Timing` value: `d1;desc="r=<replica> p=<primary> w=<writes>"`.
@@ -97,10 +101,12 @@ mod tests {
     fn work_is_counted_by_where_it_ran_and_reported_as_server_timing() {
         let w = D1Work::default();
         assert_eq!(w.server_timing(), "d1;desc=\"r=0 p=0 w=0\"");
-        w.count(ReadFrom::Replica, "SELECT 1", 1);
-        w.count(ReadFrom::Primary, "SELECT 1", 1);
-        w.count(ReadFrom::Primary, "UPDATE grants", 1);
-        w.count(ReadFrom::Primary, "INSERT INTO x", 2);
+        w.sent(ReadFrom::Replica, 1);
+        w.sent(ReadFrom::Primary, 1);
+        w.sent(ReadFrom::Primary, 1);
+        w.wrote(1);
+        w.sent(ReadFrom::Primary, 2);
+        w.wrote(2);
         assert_eq!(w.counts(), (1, 4, 3));
         assert_eq!(w.server_timing(), "d1;desc=\"r=1 p=4 w=3\"");
         assert_eq!(parse(&w.server_timing()), Some((1, 4, 3)));

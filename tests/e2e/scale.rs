@@ -39,7 +39,11 @@ fn d1_work_of_a_cache_hit_and_a_cache_miss_is_reported_in_server_timing(b: &Brok
             ..Options::default()
         },
     );
-    assert_eq!(d1_work(&w.get("/healthz")), (0, 0, 0), "/healthz touches no D1");
+    assert_eq!(
+        d1_work(&w.get("/healthz")),
+        (0, 0, 0),
+        "/healthz touches no D1"
+    );
     let authid = w.login();
     let calls = b.mock.stats().refresh_calls;
 

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1SessionConstraint, Env};
 
+use crate::d1work::is_write;
 pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
 pub use crate::refresh::ReadFrom;
@@ -127,8 +128,13 @@ impl Db {
         args: &[JsValue],
     ) -> Result<Option<T>, BrokerError> {
         let statement = self.statement(from, op, sql, args)?;
-        self.work.count(from, sql, 1);
-        statement.first(None).await.map_err(failed(op))
+        self.work.sent(from, 1);
+        let row: Option<T> = statement.first(None).await.map_err(failed(op))?;
+        if row.is_some() && is_write(sql) {
+            // A `… RETURNING` write that found its row.
+            self.work.wrote(1);
+        }
+        Ok(row)
     }
 
     /// Runs one write statement (on the primary) and returns how many rows it changed.
@@ -139,14 +145,18 @@ impl Db {
         args: &[JsValue],
     ) -> Result<usize, BrokerError> {
         let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
-        self.work.count(ReadFrom::Primary, sql, 1);
+        self.work.sent(ReadFrom::Primary, 1);
         let result = statement.run().await.map_err(failed(op))?;
-        Ok(result
+        let changed = result
             .meta()
             .ok()
             .flatten()
             .and_then(|m| m.changes)
-            .unwrap_or(0))
+            .unwrap_or(0);
+        if changed > 0 {
+            self.work.wrote(1);
+        }
+        Ok(changed)
     }
 
     /// Runs `sql` after deleting the expired rows of `table`, in one batch (so
@@ -162,7 +172,8 @@ impl Db {
         let gc_sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
         let gc = self.statement(ReadFrom::Primary, op, &gc_sql, &[num(now)])?;
         let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
-        self.work.count(ReadFrom::Primary, sql, 2);
+        self.work.sent(ReadFrom::Primary, 2);
+        self.work.wrote(2);
         let batch = match self.session(ReadFrom::Primary) {
             Some(session) => session.batch(vec![gc, insert]).await,
             None => self.d1.batch(vec![gc, insert]).await,
