@@ -45,9 +45,15 @@
 //!   refresh path only refreshes after a primary read). A replica that has not
 //!   replayed the delete yet may still serve the revoked grant's *cached access
 //!   token* (never a refreshed one) for as long as it lags: bounded by D1's
-//!   replication lag (typically well under a second, see docs/scale.md); the
-//!   access token itself stays valid at the provider until it expires anyway
-//!   unless the provider revokes it with the refresh token.
+//!   replica lag (Cloudflare documents no fixed figure; see docs/scale.md),
+//!   and never past that token's own expiry. The access token itself stays
+//!   valid at the provider until it expires anyway, unless the provider
+//!   revokes it together with the refresh token.
+//! - *The primary session.* Its first statement runs on the primary; D1 may
+//!   answer its later reads (a waiter's polls) from a replica at least as new
+//!   as what the session already saw (sequential consistency), and writes
+//!   always run on the primary. A poll that is a moment behind only waits a
+//!   little longer: the claim and the write check the primary's row.
 //!
 //! The whole protocol is here: the decisions ([`next`], [`settle`],
 //! [`pass_through`], [`WaitBudget`]) and the loop that applies them
