@@ -49,11 +49,11 @@
 //!   and never past that token's own expiry. The access token itself stays
 //!   valid at the provider until it expires anyway, unless the provider
 //!   revokes it together with the refresh token.
-//! - *The primary session.* Its first statement runs on the primary; D1 may
-//!   answer its later reads (a waiter's polls) from a replica at least as new
-//!   as what the session already saw (sequential consistency), and writes
-//!   always run on the primary. A poll that is a moment behind only waits a
-//!   little longer: the claim and the write check the primary's row.
+//! - *Primary means primary.* The shell runs every primary statement outside
+//!   any session, which D1 always sends to the primary: a `first-primary`
+//!   session would pin only its first statement and could answer a waiter's
+//!   later polls from a replica, reopening the window a stale read could fall
+//!   into between a read and a claim.
 //!
 //! The whole protocol is here: the decisions ([`next`], [`settle`],
 //! [`pass_through`], [`WaitBudget`]) and the loop that applies them
@@ -198,7 +198,8 @@ pub fn next(status: Status, grant: &Grant, lease_until: i64, now: i64) -> Next {
 }
 
 /// Where a read of the grant row goes: D1's nearest read replica (a
-/// `first-unconstrained` session) or the primary (`first-primary`).
+/// `first-unconstrained` session) or the primary (no session: D1 runs every
+/// statement outside a session on the primary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {
     Replica,

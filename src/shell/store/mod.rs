@@ -8,11 +8,13 @@
 //! - [`handoffs`]: `fetch_tokens`, Duplicati's old-UI hand-off.
 //!
 //! Where a statement goes (D1 read replication, the Sessions API): a read
-//! named [`ReadFrom::Replica`] runs in a `first-unconstrained` session (the
-//! nearest replica); everything else (every write, and every read that decides
-//! something) runs in a `first-primary` session. Which read goes where is
-//! decided in `crate::refresh` ([`crate::refresh::trust`]), not here. Both
-//! sessions are opened once per request, on first use; without replicas
+//! named [`ReadFrom::Replica`] runs in the request's `first-unconstrained`
+//! session (the nearest replica), opened on first use; everything else (every
+//! write, and every read that decides something) runs on the binding outside
+//! any session, which D1 always runs on the primary. (A `first-primary`
+//! session would only pin its *first* statement there: D1 may answer its later
+//! reads, a waiter's polls, from a replica.) Which read goes where is decided
+//! in `crate::refresh` ([`crate::refresh::trust`]), not here. Without replicas
 //! (`wrangler dev`, a database with replication off) both reach the one
 //! database. All D1 access stays behind [`Db`], so a later sharding step can
 //! choose the database here.
@@ -36,19 +38,16 @@ pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
 pub use crate::refresh::ReadFrom;
 
-/// The request's two sessions, opened on first use.
-#[derive(Default)]
-struct Sessions {
-    primary: OnceCell<Option<D1DatabaseSession>>,
-    replica: OnceCell<Option<D1DatabaseSession>>,
-}
+/// The request's replica session, opened on first use (`None`: the runtime
+/// has no Sessions API or refused it; then the binding, i.e. the primary).
+type ReplicaSession = OnceCell<Option<D1DatabaseSession>>;
 
 /// The `DB` binding (shared: a refresh that outlives its request keeps it),
-/// with the request's sessions and its count of D1 work.
+/// with the request's replica session and its count of D1 work.
 #[derive(Clone)]
 pub struct Db {
     d1: Rc<D1Database>,
-    sessions: Rc<Sessions>,
+    replica: Rc<ReplicaSession>,
     work: Rc<D1Work>,
 }
 
@@ -73,7 +72,7 @@ impl Db {
         env.d1("DB")
             .map(|d| Db {
                 d1: Rc::new(d),
-                sessions: Rc::default(),
+                replica: Rc::default(),
                 work,
             })
             .map_err(|_| BrokerError::Misconfigured {
@@ -81,18 +80,20 @@ impl Db {
             })
     }
 
-    /// The session for `from`. A runtime without the Sessions API (or one
-    /// refusing it) gets `None`: the binding itself, which is the primary.
+    /// The session for `from`: the replica session for a replica read, none
+    /// (the primary) for everything else.
     fn session(&self, from: ReadFrom) -> Option<&D1DatabaseSession> {
-        let (cell, constraint) = match from {
-            ReadFrom::Replica => (
-                &self.sessions.replica,
-                D1SessionConstraint::FirstUnconstrained,
-            ),
-            ReadFrom::Primary => (&self.sessions.primary, D1SessionConstraint::FirstPrimary),
-        };
-        cell.get_or_init(|| self.d1.with_session_constraint(constraint).ok())
-            .as_ref()
+        match from {
+            ReadFrom::Replica => self
+                .replica
+                .get_or_init(|| {
+                    self.d1
+                        .with_session_constraint(D1SessionConstraint::FirstUnconstrained)
+                        .ok()
+                })
+                .as_ref(),
+            ReadFrom::Primary => None,
+        }
     }
 
     fn statement(
@@ -174,11 +175,7 @@ impl Db {
         let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
         self.work.sent(ReadFrom::Primary, 2);
         self.work.wrote(2);
-        let batch = match self.session(ReadFrom::Primary) {
-            Some(session) => session.batch(vec![gc, insert]).await,
-            None => self.d1.batch(vec![gc, insert]).await,
-        };
-        batch.map_err(failed(op))?;
+        self.d1.batch(vec![gc, insert]).await.map_err(failed(op))?;
         Ok(())
     }
 }
