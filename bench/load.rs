@@ -1,9 +1,19 @@
-//! Load benchmark: N concurrent clients drive `/refresh` (cache-hit path, one
-//! authid per client) against the worker in workerd, side by side with the no-op
-//! `/healthz` route on the same worker in the same run. Loopback only; bounded
-//! by time and by a request cap per phase.
+//! Load benchmark, one invocation, one worker in workerd (loopback only,
+//! bounded by time and by a request cap per phase):
+//!
+//! - `healthz`: the no-op route, the baseline every ratio is against;
+//! - `hit`:  `/refresh` on the cache-hit path (one authid per client);
+//! - `miss`: `/refresh` where every call refreshes upstream (the mock issues
+//!   60 s tokens, already at the 60 s floor, and answers at once);
+//! - `storm`: the "midnight storm": K grants expiring together, C clients each
+//!   at once → exactly K upstream calls and 2K writes, 0 errors, p99.
+//!
+//! Each phase reports req/s, p50/p99, its ratio to `/healthz`, and the D1 work
+//! per request read from the worker's `Server-Timing` header (`SERVER_TIMING=1`:
+//! r = replica reads, p = primary statements, w = writes that changed rows).
 //!
 //!   cargo run --release --example load -- [--seconds S] [--connections N]
+//!       [--storm-grants K] [--storm-clients C]
 //!
 //! (bench/load.sh builds the worker first and runs this.)
 
@@ -11,10 +21,14 @@
 #[allow(dead_code)]
 mod harness;
 
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+
+use oauth_broker::d1work;
 
 const MAX_REQUESTS_PER_PHASE: usize = 2_000_000;
 
+#[derive(Default)]
 struct Phase {
     name: &'static str,
     requests: usize,
@@ -22,34 +36,120 @@ struct Phase {
     errors_other: usize,
     latencies_us: Vec<u64>,
     elapsed: Duration,
+    /// Summed Server-Timing counts (replica, primary, writes) and how many answers carried one.
+    d1: (u64, u64, u64),
+    counted: usize,
 }
 
-impl Phase {
-    fn report(&self) -> (f64, f64, f64) {
-        let mut l = self.latencies_us.clone();
-        l.sort_unstable();
-        let pct = |p: f64| {
-            if l.is_empty() {
-                0.0
-            } else {
-                l[((l.len() as f64 * p) as usize).min(l.len() - 1)] as f64 / 1000.0
+struct Outcome {
+    latency_us: u64,
+    status: Option<u16>,
+    d1: Option<(u32, u32, u32)>,
+}
+
+fn one(agent: &ureq::Agent, url: &str, authid: &str) -> Outcome {
+    let t = Instant::now();
+    let r = agent.get(url).set("X-AuthID", authid).call();
+    let latency_us = t.elapsed().as_micros() as u64;
+    let timing = |resp: &ureq::Response| resp.header("Server-Timing").and_then(d1work::parse);
+    match r {
+        Ok(resp) => {
+            let d1 = timing(&resp);
+            let status = resp.status();
+            let _ = resp.into_string();
+            Outcome {
+                latency_us,
+                status: Some(status),
+                d1,
             }
-        };
-        let rps = self.requests as f64 / self.elapsed.as_secs_f64();
-        println!(
-            "{:<10} {:>8} req {:>9.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  5xx {}  other errors {}",
-            self.name,
-            self.requests,
-            rps,
-            pct(0.50),
-            pct(0.99),
-            self.errors_5xx,
-            self.errors_other
-        );
-        (rps, pct(0.50), pct(0.99))
+        }
+        Err(ureq::Error::Status(code, resp)) => Outcome {
+            latency_us,
+            status: Some(code),
+            d1: timing(&resp),
+        },
+        Err(_) => Outcome {
+            latency_us,
+            status: None,
+            d1: None,
+        },
     }
 }
 
+impl Phase {
+    fn add(&mut self, o: Outcome) {
+        self.requests += 1;
+        self.latencies_us.push(o.latency_us);
+        match o.status {
+            Some(200) => {}
+            Some(s) if s >= 500 => self.errors_5xx += 1,
+            _ => self.errors_other += 1,
+        }
+        if let Some((r, p, w)) = o.d1 {
+            self.d1.0 += u64::from(r);
+            self.d1.1 += u64::from(p);
+            self.d1.2 += u64::from(w);
+            self.counted += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Phase) {
+        self.requests += other.requests;
+        self.errors_5xx += other.errors_5xx;
+        self.errors_other += other.errors_other;
+        self.latencies_us.extend(other.latencies_us);
+        self.d1.0 += other.d1.0;
+        self.d1.1 += other.d1.1;
+        self.d1.2 += other.d1.2;
+        self.counted += other.counted;
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        let mut l = self.latencies_us.clone();
+        l.sort_unstable();
+        if l.is_empty() {
+            return 0.0;
+        }
+        l[((l.len() as f64 * p) as usize).min(l.len() - 1)] as f64 / 1000.0
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn d1_per_request(&self) -> String {
+        let n = self.counted.max(1) as f64;
+        format!(
+            "r={:.2} p={:.2} w={:.2}",
+            self.d1.0 as f64 / n,
+            self.d1.1 as f64 / n,
+            self.d1.2 as f64 / n
+        )
+    }
+
+    fn report(&self, baseline_rps: f64) {
+        println!(
+            "{:<8} {:>7} req {:>8.1} req/s  x{:<5.2} p50 {:>7.2} ms  p99 {:>7.2} ms  5xx {}  other {}  d1/req {}",
+            self.name,
+            self.requests,
+            self.rps(),
+            self.rps() / baseline_rps.max(1e-9),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.errors_5xx,
+            self.errors_other,
+            self.d1_per_request(),
+        );
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Every client hits `path` with its own authid until `seconds` have passed.
 fn run_phase(
     name: &'static str,
     base: &str,
@@ -60,30 +160,19 @@ fn run_phase(
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let per_client = MAX_REQUESTS_PER_PHASE / authids.len().max(1);
-    let results: Vec<(usize, usize, usize, Vec<u64>)> = std::thread::scope(|s| {
+    let url = format!("{base}{path}");
+    let parts: Vec<Phase> = std::thread::scope(|s| {
         let handles: Vec<_> = authids
             .iter()
             .map(|authid| {
+                let url = &url;
                 s.spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(30))
-                        .build();
-                    let url = format!("{base}{path}");
-                    let (mut n, mut e5, mut eo, mut lat) = (0, 0, 0, Vec::new());
-                    while Instant::now() < deadline && n < per_client {
-                        let t = Instant::now();
-                        let r = agent.get(&url).set("X-AuthID", authid).call();
-                        lat.push(t.elapsed().as_micros() as u64);
-                        n += 1;
-                        match r {
-                            Ok(resp) => {
-                                let _ = resp.into_string();
-                            }
-                            Err(ureq::Error::Status(code, _)) if code >= 500 => e5 += 1,
-                            Err(_) => eo += 1,
-                        }
+                    let agent = agent();
+                    let mut p = Phase::default();
+                    while Instant::now() < deadline && p.requests < per_client {
+                        p.add(one(&agent, url, authid));
                     }
-                    (n, e5, eo, lat)
+                    p
                 })
             })
             .collect();
@@ -92,22 +181,52 @@ fn run_phase(
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let elapsed = started.elapsed();
-    let mut p = Phase {
+    let mut phase = Phase {
         name,
-        requests: 0,
-        errors_5xx: 0,
-        errors_other: 0,
-        latencies_us: Vec::new(),
-        elapsed,
+        ..Phase::default()
     };
-    for (n, e5, eo, lat) in results {
-        p.requests += n;
-        p.errors_5xx += e5;
-        p.errors_other += eo;
-        p.latencies_us.extend(lat);
+    for p in parts {
+        phase.merge(p);
     }
-    p
+    phase.elapsed = started.elapsed();
+    phase
+}
+
+/// K grants all under the floor, C clients each, released together: one
+/// request per client.
+fn storm(base: &str, grants: &[String], clients: usize) -> Phase {
+    let url = format!("{base}/refresh");
+    let barrier = Arc::new(Barrier::new(grants.len() * clients));
+    let started = Instant::now();
+    let parts: Vec<Phase> = std::thread::scope(|s| {
+        let handles: Vec<_> = grants
+            .iter()
+            .flat_map(|a| std::iter::repeat_n(a, clients))
+            .map(|authid| {
+                let (url, barrier) = (&url, Arc::clone(&barrier));
+                s.spawn(move || {
+                    let agent = agent();
+                    let mut p = Phase::default();
+                    barrier.wait();
+                    p.add(one(&agent, url, authid));
+                    p
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut phase = Phase {
+        name: "storm",
+        ..Phase::default()
+    };
+    for p in parts {
+        phase.merge(p);
+    }
+    phase.elapsed = started.elapsed();
+    phase
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -119,35 +238,101 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn set_ttl(broker: &harness::Broker, secs: u64) {
+    let mut cfg = broker.mock.config();
+    cfg.access_token_ttl = secs;
+    broker.mock.set_config(cfg);
+}
+
 fn main() {
-    let seconds = arg("--seconds", 30).clamp(1, 600);
-    let connections = arg("--connections", 64).clamp(1, 512) as usize;
-    let broker = harness::Broker::start();
+    let seconds = arg("--seconds", 10).clamp(1, 600);
+    let connections = arg("--connections", 16).clamp(1, 512) as usize;
+    let storm_grants = arg("--storm-grants", 20).clamp(1, 1000) as usize;
+    let storm_clients = arg("--storm-clients", 8).clamp(1, 100) as usize;
+    let mock = Arc::new(
+        mock_provider::MockProvider::start(
+            "127.0.0.1:0",
+            harness::CLIENT_ID,
+            harness::CLIENT_SECRET,
+        )
+        .expect("mock provider"),
+    );
+    let broker = harness::Broker::start_with(
+        &mock,
+        harness::Options {
+            extra_vars: vec![("SERVER_TIMING".into(), "1".into())],
+            ..harness::Options::default()
+        },
+    );
     println!(
-        "worker at {} — {connections} connections, {seconds} s per phase",
+        "worker at {} — {connections} connections, {seconds} s per phase; storm: {storm_grants} grants x {storm_clients} clients",
         broker.base
     );
     // One authid per client, each logged in through the real flow.
     let authids: Vec<String> = (0..connections).map(|_| broker.login()).collect();
-    // Warm the cache so the refresh phase measures the cache-hit path.
     for a in &authids {
         assert_eq!(broker.refresh(a).status, 200, "warm-up refresh");
     }
-    broker.mock.reset_stats();
-    let baseline = run_phase("healthz", &broker.base, "/healthz", &authids, seconds);
-    let refresh = run_phase("refresh", &broker.base, "/refresh", &authids, seconds);
+    let healthz = run_phase("healthz", &broker.base, "/healthz", &authids, seconds);
+    let hit = run_phase("hit", &broker.base, "/refresh", &authids, seconds);
+    // Misses: fresh grants whose tokens (and every token the mock issues from
+    // now on) are at the 60 s floor already, so every refresh goes upstream.
+    set_ttl(&broker, 60);
+    let missing: Vec<String> = (0..connections).map(|_| broker.login()).collect();
+    let calls = mock.stats().refresh_calls;
+    let miss = run_phase("miss", &broker.base, "/refresh", &missing, seconds);
+    let miss_calls = mock.stats().refresh_calls - calls;
+
+    // The storm: K fresh grants, all under the floor at once; the provider
+    // issues hour-long tokens again, so each needs exactly one refresh.
+    let grants: Vec<String> = (0..storm_grants).map(|_| broker.login()).collect();
+    set_ttl(&broker, 3600);
+    let before = mock.stats();
+    let storm = storm(&broker.base, &grants, storm_clients);
+    let after = mock.stats();
+
     println!();
-    let (b_rps, b50, b99) = baseline.report();
-    let (r_rps, r50, r99) = refresh.report();
+    let base_rps = healthz.rps();
+    for p in [&healthz, &hit, &miss] {
+        p.report(base_rps);
+    }
+    storm.report(base_rps);
     println!(
-        "refresh/healthz: throughput x{:.2}, p50 x{:.2}, p99 x{:.2}; upstream refresh calls during the run: {}",
-        r_rps / b_rps,
-        r50 / b50.max(0.001),
-        r99 / b99.max(0.001),
-        broker.mock.stats().refresh_calls
+        "hit/healthz x{:.2}; miss/healthz x{:.2}; miss upstream calls {} for {} requests",
+        hit.rps() / base_rps,
+        miss.rps() / base_rps,
+        miss_calls,
+        miss.requests
     );
-    if refresh.errors_5xx > 0 || baseline.errors_5xx > 0 {
-        eprintln!("FAIL: 5xx answers on the cache-hit path");
+    let storm_calls = after.refresh_calls - before.refresh_calls;
+    let reuse = after.spent_refresh_reuse - before.spent_refresh_reuse;
+    let errors = storm.errors_5xx + storm.errors_other;
+    println!(
+        "storm: {} grants x {} clients = {} requests; upstream calls {} (want {}), writes {} (want {}), errors {}, spent-token reuse {}, p99 {:.2} ms",
+        storm_grants,
+        storm_clients,
+        storm.requests,
+        storm_calls,
+        storm_grants,
+        storm.d1.2,
+        2 * storm_grants,
+        errors,
+        reuse,
+        storm.pct(0.99)
+    );
+    let mut failed = Vec::new();
+    if healthz.errors_5xx + hit.errors_5xx + miss.errors_5xx > 0 {
+        failed.push("5xx answers");
+    }
+    if storm_calls != storm_grants as u64
+        || storm.d1.2 != 2 * storm_grants as u64
+        || errors > 0
+        || reuse > 0
+    {
+        failed.push("the storm was not single-flight");
+    }
+    if !failed.is_empty() {
+        eprintln!("FAIL: {}", failed.join(", "));
         std::process::exit(1);
     }
 }

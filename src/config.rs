@@ -9,7 +9,7 @@
 //! A broken setting fails only the routes that need it (a bad `SEALING_SECRET`
 //! does not take down the provider list), with a 500 `server_misconfigured`.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use crate::access;
@@ -35,6 +35,8 @@ pub struct Config {
     /// Origins the result page may post the authid to (`crate::opener`;
     /// by default any loopback origin on any port).
     pub opener_origins: OpenerOrigins,
+    /// `SERVER_TIMING=1`: answers report their D1 work (`crate::d1work`).
+    pub server_timing: bool,
     /// The operator's access gate (`ACCESS_KEYS`); empty = open.
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
@@ -48,6 +50,39 @@ pub struct Config {
     /// Shared (not copied) with work that outlives the request.
     keys: OnceCell<Result<Rc<ServerKeys>, BrokerError>>,
     migration: OnceCell<Result<Option<Rc<migrate::Source>>, BrokerError>>,
+}
+
+thread_local! {
+    /// The server keys last derived on this thread, with the settings they
+    /// were derived from. A Workers isolate runs one thread and serves many
+    /// requests with the same secrets: deriving them (base64 and several HKDF
+    /// expansions per secret) once per isolate instead of once per request
+    /// protects nothing less, since the secrets are in the isolate's memory
+    /// either way. Changed settings (a rotation) are derived afresh.
+    static DERIVED: RefCell<Option<Derived>> = const { RefCell::new(None) };
+}
+
+/// `SEALING_SECRET`, `SEALING_SECRETS_PREVIOUS`, and the keys derived from them.
+type Derived = (String, Option<String>, Rc<ServerKeys>);
+
+/// The server keys for `SEALING_SECRET` = `current` and
+/// `SEALING_SECRETS_PREVIOUS` = `previous`, derived once per isolate.
+fn derived_keys(current: &str, previous: Option<&str>) -> Result<Rc<ServerKeys>, BrokerError> {
+    let cached = DERIVED.with_borrow(|d| {
+        d.as_ref()
+            .filter(|(c, p, _)| c == current && p.as_deref() == previous)
+            .map(|(_, _, keys)| keys.clone())
+    });
+    if let Some(keys) = cached {
+        return Ok(keys);
+    }
+    let keys = Rc::new(ServerKeys::parse(current, previous)?);
+    DERIVED.set(Some((
+        current.to_string(),
+        previous.map(str::to_string),
+        keys.clone(),
+    )));
+    Ok(keys)
 }
 
 /// Reads a binding (var or secret) by name.
@@ -94,6 +129,7 @@ impl Config {
                 upstream_timeout_ms,
             ),
             opener_origins: OpenerOrigins::parse(get("OPENER_ORIGINS").as_deref()),
+            server_timing: crate::d1work::enabled(get("SERVER_TIMING").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
             binding: Box::new(binding),
@@ -198,9 +234,7 @@ impl Config {
                     what: "SEALING_SECRET is not set",
                 }),
                 Some(current) => {
-                    ServerKeys::parse(&current, self.get("SEALING_SECRETS_PREVIOUS").as_deref())
-                        .map(Rc::new)
-                        .map_err(BrokerError::from)
+                    derived_keys(&current, self.get("SEALING_SECRETS_PREVIOUS").as_deref())
                 }
             })
             .as_ref()
@@ -422,5 +456,38 @@ mod tests {
             c.redirect_uri("demo"),
             "https://broker.example/callback/demo"
         );
+    }
+
+    #[test]
+    fn the_server_keys_are_derived_once_per_isolate_and_again_after_a_rotation() {
+        const NEXT: &str = "2:fedcba9876543210fedcba9876543210";
+        let first = config(&[("SEALING_SECRET", SECRET)])
+            .keys()
+            .unwrap()
+            .clone();
+        let again = config(&[("SEALING_SECRET", SECRET)])
+            .keys()
+            .unwrap()
+            .clone();
+        assert!(Rc::ptr_eq(&first, &again), "same settings: derived once");
+        let rotated = config(&[
+            ("SEALING_SECRET", NEXT),
+            ("SEALING_SECRETS_PREVIOUS", SECRET),
+        ])
+        .keys()
+        .unwrap()
+        .clone();
+        assert!(!Rc::ptr_eq(&first, &rotated));
+        assert_eq!(rotated.current_version(), 2);
+        let back = config(&[("SEALING_SECRET", SECRET)])
+            .keys()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            back.current_version(),
+            1,
+            "a changed setting is never served stale"
+        );
+        assert!(config(&[("SEALING_SECRET", "short")]).keys().is_err());
     }
 }

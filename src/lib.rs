@@ -10,6 +10,7 @@ pub mod authid;
 pub mod authorize;
 pub mod cli_token;
 pub mod config;
+pub mod d1work;
 pub mod device;
 pub mod error;
 pub mod grant;

@@ -21,6 +21,40 @@
 //!
 //! A crashed winner's lease simply expires after [`LEASE_SECS`].
 //!
+//! **Read replicas** (D1's Sessions API). The first read of a refresh may go to
+//! the nearest replica ([`FIRST_READ`]); every other read, the claim, the
+//! writes and the waiting run on the primary. [`trust`] decides whether a
+//! read may be acted on: from a replica, only a cache hit (an access token
+//! with more than 60 s left, [`Next::Serve`]) is; anything else (no row, a
+//! lease, an expiring token, `reauth_required`) is read again on the primary
+//! before anything is decided. What that guarantees:
+//!
+//! - *No lost grant, no spent-token reuse.* A replica read only ever serves
+//!   an access token; it never claims, never presents a refresh token
+//!   upstream, never writes. Every refresh decision is taken on a primary
+//!   read, and the claim and the write are compare-and-swap statements on the
+//!   primary (`version`, `lease_until`, `status`): a stale row could not win
+//!   them even if it reached them. A replica lagging behind a rotation serves
+//!   the previous access token only while that token itself has > 60 s left,
+//!   which is a token the provider issued and still honours.
+//! - *Unknown authid.* A grant just stored (a login seconds ago) may not have
+//!   reached the replica: "no row" on a replica is re-read on the primary
+//!   before anyone is told the authid is unknown (or a migration starts).
+//! - *Revoke.* A revoke reads and deletes on the primary. From the moment the
+//!   primary has the delete, no refresh of that grant can happen anywhere (the
+//!   refresh path only refreshes after a primary read). A replica that has not
+//!   replayed the delete yet may still serve the revoked grant's *cached access
+//!   token* (never a refreshed one) for as long as it lags: bounded by D1's
+//!   replica lag (Cloudflare documents no fixed figure; see docs/scale.md),
+//!   and never past that token's own expiry. The access token itself stays
+//!   valid at the provider until it expires anyway, unless the provider
+//!   revokes it together with the refresh token.
+//! - *Primary means primary.* The shell runs every primary statement outside
+//!   any session, which D1 always sends to the primary: a `first-primary`
+//!   session would pin only its first statement and could answer a waiter's
+//!   later polls from a replica, reopening the window a stale read could fall
+//!   into between a read and a claim.
+//!
 //! The whole protocol is here: the decisions ([`next`], [`settle`],
 //! [`pass_through`], [`WaitBudget`]) and the loop that applies them
 //! ([`single_flight`]), written against two small I/O traits ([`Grants`] for
@@ -163,6 +197,40 @@ pub fn next(status: Status, grant: &Grant, lease_until: i64, now: i64) -> Next {
     }
 }
 
+/// Where a read of the grant row goes: D1's nearest read replica (a
+/// `first-unconstrained` session) or the primary (no session: D1 runs every
+/// statement outside a session on the primary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    Replica,
+    Primary,
+}
+
+/// The first read of every refresh: the nearest replica (a cache hit, the
+/// common case, never reaches the primary).
+pub const FIRST_READ: ReadFrom = ReadFrom::Replica;
+
+/// Whether a read may be acted on, or must be read again on the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Act,
+    ReadPrimary,
+}
+
+/// Decides what a read from `from` may lead to: `read` is the decision
+/// ([`next`]) on the row it found, or `None` when it found no row. A primary
+/// read is always acted on; a replica read only when it serves a cached token
+/// (the module doc says why that is safe and why nothing else is).
+pub fn trust(from: ReadFrom, read: Option<&Next>) -> Trust {
+    match (from, read) {
+        (ReadFrom::Primary, _) => Trust::Act,
+        (ReadFrom::Replica, Some(Next::Serve(..))) => Trust::Act,
+        (ReadFrom::Replica, Some(Next::Claim | Next::Wait | Next::Reauthorize) | None) => {
+            Trust::ReadPrimary
+        }
+    }
+}
+
 /// A stored grant as read and opened: the grant plus the row state the
 /// protocol decides on.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,8 +253,8 @@ pub struct Opened {
 // across threads, so the traits deliberately promise no `Send`.
 #[allow(async_fn_in_trait)]
 pub trait Grants {
-    /// Reads and opens the row.
-    async fn open(&self) -> Result<Opened, BrokerError>;
+    /// Reads and opens the row, on a replica or on the primary.
+    async fn open(&self, from: ReadFrom) -> Result<Opened, BrokerError>;
     /// Claims the lease if nobody holds an unexpired one and the row is still
     /// the one `read` (same version); `None` if another request won.
     async fn claim(&self, read: &Opened, now: i64) -> Result<Option<LeaseId>, BrokerError>;
@@ -270,10 +338,24 @@ where
     R: Runtime + Clone + 'static,
 {
     let budget = WaitBudget::starting(runtime.now_ms());
+    let mut from = FIRST_READ;
     loop {
-        let read = grants.open().await?;
+        let read = match grants.open(from).await {
+            Err(BrokerError::UnknownAuthId) if trust(from, None) == Trust::ReadPrimary => {
+                from = ReadFrom::Primary;
+                continue;
+            }
+            read => read?,
+        };
         let now = unix_secs(runtime.now_ms());
-        match next(read.status, &read.grant, read.lease_until, now) {
+        let decided = next(read.status, &read.grant, read.lease_until, now);
+        if trust(from, Some(&decided)) == Trust::ReadPrimary {
+            from = ReadFrom::Primary;
+            continue;
+        }
+        // Every later read (after a lost claim, while waiting) is on the primary.
+        from = ReadFrom::Primary;
+        match decided {
             Next::Serve(token, remaining) => {
                 return Ok(Served {
                     token,
@@ -726,6 +808,7 @@ mod tests {
         /// What another request does at some point of this one.
         pub type Hook = Box<dyn Fn(&World)>;
 
+        #[derive(Clone)]
         pub struct Row {
             pub grant: Grant,
             pub version: i64,
@@ -739,6 +822,16 @@ mod tests {
         /// while this one sleeps.
         pub struct World {
             pub row: RefCell<Row>,
+            /// What the nearest replica holds: `None` = in step with the
+            /// primary; `Some(None)` = the row has not reached it yet;
+            /// `Some(Some(row))` = an older copy.
+            pub replica: RefCell<Option<Option<Row>>>,
+            /// Where each read went, in order.
+            pub reads: RefCell<Vec<ReadFrom>>,
+            /// The primary no longer has the row (revoked).
+            pub deleted: Cell<bool>,
+            /// Every refresh token presented upstream.
+            pub presented: RefCell<Vec<String>>,
             pub now_ms: Cell<u64>,
             pub answers: RefCell<VecDeque<Result<Upstream, BrokerError>>>,
             pub upstream_calls: Cell<u32>,
@@ -812,6 +905,10 @@ mod tests {
                         lease_until: 0,
                         lease: None,
                     }),
+                    replica: RefCell::new(None),
+                    reads: RefCell::new(Vec::new()),
+                    deleted: Cell::new(false),
+                    presented: RefCell::new(Vec::new()),
                     now_ms: Cell::new(now_s as u64 * 1000),
                     answers: RefCell::new(VecDeque::new()),
                     upstream_calls: Cell::new(0),
@@ -848,11 +945,18 @@ mod tests {
         }
 
         impl Grants for Shared {
-            async fn open(&self) -> Result<Opened, BrokerError> {
+            async fn open(&self, from: ReadFrom) -> Result<Opened, BrokerError> {
+                self.reads.borrow_mut().push(from);
                 if self.fail_open.get() {
                     return Err(BrokerError::storage("d1 find_grant: down"));
                 }
-                let r = self.row.borrow();
+                let primary = self.row.borrow().clone();
+                let r = match (from, self.replica.borrow().clone()) {
+                    (ReadFrom::Replica, Some(None)) => return Err(BrokerError::UnknownAuthId),
+                    (ReadFrom::Replica, Some(Some(stale))) => stale,
+                    _ if self.deleted.get() => return Err(BrokerError::UnknownAuthId),
+                    _ => primary,
+                };
                 Ok(Opened {
                     provider: ProviderId::new("demo"),
                     status: r.status,
@@ -868,7 +972,11 @@ mod tests {
                     f(self);
                 }
                 let mut r = self.row.borrow_mut();
-                if r.version != read.version || r.lease_until > now || r.status != Status::Active {
+                if self.deleted.get()
+                    || r.version != read.version
+                    || r.lease_until > now
+                    || r.status != Status::Active
+                {
                     self.claims_lost.set(self.claims_lost.get() + 1);
                     return Ok(None);
                 }
@@ -946,6 +1054,9 @@ mod tests {
             ) -> Result<Upstream, BrokerError> {
                 assert_eq!(provider.as_str(), "demo");
                 assert!(!refresh_token.secret().is_empty());
+                self.presented
+                    .borrow_mut()
+                    .push(refresh_token.secret().to_string());
                 self.upstream_calls.set(self.upstream_calls.get() + 1);
                 self.now_ms
                     .set(self.now_ms.get() + self.upstream_delay_ms.get());
@@ -1218,5 +1329,186 @@ mod tests {
             upstream_patience_ms(Some("999999"), 3_000),
             UPSTREAM_PATIENCE_MS
         );
+    }
+
+    // --- Read replicas: which read (replica or primary) each branch acts on.
+
+    use ReadFrom::{Primary, Replica};
+
+    fn row_of(g: Grant) -> world::Row {
+        world::Row {
+            grant: g,
+            version: 1,
+            status: Status::Active,
+            lease_until: 0,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn only_a_cache_hit_read_on_a_replica_is_acted_on() {
+        let at = || AccessToken::new("AT".into());
+        assert_eq!(trust(Replica, Some(&Next::Serve(at(), 61))), Trust::Act);
+        for n in [Next::Claim, Next::Wait, Next::Reauthorize] {
+            assert_eq!(trust(Replica, Some(&n)), Trust::ReadPrimary, "{n:?}");
+        }
+        assert_eq!(trust(Replica, None), Trust::ReadPrimary, "no row yet");
+        for n in [
+            Next::Serve(at(), 61),
+            Next::Claim,
+            Next::Wait,
+            Next::Reauthorize,
+        ] {
+            assert_eq!(trust(Primary, Some(&n)), Trust::Act, "{n:?}");
+        }
+        assert_eq!(trust(Primary, None), Trust::Act);
+        assert_eq!(FIRST_READ, Replica);
+    }
+
+    #[test]
+    fn a_cache_hit_is_served_from_one_replica_read_without_touching_the_primary() {
+        let w = World::new(grant(3600, NOW), NOW);
+        assert_eq!(w.run().unwrap().token.secret(), "AT");
+        assert_eq!(*w.reads.borrow(), vec![Replica]);
+        assert_eq!((w.upstream_calls.get(), w.writes.get()), (0, 0));
+    }
+
+    #[test]
+    fn a_cache_miss_on_the_replica_is_decided_claimed_and_written_on_the_primary() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+        assert_eq!((w.upstream_calls.get(), w.writes.get()), (1, 1));
+    }
+
+    #[test]
+    fn a_replica_behind_a_refresh_never_sends_its_spent_refresh_token_upstream() {
+        // The primary was refreshed (RT rotated to RT2, token expiring again);
+        // the replica still holds version 1 with the spent RT.
+        let w = World::new(grant(30, NOW), NOW);
+        *w.replica.borrow_mut() = Some(Some(row_of(grant(30, NOW))));
+        {
+            let mut r = w.row.borrow_mut();
+            r.grant = grant(30, NOW);
+            let json = r#"{"access_token":"AT1","refresh_token":"RT2","expires_in":30}"#;
+            r.grant
+                .apply_refresh(TokenResponse::parse(json.as_bytes()).unwrap(), NOW);
+            r.version = 2;
+        }
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(*w.presented.borrow(), vec!["RT2".to_string()]);
+        assert_eq!(
+            w.row.borrow().version,
+            3,
+            "written over the primary's version"
+        );
+    }
+
+    #[test]
+    fn a_replica_that_saw_an_expiring_token_defers_to_a_fresh_one_on_the_primary() {
+        let w = World::new(grant(3600, NOW), NOW);
+        *w.replica.borrow_mut() = Some(Some(row_of(grant(30, NOW))));
+        assert_eq!(w.run().unwrap().token.secret(), "AT");
+        assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+        assert_eq!(
+            w.upstream_calls.get(),
+            0,
+            "no refresh on a stale replica's word"
+        );
+    }
+
+    #[test]
+    fn a_lease_seen_on_a_replica_is_checked_on_the_primary_before_waiting() {
+        // The replica still shows a lease the primary has long released.
+        let w = World::new(grant(30, NOW), NOW);
+        let mut stale = row_of(grant(30, NOW));
+        stale.lease_until = NOW + LEASE_SECS;
+        *w.replica.borrow_mut() = Some(Some(stale));
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(
+            *w.reads.borrow(),
+            vec![Replica, Primary],
+            "no poll on the replica"
+        );
+    }
+
+    #[test]
+    fn reauthorization_seen_on_a_replica_is_confirmed_on_the_primary() {
+        let w = World::new(grant(3600, NOW), NOW);
+        let mut stale = row_of(grant(30, NOW));
+        stale.status = Status::ReauthRequired;
+        *w.replica.borrow_mut() = Some(Some(stale));
+        assert_eq!(
+            w.run().unwrap().token.secret(),
+            "AT",
+            "the primary is active"
+        );
+        w.row.borrow_mut().status = Status::ReauthRequired;
+        assert_eq!(w.run(), Err(reauth()));
+        assert_eq!(w.upstream_calls.get(), 0);
+    }
+
+    #[test]
+    fn a_grant_not_yet_on_the_replica_is_found_on_the_primary() {
+        let w = World::new(grant(3600, NOW), NOW);
+        *w.replica.borrow_mut() = Some(None);
+        assert_eq!(w.run().unwrap().token.secret(), "AT");
+        assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+    }
+
+    #[test]
+    fn an_unknown_authid_is_unknown_only_once_the_primary_says_so() {
+        let w = World::new(grant(3600, NOW), NOW);
+        *w.replica.borrow_mut() = Some(None);
+        w.deleted.set(true);
+        assert_eq!(w.run(), Err(BrokerError::UnknownAuthId));
+        assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+    }
+
+    #[test]
+    fn a_revoked_grant_is_never_refreshed_though_a_lagging_replica_may_serve_its_cached_token() {
+        // Revoked on the primary; the replica has not replayed the delete.
+        let w = World::new(grant(3600, NOW), NOW);
+        *w.replica.borrow_mut() = Some(Some(row_of(grant(3600, NOW))));
+        w.deleted.set(true);
+        assert_eq!(
+            w.run().unwrap().token.secret(),
+            "AT",
+            "bounded by replication lag: the cached access token only"
+        );
+        // Once that token is under the floor, the primary decides: gone.
+        *w.replica.borrow_mut() = Some(Some(row_of(grant(30, NOW))));
+        assert_eq!(w.run(), Err(BrokerError::UnknownAuthId));
+        assert_eq!(
+            w.upstream_calls.get(),
+            0,
+            "never refreshed after the revoke"
+        );
+        assert!(w.presented.borrow().is_empty());
+    }
+
+    #[test]
+    fn every_read_after_the_first_is_on_the_primary_while_waiting_for_a_winner() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.row.borrow_mut().lease_until = NOW + LEASE_SECS;
+        *w.on_sleep.borrow_mut() = Some(Box::new(|w: &World| {
+            if w.now_ms.get() >= (NOW as u64) * 1000 + 600 {
+                let mut r = w.row.borrow_mut();
+                r.grant = grant(3600, NOW);
+                r.version = 2;
+                r.lease_until = 0;
+            }
+        }));
+        assert_eq!(w.run().unwrap().token.secret(), "AT");
+        let reads = w.reads.borrow();
+        assert_eq!(reads[0], Replica);
+        assert!(
+            reads.len() > 2 && reads[1..].iter().all(|r| *r == Primary),
+            "{reads:?}"
+        );
+        assert_eq!(w.upstream_calls.get(), 0);
     }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
-use super::store::{vault::Vault, Db};
+use super::store::{vault::Vault, D1Work, Db};
 use crate::authid::AuthId;
 use crate::config::Config;
 use crate::error::BrokerError;
@@ -27,6 +27,8 @@ pub struct Call {
     /// That prefix as the request spelled it (`/k/<key>`), or empty: links and
     /// redirects to the broker's gated routes start with it.
     pub base: String,
+    /// The D1 statements this request sent (`Server-Timing`).
+    pub d1_work: Rc<D1Work>,
 }
 
 impl Call {
@@ -40,6 +42,7 @@ impl Call {
             rest: String::new(),
             path_key: None,
             base: String::new(),
+            d1_work: Rc::default(),
         }
     }
 
@@ -84,7 +87,7 @@ impl Call {
     }
 
     pub fn db(&self) -> Result<Db, BrokerError> {
-        Db::open(&self.env)
+        Db::open(&self.env, self.d1_work.clone())
     }
 
     /// The grants, opened with the server keys.

@@ -101,5 +101,11 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
             );
         }
     }
-    respond::finish(out, route.surface, https, None)
+    let mut response = respond::finish(out, route.surface, https, None)?;
+    if call.cfg.server_timing {
+        response
+            .headers_mut()
+            .set("Server-Timing", &call.d1_work.server_timing())?;
+    }
+    Ok(response)
 }

@@ -25,6 +25,7 @@ mod oauth_token;
 mod rclone;
 mod rclone_login;
 mod routes;
+mod scale;
 mod skeleton;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -57,6 +58,7 @@ fn main() {
         oauth_code::TESTS,
         device::TESTS,
         rclone_login::TESTS,
+        scale::TESTS,
         leaks::TESTS,
     ]
     .concat();

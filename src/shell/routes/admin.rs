@@ -9,7 +9,7 @@ use crate::authid::{AuthId, WEAK_AUTHID};
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::ProviderId;
-use crate::refresh::Grants;
+use crate::refresh::{Grants, ReadFrom};
 use crate::shell::call::Call;
 use crate::shell::respond::{json_ok, Out};
 
@@ -21,7 +21,7 @@ fn check_api_key(c: &Call) -> Result<(), BrokerError> {
 pub async fn export(c: &mut Call) -> Out {
     check_api_key(c)?;
     let authid = c.authid_header()?;
-    let opened = c.vault()?.grant(authid).open().await?;
+    let opened = c.vault()?.grant(authid).open(ReadFrom::Primary).await?;
     json_ok(opened.grant.export(opened.provider.as_str()))
 }
 
@@ -63,7 +63,7 @@ pub async fn import(c: &mut Call) -> Out {
     };
     let shown = minted.then(|| authid.expose());
     let stored = c.vault()?.grant(authid);
-    let replaced = match stored.open().await {
+    let replaced = match stored.open(ReadFrom::Primary).await {
         // Only an import not yet refreshed here: after a refresh the stored
         // tokens are newer than any export (with single-use refresh tokens the
         // exported one is spent), and replacing them would lose the grant.

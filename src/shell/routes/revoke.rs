@@ -5,7 +5,7 @@
 use crate::authid::AuthId;
 use crate::error::BrokerError;
 use crate::pages;
-use crate::refresh::Grants;
+use crate::refresh::{Grants, ReadFrom};
 use crate::request::{single, stored_authid};
 use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
@@ -26,7 +26,10 @@ pub async fn post(c: &mut Call) -> Out {
 pub async fn revoke_stored(c: &Call, authid: AuthId) -> Result<pages::RevokeOutcome, BrokerError> {
     let vault = c.vault()?;
     let stored = vault.grant(authid);
-    let opened = stored.open().await?;
+    // Read and deleted on the primary: from then on no refresh of this grant
+    // can happen (a replica may serve its cached access token until it has
+    // replayed the delete; see `crate::refresh`).
+    let opened = stored.open(ReadFrom::Primary).await?;
     stored.delete(&opened).await?;
     let outcome = match opened.grant.refresh_token() {
         Some(rt) => upstream_fetch::revoke(&c.cfg, opened.provider.as_str(), &rt).await,

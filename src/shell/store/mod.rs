@@ -8,6 +8,21 @@
 //! - [`handoffs`]: `fetch_tokens`, Duplicati's old-UI hand-off.
 //! - [`codes`]: `authorization_codes`, the OAuth 2.0 authorization endpoint's codes.
 //! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
+//!
+//! Where a statement goes (D1 read replication, the Sessions API): a read
+//! named [`ReadFrom::Replica`] runs in the request's `first-unconstrained`
+//! session (the nearest replica), opened on first use; everything else (every
+//! write, and every read that decides something) runs on the binding outside
+//! any session, which D1 always runs on the primary. (A `first-primary`
+//! session would only pin its *first* statement there: D1 may answer its later
+//! reads, a waiter's polls, from a replica.) Which read goes where is decided
+//! in `crate::refresh` ([`crate::refresh::trust`]), not here. Without replicas
+//! (`wrangler dev`, a database with replication off) both reach the one
+//! database. All D1 access stays behind [`Db`], so a later sharding step can
+//! choose the database here.
+//!
+//! Every statement is counted ([`D1Work`]): the `Server-Timing` header reports
+//! the counts when `SERVER_TIMING=1`.
 
 pub mod codes;
 pub mod devices;
@@ -15,17 +30,30 @@ pub mod handoffs;
 pub mod logins;
 pub mod vault;
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1SessionConstraint, Env};
 
+use crate::d1work::is_write;
+pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
+pub use crate::refresh::ReadFrom;
 
-/// The `DB` binding (shared: a refresh that outlives its request keeps it).
+/// The request's replica session, opened on first use (`None`: the runtime
+/// has no Sessions API or refused it; then the binding, i.e. the primary).
+type ReplicaSession = OnceCell<Option<D1DatabaseSession>>;
+
+/// The `DB` binding (shared: a refresh that outlives its request keeps it),
+/// with the request's replica session and its count of D1 work.
 #[derive(Clone)]
-pub struct Db(Rc<D1Database>);
+pub struct Db {
+    d1: Rc<D1Database>,
+    replica: Rc<ReplicaSession>,
+    work: Rc<D1Work>,
+}
 
 /// A number as D1 binds it (JavaScript has only doubles; our values are far below 2^53).
 pub fn num(n: i64) -> JsValue {
@@ -43,58 +71,101 @@ fn failed(op: &'static str) -> impl FnOnce(worker::Error) -> BrokerError {
 }
 
 impl Db {
-    pub fn open(env: &Env) -> Result<Db, BrokerError> {
+    /// The `DB` binding; its statements are counted in `work`.
+    pub fn open(env: &Env, work: Rc<D1Work>) -> Result<Db, BrokerError> {
         env.d1("DB")
-            .map(|d| Db(Rc::new(d)))
+            .map(|d| Db {
+                d1: Rc::new(d),
+                replica: Rc::default(),
+                work,
+            })
             .map_err(|_| BrokerError::Misconfigured {
                 what: "the D1 binding DB is missing",
             })
     }
 
+    /// The session for `from`: the replica session for a replica read, none
+    /// (the primary) for everything else.
+    fn session(&self, from: ReadFrom) -> Option<&D1DatabaseSession> {
+        match from {
+            ReadFrom::Replica => self
+                .replica
+                .get_or_init(|| {
+                    self.d1
+                        .with_session_constraint(D1SessionConstraint::FirstUnconstrained)
+                        .ok()
+                })
+                .as_ref(),
+            ReadFrom::Primary => None,
+        }
+    }
+
     fn statement(
         &self,
+        from: ReadFrom,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<D1PreparedStatement, BrokerError> {
-        self.0.prepare(sql).bind(args).map_err(failed(op))
+        let prepared = match self.session(from) {
+            Some(session) => session.prepare(sql),
+            None => self.d1.prepare(sql),
+        };
+        prepared.bind(args).map_err(failed(op))
     }
 
-    /// The first row of a query (or of a `… RETURNING` write).
+    /// The first row of a query (or of a `… RETURNING` write), on the primary.
     async fn first<T: DeserializeOwned>(
         &self,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<Option<T>, BrokerError> {
-        self.statement(op, sql, args)?
-            .first(None)
-            .await
-            .map_err(failed(op))
+        self.first_from(ReadFrom::Primary, op, sql, args).await
     }
 
-    /// Runs one write statement and returns how many rows it changed.
+    /// The first row of a query, read from `from`.
+    async fn first_from<T: DeserializeOwned>(
+        &self,
+        from: ReadFrom,
+        op: &'static str,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Option<T>, BrokerError> {
+        let statement = self.statement(from, op, sql, args)?;
+        self.work.sent(from, 1);
+        let row: Option<T> = statement.first(None).await.map_err(failed(op))?;
+        if row.is_some() && is_write(sql) {
+            // A `… RETURNING` write that found its row.
+            self.work.wrote(1);
+        }
+        Ok(row)
+    }
+
+    /// Runs one write statement (on the primary) and returns how many rows it changed.
     async fn changes(
         &self,
         op: &'static str,
         sql: &str,
         args: &[JsValue],
     ) -> Result<usize, BrokerError> {
-        let result = self
-            .statement(op, sql, args)?
-            .run()
-            .await
-            .map_err(failed(op))?;
-        Ok(result
+        let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
+        self.work.sent(ReadFrom::Primary, 1);
+        let result = statement.run().await.map_err(failed(op))?;
+        let changed = result
             .meta()
             .ok()
             .flatten()
             .and_then(|m| m.changes)
-            .unwrap_or(0))
+            .unwrap_or(0);
+        if changed > 0 {
+            self.work.wrote(1);
+        }
+        Ok(changed)
     }
 
     /// Runs `sql` after deleting the expired rows of `table`, in one batch (so
-    /// expired single-use rows never pile up).
+    /// expired single-use rows never pile up), on the primary.
     async fn insert_after_gc(
         &self,
         op: &'static str,
@@ -103,13 +174,12 @@ impl Db {
         sql: &str,
         args: &[JsValue],
     ) -> Result<(), BrokerError> {
-        let gc = self.statement(
-            op,
-            &format!("DELETE FROM {table} WHERE expires_at <= ?1"),
-            &[num(now)],
-        )?;
-        let insert = self.statement(op, sql, args)?;
-        self.0.batch(vec![gc, insert]).await.map_err(failed(op))?;
+        let gc_sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
+        let gc = self.statement(ReadFrom::Primary, op, &gc_sql, &[num(now)])?;
+        let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
+        self.work.sent(ReadFrom::Primary, 2);
+        self.work.wrote(2);
+        self.d1.batch(vec![gc, insert]).await.map_err(failed(op))?;
         Ok(())
     }
 }

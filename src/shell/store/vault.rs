@@ -15,7 +15,7 @@ use crate::authid::AuthId;
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
-use crate::refresh::{Grants, Opened, Status, LEASE_SECS};
+use crate::refresh::{Grants, Opened, ReadFrom, Status, LEASE_SECS};
 use crate::seal::{Sealed, ServerKeys};
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
@@ -80,8 +80,9 @@ impl StoredGrant {
     }
 
     /// The row under any of the key hashes (a row sealed before a rotation is
-    /// still found), unopened.
-    async fn find(&self) -> Result<Option<GrantRow>, BrokerError> {
+    /// still found), unopened, read from `from` (`crate::refresh::trust`
+    /// decides which reads may be a replica's).
+    async fn find(&self, from: ReadFrom) -> Result<Option<GrantRow>, BrokerError> {
         let placeholders: Vec<String> = (1..=self.hashes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "SELECT key_hash, provider, key_version, nonce, ciphertext, version, status, \
@@ -89,12 +90,12 @@ impl StoredGrant {
             placeholders.join(", ")
         );
         let args: Vec<JsValue> = self.hashes.iter().map(|(_, h)| h.as_str().into()).collect();
-        self.db().first("find_grant", &sql, &args).await
+        self.db().first_from(from, "find_grant", &sql, &args).await
     }
 
-    /// Whether a grant is stored under this authid.
+    /// Whether a grant is stored under this authid (asked of the primary).
     pub async fn exists(&self) -> Result<bool, BrokerError> {
-        Ok(self.find().await?.is_some())
+        Ok(self.find(ReadFrom::Primary).await?.is_some())
     }
 
     /// Seals `grant` under the current server-secret version.
@@ -212,8 +213,8 @@ impl StoredGrant {
 impl Grants for StoredGrant {
     /// Finds and opens the grant. Unknown, wrong, tampered and moved all
     /// answer the same [`BrokerError::UnknownAuthId`].
-    async fn open(&self) -> Result<Opened, BrokerError> {
-        let row = self.find().await?.ok_or(BrokerError::UnknownAuthId)?;
+    async fn open(&self, from: ReadFrom) -> Result<Opened, BrokerError> {
+        let row = self.find(from).await?.ok_or(BrokerError::UnknownAuthId)?;
         let sealed = Sealed {
             key_version: row.key_version,
             nonce: row.nonce,
