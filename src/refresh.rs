@@ -100,6 +100,18 @@ pub const WRITE_RETRY_MS: u64 = 500;
 /// while an answer that may rotate it is still coming.
 pub const LEASE_SECS: i64 = 40;
 
+/// The version a newly stored row starts at: random in `1..=2^52` (exact as
+/// the f64 D1 binds numbers as). Claims and writes compare-and-swap on the
+/// version; if a re-inserted row (revoked, then imported or moved again under
+/// the same authid) restarted at 1, a request that read the deleted row could
+/// still win the claim on the new one and present the old grant's refresh
+/// token. A random start makes that a 2^-52 coincidence.
+pub fn first_version() -> Result<i64, crate::random::RandomError> {
+    let mut b = [0u8; 8];
+    crate::random::fill(&mut b)?;
+    Ok(((u64::from_le_bytes(b) & ((1 << 52) - 1)) + 1) as i64)
+}
+
 /// The client-facing upstream timeout from the optional `UPSTREAM_TIMEOUT_MS`
 /// variable: it can only be lowered (1 s minimum).
 pub fn upstream_timeout_ms(var: Option<&str>) -> u64 {
@@ -602,6 +614,14 @@ pub fn pass_through(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_start_at_a_random_version_a_double_can_hold_exactly() {
+        let v: Vec<i64> = (0..64).map(|_| first_version().unwrap()).collect();
+        assert!(v.iter().all(|&x| (1..=(1i64 << 52)).contains(&x)));
+        let distinct: std::collections::BTreeSet<_> = v.iter().collect();
+        assert_eq!(distinct.len(), v.len(), "no restart at a shared value");
+    }
     use crate::upstream::TokenResponse;
 
     fn grant(expires_in: i64, now: i64) -> Grant {

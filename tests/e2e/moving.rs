@@ -28,6 +28,10 @@ pub const TESTS: &[crate::Test] = &[
         importing_again_overwrites_until_the_first_refresh_and_another_secret_never,
     ),
     (
+        "a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version",
+        a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version,
+    ),
+    (
         "an_oauth_handler_authid_moves_lazily_on_its_first_refresh",
         an_oauth_handler_authid_moves_lazily_on_its_first_refresh,
     ),
@@ -219,6 +223,46 @@ fn importing_again_overwrites_until_the_first_refresh_and_another_secret_never(b
     let r = import(b, Some(&other), &second);
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.json()["error"], "authid_exists");
+    assert_eq!(b.refresh(&authid).status, 200);
+    b.reset_mock();
+}
+
+/// Claims and writes compare-and-swap on the row's version: a row stored
+/// again under the same authid (revoked, then imported again) must not start
+/// at the version a request may still hold from the deleted row.
+fn a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version(b: &Broker) {
+    let authid = server_authid();
+    b.remember(&authid);
+    let version = || {
+        let kh = crate::core_flow::key_hash(&authid);
+        b.d1(&format!(
+            "SELECT version FROM grants WHERE key_hash = '{kh}'"
+        ))[0]["version"]
+            .as_i64()
+            .expect("version")
+    };
+    stored_at_handler(b, &authid);
+    assert_eq!(
+        import(b, Some(&authid), &export_from_handler(b, &authid).body).status,
+        200
+    );
+    let first = version();
+    let revoked = b.post_form(
+        "/revoked",
+        &format!(
+            "authid={}",
+            url::form_urlencoded::byte_serialize(authid.as_bytes()).collect::<String>()
+        ),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    stored_at_handler(b, &authid);
+    assert_eq!(
+        import(b, Some(&authid), &export_from_handler(b, &authid).body).status,
+        200
+    );
+    let second = version();
+    assert_ne!(first, second, "a re-inserted row starts at a fresh version");
+    assert!(first != 1 && second != 1, "{first} {second}");
     assert_eq!(b.refresh(&authid).status, 200);
     b.reset_mock();
 }

@@ -15,7 +15,7 @@ use crate::authid::AuthId;
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
-use crate::refresh::{Grants, Opened, ReadFrom, Status, LEASE_SECS};
+use crate::refresh::{first_version, Grants, Opened, ReadFrom, Status, LEASE_SECS};
 use crate::seal::{Sealed, ServerKeys};
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
@@ -118,7 +118,7 @@ impl StoredGrant {
                 "insert_grant",
                 "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                  version, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6)",
                 &[
                     key_hash.as_str().into(),
                     provider.as_str().into(),
@@ -126,6 +126,7 @@ impl StoredGrant {
                     sealed.nonce.into(),
                     sealed.ciphertext.into(),
                     num(now),
+                    num(first_version()?),
                 ],
             )
             .await?;
@@ -148,7 +149,7 @@ impl StoredGrant {
                 "insert_grant_if_absent",
                 "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                  version, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 'active', ?6, ?6) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6) \
                  ON CONFLICT (key_hash) DO NOTHING",
                 &[
                     key_hash.as_str().into(),
@@ -157,6 +158,7 @@ impl StoredGrant {
                     sealed.nonce.into(),
                     sealed.ciphertext.into(),
                     num(now),
+                    num(first_version()?),
                 ],
             )
             .await?;
@@ -174,11 +176,27 @@ impl StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
+        self.reseal("replace_grant", read, provider, grant, now)
+            .await
+    }
+
+    /// Seals `grant` for `provider` over the row read as `read`: compare-and-
+    /// swap on the version alone, bumping it, with the lease freed and the
+    /// status active. Re-seals under the current server-secret version, which
+    /// re-keys a row found under an older one. Whether the row was still as read.
+    async fn reseal(
+        &self,
+        statement: &'static str,
+        read: &Opened,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
         let (key_hash, sealed) = self.seal(provider, grant)?;
         let n = self
             .db()
             .changes(
-                "replace_grant",
+                statement,
                 "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
                  ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
                  lease_id = NULL, updated_at = ?6 WHERE key_hash = ?7 AND version = ?8",
@@ -269,26 +287,8 @@ impl Grants for StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        let (key_hash, sealed) = self.seal(&read.provider, grant)?;
-        let n = self
-            .db()
-            .changes(
-                "write_refreshed",
-                "UPDATE grants SET key_hash = ?1, key_version = ?2, nonce = ?3, ciphertext = ?4, \
-                 version = version + 1, status = 'active', lease_until = 0, lease_id = NULL, \
-                 updated_at = ?5 WHERE key_hash = ?6 AND version = ?7",
-                &[
-                    key_hash.as_str().into(),
-                    num(sealed.key_version.into()),
-                    sealed.nonce.into(),
-                    sealed.ciphertext.into(),
-                    num(now),
-                    read.key_hash.as_str().into(),
-                    num(read.version),
-                ],
-            )
-            .await?;
-        Ok(n == 1)
+        self.reseal("write_refreshed", read, &read.provider, grant, now)
+            .await
     }
 
     async fn release(
