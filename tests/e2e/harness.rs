@@ -92,10 +92,14 @@ pub fn try_request_bytes(
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => {
+        // Never `{e}`: ureq's message carries the whole URL, query and all
+        // (codes, states, authids) — only its kind and transport message.
+        Err(ureq::Error::Transport(t)) => {
             return Err(format!(
-                "{method} {} failed: {e}",
-                url.split('?').next().unwrap_or("")
+                "{method} {} failed: {:?} {}",
+                url.split('?').next().unwrap_or(""),
+                t.kind(),
+                t.message().unwrap_or_default()
             ))
         }
     };

@@ -24,7 +24,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{request, Broker, Jar, Options};
+use crate::harness::{request, try_request_bytes, Broker, Jar, Options};
 use crate::oauth_code::{metadata, refresh_at_token_endpoint};
 
 pub const TESTS: &[crate::Test] = &[(
@@ -188,9 +188,14 @@ fn rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_
     assert_eq!(back.status, 302, "callback: {}", back.body);
     let to_rclone = back.header("Location").expect("Location").to_string();
     assert!(to_rclone.starts_with(RCLONE_REDIRECT), "{to_rclone}");
-    // Back at rclone with the code and its state.
-    let done = request("GET", &to_rclone, &[], None);
-    assert_eq!(done.status, 200, "rclone took the code: {}", done.body);
+    // Back at rclone with the code and its state. rclone may stop its local
+    // server as soon as the code has arrived, before its page is written (seen
+    // once: the connection closed without an answer); what counts is below —
+    // that rclone redeems the code and saves the token.
+    match try_request_bytes("GET", &to_rclone, &[], None, Duration::from_secs(60)) {
+        Ok(done) => assert_eq!(done.status, 200, "rclone took the code: {}", done.body),
+        Err(e) => println!("    rclone's page did not arrive ({e}); waiting for rclone"),
+    }
     // rclone redeems the code at token_url and writes the config.
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
