@@ -105,32 +105,19 @@ impl StoredGrant {
             .seal(&self.authid, provider.as_str(), &grant.to_bytes())?)
     }
 
-    /// Stores a new grant.
+    /// Stores a new grant under a freshly minted authid. A row already there
+    /// would mean a keyid collision (2^-128): refused, never overwritten.
     pub async fn insert(
         &self,
         provider: &ProviderId,
         grant: &Grant,
         now: i64,
     ) -> Result<(), BrokerError> {
-        let (key_hash, sealed) = self.seal(provider, grant)?;
-        self.db()
-            .changes(
-                "insert_grant",
-                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
-                 version, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6)",
-                &[
-                    key_hash.as_str().into(),
-                    provider.as_str().into(),
-                    num(sealed.key_version.into()),
-                    sealed.nonce.into(),
-                    sealed.ciphertext.into(),
-                    num(now),
-                    num(first_version()?),
-                ],
-            )
-            .await?;
-        Ok(())
+        if self.insert_if_absent(provider, grant, now).await? {
+            Ok(())
+        } else {
+            Err(BrokerError::internal("a new authid's key hash is taken"))
+        }
     }
 
     /// Stores a new grant unless one is stored under this authid's current
