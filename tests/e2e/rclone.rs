@@ -76,8 +76,9 @@ fn rclone(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>,
     (status, text)
 }
 
-/// The `token = …` JSON of remote `name` in an rclone config file.
-fn saved_token(config: &str, name: &str) -> serde_json::Value {
+/// The `token = …` JSON of remote `name` in an rclone config file (also
+/// read by `rclone_login.rs`).
+pub(crate) fn saved_token(config: &str, name: &str) -> Option<serde_json::Value> {
     let mut in_section = false;
     for line in config.lines() {
         let line = line.trim();
@@ -85,11 +86,11 @@ fn saved_token(config: &str, name: &str) -> serde_json::Value {
             in_section = line == format!("[{name}]");
         } else if in_section {
             if let Some(v) = line.strip_prefix("token = ") {
-                return serde_json::from_str(v).expect("token JSON");
+                return serde_json::from_str(v).ok();
             }
         }
     }
-    panic!("no token for [{name}] in the config")
+    None
 }
 
 /// Writes remote `gd` (Drive, `client_id=googledrive`, `extra` settings) with
@@ -158,7 +159,8 @@ fn refresh_with_rclone(
     let saved = saved_token(
         &std::fs::read_to_string(&conf).expect("read rclone.conf"),
         "gd",
-    );
+    )
+    .unwrap_or_else(|| panic!("no token for [gd] in the config"));
     (saved, log)
 }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{request, try_request_bytes, Broker, Jar, Options};
 use crate::oauth_code::{metadata, refresh_at_token_endpoint};
+use crate::rclone::saved_token;
 
 pub const TESTS: &[crate::Test] = &[(
     "rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_authid",
@@ -51,22 +52,6 @@ impl Drop for Rclone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `token = …` JSON of remote `name` in an rclone config file.
-fn saved_token(config: &str, name: &str) -> Option<serde_json::Value> {
-    let mut in_section = false;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_section = line == format!("[{name}]");
-        } else if in_section {
-            if let Some(v) = line.strip_prefix("token = ") {
-                return serde_json::from_str(v).ok();
-            }
-        }
-    }
-    None
 }
 
 /// `rclone config create` for a Drive remote whose client_id is the broker's
