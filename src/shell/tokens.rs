@@ -45,7 +45,7 @@ pub struct Issued {
 /// per-grant limit (and, for v2, the per-address pass-through limit).
 pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
     // Per-grant limit (cache hits count): keyed by the row's key hash for v1 and
-    // by a hash of the whole authid for v2, never by the authid itself.
+    // by a hash of the provider and refresh token for v2, never by the authid itself.
     match parse_authid(raw)? {
         ParsedAuthId::V2 {
             provider,
@@ -58,7 +58,7 @@ pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
                 return Err(BrokerError::MalformedAuthId);
             }
             rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
-            rate_limit(c, "RL_PER_GRANT", sha256_hex(raw)).await?;
+            rate_limit(c, "RL_PER_GRANT", v2_grant_key(&provider, &refresh_token)).await?;
             let provider = canonical_id(&provider).to_string();
             let p = pass_through(c, &provider, &refresh_token).await?;
             // Every token round-trips through the next authid (escaped as needed).
@@ -75,6 +75,12 @@ pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
         }
         ParsedAuthId::V1(authid) => stored(c, authid).await,
     }
+}
+
+/// The per-grant limit's bucket for a pass-through (v2) authid: a hash of what
+/// it names (the provider as spelled and the refresh token), never the token.
+fn v2_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
+    sha256_hex(&format!("{provider}\n{}", refresh_token.secret()))
 }
 
 /// A stored (v1) grant: the single-flight refresh over the vault. An
