@@ -24,10 +24,11 @@ fi
 # BROKER_NO_OPT=1 skips wasm-opt (the baseline bench/size.sh compares against).
 # `-ocimfs 10` (--one-caller-inline-max-function-size): a function with one caller is
 # inlined only when it is tiny. Inlining the big ones (route handlers' async state
-# machines, their helpers) makes the module a little smaller raw but ~11 KB larger
+# machines, their helpers) makes the module a little smaller raw but ~12 KB larger
 # gzipped: one huge function with hundreds of locals encodes worse than several
-# small ones (measured with bench/size.sh: 0 → 252.4 KB, 10 → 251.7, 50 → 253.7,
-# unlimited, binaryen's default → 263.7). Behaviour is unchanged; it costs one call.
+# small ones (measured on one no-opt build, -Os alone: 0 → 252.4 KB, 10 → 251.7,
+# 50 → 253.7, unlimited, binaryen's default → 263.7). Behaviour is unchanged; it
+# costs a call.
 # `--reorder-functions-by-name` (before the names are stripped): functions of one
 # crate and one generic sit next to each other, so gzip's 32 KB window finds their
 # repeats (−4.1 KB gzipped; the order of functions has no effect on behaviour).
