@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use wasm_bindgen::JsValue;
-use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request};
 
 use crate::config::Config;
 use crate::error::BrokerError;
@@ -49,12 +49,28 @@ async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<(u16, Vec<u8>)
     for (k, v) in out.headers {
         set(k, v)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(out.method.clone())
-        .with_headers(headers)
-        .with_body(out.body.map(JsValue::from_str));
-    let req = Request::new_with_init(out.url, &init)
-        .map_err(|e| BrokerError::internal(format!("upstream request: {e}")))?;
+    // web_sys's RequestInit rather than worker's: worker's converts its `cf`
+    // properties (image resizing, Polish, ...) too, code and strings this
+    // broker never uses (size, issue 15). The same fields as worker 0.8.7's
+    // `From<&RequestInit>` sets for a default `cf`: headers, method, redirect
+    // (`follow`, fetch's default), body.
+    let init = web_sys::RequestInit::new();
+    init.set_headers(headers.0.as_ref());
+    init.set_method(out.method.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Follow);
+    if let Some(body) = out.body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    let req = web_sys::Request::new_with_str_and_init(out.url, &init)
+        .map(Request::from)
+        .map_err(|e| {
+            let why = e.as_string();
+            BrokerError::internal(format!(
+                "upstream request: {}",
+                why.as_deref()
+                    .unwrap_or("invalid URL or options for Request")
+            ))
+        })?;
     // A refused connection or DNS failure is a provider failure (502), retryable.
     let mut resp = Fetch::Request(req)
         .send_with_signal(signal)
