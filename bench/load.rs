@@ -3,6 +3,8 @@
 //!
 //! - `healthz`: the no-op route, the baseline every ratio is against;
 //! - `hit`:  `/refresh` on the cache-hit path (one authid per client);
+//! - `floor`: `/token-state` for an unknown token: one D1 SELECT behind the
+//!   per-IP limit, the least a hit (which keeps its D1 read) can cost;
 //! - `miss`: `/refresh` where every call refreshes upstream (the mock issues
 //!   60 s tokens, already at the 60 s floor, and answers at once);
 //! - `storm`: the "midnight storm": K grants expiring together, C clients each
@@ -27,6 +29,10 @@ use std::time::{Duration, Instant};
 use oauth_broker::d1work;
 
 const MAX_REQUESTS_PER_PHASE: usize = 2_000_000;
+
+/// One D1 SELECT and nothing a hit does not also do: `/token-state` with a
+/// well-formed token nobody registered.
+const FLOOR_PATH: &str = "/token-state?token=benchfloor0123456789abcdefghij";
 
 #[derive(Default)]
 struct Phase {
@@ -275,6 +281,9 @@ fn main() {
     }
     let healthz = run_phase("healthz", &broker.base, "/healthz", &authids, seconds);
     let hit = run_phase("hit", &broker.base, "/refresh", &authids, seconds);
+    // The local floor of a hit: an existing route that does one D1 SELECT
+    // (no row) behind the per-IP limit and answers a small JSON (docs/scale.md).
+    let floor = run_phase("floor", &broker.base, FLOOR_PATH, &authids, seconds);
     // Misses: fresh grants whose tokens (and every token the mock issues from
     // now on) are at the 60 s floor already, so every refresh goes upstream.
     set_ttl(&broker, 60);
@@ -293,13 +302,14 @@ fn main() {
 
     println!();
     let base_rps = healthz.rps();
-    for p in [&healthz, &hit, &miss] {
+    for p in [&healthz, &floor, &hit, &miss] {
         p.report(base_rps);
     }
     storm.report(base_rps);
     println!(
-        "hit/healthz x{:.2}; miss/healthz x{:.2}; miss upstream calls {} for {} requests",
+        "hit/healthz x{:.2} (floor x{:.2}); miss/healthz x{:.2}; miss upstream calls {} for {} requests",
         hit.rps() / base_rps,
+        floor.rps() / base_rps,
         miss.rps() / base_rps,
         miss_calls,
         miss.requests
@@ -321,7 +331,7 @@ fn main() {
         storm.pct(0.99)
     );
     let mut failed = Vec::new();
-    if healthz.errors_5xx + hit.errors_5xx + miss.errors_5xx > 0 {
+    if healthz.errors_5xx + floor.errors_5xx + hit.errors_5xx + miss.errors_5xx > 0 {
         failed.push("5xx answers");
     }
     if storm_calls != storm_grants as u64

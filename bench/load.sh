@@ -3,7 +3,8 @@
 # midnight storm) vs. the no-op /healthz on the same worker in workerd, same run.
 # Loopback only, bounded in time.
 #   bash bench/load.sh [--seconds 10] [--connections 16] [--storm-grants 20] [--storm-clients 8]
-# Phases: /healthz, cache-hit refresh, cache-miss refresh, midnight storm (bench/load.rs).
+# Phases: /healthz, the one-D1-read floor (/token-state), cache-hit refresh, cache-miss
+# refresh, midnight storm (bench/load.rs).
 # BENCH_SETUP=0 skips scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
