@@ -1,7 +1,8 @@
 //! `GET /export` and `POST /import`: operator tools to move a grant between
 //! brokers. Both need `ADMIN_API_KEY` in `X-APIKey`; export needs the authid in
 //! `X-AuthID`, import takes one there (ours or a Duplicati service's) only if
-//! it looks minted (else it mints one), and replaces what it held.
+//! it looks minted (else it mints one, on a random shard), and replaces what
+//! it held. The grant goes to the shard the authid names (`crate::authid`).
 
 use serde_json::json;
 
