@@ -42,12 +42,16 @@ struct Phase {
     /// Summed Server-Timing counts (replica, primary, writes) and how many answers carried one.
     d1: (u64, u64, u64),
     counted: usize,
+    /// Failed answers by "<status> <X-Error-Code>" ("no answer" for transport errors).
+    failures: std::collections::BTreeMap<String, usize>,
 }
 
 struct Outcome {
     latency_us: u64,
     status: Option<u16>,
     d1: Option<(u32, u32, u32)>,
+    /// `X-Error-Code` of a failed answer.
+    code: Option<String>,
 }
 
 fn one(agent: &ureq::Agent, url: &str, authid: &str) -> Outcome {
@@ -64,17 +68,20 @@ fn one(agent: &ureq::Agent, url: &str, authid: &str) -> Outcome {
                 latency_us,
                 status: Some(status),
                 d1,
+                code: None,
             }
         }
         Err(ureq::Error::Status(code, resp)) => Outcome {
             latency_us,
             status: Some(code),
             d1: timing(&resp),
+            code: resp.header("X-Error-Code").map(str::to_string),
         },
         Err(_) => Outcome {
             latency_us,
             status: None,
             d1: None,
+            code: None,
         },
     }
 }
@@ -87,6 +94,13 @@ impl Phase {
             Some(200) => {}
             Some(s) if s >= 500 => self.errors_5xx += 1,
             _ => self.errors_other += 1,
+        }
+        if o.status != Some(200) {
+            let key = match o.status {
+                Some(s) => format!("{s} {}", o.code.as_deref().unwrap_or("-")),
+                None => "no answer".to_string(),
+            };
+            *self.failures.entry(key).or_default() += 1;
         }
         if let Some((r, p, w)) = o.d1 {
             self.d1.0 += u64::from(r);
@@ -105,6 +119,9 @@ impl Phase {
         self.d1.1 += other.d1.1;
         self.d1.2 += other.d1.2;
         self.counted += other.counted;
+        for (k, n) in other.failures {
+            *self.failures.entry(k).or_default() += n;
+        }
     }
 
     fn pct(&self, p: f64) -> f64 {
@@ -143,6 +160,14 @@ impl Phase {
             self.errors_other,
             self.d1_per_request(),
         );
+        if !self.failures.is_empty() {
+            let list: Vec<String> = self
+                .failures
+                .iter()
+                .map(|(k, n)| format!("{n} x {k}"))
+                .collect();
+            println!("{:<10} failures: {}", "", list.join(", "));
+        }
     }
 }
 
