@@ -487,11 +487,16 @@ pub fn parse_authid(s: &str) -> Result<ParsedAuthId, AuthIdError> {
 /// The shard a tag `<k>` (from `s<k>:`) names: decimal, no leading zero,
 /// 2..=999 (shard 1 is written without a tag, so each authid has one spelling).
 fn shard_tag(tag: &str) -> Option<Shard> {
-    let canonical = (1..=3).contains(&tag.len())
+    let canonical = !tag.is_empty()
+        && tag.len() <= 3
         && tag.bytes().all(|b| b.is_ascii_digit())
         && !tag.starts_with('0');
-    let shard = Shard::new(tag.parse().ok().filter(|_| canonical)?)?;
-    (shard != Shard::FIRST).then_some(shard)
+    if !canonical {
+        return None;
+    }
+    // At most three digits: no overflow.
+    let k = tag.bytes().fold(0u16, |k, d| k * 10 + u16::from(d - b'0'));
+    Shard::new(k).filter(|&s| s != Shard::FIRST)
 }
 
 #[cfg(test)]

@@ -249,7 +249,7 @@ impl BrokerError {
 /// (Presented anywhere else, such an authid is simply unknown: 401.)
 pub const UNKNOWN_SHARD: BrokerError = BrokerError::BadRequest {
     code: "unknown_shard",
-    what: "the authid in X-AuthID names a shard this broker does not have (D1_SHARDS)",
+    what: "X-AuthID names a shard not in D1_SHARDS",
 };
 
 #[cfg(test)]

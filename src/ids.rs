@@ -64,7 +64,7 @@ impl Shard {
 
     /// Shard `k` (1-based), if `1 <= k <= 999`.
     pub fn new(k: u16) -> Option<Shard> {
-        (1..=Shard::MAX).contains(&k).then_some(Shard(k))
+        (k != 0 && k <= Shard::MAX).then_some(Shard(k))
     }
 
     /// The shard's number, 1-based.

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
-use super::store::shards::{Shards, Vault};
+use super::store::shards::{self, Vault};
 use super::store::{D1Work, Db};
 use crate::authid::AuthId;
 use crate::config::Config;
@@ -30,26 +30,20 @@ pub struct Call {
     pub base: String,
     /// The D1 statements this request sent, on every shard (`Server-Timing`).
     pub d1_work: Rc<D1Work>,
-    /// The shards' databases, opened on first use.
-    shards: Rc<Shards>,
 }
 
 impl Call {
     pub fn new(req: Request, env: Env, ctx: Context, cfg: Config, query: Params) -> Call {
-        let cfg = Rc::new(cfg);
-        let d1_work: Rc<D1Work> = Rc::default();
-        let shards = Rc::new(Shards::new(env.clone(), cfg.clone(), d1_work.clone()));
         Call {
             req,
             env,
             ctx,
-            cfg,
+            cfg: Rc::new(cfg),
             query,
             rest: String::new(),
             path_key: None,
             base: String::new(),
-            d1_work,
-            shards,
+            d1_work: Rc::default(),
         }
     }
 
@@ -95,12 +89,17 @@ impl Call {
 
     /// Shard 1's database: logins, hand-offs, codes (`store` says why).
     pub fn db(&self) -> Result<Db, BrokerError> {
-        self.shards.first()
+        shards::first(&self.env, &self.cfg, &self.d1_work)
     }
 
     /// The grants on every shard, opened with the server keys.
     pub fn vault(&self) -> Result<Vault, BrokerError> {
-        Ok(Vault::new(self.shards.clone(), self.cfg.keys()?.clone()))
+        Ok(Vault::new(
+            self.env.clone(),
+            self.cfg.clone(),
+            self.d1_work.clone(),
+            self.cfg.keys()?.clone(),
+        ))
     }
 
     /// The per-IP rate-limit key of the client (`crate::access::client_key`).

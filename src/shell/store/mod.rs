@@ -72,6 +72,11 @@ pub struct Db {
     work: Rc<D1Work>,
 }
 
+/// A binding `D1_SHARDS` names (by default `DB`) is not bound.
+const MISSING_BINDING: BrokerError = BrokerError::Misconfigured {
+    what: "a D1 binding in D1_SHARDS (default DB) is missing",
+};
+
 /// A number as D1 binds it (JavaScript has only doubles; our values are far below 2^53).
 pub fn num(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
@@ -96,9 +101,7 @@ impl Db {
                 replica: Rc::default(),
                 work,
             })
-            .map_err(|_| BrokerError::Misconfigured {
-                what: "a D1 binding named in D1_SHARDS (by default DB) is missing",
-            })
+            .map_err(|_| MISSING_BINDING)
     }
 
     /// The session for `from`: the replica session for a replica read, none
