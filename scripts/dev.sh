@@ -25,6 +25,7 @@ setsid target/release/mock-provider --port "$MOCK_PORT" &
 mock_pid=$!
 trap 'kill -- -"$mock_pid" 2>/dev/null || true' EXIT INT TERM
 
-CI=true wrangler d1 migrations apply DB --local > /dev/null
+# Every D1 database in wrangler.toml (each grant shard), one line each.
+bash scripts/migrate.sh --local
 echo "[dev] broker on http://127.0.0.1:${PORT}/ — demo provider on http://127.0.0.1:${MOCK_PORT}/"
 wrangler dev --ip 127.0.0.1 --port "$PORT"

@@ -15,10 +15,45 @@
 //!   answer can carry any character, and every token a provider returns must come
 //!   back as an authid this parser accepts. Each token has exactly one spelling.
 //!
+//! - **Shard tag**: a v1 authid in our spelling whose grant lives on shard
+//!   k >= 2 (`crate::ids::Shard`, `D1_SHARDS` in `crate::config`) is written
+//!   `s<k>:<32 hex>:<43 base64url>` (k decimal, 2..=999, no leading zero).
+//!   Shard 1 is untagged, so every authid minted before sharding (and every
+//!   oauth-handler / oauth-server spelling, which always live on shard 1)
+//!   keeps its spelling and its shard; `s1:`, `s0:`, `s01:` and `s1000:` are
+//!   malformed, as is a tag before a v2 or a Duplicati-service spelling. The
+//!   tag only routes: the key hash and the seal come from the keyid and
+//!   secret alone, exactly as untagged.
+//!
 //! Both contain `:` because Duplicati treats an authid without one as a raw
-//! access token. Parse errors never contain the input.
+//! access token (duplicati/duplicati `Duplicati/Library/Backend/Dropbox/DropboxHelper.cs`
+//! L45: `AccessTokenOnly = !authId.AuthId!.Contains(":")`). Parse errors never
+//! contain the input.
+//!
+//! Why a tag is safe for the clients (read at duplicati/duplicati 66cfb24,
+//! duplicati/ngclient e0e370f, golang/oauth2 89ff2e1): every one of them
+//! carries the authid as an opaque string, as it already carries a v2 authid
+//! with its extra colons. Duplicati sends it verbatim
+//! (`Duplicati/Library/Backend/OAuthHelper/OAuthHelperHttpClient.cs` L125
+//! `request.Headers.Add("X-AuthID", _Authid)`; L132-133 swap in a `v2_authid`
+//! as given), checks only that it is non-empty
+//! (`Duplicati/Library/Utility/Options/AuthIdOptionsHelper.cs` L162) and, for
+//! Dropbox, that it contains a `:` (above). The old UI takes the hand-off's
+//! `authid` as it is (`Duplicati/Server/webroot/ngax/scripts/services/EditUriBuiltins.js`
+//! L262-263) and validates only that the field is filled (L1118-1120); the
+//! new UI strips the `authid:` message prefix and keeps the rest
+//! (ngclient `projects/ngclient/src/app/backup/destination/single-destination/single-destination.component.ts`
+//! L520-525: `event.data.replace('authid:', '')` replaces only the first
+//! occurrence). Akeeba's connectors send the refresh token `urlencode`d in
+//! the query (`crate::akeeba`, `OneDriveBusiness.php` `getRefreshUrl()`) and
+//! [`crate::akeeba::classify`] knows a tagged authid for ours because it
+//! parses. rclone keeps the token JSON as it is (rclone
+//! `lib/oauthutil/oauthutil.go` `PutToken`: `json.Marshal(token)`) and
+//! golang/oauth2 sends the refresh token form-encoded (`oauth2.go` L281
+//! `"refresh_token": {tf.refreshToken}`, `internal/token.go` L196 `v.Encode()`).
 
 use crate::error::BrokerError;
+use crate::ids::Shard;
 use crate::random::{self, RandomError};
 use crate::secret::{AuthSecret, RefreshToken};
 
@@ -60,6 +95,8 @@ pub struct AuthId {
     key_digits: u8,
     secret: AuthSecret,
     format: AuthIdFormat,
+    /// Where its grant lives (written as a tag unless it is the first).
+    shard: Shard,
 }
 
 impl std::fmt::Debug for AuthId {
@@ -69,8 +106,8 @@ impl std::fmt::Debug for AuthId {
 }
 
 impl AuthId {
-    /// A fresh authid from the CSPRNG.
-    pub fn generate() -> Result<AuthId, RandomError> {
+    /// A fresh authid from the CSPRNG for a grant stored on `shard`.
+    pub fn generate(shard: Shard) -> Result<AuthId, RandomError> {
         let mut key_id = [0u8; 16];
         random::fill(&mut key_id)?;
         Ok(AuthId {
@@ -78,6 +115,7 @@ impl AuthId {
             key_digits: 32,
             secret: AuthSecret::new(random::token_b64url(32)?),
             format: AuthIdFormat::Broker,
+            shard,
         })
     }
 
@@ -90,6 +128,7 @@ impl AuthId {
             key_digits: 32,
             secret: AuthSecret::new(secret.to_string()),
             format: AuthIdFormat::Broker,
+            shard: Shard::FIRST,
         }
     }
 
@@ -106,14 +145,23 @@ impl AuthId {
         &self.secret
     }
 
-    /// `"<keyid>:<secret>"`, spelled as it was given (or minted): the one
-    /// place an authid becomes a string, to be shown to its user once or sent
-    /// to the service it came from.
+    /// The shard its grant lives on (the first for an untagged spelling).
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// `"<keyid>:<secret>"` (`"s<k>:<keyid>:<secret>"` on shard k >= 2),
+    /// spelled as it was given (or minted): the one place an authid becomes a
+    /// string, to be shown to its user once or sent to the service it came from.
     pub fn expose(&self) -> String {
         let hex = random::hex(&self.key_id);
         let skip = hex.len().saturating_sub(usize::from(self.key_digits));
+        let tag = match self.shard {
+            Shard::FIRST => String::new(),
+            other => format!("s{}:", other.number()),
+        };
         format!(
-            "{}:{}",
+            "{tag}{}:{}",
             hex.get(skip..).unwrap_or(&hex),
             self.secret.secret()
         )
@@ -412,15 +460,43 @@ pub fn parse_authid(s: &str) -> Result<ParsedAuthId, AuthIdError> {
             refresh_token: RefreshToken::new(token),
         });
     }
+    let (shard, s) = match s.strip_prefix('s') {
+        // No keyid starts with `s` (hex), nor does `v2:`: a tag or nothing.
+        Some(tagged) => {
+            let (tag, rest) = tagged.split_once(':').ok_or(AuthIdError::Malformed)?;
+            (shard_tag(tag).ok_or(AuthIdError::Malformed)?, rest)
+        }
+        None => (Shard::FIRST, s),
+    };
     let (key_text, secret) = s.split_once(':').ok_or(AuthIdError::Malformed)?;
     let key_id = hex_key_id(key_text).ok_or(AuthIdError::Malformed)?;
     let format = v1_format(key_text.len(), secret).ok_or(AuthIdError::Malformed)?;
+    if shard != Shard::FIRST && format != AuthIdFormat::Broker {
+        // The Duplicati services' authids were all minted on shard 1.
+        return Err(AuthIdError::Malformed);
+    }
     Ok(ParsedAuthId::V1(AuthId {
         key_id,
         key_digits: key_text.len() as u8,
         secret: AuthSecret::new(secret.to_string()),
         format,
+        shard,
     }))
+}
+
+/// The shard a tag `<k>` (from `s<k>:`) names: decimal, no leading zero,
+/// 2..=999 (shard 1 is written without a tag, so each authid has one spelling).
+fn shard_tag(tag: &str) -> Option<Shard> {
+    let canonical = !tag.is_empty()
+        && tag.len() <= 3
+        && tag.bytes().all(|b| b.is_ascii_digit())
+        && !tag.starts_with('0');
+    if !canonical {
+        return None;
+    }
+    // At most three digits: no overflow.
+    let k = tag.bytes().fold(0u16, |k, d| k * 10 + u16::from(d - b'0'));
+    Shard::new(k).filter(|&s| s != Shard::FIRST)
 }
 
 #[cfg(test)]
@@ -587,7 +663,7 @@ mod tests {
     fn import_takes_only_secrets_that_look_minted() {
         let k = "0123456789abcdef0123456789abcdef";
         for _ in 0..1000 {
-            assert!(AuthId::generate().unwrap().looks_minted());
+            assert!(AuthId::generate(Shard::FIRST).unwrap().looks_minted());
             // The Duplicati services' 32-character secrets.
             let legacy = format!("{k}:{}", random::token_b64url(24).unwrap());
             assert!(v1(&legacy).looks_minted(), "{legacy}");
@@ -608,8 +684,8 @@ mod tests {
 
     #[test]
     fn generated_authids_round_trip_and_differ() {
-        let a = AuthId::generate().unwrap();
-        let b = AuthId::generate().unwrap();
+        let a = AuthId::generate(Shard::FIRST).unwrap();
+        let b = AuthId::generate(Shard::FIRST).unwrap();
         let shown = a.expose();
         assert_eq!(shown.len(), 32 + 1 + 43);
         assert_ne!(shown, b.expose());
@@ -668,7 +744,7 @@ mod tests {
         let a = v1(&server);
         assert_eq!(a.format(), AuthIdFormat::OauthServer);
         assert_eq!(a.expose(), server);
-        let ours = AuthId::generate().unwrap();
+        let ours = AuthId::generate(Shard::FIRST).unwrap();
         assert_eq!(v1(&ours.expose()).format(), AuthIdFormat::Broker);
     }
 
@@ -822,7 +898,7 @@ mod tests {
 
     #[test]
     fn generated_secrets_are_43_base64url_chars() {
-        let a = AuthId::generate().unwrap();
+        let a = AuthId::generate(Shard::FIRST).unwrap();
         let s = a.secret().secret();
         assert_eq!(s.len(), 43);
         assert!(s
@@ -846,8 +922,87 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_tag_round_trips_and_names_the_shard() {
+        for k in [2u16, 3, 10, 99, 100, 999] {
+            let shard = Shard::new(k).unwrap();
+            let a = AuthId::generate(shard).unwrap();
+            let shown = a.expose();
+            assert!(shown.starts_with(&format!("s{k}:")), "{k}");
+            let parsed = v1(&shown);
+            assert_eq!(parsed.shard(), shard);
+            assert_eq!(parsed.format(), AuthIdFormat::Broker);
+            assert_eq!(parsed.key_id(), a.key_id());
+            assert_eq!(parsed.secret(), a.secret());
+            assert_eq!(parsed.expose(), shown);
+        }
+        let first = AuthId::generate(Shard::FIRST).unwrap().expose();
+        assert_eq!(first.len(), 32 + 1 + 43, "shard 1 keeps today's spelling");
+        assert_eq!(v1(&first).shard(), Shard::FIRST);
+    }
+
+    #[test]
+    fn the_tag_changes_neither_the_key_hash_nor_the_seal() {
+        let keys =
+            crate::seal::ServerKeys::parse("1:0123456789abcdef0123456789abcdef", None).unwrap();
+        let plain = AuthId::generate(Shard::FIRST).unwrap().expose();
+        let tagged = v1(&format!("s7:{plain}"));
+        let plain = v1(&plain);
+        assert_eq!(tagged.shard(), Shard::new(7).unwrap());
+        assert_eq!(tagged.key_id(), plain.key_id());
+        assert_eq!(keys.key_hash(&tagged), keys.key_hash(&plain));
+        assert_eq!(keys.lookup_hashes(&tagged), keys.lookup_hashes(&plain));
+        // Sealed under the tagged spelling, opened under the untagged one and back.
+        let (hash, sealed) = keys.seal(&tagged, "demo", b"grant").unwrap();
+        assert_eq!(keys.open(&plain, "demo", &hash, &sealed).unwrap(), b"grant");
+        let (hash, sealed) = keys.seal(&plain, "demo", b"grant").unwrap();
+        assert_eq!(
+            keys.open(&tagged, "demo", &hash, &sealed).unwrap(),
+            b"grant"
+        );
+    }
+
+    #[test]
+    fn only_a_canonical_tag_for_shards_2_to_999_before_our_spelling_parses() {
+        let ours = AuthId::generate(Shard::FIRST).unwrap().expose();
+        let service = format!("{}:a1A!b2B-c3C_d4D.e5E!f", "1".repeat(30));
+        let server = format!("{}:{}", "0a".repeat(16), "a1A!".repeat(8));
+        assert!(parse_authid(&service).is_ok() && parse_authid(&server).is_ok());
+        for bad in [
+            format!("s1:{ours}"),    // shard 1 is untagged
+            format!("s0:{ours}"),    // no shard 0
+            format!("s01:{ours}"),   // a leading zero
+            format!("s002:{ours}"),  // leading zeros
+            format!("s1000:{ours}"), // more than three digits
+            format!("s65538:{ours}"),
+            format!("s:{ours}"),
+            format!("s+2:{ours}"),
+            format!("s-2:{ours}"),
+            format!("s 2:{ours}"),
+            format!("S2:{ours}"),
+            format!("s2{ours}"),
+            format!("s2::{ours}"),
+            format!("s2:s3:{ours}"),
+            format!("s2:{service}"), // the Duplicati services' spellings: shard 1 only
+            format!("s2:{server}"),
+            "s2:v2:demo:TOPSECRETtoken".to_string(),
+            "s2:".to_string(),
+            "s2".to_string(),
+        ] {
+            let err = parse_authid(&bad).map(|_| ()).unwrap_err();
+            assert_eq!(err, AuthIdError::Malformed, "{bad}");
+            assert_eq!(err.code(), "malformed_authid");
+            assert!(!err.to_string().contains(&ours));
+        }
+        // A v2 authid is never a shard's, even with a token that looks tagged.
+        match parse_authid(&format!("v2:demo:s2:{ours}")) {
+            Ok(ParsedAuthId::V2 { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn debug_never_shows_secrets() {
-        let a = AuthId::generate().unwrap();
+        let a = AuthId::generate(Shard::FIRST).unwrap();
         let shown = a.expose();
         let (k, s) = shown.split_once(':').unwrap();
         let dbg = format!("{a:?} {:?}", parse_authid(&shown).unwrap());

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use crate::access;
 use crate::error::BrokerError;
+use crate::ids::Shard;
 use crate::migrate;
 use crate::opener::OpenerOrigins;
 use crate::providers::{Catalogue, Provider};
@@ -37,6 +38,8 @@ pub struct Config {
     pub opener_origins: OpenerOrigins,
     /// `SERVER_TIMING=1`: answers report their D1 work (`crate::d1work`).
     pub server_timing: bool,
+    /// The D1 bindings grants are sharded over (`D1_SHARDS`, [`parse_shards`]).
+    shards: Result<Vec<String>, BrokerError>,
     /// The operator's access gate (`ACCESS_KEYS`); empty = open.
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
@@ -130,6 +133,7 @@ impl Config {
             ),
             opener_origins: OpenerOrigins::parse(get("OPENER_ORIGINS").as_deref()),
             server_timing: crate::d1work::enabled(get("SERVER_TIMING").as_deref()),
+            shards: parse_shards(get("D1_SHARDS").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
             binding: Box::new(binding),
@@ -241,6 +245,23 @@ impl Config {
             .map_err(Clone::clone)
     }
 
+    /// The D1 bindings of the shards, shard 1 first (a broken `D1_SHARDS`:
+    /// misconfigured, for every route that touches D1).
+    pub fn shards(&self) -> Result<&[String], BrokerError> {
+        self.shards.as_deref().map_err(Clone::clone)
+    }
+
+    /// The D1 binding of `shard`, or `None` when the configuration has no
+    /// such shard (an authid naming it answers like an unknown one).
+    pub fn shard_binding(&self, shard: Shard) -> Result<Option<&str>, BrokerError> {
+        Ok(self.shards()?.get(shard.index()).map(String::as_str))
+    }
+
+    /// Where a new grant goes: a shard drawn uniformly from all configured ones.
+    pub fn shard_for_new_grant(&self) -> Result<Shard, BrokerError> {
+        Ok(pick(self.shards()?.len(), crate::random::u32()?))
+    }
+
     /// Whether a request presenting `key` passes the operator's access gate.
     pub fn gate_allows(&self, key: Option<&str>) -> bool {
         access::allowed(&self.access_keys, key)
@@ -295,6 +316,55 @@ impl Config {
     pub fn redirect_uri(&self, provider_id: &str) -> String {
         crate::login::redirect_uri(&self.origin, provider_id)
     }
+}
+
+/// `D1_SHARDS` unset or blank: one shard, today's `DB` binding.
+pub const DEFAULT_SHARDS: &str = "DB";
+
+/// One message for every broken `D1_SHARDS` (the README says the rules).
+const BAD_SHARDS: BrokerError = BrokerError::Misconfigured {
+    what: "D1_SHARDS must list at most 999 distinct D1 binding names",
+};
+
+/// `D1_SHARDS`: the D1 bindings grants are sharded over, separated by spaces,
+/// shard 1 first; unset or blank is [`DEFAULT_SHARDS`]. Shard k is the k-th
+/// entry, and an authid names its shard (`crate::authid`), so entries are
+/// only ever appended: reordering or removing one would send authids to the
+/// wrong database. A repeated or invalid name, or more shards than an
+/// authid can name (999), is a configuration error.
+pub fn parse_shards(setting: Option<&str>) -> Result<Vec<String>, BrokerError> {
+    let names: Vec<String> = setting
+        .unwrap_or(DEFAULT_SHARDS)
+        .split(' ')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Ok(vec![DEFAULT_SHARDS.to_string()]);
+    }
+    let valid = |n: &str| {
+        n.len() <= 64
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !n.bytes().next().is_some_and(|b| b.is_ascii_digit())
+    };
+    // Quadratic, but at most 999 short names, and no sort code in the wasm.
+    let repeated = names
+        .iter()
+        .enumerate()
+        .any(|(i, n)| names[..i].contains(n));
+    if repeated || names.len() > usize::from(Shard::MAX) || !names.iter().all(|n| valid(n)) {
+        return Err(BAD_SHARDS);
+    }
+    Ok(names)
+}
+
+/// The shard for a new grant among `shard_count` (at least one), from a
+/// uniformly random `draw`: `draw * count / 2^32`, so each shard gets an
+/// equal run of draws (within one draw in 2^32 / count: a bias below 10^-6).
+pub fn pick(shard_count: usize, draw: u32) -> Shard {
+    let count = shard_count.clamp(1, usize::from(Shard::MAX)) as u64;
+    let k = (u64::from(draw) * count) >> 32;
+    Shard::new(k as u16 + 1).unwrap_or(Shard::FIRST)
 }
 
 #[cfg(test)]
@@ -441,6 +511,89 @@ mod tests {
                 .code(),
             "api_disabled"
         );
+    }
+
+    #[test]
+    fn without_d1_shards_there_is_one_shard_the_db_binding() {
+        assert_eq!(parse_shards(None).unwrap(), ["DB"]);
+        assert_eq!(parse_shards(Some("  ")).unwrap(), ["DB"]);
+        let c = config(&[]);
+        assert_eq!(c.shards().unwrap(), ["DB"]);
+        assert_eq!(c.shard_binding(Shard::FIRST).unwrap(), Some("DB"));
+        assert_eq!(c.shard_binding(Shard::new(2).unwrap()).unwrap(), None);
+        for _ in 0..100 {
+            assert_eq!(c.shard_for_new_grant().unwrap(), Shard::FIRST);
+        }
+    }
+
+    #[test]
+    fn d1_shards_lists_the_bindings_in_order_shard_1_first() {
+        assert_eq!(
+            parse_shards(Some(" DB  DB_2 DB_3 ")).unwrap(),
+            ["DB", "DB_2", "DB_3"]
+        );
+        let c = config(&[("D1_SHARDS", "DB DB_2 grants_3")]);
+        let at = |k| c.shard_binding(Shard::new(k).unwrap()).unwrap();
+        assert_eq!(
+            (at(1), at(2), at(3), at(4)),
+            (Some("DB"), Some("DB_2"), Some("grants_3"), None)
+        );
+        let mut seen = [0usize; 3];
+        for _ in 0..3000 {
+            seen[c.shard_for_new_grant().unwrap().index()] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 700), "{seen:?}");
+    }
+
+    #[test]
+    fn a_repeated_an_invalid_or_a_999th_plus_one_shard_is_misconfigured() {
+        for bad in [
+            "DB DB",
+            "DB DB_2 DB",
+            "DB DB-2",
+            "DB 2DB",
+            "DB DB.2",
+            "DB D\u{e9}",
+            "DB DB,DB_2",
+            "DB\tDB_2",
+        ] {
+            let err = parse_shards(Some(bad)).unwrap_err();
+            assert_eq!(err.code(), "server_misconfigured", "{bad}");
+        }
+        let many = |n: usize| {
+            (1..=n)
+                .map(|i| format!("DB_{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(parse_shards(Some(&many(999))).unwrap().len(), 999);
+        assert!(parse_shards(Some(&many(1000))).is_err());
+        assert!(parse_shards(Some(&format!("DB {}", "X".repeat(65)))).is_err());
+        // Only what touches D1 fails: the rest of the configuration stands.
+        let c = config(&[("D1_SHARDS", "DB DB"), ("SEALING_SECRET", SECRET)]);
+        assert_eq!(c.shards().unwrap_err().code(), "server_misconfigured");
+        assert!(c.shard_for_new_grant().is_err());
+        assert!(c.keys().is_ok());
+    }
+
+    #[test]
+    fn the_shard_choice_splits_the_draws_evenly() {
+        assert_eq!(pick(1, 0), Shard::FIRST);
+        assert_eq!(pick(1, u32::MAX), Shard::FIRST);
+        assert_eq!(pick(0, u32::MAX), Shard::FIRST, "never out of range");
+        for count in [2usize, 3, 7, 999] {
+            assert_eq!(pick(count, 0), Shard::FIRST);
+            assert_eq!(pick(count, u32::MAX).index(), count - 1);
+            // Evenly spaced draws land evenly (within the rounding of the spacing).
+            let mut seen = vec![0u32; count];
+            let steps = 1000 * count as u64;
+            for i in 0..steps {
+                let draw = ((i << 32) / steps) as u32;
+                seen[pick(count, draw).index()] += 1;
+            }
+            let (lo, hi) = (seen.iter().min().unwrap(), seen.iter().max().unwrap());
+            assert!(hi - lo <= 2, "{count}: {lo}..{hi}");
+        }
     }
 
     #[test]

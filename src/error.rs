@@ -244,6 +244,14 @@ impl BrokerError {
     }
 }
 
+/// `POST /import` with an `X-AuthID` whose shard tag (`s<k>:`, `crate::authid`)
+/// names a shard `D1_SHARDS` does not list: the grant would have nowhere to go.
+/// (Presented anywhere else, such an authid is simply unknown: 401.)
+pub const UNKNOWN_SHARD: BrokerError = BrokerError::BadRequest {
+    code: "unknown_shard",
+    what: "X-AuthID names a shard not in D1_SHARDS",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +269,14 @@ mod tests {
             .contains("re-authorize at https://b.example/"));
         assert_eq!(BrokerError::ProviderFailed.status(), 502);
         assert_eq!(BrokerError::ProviderTimeout.status(), 504);
+    }
+
+    #[test]
+    fn importing_under_a_shard_the_broker_lacks_is_a_400_unknown_shard() {
+        assert_eq!(
+            (UNKNOWN_SHARD.status(), UNKNOWN_SHARD.code()),
+            (400, "unknown_shard")
+        );
     }
 
     #[test]

@@ -48,6 +48,36 @@ impl LeaseId {
     }
 }
 
+/// Which D1 database a stored grant lives in: 1-based, shard 1 being the
+/// first entry of `D1_SHARDS` (`crate::config`). Not secret: a stored authid
+/// names its shard in its spelling (`crate::authid`), so a lookup needs no
+/// directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard(u16);
+
+impl Shard {
+    /// Where every grant minted before sharding lives, and every row whose
+    /// lookup carries no authid (logins, hand-offs, codes).
+    pub const FIRST: Shard = Shard(1);
+    /// The highest shard an authid can name (three decimal digits).
+    pub const MAX: u16 = 999;
+
+    /// Shard `k` (1-based), if `1 <= k <= 999`.
+    pub fn new(k: u16) -> Option<Shard> {
+        (k != 0 && k <= Shard::MAX).then_some(Shard(k))
+    }
+
+    /// The shard's number, 1-based.
+    pub fn number(self) -> u16 {
+        self.0
+    }
+
+    /// Its position in `D1_SHARDS`, 0-based.
+    pub fn index(self) -> usize {
+        usize::from(self.0 - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +89,14 @@ mod tests {
         let (a, b) = (LeaseId::generate().unwrap(), LeaseId::generate().unwrap());
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 22);
+    }
+
+    #[test]
+    fn shards_are_numbered_from_one_to_999() {
+        assert_eq!(Shard::new(0), None);
+        assert_eq!(Shard::new(1), Some(Shard::FIRST));
+        assert_eq!(Shard::new(999).map(Shard::index), Some(998));
+        assert_eq!(Shard::new(1000), None);
+        assert_eq!(Shard::FIRST.index(), 0);
     }
 }

@@ -166,7 +166,9 @@ mod tests {
         assert!(may_migrate(&authid(HANDLER)));
         let server = format!("{}:{}", "ab".repeat(16), "a1A!".repeat(8));
         assert!(!may_migrate(&authid(&server)));
-        assert!(!may_migrate(&AuthId::generate().unwrap()));
+        assert!(!may_migrate(
+            &AuthId::generate(crate::ids::Shard::FIRST).unwrap()
+        ));
     }
 
     #[test]

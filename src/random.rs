@@ -23,6 +23,13 @@ pub fn fill(buf: &mut [u8]) -> Result<(), RandomError> {
     getrandom::fill(buf).map_err(|_| RandomError)
 }
 
+/// A random `u32`.
+pub fn u32() -> Result<u32, RandomError> {
+    let mut buf = [0u8; 4];
+    fill(&mut buf)?;
+    Ok(u32::from_le_bytes(buf))
+}
+
 /// `nbytes` random bytes as unpadded base64url (`[A-Za-z0-9_-]`).
 pub fn token_b64url(nbytes: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; nbytes];

@@ -832,7 +832,7 @@ mod tests {
     fn row_moved_under_another_key_hash_fails_closed() {
         let k = keys(S1, None);
         let victim = authid(AUTHID);
-        let attacker = AuthId::generate().unwrap();
+        let attacker = AuthId::generate(crate::ids::Shard::FIRST).unwrap();
         let (victim_kh, sealed) = k.seal(&victim, "demo", b"grant").unwrap();
         // The attacker's authid presented against the victim's row...
         assert_eq!(
@@ -1063,7 +1063,7 @@ mod tests {
             Err(SealError::Open)
         );
         // Nor under another authid, or with the wrong hand-off token.
-        let other = AuthId::generate().unwrap();
+        let other = AuthId::generate(crate::ids::Shard::FIRST).unwrap();
         assert_eq!(
             slip.open(&other, "demo", &under_a.key_hash, &under_a.grant),
             Err(SealError::Open)

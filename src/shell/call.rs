@@ -6,7 +6,8 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
-use super::store::{vault::Vault, D1Work, Db};
+use super::store::shards::{self, Vault};
+use super::store::{D1Work, Db};
 use crate::authid::AuthId;
 use crate::config::Config;
 use crate::error::BrokerError;
@@ -27,7 +28,7 @@ pub struct Call {
     /// That prefix as the request spelled it (`/k/<key>`), or empty: links and
     /// redirects to the broker's gated routes start with it.
     pub base: String,
-    /// The D1 statements this request sent (`Server-Timing`).
+    /// The D1 statements this request sent, on every shard (`Server-Timing`).
     pub d1_work: Rc<D1Work>,
 }
 
@@ -86,13 +87,19 @@ impl Call {
         Ok(parse_params(&text))
     }
 
+    /// Shard 1's database: logins, hand-offs, codes (`store` says why).
     pub fn db(&self) -> Result<Db, BrokerError> {
-        Db::open(&self.env, self.d1_work.clone())
+        shards::first(&self.env, &self.cfg, &self.d1_work)
     }
 
-    /// The grants, opened with the server keys.
+    /// The grants on every shard, opened with the server keys.
     pub fn vault(&self) -> Result<Vault, BrokerError> {
-        Ok(Vault::new(self.db()?, self.cfg.keys()?.clone()))
+        Ok(Vault::new(
+            self.env.clone(),
+            self.cfg.clone(),
+            self.d1_work.clone(),
+            self.cfg.keys()?.clone(),
+        ))
     }
 
     /// The per-IP rate-limit key of the client (`crate::access::client_key`).

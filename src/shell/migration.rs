@@ -1,5 +1,6 @@
 //! The shell half of `crate::migrate`: asks the operator's oauth-handler for
-//! a grant this broker does not hold yet, and keeps it under the same authid.
+//! a grant this broker does not hold yet, and keeps it under the same authid:
+//! on shard 1, since oauth-handler spellings are never shard-tagged.
 
 use crate::error::BrokerError;
 use crate::ids::ProviderId;

@@ -93,7 +93,7 @@ pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
         None
     };
     let export = source.as_ref().map(|s| s.export_headers(&authid));
-    let grant = c.vault()?.grant(authid);
+    let grant = c.vault()?.grant(authid)?;
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
     let runtime = WorkerRuntime(c.cfg.clone());
     let detach = WaitUntil(&c.ctx);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mock_provider::Config;
 use oauth_broker::authid::AuthId;
+use oauth_broker::ids::Shard;
 
 use crate::harness::{
     in_one_rate_limit_window, raw_exchange, request, Broker, Options, Resp, ADMIN_API_KEY,
@@ -55,7 +56,7 @@ fn is_json(r: &Resp) -> bool {
 
 /// A v1 authid whose secret could have come from our CSPRNG.
 fn fresh_authid() -> String {
-    AuthId::generate().expect("CSPRNG").expose()
+    AuthId::generate(Shard::FIRST).expect("CSPRNG").expose()
 }
 
 fn a_body_declared_too_large_is_refused_before_any_of_it_is_read(b: &Broker) {

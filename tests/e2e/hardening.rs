@@ -4,6 +4,7 @@
 use mock_provider::Config;
 
 use oauth_broker::authid::AuthId;
+use oauth_broker::ids::Shard;
 
 use crate::harness::{
     extract_authid, in_one_rate_limit_window, request, Broker, Options, Resp, ADMIN_API_KEY,
@@ -367,7 +368,7 @@ impl<'a> Step<'a> {
         let exported = export(authid);
         if self.expect("export", &exported, 200) {
             let refresh_token = exported.json()["refresh_token"].clone();
-            let copy = AuthId::generate().expect("csprng").expose();
+            let copy = AuthId::generate(Shard::FIRST).expect("csprng").expose();
             self.b.remember(&copy);
             let imported = request(
                 "POST",
@@ -542,7 +543,7 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
     let h = |k: &'static str, v: String| vec![(k, v)];
     let authid_h = |v: String| vec![("X-AuthID", v)];
     // A v1 authid and a v2 refresh token that look as random as real ones.
-    let fresh = AuthId::generate().expect("CSPRNG").expose();
+    let fresh = AuthId::generate(Shard::FIRST).expect("CSPRNG").expose();
     let token = oauth_broker::random::token_b64url(32).expect("CSPRNG");
     let admin = |authid: &str| {
         vec![

@@ -169,6 +169,12 @@ pub struct Options {
     /// More `OAUTH_PROVIDERS` entries (JSON objects, `{m}` is the mock's base
     /// URL), e.g. built-ins pointed at the mock; their secrets go in `extra_vars`.
     pub extra_providers: Vec<String>,
+    /// How many D1 grant shards (docs/scale.md "Sharding"): bindings `DB`,
+    /// `DB_2`, `DB_3`, … (database names `oauth-broker`, `oauth-broker-2`, …),
+    /// every one migrated; `D1_SHARDS` is set only when more than one. A broker
+    /// started again on the same `state_dir` with more shards keeps the first
+    /// ones' databases (a shard added to a running deployment).
+    pub d1_shards: usize,
 }
 
 impl Default for Options {
@@ -183,6 +189,7 @@ impl Default for Options {
             per_ip_v2_limit: 100_000,
             state_dir: None,
             extra_providers: Vec::new(),
+            d1_shards: 1,
         }
     }
 }
@@ -198,6 +205,8 @@ pub struct Broker {
     config: PathBuf,
     /// The local D1 files.
     pub state: PathBuf,
+    /// How many D1 grant shards it was started with ([`Options::d1_shards`]).
+    pub shards: usize,
     /// Every authid the tests obtained (checked against logs and the DB dump).
     pub authids: Mutex<Vec<String>>,
 }
@@ -228,11 +237,19 @@ fn wrangler() -> Command {
 /// the tests' statements set values rather than add to them, so repeating one that
 /// did run either changes nothing or fails loudly (e.g. a rename).
 fn wrangler_d1(what: &str, args: impl Fn(&mut Command)) -> std::process::Output {
-    let mut failures = Vec::new();
-    for attempt in 1..=3 {
+    three_times(what, || {
         let mut c = wrangler();
         args(&mut c);
-        let out = c
+        c
+    })
+}
+
+/// Runs the command `make` builds until it succeeds, at most three times (see
+/// [`wrangler_d1`]).
+fn three_times(what: &str, make: impl Fn() -> Command) -> std::process::Output {
+    let mut failures = Vec::new();
+    for attempt in 1..=3 {
+        let out = make()
             .output()
             .unwrap_or_else(|e| panic!("run wrangler {what}: {e}"));
         if out.status.success() {
@@ -272,18 +289,32 @@ impl Broker {
             shim.exists(),
             "build/worker/shim.mjs missing: run scripts/build.sh (scripts/test.sh does)"
         );
+        assert!((1..=999).contains(&opts.d1_shards), "d1_shards is 1..=999");
         static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = repo().join(format!("target/e2e-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("e2e dir");
         let config = dir.join("wrangler.toml");
+        // One [[d1_databases]] per shard; shard 1 keeps the id it always had, so
+        // a state directory from before sharding is shard 1 of a sharded broker.
+        let shards: String = (1..=opts.d1_shards)
+            .map(|k| {
+                format!(
+                    "[[d1_databases]]\nbinding = \"{binding}\"\ndatabase_name = \"{name}\"\n\
+                     database_id = \"00000000-0000-0000-0000-{id:012}\"\nmigrations_dir = \"{mig}\"\n\n",
+                    binding = shard_binding(k),
+                    name = shard_database_name(k),
+                    id = if k == 1 { 0 } else { k },
+                    mig = repo().join("migrations").display(),
+                )
+            })
+            .collect();
         std::fs::write(
             &config,
             format!(
                 "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\n\
-                 [[d1_databases]]\nbinding = \"DB\"\ndatabase_name = \"oauth-broker\"\n\
-                 database_id = \"00000000-0000-0000-0000-000000000000\"\nmigrations_dir = \"{mig}\"\n\n\
+                 {shards}\
                  [[ratelimits]]\nname = \"RL_PER_GRANT\"\nnamespace_id = \"1001\"\n\
                  simple = {{ limit = {grant}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_PER_IP\"\nnamespace_id = \"1002\"\n\
@@ -297,7 +328,6 @@ impl Broker {
                 v2 = opts.per_ip_v2_limit,
                 main = shim.display(),
                 date = compatibility_date(),
-                mig = repo().join("migrations").display(),
             ),
         )
         .expect("write config");
@@ -328,16 +358,28 @@ impl Broker {
         if let Some(p) = &opts.previous_secrets {
             vars.push_str(&format!("SEALING_SECRETS_PREVIOUS=\"{p}\"\n"));
         }
+        if opts.d1_shards > 1 {
+            let list: Vec<String> = (1..=opts.d1_shards).map(shard_binding).collect();
+            vars.push_str(&format!("D1_SHARDS=\"{}\"\n", list.join(" ")));
+        }
         for (k, v) in &opts.extra_vars {
             vars.push_str(&format!("{k}=\"{v}\"\n"));
         }
         std::fs::write(dir.join("vars.env"), vars).expect("write vars");
         let state = opts.state_dir.clone().unwrap_or_else(|| dir.join("state"));
-        wrangler_d1("d1 migrations apply", |c| {
-            c.args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-                .arg(&state)
+        // Every shard, through the operators' script (idempotent: a restart on
+        // the same state applies only what a database lacks, e.g. a new shard).
+        three_times("scripts/migrate.sh", || {
+            let mut c = Command::new("bash");
+            c.arg(repo().join("scripts/migrate.sh"))
                 .arg("-c")
-                .arg(&config);
+                .arg(&config)
+                .args(["--local", "--persist-to"])
+                .arg(&state)
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+                .current_dir(repo());
+            c
         });
         let log = dir.join("worker.log");
         // A worker that exits or never answers (e.g. another process took the
@@ -388,6 +430,7 @@ impl Broker {
                 watchdog,
                 config: config.clone(),
                 state: state.clone(),
+                shards: opts.d1_shards,
                 authids: Mutex::new(Vec::new()),
             };
             match broker.wait_ready() {
@@ -486,14 +529,33 @@ impl Broker {
         self.mock.set_config(Config::default());
     }
 
-    /// Runs SQL against the worker's local D1 (a separate wrangler process on the same files).
+    /// Runs SQL against the worker's local D1 (a separate wrangler process on
+    /// the same files): shard 1, where every unsharded table lives.
     pub fn d1(&self, sql: &str) -> serde_json::Value {
+        self.d1_on(1, sql)
+    }
+
+    /// Runs SQL against shard `shard` (1-based) of the worker's local D1.
+    pub fn d1_on(&self, shard: usize, sql: &str) -> serde_json::Value {
+        assert!(
+            (1..=self.shards).contains(&shard),
+            "shard {shard} of a broker with {} shards",
+            self.shards
+        );
+        let binding = shard_binding(shard);
         let out = wrangler_d1("d1 execute", |c| {
-            c.args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
-                .arg(&self.state)
-                .arg("-c")
-                .arg(&self.config)
-                .args(["--command", sql]);
+            c.args([
+                "d1",
+                "execute",
+                &binding,
+                "--local",
+                "--json",
+                "--persist-to",
+            ])
+            .arg(&self.state)
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--command", sql]);
         });
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("d1 execute --json output");
@@ -507,13 +569,19 @@ impl Broker {
         use oauth_broker::grant::Grant;
         use oauth_broker::seal::{Sealed, ServerKeys};
         let keys = ServerKeys::parse(SEALING_SECRET, None).expect("keys");
-        let Ok(ParsedAuthId::V1(id)) = parse_authid(authid) else {
+        // The shard tag only routes: the key hash and the seal are the untagged
+        // authid's (docs/scale.md "Sharding").
+        let (shard, untagged) = shard_of(authid);
+        let Ok(ParsedAuthId::V1(id)) = parse_authid(untagged) else {
             panic!("v1 authid expected")
         };
         let kh = keys.key_hash(&id);
-        let row = &self.d1(&format!(
+        let row = &self.d1_on(
+            shard,
+            &format!(
             "SELECT provider, key_version, nonce, ciphertext FROM grants WHERE key_hash = '{kh}'"
-        ))[0];
+        ),
+        )[0];
         let provider = row["provider"].as_str().expect("provider");
         let sealed = Sealed {
             key_version: row["key_version"].as_u64().expect("version") as u32,
@@ -524,10 +592,13 @@ impl Broker {
         let mut grant = Grant::from_bytes(&plain).expect("grant");
         grant.expires_at = 0;
         let (_, resealed) = keys.seal(&id, provider, &grant.to_bytes()).expect("seal");
-        self.d1(&format!(
-            "UPDATE grants SET nonce = '{}', ciphertext = '{}' WHERE key_hash = '{kh}'",
-            resealed.nonce, resealed.ciphertext
-        ));
+        self.d1_on(
+            shard,
+            &format!(
+                "UPDATE grants SET nonce = '{}', ciphertext = '{}' WHERE key_hash = '{kh}'",
+                resealed.nonce, resealed.ciphertext
+            ),
+        );
     }
 
     /// Every SQLite file of the local D1 (database, WAL, journal).
@@ -884,6 +955,39 @@ pub fn in_one_rate_limit_window<T>(mut f: impl FnMut() -> T) -> T {
         sleep_into_next_rate_limit_window();
     }
     panic!("three runs in a row each spanned two rate-limit windows")
+}
+
+/// Shard `k`'s D1 binding: `DB`, `DB_2`, `DB_3`, …
+pub fn shard_binding(k: usize) -> String {
+    if k == 1 {
+        "DB".to_string()
+    } else {
+        format!("DB_{k}")
+    }
+}
+
+/// Shard `k`'s database name: `oauth-broker`, `oauth-broker-2`, …
+pub fn shard_database_name(k: usize) -> String {
+    if k == 1 {
+        "oauth-broker".to_string()
+    } else {
+        format!("oauth-broker-{k}")
+    }
+}
+
+/// The shard an authid names and the authid without its tag: `s<k>:<rest>`
+/// (k = 2..=999, no leading zero) is shard k, anything else shard 1 as it is.
+/// The tests' own reading of the spelling, independent of the broker's parser.
+pub fn shard_of(authid: &str) -> (usize, &str) {
+    authid
+        .strip_prefix('s')
+        .and_then(|t| t.split_once(':'))
+        .filter(|(k, _)| {
+            !k.is_empty() && !k.starts_with('0') && k.bytes().all(|b| b.is_ascii_digit())
+        })
+        .and_then(|(k, rest)| Some((k.parse::<usize>().ok()?, rest)))
+        .filter(|(k, _)| (2..=999).contains(k))
+        .unwrap_or((1, authid))
 }
 
 /// The authid from a result page (`data-authid="…"`).

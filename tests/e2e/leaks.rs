@@ -32,7 +32,7 @@ fn secrets(b: &Broker) -> Vec<String> {
         if let Some(rest) = a.strip_prefix("v2:") {
             // v2:<provider>:<refresh token>: the token is already in the mock's list.
             assert!(rest.contains(':'));
-        } else if let Some((keyid, secret)) = a.split_once(':') {
+        } else if let Some((keyid, secret)) = untagged(a).split_once(':') {
             all.push(keyid.to_string());
             all.push(secret.to_string());
         }
@@ -40,6 +40,15 @@ fn secrets(b: &Broker) -> Vec<String> {
     all.push(crate::harness::CLIENT_SECRET.to_string());
     all.push(mock_provider::Config::default().password);
     all
+}
+
+/// A stored authid without its shard tag (`s<k>:<keyid>:<secret>` on shard
+/// k >= 2, `oauth_broker::authid`): the tag is not secret, keyid and secret are.
+fn untagged(authid: &str) -> &str {
+    match authid.strip_prefix('s').and_then(|r| r.split_once(':')) {
+        Some((k, rest)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => authid,
+    }
 }
 
 fn database_files_contain_no_token_authid_or_account_in_plaintext(b: &Broker) {

@@ -26,6 +26,7 @@ mod rclone;
 mod rclone_login;
 mod routes;
 mod scale;
+mod shards;
 mod skeleton;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -59,6 +60,7 @@ fn main() {
         device::TESTS,
         rclone_login::TESTS,
         scale::TESTS,
+        shards::TESTS,
         leaks::TESTS,
     ]
     .concat();

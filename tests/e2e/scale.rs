@@ -9,6 +9,7 @@
 
 use oauth_broker::authid::AuthId;
 use oauth_broker::d1work;
+use oauth_broker::ids::Shard;
 
 use crate::harness::{Broker, Options, Resp};
 use crate::Test;
@@ -71,7 +72,7 @@ fn d1_work_of_a_cache_hit_and_a_cache_miss_is_reported_in_server_timing(b: &Brok
     // And the refreshed token is a hit again.
     assert_eq!(d1_work(&w.refresh(&authid)), (1, 0, 0));
     // An unknown authid is asked of the primary before it is called unknown.
-    let stranger = AuthId::generate().expect("CSPRNG").expose();
+    let stranger = AuthId::generate(Shard::FIRST).expect("CSPRNG").expose();
     let unknown = w.refresh(&stranger);
     assert_eq!(unknown.status, 401, "{}", unknown.body);
     assert_eq!(d1_work(&unknown), (1, 1, 0));

@@ -1,12 +1,13 @@
 //! `GET /export` and `POST /import`: operator tools to move a grant between
 //! brokers. Both need `ADMIN_API_KEY` in `X-APIKey`; export needs the authid in
 //! `X-AuthID`, import takes one there (ours or a Duplicati service's) only if
-//! it looks minted (else it mints one), and replaces what it held.
+//! it looks minted (else it mints one, on a random shard), and replaces what
+//! it held. The grant goes to the shard the authid names (`crate::authid`).
 
 use serde_json::json;
 
 use crate::authid::{AuthId, WEAK_AUTHID};
-use crate::error::BrokerError;
+use crate::error::{BrokerError, UNKNOWN_SHARD};
 use crate::grant::Grant;
 use crate::ids::ProviderId;
 use crate::refresh::{Grants, ReadFrom};
@@ -21,7 +22,7 @@ fn check_api_key(c: &Call) -> Result<(), BrokerError> {
 pub async fn export(c: &mut Call) -> Out {
     check_api_key(c)?;
     let authid = c.authid_header()?;
-    let opened = c.vault()?.grant(authid).open(ReadFrom::Primary).await?;
+    let opened = c.vault()?.grant(authid)?.open(ReadFrom::Primary).await?;
     json_ok(opened.grant.export(opened.provider.as_str()))
 }
 
@@ -43,8 +44,15 @@ pub async fn import(c: &mut Call) -> Out {
         Some(_) => Some(c.authid_header()?),
         None => None,
     };
-    if chosen.as_ref().is_some_and(|a| !a.looks_minted()) {
-        return Err(WEAK_AUTHID);
+    if let Some(a) = &chosen {
+        // The grant goes where the authid says (untagged: shard 1); a shard
+        // this broker lacks has nowhere to keep it.
+        if c.cfg.shard_binding(a.shard())?.is_none() {
+            return Err(UNKNOWN_SHARD);
+        }
+        if !a.looks_minted() {
+            return Err(WEAK_AUTHID);
+        }
     }
     let body = c.body().await?;
     let (service, grant) = Grant::import(&body).map_err(|_| BrokerError::BadRequest {
@@ -59,10 +67,10 @@ pub async fn import(c: &mut Call) -> Out {
         .ok_or(BrokerError::UnknownProvider)?;
     let (authid, minted) = match chosen {
         Some(a) => (a, false),
-        None => (AuthId::generate()?, true),
+        None => (AuthId::generate(c.cfg.shard_for_new_grant()?)?, true),
     };
     let shown = minted.then(|| authid.expose());
-    let stored = c.vault()?.grant(authid);
+    let stored = c.vault()?.grant(authid)?;
     let replaced = match stored.open(ReadFrom::Primary).await {
         // Only an import not yet refreshed here: after a refresh the stored
         // tokens are newer than any export (with single-use refresh tokens the

@@ -215,10 +215,11 @@ pub(super) async fn mint(
             return Ok(authid);
         }
     }
-    let authid = AuthId::generate()?;
+    // On a shard drawn at random; the authid names it (`crate::authid`).
+    let authid = AuthId::generate(c.cfg.shard_for_new_grant()?)?;
     let shown = authid.expose();
     c.vault()?
-        .grant(authid)
+        .grant(authid)?
         .insert(&ProviderId::new(&provider.id), &grant, c.cfg.now)
         .await?;
     Ok(shown)

@@ -25,7 +25,7 @@ pub async fn post(c: &mut Call) -> Out {
 /// provider where it can; shared with the RFC 7009 endpoint (`revocation.rs`).
 pub async fn revoke_stored(c: &Call, authid: AuthId) -> Result<pages::RevokeOutcome, BrokerError> {
     let vault = c.vault()?;
-    let stored = vault.grant(authid);
+    let stored = vault.grant(authid)?;
     // Read and deleted on the primary: from then on no refresh of this grant
     // can happen (a replica may serve its cached access token until it has
     // replayed the delete; see `crate::refresh`).

@@ -8,6 +8,22 @@
 //! - [`handoffs`]: `fetch_tokens`, Duplicati's old-UI hand-off.
 //! - [`codes`]: `authorization_codes`, the OAuth 2.0 authorization endpoint's codes.
 //! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
+//! - [`shards`]: which database each of those lives in.
+//!
+//! Where each table lives (sharding; the contract: `D1_SHARDS` in
+//! `crate::config`, the authid's tag in `crate::authid`): grants are spread
+//! over N D1 databases, each with the full schema (the same `migrations/`).
+//! A new grant goes to a shard drawn uniformly at random, and its authid
+//! carries the shard (`s<k>:` for k >= 2, untagged for shard 1), so finding a
+//! grant reads no directory: parsing the authid names the database, and
+//! [`shards::Vault::grant`] opens that shard's `grants`. Authids minted before
+//! sharding, and the Duplicati services' spellings (lazily migrated grants),
+//! are untagged and so live on shard 1, where they always were; adding a
+//! shard (appending a binding to `D1_SHARDS`) moves nothing. `login_states`,
+//! `fetch_tokens`, `authorization_codes` and `device_codes` stay on shard 1:
+//! their lookups carry no authid (a state, a token, a code), only a hash that
+//! could not name a shard, and they are short-lived and few next to grants.
+//! Everything but the vault uses shard 1 (`Call::db`).
 //!
 //! Where a statement goes (D1 read replication, the Sessions API): a read
 //! named [`ReadFrom::Replica`] runs in the request's `first-unconstrained`
@@ -18,16 +34,16 @@
 //! reads, a waiter's polls, from a replica.) Which read goes where is decided
 //! in `crate::refresh` ([`crate::refresh::trust`]), not here. Without replicas
 //! (`wrangler dev`, a database with replication off) both reach the one
-//! database. All D1 access stays behind [`Db`], so a later sharding step can
-//! choose the database here.
+//! database. Each shard's [`Db`] has its own replica session.
 //!
-//! Every statement is counted ([`D1Work`]): the `Server-Timing` header reports
-//! the counts when `SERVER_TIMING=1`.
+//! Every statement is counted ([`D1Work`]), one count for all the shards a
+//! request touched: the `Server-Timing` header reports it when `SERVER_TIMING=1`.
 
 pub mod codes;
 pub mod devices;
 pub mod handoffs;
 pub mod logins;
+pub mod shards;
 pub mod vault;
 
 use std::cell::OnceCell;
@@ -46,14 +62,20 @@ pub use crate::refresh::ReadFrom;
 /// has no Sessions API or refused it; then the binding, i.e. the primary).
 type ReplicaSession = OnceCell<Option<D1DatabaseSession>>;
 
-/// The `DB` binding (shared: a refresh that outlives its request keeps it),
-/// with the request's replica session and its count of D1 work.
+/// One shard's D1 binding (shared: a refresh that outlives its request keeps
+/// it), with the request's replica session on it and the request's count of
+/// D1 work.
 #[derive(Clone)]
 pub struct Db {
     d1: Rc<D1Database>,
     replica: Rc<ReplicaSession>,
     work: Rc<D1Work>,
 }
+
+/// A binding `D1_SHARDS` names (by default `DB`) is not bound.
+const MISSING_BINDING: BrokerError = BrokerError::Misconfigured {
+    what: "a D1 binding in D1_SHARDS (default DB) is missing",
+};
 
 /// A number as D1 binds it (JavaScript has only doubles; our values are far below 2^53).
 pub fn num(n: i64) -> JsValue {
@@ -71,17 +93,15 @@ fn failed(op: &'static str) -> impl FnOnce(worker::Error) -> BrokerError {
 }
 
 impl Db {
-    /// The `DB` binding; its statements are counted in `work`.
-    pub fn open(env: &Env, work: Rc<D1Work>) -> Result<Db, BrokerError> {
-        env.d1("DB")
+    /// The D1 binding named `binding`; its statements are counted in `work`.
+    pub fn open(env: &Env, binding: &str, work: Rc<D1Work>) -> Result<Db, BrokerError> {
+        env.d1(binding)
             .map(|d| Db {
                 d1: Rc::new(d),
                 replica: Rc::default(),
                 work,
             })
-            .map_err(|_| BrokerError::Misconfigured {
-                what: "the D1 binding DB is missing",
-            })
+            .map_err(|_| MISSING_BINDING)
     }
 
     /// The session for `from`: the replica session for a replica read, none

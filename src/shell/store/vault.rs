@@ -1,5 +1,6 @@
 //! The vault: stored grants behind the server keys. Handlers name a grant by
-//! its authid (`vault.grant(&authid)`) and speak `Grant` and `Opened`; key
+//! its authid (`vault.grant(authid)`, which picks the authid's shard:
+//! `super::shards`) and speak `Grant` and `Opened`; key
 //! hashes, key versions, nonces and ciphertext never leave this file (the
 //! construction is `crate::seal`, the layout `docs/storage.md`). A
 //! [`StoredGrant`] is also the D1 side of the single-flight protocol
@@ -31,29 +32,6 @@ struct GrantRow {
     lease_until: i64,
 }
 
-/// The grants table, opened with the server keys.
-pub struct Vault {
-    db: Db,
-    keys: Rc<ServerKeys>,
-}
-
-impl Vault {
-    pub fn new(db: Db, keys: Rc<ServerKeys>) -> Vault {
-        Vault { db, keys }
-    }
-
-    /// The grant stored (or to be stored) under `authid`. Its key hashes under
-    /// every server-secret version are computed here, once.
-    pub fn grant(&self, authid: AuthId) -> StoredGrant {
-        StoredGrant {
-            db: self.db.clone(),
-            hashes: self.keys.lookup_hashes(&authid),
-            keys: self.keys.clone(),
-            authid: Rc::new(authid),
-        }
-    }
-}
-
 /// One authid's grant in the vault. It owns what it needs (shared, not
 /// copied), so a refresh of it can outlive the request that started it.
 #[derive(Clone)]
@@ -66,6 +44,17 @@ pub struct StoredGrant {
 }
 
 impl StoredGrant {
+    /// The grant under `authid` in `db` (its shard's). Its key hashes under
+    /// every server-secret version are computed here, once.
+    pub(super) fn new(db: Db, keys: Rc<ServerKeys>, authid: AuthId) -> StoredGrant {
+        StoredGrant {
+            db,
+            hashes: keys.lookup_hashes(&authid),
+            keys,
+            authid: Rc::new(authid),
+        }
+    }
+
     /// The per-grant rate-limit key: the current key hash (never the authid
     /// itself, which must not reach the limiter's storage).
     pub fn limit_key(&self) -> String {
