@@ -25,7 +25,8 @@ pub const TESTS: &[Test] = &[
     ),
 ];
 
-fn d1_work(r: &Resp) -> (u32, u32, u32) {
+/// The D1 work an answer reports in `Server-Timing` (replica, primary, writes).
+pub(crate) fn d1_work(r: &Resp) -> (u32, u32, u32) {
     let h = r
         .header("Server-Timing")
         .unwrap_or_else(|| panic!("no Server-Timing header (status {})", r.status));

@@ -16,8 +16,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::scale::d1_work;
 use oauth_broker::authid::AuthId;
-use oauth_broker::d1work;
 use oauth_broker::ids::Shard;
 
 use crate::harness::{request, shard_of, Broker, Options, Resp, ADMIN_API_KEY};
@@ -196,13 +196,6 @@ fn assert_log_clean(w: &Broker, authids: &[String]) {
         let secret = a.rsplit(':').next().unwrap_or(a);
         assert!(!log.contains(secret), "an authid's secret is in the log");
     }
-}
-
-fn d1_work(r: &Resp) -> (u32, u32, u32) {
-    let h = r
-        .header("Server-Timing")
-        .unwrap_or_else(|| panic!("no Server-Timing header (status {})", r.status));
-    d1work::parse(h).unwrap_or_else(|| panic!("unreadable Server-Timing: {h}"))
 }
 
 fn grants_minted_on_three_shards_spread_over_all_three_and_each_works_on_its_own(b: &Broker) {
