@@ -351,7 +351,7 @@ pub fn parse_shards(setting: Option<&str>) -> Result<Vec<String>, BrokerError> {
     let repeated = names
         .iter()
         .enumerate()
-        .any(|(i, n)| names[..i].contains(n));
+        .any(|(i, n)| names.iter().take(i).any(|m| m == n));
     if repeated || names.len() > usize::from(Shard::MAX) || !names.iter().all(|n| valid(n)) {
         return Err(BAD_SHARDS);
     }
