@@ -116,6 +116,19 @@ impl Phase {
         }
     }
 
+    /// The phase `name` made of every client's part, timed from `started`.
+    fn gathered(name: &str, parts: Vec<Phase>, started: Instant) -> Phase {
+        let mut phase = Phase {
+            name: name.to_string(),
+            ..Phase::default()
+        };
+        for p in parts {
+            phase.merge(p);
+        }
+        phase.elapsed = started.elapsed();
+        phase
+    }
+
     fn merge(&mut self, other: Phase) {
         self.requests += other.requests;
         self.errors_5xx += other.errors_5xx;
@@ -209,15 +222,7 @@ fn run_phase(name: &str, base: &str, path: &str, authids: &[String], seconds: u6
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut phase = Phase {
-        name: name.to_string(),
-        ..Phase::default()
-    };
-    for p in parts {
-        phase.merge(p);
-    }
-    phase.elapsed = started.elapsed();
-    phase
+    Phase::gathered(name, parts, started)
 }
 
 /// K grants all under the floor, C clients each, released together: one
@@ -246,15 +251,7 @@ fn storm(name: &str, base: &str, grants: &[String], clients: usize) -> Phase {
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut phase = Phase {
-        name: name.to_string(),
-        ..Phase::default()
-    };
-    for p in parts {
-        phase.merge(p);
-    }
-    phase.elapsed = started.elapsed();
-    phase
+    Phase::gathered(name, parts, started)
 }
 
 fn arg(name: &str, default: u64) -> u64 {
