@@ -83,3 +83,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
 ) STRICT;
 CREATE UNIQUE INDEX IF NOT EXISTS device_codes_user_code ON device_codes (user_code_hash);
 CREATE INDEX IF NOT EXISTS device_codes_expiry ON device_codes (expires_at);
+
+-- Migration 0007: `presented` counts only presentations that passed every check, hence its new
+-- name; the sealed payload is the first answer (authid + first access token, src/redeem.rs).
+ALTER TABLE authorization_codes RENAME COLUMN presented TO redeemed; -- successful presentations (1 = redeemed; more = replayed)
+ALTER TABLE device_codes ADD COLUMN requested_from TEXT;              -- two-letter country the code was requested from, if known

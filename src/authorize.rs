@@ -257,21 +257,19 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub expires_at: i64,
-    /// How often the code has been presented, this presentation included.
-    pub presented: i64,
 }
 
-/// The refusal of a code presented more than once (RFC 6749 §4.1.2: the
-/// authid its first presentation yielded is revoked).
+/// The refusal of a code redeemed more than once (RFC 6749 §4.1.2: the grant
+/// its first redemption yielded is revoked).
 pub const REPLAYED: &str = "the authorization code was already used; what it granted is revoked";
 
-/// Checks a presented code (already counted in storage, so spent whatever the
-/// answer) against the token request (RFC 6749 §4.1.3, RFC 7636 §4.6). Each
-/// refusal is `invalid_grant` with this description; [`REPLAYED`] also asks
-/// the caller to revoke the authid behind the code (§4.1.2: "If an
-/// authorization code is used more than once, the authorization server MUST
-/// deny the request and SHOULD revoke … all tokens previously issued based on
-/// that authorization code").
+/// Checks a presented code against the token request (RFC 6749 §4.1.3,
+/// RFC 7636 §4.6), before anything is counted. Each refusal is
+/// `invalid_grant` with this description and spends nothing: an expired code,
+/// or a first presentation that was the client's own mistake (another
+/// client_id, redirect_uri or verifier), is not a use of the code. Only a
+/// presentation that passes here is counted ([`claimed`]), so only a second
+/// *successful* presentation is a replay.
 pub fn check_redemption(
     record: Option<&CodeRecord>,
     client_id: Option<&str>,
@@ -280,9 +278,6 @@ pub fn check_redemption(
     now: i64,
 ) -> Result<(), &'static str> {
     let r = record.ok_or("unknown or already used authorization code")?;
-    if r.presented > 1 {
-        return Err(REPLAYED);
-    }
     if now >= r.expires_at {
         return Err("the authorization code has expired");
     }
@@ -311,6 +306,18 @@ pub fn check_redemption(
         (None, None) => {}
     }
     Ok(())
+}
+
+/// The outcome of counting a checked presentation (`redeemed`, this one
+/// included): the first is the redemption; any later one is a replay (§4.1.2:
+/// "If an authorization code is used more than once, the authorization server
+/// MUST deny the request and SHOULD revoke … all tokens previously issued
+/// based on that authorization code").
+pub fn claimed(redeemed: i64) -> Result<(), &'static str> {
+    match redeemed {
+        1 => Ok(()),
+        _ => Err(REPLAYED),
+    }
 }
 
 #[cfg(test)]
@@ -440,7 +447,6 @@ mod tests {
             redirect_uri: "http://127.0.0.1:9/cb".into(),
             code_challenge: challenge.map(str::to_string),
             expires_at: 100,
-            presented: 1,
         }
     }
 
@@ -475,13 +481,26 @@ mod tests {
         let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK";
         assert!(check_redemption(Some(&pkce), Some("demo"), uri, Some(wrong), 99).is_err());
         assert!(check_redemption(Some(&pkce), Some("demo"), uri, Some("short"), 99).is_err());
-        let replayed = CodeRecord {
-            presented: 2,
-            ..record(None)
-        };
+    }
+
+    #[test]
+    fn only_a_second_successful_presentation_is_a_replay() {
+        assert_eq!(claimed(1), Ok(()));
+        assert_eq!(claimed(2), Err(REPLAYED));
+        assert_eq!(claimed(7), Err(REPLAYED));
+        // A refused presentation is never counted, so it never makes the
+        // client's corrected retry a replay: the check above spends nothing.
+        let plain = record(None);
+        let uri = Some("http://127.0.0.1:9/cb");
+        assert!(check_redemption(Some(&plain), Some("box"), uri, None, 99).is_err());
         assert_eq!(
-            check_redemption(Some(&replayed), Some("demo"), uri, None, 99),
-            Err(REPLAYED)
+            check_redemption(Some(&plain), Some("demo"), uri, None, 99),
+            Ok(())
+        );
+        // An expired code is refused as expired, never as a replay.
+        assert_eq!(
+            check_redemption(Some(&plain), Some("demo"), uri, None, 100),
+            Err("the authorization code has expired")
         );
     }
 

@@ -117,6 +117,36 @@ pub struct DeviceRecord {
     pub interval: i64,
     pub last_poll_at: Option<i64>,
     pub expires_at: i64,
+    /// Where the codes were requested from: a two-letter country code
+    /// ([`country`]), shown on the verification page.
+    pub requested_from: Option<String>,
+}
+
+impl DeviceRecord {
+    /// Unix seconds when the device asked for its codes.
+    pub fn requested_at(&self) -> i64 {
+        self.expires_at - DEVICE_TTL_SECS
+    }
+}
+
+/// The request's country as Cloudflare names it (`request.cf.country`: ISO
+/// 3166-1 alpha-2, or `XX` unknown, `T1` Tor), if it looks like one; anything
+/// else is not shown.
+pub fn country(cf_country: Option<&str>) -> Option<String> {
+    let c = cf_country?.trim();
+    (c.len() == 2
+        && c.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+    .then(|| c.to_string())
+}
+
+/// The confirmation cookie's value for the one-time `confirm` value of the
+/// verification page's links, bound to the device row it was shown for: a
+/// confirmation made for one code decides nothing for another.
+pub fn confirmation_binding(confirm: &str, device_code_hash: &str) -> String {
+    sha256_hex(&format!(
+        "oauth-broker/v1/device-confirm|{device_code_hash}|{confirm}"
+    ))
 }
 
 /// What one poll decides.
@@ -191,6 +221,36 @@ pub fn authorization_response(
 }
 
 #[cfg(test)]
+mod provenance_tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmation_is_bound_to_the_code_it_was_shown_for() {
+        let a = confirmation_binding("tok", "hash-a");
+        assert_eq!(a, confirmation_binding("tok", "hash-a"));
+        assert_ne!(a, confirmation_binding("tok", "hash-b"));
+        assert_ne!(a, confirmation_binding("tok2", "hash-a"));
+        assert_ne!(a, "tok");
+    }
+
+    #[test]
+    fn only_a_country_code_is_shown() {
+        assert_eq!(country(Some("DE")).as_deref(), Some("DE"));
+        assert_eq!(country(Some("T1")).as_deref(), Some("T1"));
+        for bad in [
+            None,
+            Some(""),
+            Some("de"),
+            Some("DEU"),
+            Some("<b"),
+            Some("D"),
+        ] {
+            assert_eq!(country(bad), None, "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -233,6 +293,7 @@ mod tests {
             interval: 5,
             last_poll_at: last,
             expires_at: 600,
+            requested_from: None,
         }
     }
 

@@ -97,6 +97,17 @@ pub enum LoginEnding {
 }
 
 impl LoginEnding {
+    /// Whether the authid goes to a party other than the browser that logs
+    /// in: a client's redirect URI or a device (RFC 8628 §5.4: a phished
+    /// device code must not end in a silent login). The old UI's hand-off is
+    /// the third such ending; it is told by the login's fetch token.
+    pub fn hands_authid_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            LoginEnding::Authorize { .. } | LoginEnding::Device { .. }
+        )
+    }
+
     /// The `login_states.ending` value: NULL for the result page.
     pub fn to_column(&self) -> Result<Option<String>, BrokerError> {
         match self {
@@ -167,8 +178,10 @@ pub fn start(
             q.append_pair("code_challenge", &verifier.challenge_s256())
                 .append_pair("code_challenge_method", "S256");
         }
-        // A login whose authid goes to another window must not pass silently.
-        for (k, v) in provider.authorize_params(fetch_token.is_some()) {
+        // A login whose authid goes to another window, a client or a device
+        // must not pass silently: the provider shows its consent page.
+        let ask_consent = fetch_token.is_some() || ending.hands_authid_elsewhere();
+        for (k, v) in provider.authorize_params(ask_consent) {
             q.append_pair(k, v);
         }
     }
@@ -376,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn a_login_with_a_fetch_token_asks_the_provider_for_consent() {
+    fn every_login_whose_authid_goes_to_another_party_asks_the_provider_for_consent() {
         let mut p = demo();
         p.extra_authorize_params.clear();
         p.consent_authorize_params = vec![("force_reapprove".into(), "true".into())];
@@ -392,6 +405,33 @@ mod tests {
                 .authorize_url,
         );
         assert_eq!(get(&handoff, "force_reapprove"), "true");
+        let elsewhere = [
+            LoginEnding::Authorize {
+                redirect_uri: "http://127.0.0.1:9/".into(),
+                code_challenge: None,
+                state: None,
+            },
+            LoginEnding::Device {
+                device_code_hash: "h".into(),
+            },
+        ];
+        for ending in elsewhere {
+            let q = query(
+                &start(&p, "https://b", 1, None, ending, 0)
+                    .unwrap()
+                    .authorize_url,
+            );
+            assert_eq!(get(&q, "force_reapprove"), "true");
+        }
+        let akeeba = LoginEnding::Akeeba {
+            engine: "box".into(),
+        };
+        let q = query(
+            &start(&p, "https://b", 1, None, akeeba, 0)
+                .unwrap()
+                .authorize_url,
+        );
+        assert!(!q.iter().any(|(k, _)| k == "force_reapprove"));
     }
 
     #[test]

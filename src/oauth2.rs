@@ -430,13 +430,7 @@ pub fn revocation_token(form: &Params) -> Result<&str, BrokerError> {
 pub fn revocation_outcome(r: Result<(), BrokerError>) -> Result<(), BrokerError> {
     match r {
         Err(
-            BrokerError::UnknownAuthId
-            | BrokerError::MalformedAuthId
-            | BrokerError::MissingAuthId
-            | BrokerError::BadRequest {
-                code: "v2_not_stored",
-                ..
-            },
+            BrokerError::UnknownAuthId | BrokerError::MalformedAuthId | BrokerError::MissingAuthId,
         ) => Ok(()),
         other => other,
     }

@@ -406,19 +406,56 @@ pub fn device_form(action: &str, prefill: Option<&str>) -> Page {
 /// approval ends in a redirect to the provider, which CSP `form-action 'self'`
 /// would block after a form submission. Each link carries a one-time value
 /// matched against this browser's cookie.
-pub fn device_confirm(provider: &str, user_code: &str, approve: &str, deny: &str) -> Page {
+pub fn device_confirm(
+    provider: &str,
+    user_code: &str,
+    requested_at: i64,
+    requested_from: Option<&str>,
+    approve: &str,
+    deny: &str,
+) -> Page {
+    let from = match requested_from {
+        Some(c) => format!(" from a network in <strong>{}</strong>", escape(c)),
+        None => String::new(),
+    };
     let body = format!(
         "<h1>Device login</h1><p id=\"device-ask\">A device showing the code \
          <code>{code}</code> asks to use your <strong>{provider}</strong> account through \
-         this broker.</p><p>Continue only if you started this on your own device.</p>\
+         this broker.</p><p id=\"device-origin\">The code was requested at \
+         <strong>{at}</strong>{from}.</p><p id=\"device-warning\" class=\"warning\"><strong>If \
+         someone sent you this code, or asked you to enter it, they are trying to get into your \
+         storage: deny.</strong> Continue only if you started this yourself, on your own \
+         device, just now.</p>\
          <p><a class=\"button\" id=\"approve\" href=\"{approve}\">Continue to {provider}</a> \
          <a class=\"button\" id=\"deny\" href=\"{deny}\">Deny</a></p>",
         provider = escape(provider),
         code = escape(user_code),
+        at = utc_minute(requested_at),
         approve = escape(approve),
         deny = escape(deny),
     );
     layout(200, "Device login", &body, false)
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for unix seconds (proleptic Gregorian; H. Hinnant's
+/// `civil_from_days`).
+fn utc_minute(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let minute_of_day = secs.rem_euclid(86_400) / 60;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
 }
 
 /// The end of a device login in the browser: approved ("return to your
@@ -477,6 +514,24 @@ pub fn revoked(outcome: RevokeOutcome) -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_minute_names_the_calendar_minute() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_minute(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_minute(1_796_643_359), "2026-12-07 11:35 UTC");
+        assert_eq!(utc_minute(4_107_542_399), "2100-02-28 23:59 UTC");
+    }
+
+    #[test]
+    fn the_device_page_says_when_and_from_where_and_warns_against_sent_codes() {
+        let p = device_confirm("Demo", "BCDF-GHJK", 0, Some("DE"), "/a", "/d");
+        assert!(p.html.contains("1970-01-01 00:00 UTC"), "{}", p.html);
+        assert!(p.html.contains("<strong>DE</strong>"));
+        assert!(p.html.contains("If someone sent you this code"));
+        let none = device_confirm("Demo", "BCDF-GHJK", 0, None, "/a", "/d");
+        assert!(!none.html.contains("from a network"));
+    }
 
     #[test]
     fn escape_neutralises_markup() {
@@ -749,7 +804,14 @@ mod tests {
         let form = device_form("/device?key=a\"b", Some("<x>"));
         assert!(form.html.contains("value=\"&lt;x&gt;\""));
         assert!(form.html.contains("action=\"/device?key=a&quot;b\""));
-        let ask = device_confirm("<Demo>", "BCDF-GHJK", "/device?a=1&b=2", "/d\"");
+        let ask = device_confirm(
+            "<Demo>",
+            "BCDF-GHJK",
+            0,
+            Some("<X"),
+            "/device?a=1&b=2",
+            "/d\"",
+        );
         assert!(ask.html.contains("&lt;Demo&gt;") && !ask.html.contains("<Demo>"));
         assert!(ask.html.contains("href=\"/device?a=1&amp;b=2\""));
         assert!(ask.html.contains("href=\"/d&quot;\""));

@@ -19,6 +19,21 @@ pub enum LoginKind {
     CliToken,
 }
 
+/// What the provider's revocation endpoint ends ([`Provider::revocation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// Only the grant the token belongs to (RFC 7009 §2.1: the token and the
+    /// tokens of the same authorization grant).
+    ThisGrant,
+    /// Every grant the user gave this client: Google's `/revoke` removes the
+    /// app's access to the account, so revoking one authid's token would end
+    /// every other authid of that user too
+    /// (developers.google.com/identity/protocols/oauth2/web-server,
+    /// "Revoking a token": "the user's grant … is removed").
+    EveryGrantOfTheUser,
+}
+
 /// One OAuth2 provider, as the broker talks to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provider {
@@ -28,6 +43,9 @@ pub struct Provider {
     pub token_url: String,
     /// RFC 7009 revocation endpoint, where the provider has one.
     pub revoke_url: Option<String>,
+    /// What a call to `revoke_url` ends. The broker calls it on its own
+    /// initiative (a replayed authorization code) only for [`Revocation::ThisGrant`].
+    pub revocation: Revocation,
     /// Space-separated scopes requested at login.
     pub scopes: String,
     pub client_id: String,
@@ -163,6 +181,7 @@ struct BuiltIn {
     authorize_url: &'static str,
     token_url: &'static str,
     revoke_url: Option<&'static str>,
+    revocation: Revocation,
     scopes: &'static str,
     extra: &'static [(&'static str, &'static str)],
     consent: &'static [(&'static str, &'static str)],
@@ -195,6 +214,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: GOOGLE_AUTH,
         token_url: GOOGLE_TOKEN,
         revoke_url: Some(GOOGLE_REVOKE),
+        revocation: Revocation::EveryGrantOfTheUser,
         scopes: "https://www.googleapis.com/auth/drive.file",
         // Google issues a refresh token only with access_type=offline, and only on
         // first consent unless prompt=consent forces it.
@@ -212,6 +232,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: GOOGLE_AUTH,
         token_url: GOOGLE_TOKEN,
         revoke_url: Some(GOOGLE_REVOKE),
+        revocation: Revocation::EveryGrantOfTheUser,
         scopes: "https://www.googleapis.com/auth/devstorage.read_write",
         extra: GOOGLE_EXTRA,
         consent: PROMPT_CONSENT,
@@ -227,6 +248,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: MS_AUTH,
         token_url: MS_TOKEN,
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "offline_access Files.ReadWrite",
         extra: &[],
         consent: PROMPT_CONSENT,
@@ -242,6 +264,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: MS_AUTH,
         token_url: MS_TOKEN,
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "offline_access Files.ReadWrite.All Sites.ReadWrite.All",
         extra: &[],
         consent: PROMPT_CONSENT,
@@ -257,6 +280,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: MS_AUTH,
         token_url: MS_TOKEN,
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "offline_access Files.ReadWrite Group.ReadWrite.All",
         extra: &[],
         consent: PROMPT_CONSENT,
@@ -274,6 +298,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: "https://account.box.com/api/oauth2/authorize",
         token_url: "https://api.box.com/oauth2/token",
         revoke_url: Some("https://api.box.com/oauth2/revoke"),
+        revocation: Revocation::ThisGrant,
         scopes: "root_readwrite",
         extra: &[],
         // No documented way to force the consent page; the broker's own
@@ -293,6 +318,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: "https://www.dropbox.com/oauth2/authorize",
         token_url: "https://api.dropboxapi.com/oauth2/token",
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "",
         extra: &[("token_access_type", "offline")],
         // Dropbox skips its approval page for an app the user approved before
@@ -313,6 +339,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: "https://my.pcloud.com/oauth2/authorize",
         token_url: "https://api.pcloud.com/oauth2_token",
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "",
         extra: &[],
         // No documented way to force the consent page; the broker's own
@@ -334,6 +361,7 @@ const BUILT_IN: &[BuiltIn] = &[
         authorize_url: "",
         token_url: "https://id.jottacloud.com/auth/realms/jottacloud/protocol/openid-connect/token",
         revoke_url: None,
+        revocation: Revocation::ThisGrant,
         scopes: "openid offline_access",
         extra: &[],
         consent: &[],
@@ -394,6 +422,11 @@ pub fn canonical_id(id: &str) -> &str {
         .unwrap_or(id)
 }
 
+/// Whether two provider ids (as spelled, aliases allowed) name one provider.
+pub fn same_provider(a: &str, b: &str) -> bool {
+    canonical_id(a) == canonical_id(b)
+}
+
 /// One entry of `OAUTH_PROVIDERS`. For a built-in id every field is optional and
 /// overrides the built-in value; for a new id `name`, `authorize_url`,
 /// `token_url`, `scopes` and `client_id` are required.
@@ -405,6 +438,7 @@ struct ProviderOverride {
     authorize_url: Option<String>,
     token_url: Option<String>,
     revoke_url: Option<String>,
+    revocation: Option<Revocation>,
     scopes: Option<String>,
     client_id: Option<String>,
     extra_authorize_params: Option<std::collections::BTreeMap<String, String>>,
@@ -454,6 +488,7 @@ impl Catalogue {
                 authorize_url: b.authorize_url.to_string(),
                 token_url: b.token_url.to_string(),
                 revoke_url: b.revoke_url.map(str::to_string),
+                revocation: b.revocation,
                 scopes: b.scopes.to_string(),
                 client_id: b.public_client.unwrap_or_default().to_string(),
                 extra_authorize_params: b
@@ -502,6 +537,7 @@ impl Catalogue {
                             .ok_or_else(|| missing("authorize_url"))?,
                         token_url: o.token_url.clone().ok_or_else(|| missing("token_url"))?,
                         revoke_url: None,
+                        revocation: Revocation::ThisGrant,
                         scopes: o.scopes.clone().ok_or_else(|| missing("scopes"))?,
                         client_id: o.client_id.clone().ok_or_else(|| missing("client_id"))?,
                         extra_authorize_params: Vec::new(),
@@ -622,6 +658,9 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     if let Some(v) = o.revoke_url {
         validate_url(&id, "revoke_url", &v)?;
         p.revoke_url = Some(v);
+    }
+    if let Some(v) = o.revocation {
+        p.revocation = v;
     }
     if let Some(v) = o.scopes {
         p.scopes = v;

@@ -79,7 +79,7 @@ pub fn device_start(b: &Broker) -> Value {
 }
 
 /// One poll at the token endpoint `token` (discovered once per test).
-fn poll(token: &str, device_code: &str, client_id: &str) -> Resp {
+pub fn poll(token: &str, device_code: &str, client_id: &str) -> Resp {
     request(
         "POST",
         token,
@@ -99,7 +99,7 @@ fn error_of(r: &Resp) -> String {
 
 /// The browser on the verification page from `ip`: POSTs `body` to /device
 /// with the jar's cookies, keeping what it sets.
-fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
+pub fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
     let cookie = jar.header();
     let mut headers = vec![FORM, ("CF-Connecting-IP", ip)];
     if !cookie.is_empty() {
@@ -111,7 +111,7 @@ fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
 }
 
 /// The link `id` (`approve` or `deny`) on the verification page's second step.
-fn link(html: &str, id: &str) -> String {
+pub fn link(html: &str, id: &str) -> String {
     let marker = format!("id=\"{id}\" href=\"");
     let start = html.find(&marker).expect("a decision link") + marker.len();
     let end = html[start..].find('"').expect("end of href") + start;
@@ -147,7 +147,7 @@ fn decide(b: &Broker, jar: &mut Jar, ip: &str, typed: &str, decision: &str) -> R
 
 /// The user approves `user_code` (typed as given) from `ip` and logs in at
 /// the mock provider: the callback's page.
-fn approve(b: &Broker, ip: &str, typed: &str) -> Resp {
+pub fn approve(b: &Broker, ip: &str, typed: &str) -> Resp {
     let mut jar = Jar::default();
     let go = decide(b, &mut jar, ip, typed, "approve");
     assert_eq!(go.status, 302, "the click starts the login: {}", go.body);

@@ -22,6 +22,7 @@ mod leaks;
 mod moving;
 mod oauth_code;
 mod oauth_token;
+mod promise;
 mod rclone;
 mod rclone_login;
 mod routes;
@@ -58,6 +59,7 @@ fn main() {
         akeeba::TESTS,
         oauth_code::TESTS,
         device::TESTS,
+        promise::TESTS,
         rclone_login::TESTS,
         scale::TESTS,
         shards::TESTS,

@@ -359,7 +359,12 @@ fn oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call(b: &Bro
         ..Config::default()
     });
     b.mock.reset_stats();
-    let body = refresh_body(&authid);
+    // Box's own client_id: a client configured for one provider gets only
+    // that provider's tokens (tests/e2e/promise.rs).
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={}&client_id=box.com",
+        enc(&authid)
+    );
     let results: Vec<Resp> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
             .map(|_| s.spawn(|| post(&e.token, &[], &body)))

@@ -93,8 +93,9 @@ pub(crate) fn saved_token(config: &str, name: &str) -> Option<serde_json::Value>
     None
 }
 
-/// Writes remote `gd` (Drive, `client_id=googledrive`, `extra` settings) with
-/// `authid` as its refresh token and an expired token, runs a listing, and
+/// Writes remote `gd` (rclone's Drive backend with `client_id=demo`, the
+/// provider of the authids these tests mint: a `client_id` must name the
+/// authid's provider; `extra` settings) with `authid` as its refresh token and an expired token, runs a listing, and
 /// returns the token rclone saved and its log.
 fn refresh_with_rclone(
     b: &Broker,
@@ -118,7 +119,7 @@ fn refresh_with_rclone(
     std::fs::write(
         &conf,
         format!(
-            "[gd]\ntype = drive\nclient_id = googledrive\nscope = drive\n{extra}\
+            "[gd]\ntype = drive\nclient_id = demo\nscope = drive\n{extra}\
              token_url = {token_url}\ntoken = {token}\n"
         ),
     )

@@ -11,14 +11,11 @@
 //! `?key=`), as Akeeba's profile has no header field.
 
 use crate::akeeba::{self, Presented, Urls};
-use crate::authid::{parse_authid, ParsedAuthId};
-use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::providers::Provider;
 use crate::shell::call::Call;
-use crate::shell::guard::rate_limit;
 use crate::shell::respond::{html, json_ok, redirect, Out};
-use crate::shell::tokens;
+use crate::shell::tokens::{self, ForClient};
 
 /// `GET /akeeba/<engine>`: starts the login at the engine's provider.
 pub async fn helper(c: &mut Call) -> Out {
@@ -49,14 +46,11 @@ pub async fn refresh(c: &mut Call) -> Out {
     match akeeba::classify(c.query("refresh_token")?)? {
         Presented::AuthId(raw) => {
             let raw = raw.to_string();
-            // A v2 authid names its provider: checked before its token is spent.
-            if let Ok(ParsedAuthId::V2 { provider, .. }) = parse_authid(&raw) {
-                akeeba::same_provider(engine, &provider)?;
-            }
-            let issued = tokens::for_authid(c, &raw).await?;
-            // A stored grant's provider is known once it is opened; refusing
-            // now loses nothing (its refresh token, rotated or not, is kept).
-            akeeba::same_provider(engine, &issued.provider)?;
+            let client = ForClient {
+                provider: engine.provider,
+                refusal: akeeba::ENGINE_MISMATCH,
+            };
+            let issued = tokens::for_authid(c, &raw, Some(client)).await?;
             // A v1 authid stays the same; a v2 one moves on with its token.
             let next = if raw.starts_with("v2:") {
                 issued.next_authid.clone()
@@ -70,14 +64,7 @@ pub async fn refresh(c: &mut Call) -> Out {
             ))
         }
         Presented::Raw(rt) => {
-            // The limits a v2 authid meets in `tokens::for_authid`: obvious
-            // garbage is refused before a provider call, then the address's
-            // pass-through budget and the token's own.
-            if !crate::authid::plausible_refresh_token(&rt) {
-                return Err(BrokerError::MalformedAuthId);
-            }
-            rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
-            rate_limit(c, "RL_PER_GRANT", login::sha256_hex(rt.secret())).await?;
+            // Behind the same limits as a v2 authid (`tokens::pass_through`).
             let p = tokens::pass_through(c, engine.provider, &rt).await?;
             json_ok(akeeba::answer(
                 p.access_token.secret(),

@@ -1,20 +1,18 @@
 //! `GET /oauth/authorize`: the OAuth 2.0 authorization endpoint for native
 //! apps (RFC 6749 §4.1, RFC 8252), the end of its login (a redirect to the
-//! client with a one-time code, called from `callback.rs`), and the
-//! redemption of its codes at the token endpoint. Every decision is
+//! client with a one-time code, called from `callback.rs`). Its codes are
+//! redeemed by the token service (`tokens::redeem_code`). Every decision is
 //! `crate::authorize`'s.
 
 use crate::authorize::{self, CodeRecord, Refusal, CODE_TTL_SECS};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::providers::LoginKind;
-use crate::redeem::Redeemed;
-use crate::request::{single, stored_authid, Params};
+use crate::redeem::Issuance;
 use crate::seal::{Pending, SealError, Sealed};
 use crate::secret::StateToken;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
-use crate::shell::routes::revoke::revoke_stored;
 
 /// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error.
 fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Out {
@@ -52,30 +50,26 @@ pub async fn get(c: &mut Call) -> Out {
         );
     }
     let now = c.cfg.now;
-    let mut started = login::start(
-        provider,
-        &c.cfg.origin,
-        1,
-        None,
-        LoginEnding::ResultPage,
-        now,
-    )?;
+    // The state is sealed under the login's binding cookie, which `start`
+    // draws: the ending is completed once it exists.
+    let ending = LoginEnding::Authorize {
+        redirect_uri: req.redirect_uri.clone(),
+        code_challenge: req.code_challenge.clone(),
+        state: None,
+    };
+    let mut started = login::start(provider, &c.cfg.origin, 1, None, ending, now)?;
     // The client's state must come back verbatim, so it is kept, but sealed
     // under this login's browser-binding cookie (stored only hashed): the
     // login row alone does not reveal it.
-    let state = match &req.state {
-        Some(s) => Some(c.cfg.keys()?.seal_pending(
+    if let (Some(s), LoginEnding::Authorize { state, .. }) =
+        (&req.state, &mut started.record.ending)
+    {
+        *state = Some(c.cfg.keys()?.seal_pending(
             Pending::ClientState,
             started.binding.secret(),
             s.as_bytes(),
-        )?),
-        None => None,
-    };
-    started.record.ending = LoginEnding::Authorize {
-        redirect_uri: req.redirect_uri.clone(),
-        code_challenge: req.code_challenge.clone(),
-        state,
-    };
+        )?);
+    }
     c.db()?
         .insert_login(&started.state, &started.record, now)
         .await?;
@@ -92,7 +86,7 @@ pub(super) async fn finish(
     code_challenge: Option<&String>,
     sealed_state: Option<&Sealed>,
     binding: &StateToken,
-    outcome: Result<String, BrokerError>,
+    outcome: Result<Issuance, BrokerError>,
 ) -> Out {
     // Stored by `get` after validation; checked again so that a row can never
     // send a browser anywhere else (e.g. after the operator shortened REDIRECT_URIS).
@@ -111,8 +105,8 @@ pub(super) async fn finish(
         None => None,
     };
     let state = state.as_deref();
-    let shown = match outcome {
-        Ok(shown) => shown,
+    let issuance = match outcome {
+        Ok(issuance) => issuance,
         Err(e) => {
             let (error, description) = match e {
                 BrokerError::LoginDenied => ("access_denied", "the user or the provider refused"),
@@ -127,14 +121,15 @@ pub(super) async fn finish(
     };
     let code = crate::random::token_b64url(32)
         .map_err(|_| BrokerError::internal("no randomness for an authorization code"))?;
-    let sealed = keys.seal_pending(Pending::AuthorizationCode, &code, shown.as_bytes())?;
+    // The whole first answer, sealed under the code: redeeming it needs
+    // nothing that can fail after the code is spent (`crate::redeem`).
+    let sealed = keys.seal_pending(Pending::AuthorizationCode, &code, &issuance.to_bytes())?;
     let now = c.cfg.now;
     let record = CodeRecord {
         provider: provider.to_string(),
         redirect_uri: redirect_uri.to_string(),
         code_challenge: code_challenge.cloned(),
         expires_at: now + CODE_TTL_SECS,
-        presented: 0,
     };
     c.db()?
         .insert_code(&authorize::code_hash(&code), &record, &sealed, now)
@@ -145,65 +140,4 @@ pub(super) async fn finish(
             what: "the redirect_uri is not a URI",
         })?;
     Ok(redirect(&to).with_cookie(login::clear_cookie()))
-}
-
-/// Redeems `code` from the token endpoint's form for `client_id`
-/// (RFC 6749 §4.1.3). Every presentation is counted as it is read: only the
-/// first can succeed, and any later one (also after a refused first one)
-/// revokes the authid behind the code (§4.1.2), since the code has been seen
-/// by more than one party.
-pub async fn redeem_code(
-    c: &Call,
-    form: &Params,
-    client_id: Option<&str>,
-) -> Result<Redeemed, BrokerError> {
-    let Some(code) = single(form, "code")?.filter(|s| !s.is_empty()) else {
-        return Ok(Redeemed::Invalid("code is missing"));
-    };
-    let taken = c.db()?.take_code(&authorize::code_hash(code)).await?;
-    let (record, sealed) = match taken {
-        Some((r, s)) => (Some(r), Some(s)),
-        None => (None, None),
-    };
-    let checked = authorize::check_redemption(
-        record.as_ref(),
-        client_id,
-        single(form, "redirect_uri")?,
-        single(form, "code_verifier")?,
-        c.cfg.now,
-    );
-    let Some(sealed) = sealed else {
-        return Ok(Redeemed::Invalid(
-            checked
-                .err()
-                .unwrap_or("unknown or already used authorization code"),
-        ));
-    };
-    let opened = match c
-        .cfg
-        .keys()?
-        .open_pending(Pending::AuthorizationCode, code, &sealed)
-    {
-        Ok(plain) => String::from_utf8(plain).ok(),
-        Err(SealError::Open) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let authid = opened.as_deref().map(stored_authid);
-    match (checked, authid) {
-        (Ok(()), Some(Ok(authid))) => Ok(Redeemed::AuthId(authid)),
-        (Err(authorize::REPLAYED), Some(Ok(authid))) => {
-            // Best effort: the answer is invalid_grant either way; a grant
-            // already revoked (or one that fails to) is logged, not shown.
-            if let Err(e) = revoke_stored(c, authid).await {
-                if let Some(cause) = e.cause() {
-                    worker::console_warn!("replayed code: revoking its grant failed: {cause}");
-                }
-            }
-            Ok(Redeemed::Invalid(authorize::REPLAYED))
-        }
-        (Err(why), _) => Ok(Redeemed::Invalid(why)),
-        (Ok(()), _) => Ok(Redeemed::Invalid(
-            "unknown or already used authorization code",
-        )),
-    }
 }

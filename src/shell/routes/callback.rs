@@ -5,20 +5,20 @@
 //! confirmation (`handoff.rs`).
 
 use super::{akeeba, authorize, device, handoff};
-use crate::authid::{next_v2_authid, AuthId};
 use crate::error::BrokerError;
-use crate::grant::Grant;
-use crate::ids::ProviderId;
+use crate::grant::DEFAULT_EXPIRES_IN;
 use crate::login::{self, LoginEnding, LoginRecord};
 use crate::opener;
 use crate::pages;
 use crate::pkce::PkceVerifier;
 use crate::providers::{canonical_id, Provider};
-use crate::secret::StateToken;
+use crate::redeem::Issuance;
+use crate::secret::{AccessToken, StateToken};
 use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
+use crate::shell::tokens;
 use crate::shell::upstream_fetch;
-use crate::upstream::{self, TokenResponse, Upstream};
+use crate::upstream::{self, Upstream};
 
 pub async fn get(c: &mut Call) -> Out {
     let state = c
@@ -54,13 +54,18 @@ pub async fn get(c: &mut Call) -> Out {
     let outcome = exchange(c, &record, &verifier).await;
     match &record.ending {
         LoginEnding::ResultPage => {
-            let (provider, shown, region, _) = outcome?;
-            result_page(c, &record, provider, &shown, region).await
+            let made = outcome?;
+            result_page(c, &record, made.provider, &made.shown, made.region).await
         }
         LoginEnding::Akeeba { engine } => {
-            let (provider, shown, _, access_token) = outcome?;
-            let access_token = access_token.unwrap_or_default();
-            akeeba::result_page(c, engine, provider, &access_token, &shown)
+            let made = outcome?;
+            akeeba::result_page(
+                c,
+                engine,
+                made.provider,
+                made.first.access_token.secret(),
+                &made.shown,
+            )
         }
         LoginEnding::Authorize {
             redirect_uri,
@@ -74,25 +79,40 @@ pub async fn get(c: &mut Call) -> Out {
                 code_challenge.as_ref(),
                 state.as_ref(),
                 &cookie,
-                outcome.map(|(_, shown, _, _)| shown),
+                outcome.map(Exchanged::issuance),
             )
             .await
         }
         LoginEnding::Device { device_code_hash } => {
-            device::finish(c, device_code_hash, outcome.map(|(_, shown, _, _)| shown)).await
+            device::finish(c, device_code_hash, outcome.map(Exchanged::issuance)).await
         }
     }
 }
 
-/// What a login made: the provider, what the login shows (`mint`), for
-/// pCloud the account's region, and for Akeeba's helper page the first
-/// access token.
-type Exchanged<'c> = (
-    &'c Provider,
-    String,
-    Option<pages::Region<'c>>,
-    Option<String>,
-);
+/// What a login made.
+struct Exchanged<'c> {
+    provider: &'c Provider,
+    /// What the login shows (`mint`): the authid, or pCloud's access token.
+    shown: String,
+    /// pCloud: the account's region.
+    region: Option<pages::Region<'c>>,
+    /// The code exchange's access token: Akeeba's helper page shows it, and
+    /// the OAuth 2.0 doors keep it sealed with their code as the first answer.
+    first: FirstToken,
+}
+
+/// The access token a login's code exchange obtained.
+struct FirstToken {
+    access_token: AccessToken,
+    expires_at: i64,
+}
+
+impl Exchanged<'_> {
+    /// The first answer of a login whose authid goes to a client (`crate::redeem`).
+    fn issuance(self) -> Issuance {
+        Issuance::new(self.shown, self.first.access_token, self.first.expires_at)
+    }
+}
 
 /// The provider's answer to the login: exchange its code (with the client
 /// secret and the PKCE verifier) and keep the grant.
@@ -134,17 +154,24 @@ async fn exchange<'c>(
         Upstream::InvalidGrant => return Err(BrokerError::InvalidLoginState),
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
-    // Akeeba's helper page shows the first access token too (`akeeba.rs`).
-    let access_token = match record.ending {
-        LoginEnding::Akeeba { .. } => Some(resp.access_token().to_string()),
-        _ => None,
+    let first = FirstToken {
+        access_token: AccessToken::new(resp.access_token().to_string()),
+        expires_at: c
+            .cfg
+            .now
+            .saturating_add(resp.expires_in().unwrap_or(DEFAULT_EXPIRES_IN)),
     };
-    let shown = mint(c, provider, record.token_version, resp).await?;
+    let shown = tokens::mint(c, provider, record.token_version, resp).await?;
     let region = endpoint.region.map(|r| pages::Region {
         name: &r.region,
         host: &r.hostname,
     });
-    Ok((provider, shown, region, access_token))
+    Ok(Exchanged {
+        provider,
+        shown,
+        region,
+        first,
+    })
 }
 
 /// The broker's own ending: the authid on a page with a copy button, posted
@@ -187,40 +214,4 @@ async fn result_page(
         out = out.with_cookie(clear);
     }
     Ok(out)
-}
-
-/// What the result page shows for a completed code exchange: a new stored (v1)
-/// authid, a pass-through (v2) authid, or, for pCloud, the access token itself.
-/// Also how a CLI-token login (`cli_token.rs`) keeps its grant.
-pub(super) async fn mint(
-    c: &Call,
-    provider: &Provider,
-    token_version: u8,
-    resp: TokenResponse,
-) -> Result<String, BrokerError> {
-    if provider.access_token_is_authid {
-        // pCloud: the token never expires and there is no refresh token; Duplicati
-        // uses the access token itself as the authid. Nothing is stored.
-        return Ok(resp.access_token().to_string());
-    }
-    let grant = Grant::from_code_exchange(resp, c.cfg.now)?;
-    if token_version == 2 {
-        // Stateless (Akeeba-style): the authid carries the refresh token; nothing
-        // is stored. A token too long to be presented again as an authid is kept
-        // here instead (a stored v1 authid), so the login still yields one that works.
-        let rt = grant
-            .refresh_token()
-            .ok_or_else(|| BrokerError::internal("a new grant without a refresh token"))?;
-        if let Some(authid) = next_v2_authid(&provider.id, &rt) {
-            return Ok(authid);
-        }
-    }
-    // On a shard drawn at random; the authid names it (`crate::authid`).
-    let authid = AuthId::generate(c.cfg.shard_for_new_grant()?)?;
-    let shown = authid.expose();
-    c.vault()?
-        .grant(authid)?
-        .insert(&ProviderId::new(&provider.id), &grant, c.cfg.now)
-        .await?;
-    Ok(shown)
 }

@@ -4,10 +4,9 @@
 //! provider's CLI token; the POST checks the form's double-submit token, parses
 //! the CLI token (`crate::cli_token`), makes the password grant
 //! (`crate::upstream::password_grant`) and keeps the grant under a new v1
-//! authid exactly as a callback does (`callback::mint`), then shows the same
+//! authid exactly as a callback does (`tokens::mint`), then shows the same
 //! result page.
 
-use super::callback;
 use crate::cli_token::{self, CliToken, CliTokenError, CSRF_COOKIE, CSRF_TTL_SECS};
 use crate::config::Config;
 use crate::error::BrokerError;
@@ -19,6 +18,7 @@ use crate::request::single;
 use crate::secret::ClientSecret;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
+use crate::shell::tokens;
 use crate::shell::upstream_fetch;
 use crate::upstream::{self, Upstream};
 
@@ -64,7 +64,7 @@ pub async fn login(c: &mut Call) -> Out {
         Upstream::InvalidGrant => return Err(CliTokenError::Rejected.into()),
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
     };
-    let shown = callback::mint(c, p, 1, resp).await?;
+    let shown = tokens::mint(c, p, 1, resp).await?;
     // The new UI opened the index in this popup: the opener's origin the index
     // kept (`crate::opener`), checked against the allowlist again.
     let hint = c

@@ -1,17 +1,17 @@
 //! The device authorization grant (RFC 8628): `POST /oauth/device_authorization`
 //! (the device asks for codes), `GET`/`POST /device` (the verification page:
-//! enter the code, see the provider, click, log in), the end of that login
-//! (called from `callback.rs`), and the redemption of device codes at the
-//! token endpoint. Every decision is `crate::device`'s.
+//! enter the code, see the provider, click, log in) and the end of that login
+//! (called from `callback.rs`). Device codes are redeemed by the token service
+//! (`tokens::redeem_device_code`). Every decision is `crate::device`'s.
 
-use crate::device::{self, DeviceRecord, Poll, Status};
+use crate::device::{self, DeviceRecord, Status};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::pages;
 use crate::providers::{LoginKind, Provider};
-use crate::redeem::Redeemed;
-use crate::request::{single, stored_authid, Params};
-use crate::seal::{Pending, SealError};
+use crate::redeem::Issuance;
+use crate::request::single;
+use crate::seal::Pending;
 use crate::secret::ct_eq;
 use crate::shell::call::Call;
 use crate::shell::guard::rate_limit;
@@ -61,6 +61,7 @@ pub async fn authorization(c: &mut Call) -> Out {
         interval: device::INTERVAL_SECS,
         last_poll_at: None,
         expires_at: now + device::DEVICE_TTL_SECS,
+        requested_from: device::country(c.req.cf().and_then(|cf| cf.country()).as_deref()),
     };
     let no_random = |_| BrokerError::internal("no randomness for a device code");
     // A user code already in use by a live row is drawn again (2^34.6 codes:
@@ -164,10 +165,19 @@ pub async fn page(c: &mut Call) -> Out {
                 ],
             )
         };
-        let page = pages::device_confirm(&provider.name, &shown, &link("approve")?, &link("deny")?);
+        let page = pages::device_confirm(
+            &provider.name,
+            &shown,
+            record.requested_at(),
+            record.requested_from.as_deref(),
+            &link("approve")?,
+            &link("deny")?,
+        );
+        // The cookie binds the click to this browser AND to this device row.
+        let bound = device::confirmation_binding(&token, &device_code_hash);
         return Ok(html(page).with_cookie(login::cookie(
             CONFIRM_COOKIE,
-            &token,
+            &bound,
             device::DEVICE_TTL_SECS,
         )));
     };
@@ -175,7 +185,8 @@ pub async fn page(c: &mut Call) -> Out {
         .header("Cookie")
         .and_then(|h| login::cookie_value(&h, CONFIRM_COOKIE))
         .unwrap_or_default();
-    if !ct_eq(cookie.as_bytes(), confirm.as_bytes()) {
+    let expected = device::confirmation_binding(confirm, &device_code_hash);
+    if !ct_eq(cookie.as_bytes(), expected.as_bytes()) {
         return Err(BrokerError::Forbidden {
             code: "confirmation_mismatch",
             what: "this confirmation was not made in this browser; enter the code again",
@@ -215,23 +226,24 @@ pub async fn page(c: &mut Call) -> Out {
 pub(super) async fn finish(
     c: &Call,
     device_code_hash: &str,
-    outcome: Result<String, BrokerError>,
+    outcome: Result<Issuance, BrokerError>,
 ) -> Out {
     let db = c.db()?;
-    let shown = match outcome {
-        Ok(shown) => shown,
+    let issuance = match outcome {
+        Ok(issuance) => issuance,
         Err(BrokerError::LoginDenied) => {
             db.deny_device(device_code_hash).await?;
             return Ok(html(pages::device_done(false)).with_cookie(login::clear_cookie()));
         }
         Err(e) => return Err(e),
     };
-    // Sealed under the device code's hash (the browser never sees the code)
-    // and the server secret; see `seal::Pending::DeviceCode`.
+    // The whole first answer (`crate::redeem`), sealed under the device
+    // code's hash (the browser never sees the code) and the server secret;
+    // see `seal::Pending::DeviceCode`.
     let sealed =
         c.cfg
             .keys()?
-            .seal_pending(Pending::DeviceCode, device_code_hash, shown.as_bytes())?;
+            .seal_pending(Pending::DeviceCode, device_code_hash, &issuance.to_bytes())?;
     if !db
         .approve_device(device_code_hash, &sealed, c.cfg.now)
         .await?
@@ -242,46 +254,4 @@ pub(super) async fn finish(
         });
     }
     Ok(html(pages::device_done(true)).with_cookie(login::clear_cookie()))
-}
-
-/// Redeems `device_code` from the token endpoint's form for `client_id`
-/// (RFC 8628 §3.4, §3.5).
-pub async fn redeem_device_code(
-    c: &Call,
-    form: &Params,
-    client_id: Option<&str>,
-) -> Result<Redeemed, BrokerError> {
-    let Some(code) = single(form, "device_code")?.filter(|s| !s.is_empty()) else {
-        return Ok(Redeemed::Invalid("device_code is missing"));
-    };
-    let hash = device::device_code_hash(code);
-    let db = c.db()?;
-    let now = c.cfg.now;
-    let record = db.device(&hash).await?;
-    match device::poll(record.as_ref(), client_id, now) {
-        Poll::Answer(a) => Ok(a),
-        Poll::Wait { answer, interval } => {
-            db.record_poll(&hash, interval, now).await?;
-            Ok(answer)
-        }
-        Poll::Take => {
-            let Some(sealed) = db.take_approved_device(&hash, now).await? else {
-                // Another poll took it a moment ago.
-                return Ok(Redeemed::Invalid("unknown or already used device code"));
-            };
-            let opened = match c
-                .cfg
-                .keys()?
-                .open_pending(Pending::DeviceCode, &hash, &sealed)
-            {
-                Ok(plain) => String::from_utf8(plain).ok(),
-                Err(SealError::Open) => None,
-                Err(e) => return Err(e.into()),
-            };
-            match opened.as_deref().map(stored_authid) {
-                Some(Ok(authid)) => Ok(Redeemed::AuthId(authid)),
-                _ => Ok(Redeemed::Invalid("unknown or already used device code")),
-            }
-        }
-    }
 }

@@ -20,7 +20,7 @@ pub async fn handle(c: &mut Call) -> Out {
     let Some(raw) = authid_from(header.as_deref(), &form, &c.query)? else {
         return login_redirect(c);
     };
-    let issued = tokens::for_authid(c, raw).await?;
+    let issued = tokens::for_authid(c, raw, None).await?;
     let mut answer = json!({
         "access_token": issued.token.secret(),
         "expires": issued.remaining,

@@ -2,7 +2,9 @@
 //! §3.2, §5; RFC 8628 §3.4). The refresh token is the authid: a
 //! `refresh_token` grant is served by the same token service as `/refresh`
 //! (`crate::shell::tokens`: single flight, cache, failure semantics), and the
-//! code and device-code grants are redeemed by the doors that issued them.
+//! code and device-code grants are redeemed by the token service too
+//! (`tokens::redeem_code`, `tokens::redeem_device_code`), answering with the
+//! first answer sealed with the code (`crate::redeem`).
 //! Parsing and the answers' shapes are `crate::oauth2`.
 
 use std::cell::RefCell;
@@ -14,8 +16,7 @@ use crate::redeem::Redeemed;
 use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::respond::{oauth_ok, Out};
-use crate::shell::routes::{authorize, device};
-use crate::shell::tokens;
+use crate::shell::tokens::{self, ForClient};
 
 thread_local! {
     /// Failed refreshes of this isolate that cost a provider call (see
@@ -31,13 +32,13 @@ pub async fn post(c: &mut Call) -> Out {
     admit(c, request.client.secret.as_deref())?;
     let client_id = request.client.id.as_deref();
     match request.grant {
-        Grant::RefreshToken(raw) => refresh(c, &raw).await,
+        Grant::RefreshToken(raw) => refresh(c, &raw, client_id).await,
         Grant::AuthorizationCode => {
-            let r = authorize::redeem_code(c, &form, client_id).await?;
+            let r = tokens::redeem_code(c, &form, client_id).await?;
             redeemed(c, r).await
         }
         Grant::DeviceCode => {
-            let r = device::redeem_device_code(c, &form, client_id).await?;
+            let r = tokens::redeem_device_code(c, &form, client_id).await?;
             redeemed(c, r).await
         }
     }
@@ -67,14 +68,23 @@ fn admit(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
     }
 }
 
-/// `grant_type=refresh_token`: the authid (v1 or v2) through the token service.
-async fn refresh(c: &Call, raw: &str) -> Out {
+/// `grant_type=refresh_token`: the authid (v1 or v2) through the token
+/// service. A `client_id`, when sent, must name the authid's provider
+/// (RFC 6749 §6: the refresh token is bound to the client it was issued to).
+async fn refresh(c: &Call, raw: &str, client_id: Option<&str>) -> Out {
     let key = sha256_hex(raw);
     let recalled = RECENT_FAILURES.with(|m| m.borrow_mut().recall(&key, clock::now_ms()));
     if let Some(e) = recalled {
         return Err(e);
     }
-    match tokens::for_authid(c, raw).await {
+    let client = client_id.map(|provider| ForClient {
+        provider,
+        refusal: BrokerError::BadRequest {
+            code: "invalid_grant",
+            what: "the refresh token was issued to another client_id (provider)",
+        },
+    });
+    match tokens::for_authid(c, raw, client).await {
         Ok(issued) => {
             let next = oauth2::changed_refresh_token(raw, issued.next_authid.as_deref());
             oauth_ok(oauth2::token_response(
@@ -95,15 +105,12 @@ async fn refresh(c: &Call, raw: &str) -> Out {
 async fn redeemed(c: &Call, r: Redeemed) -> Out {
     let code = |code: &'static str, what: &'static str| BrokerError::BadRequest { code, what };
     match r {
-        Redeemed::AuthId(authid) => {
-            let refresh_token = authid.expose();
-            let issued = tokens::stored(c, authid).await?;
-            oauth_ok(oauth2::token_response(
-                issued.token.secret(),
-                issued.remaining,
-                Some(&refresh_token),
-            ))
-        }
+        // The first answer, as sealed with the code: nothing to fetch.
+        Redeemed::Issued(issuance) => oauth_ok(oauth2::token_response(
+            issuance.access_token.secret(),
+            issuance.expires_in(c.cfg.now),
+            Some(issuance.shown_authid()),
+        )),
         Redeemed::Pending => Err(code(
             "authorization_pending",
             "the user has not finished the login yet",

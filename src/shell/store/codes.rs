@@ -1,9 +1,12 @@
 //! `authorization_codes`: the one-time codes of the OAuth 2.0 authorization
 //! endpoint (`crate::authorize`), keyed by `authorize::code_hash`, holding the
-//! authid only sealed (`seal::Pending::AuthorizationCode`). Every
-//! presentation is counted by one atomic `UPDATE … RETURNING`, so exactly one
-//! sees itself as the first; the row stays until it expires, so that a replay
-//! can still open the authid and revoke it (`crate::authorize::REPLAYED`).
+//! first answer (authid and first access token, `crate::redeem::Issuance`)
+//! only sealed (`seal::Pending::AuthorizationCode`). A presentation is read
+//! first and counted only once it has passed every check, by one atomic
+//! `UPDATE … RETURNING`, so exactly one successful presentation sees itself as
+//! the first; the row stays until it expires (or the purge removes it), so
+//! that a replay can still open the authid and revoke it
+//! (`crate::authorize::REPLAYED`).
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -22,7 +25,6 @@ struct CodeRow {
     nonce: String,
     ciphertext: String,
     expires_at: i64,
-    presented: i64,
 }
 
 impl Db {
@@ -56,18 +58,15 @@ impl Db {
         .await
     }
 
-    /// Counts a presentation of the code and returns it: of two
-    /// presentations, exactly one sees `presented == 1`.
-    pub async fn take_code(
-        &self,
-        code_hash: &str,
-    ) -> Result<Option<(CodeRecord, Sealed)>, BrokerError> {
+    /// The code's row, as issued; counts nothing (a refused presentation
+    /// must not spend the code). An expired row is read too, so that it is
+    /// refused as expired (`authorize::check_redemption`), never used.
+    pub async fn code(&self, code_hash: &str) -> Result<Option<(CodeRecord, Sealed)>, BrokerError> {
         let row: Option<CodeRow> = self
             .first(
-                "take_code",
-                "UPDATE authorization_codes SET presented = presented + 1 WHERE code_hash = ?1 \
-                 RETURNING provider, redirect_uri, code_challenge, key_version, nonce, \
-                 ciphertext, expires_at, presented",
+                "code",
+                "SELECT provider, redirect_uri, code_challenge, key_version, nonce, ciphertext, \
+                 expires_at FROM authorization_codes WHERE code_hash = ?1",
                 &[code_hash.into()],
             )
             .await?;
@@ -78,7 +77,6 @@ impl Db {
                     redirect_uri: r.redirect_uri,
                     code_challenge: r.code_challenge,
                     expires_at: r.expires_at,
-                    presented: r.presented,
                 },
                 Sealed {
                     key_version: r.key_version,
@@ -87,5 +85,24 @@ impl Db {
                 },
             )
         }))
+    }
+
+    /// Counts a checked presentation and returns the count, this one included:
+    /// of two, exactly one sees 1 (`authorize::claimed`). `None` once the code
+    /// has expired.
+    pub async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Option<i64>, BrokerError> {
+        #[derive(Deserialize)]
+        struct Count {
+            redeemed: i64,
+        }
+        let row: Option<Count> = self
+            .first(
+                "redeem_code",
+                "UPDATE authorization_codes SET redeemed = redeemed + 1 \
+                 WHERE code_hash = ?1 AND expires_at > ?2 RETURNING redeemed",
+                &[code_hash.into(), num(now)],
+            )
+            .await?;
+        Ok(row.map(|r| r.redeemed))
     }
 }

@@ -1,11 +1,12 @@
 //! `device_codes`: RFC 8628 device authorizations (`crate::device`), keyed by
 //! `device::device_code_hash`, found by the verification page through
-//! `device::user_code_hash`. The authid is stored only sealed
+//! `device::user_code_hash`. The first answer (authid and first access token, `crate::redeem::Issuance`) is stored only sealed
 //! (`seal::Pending::DeviceCode`) and the row is deleted when the device
 //! collects it. Every write repeats the condition it depends on (pending,
 //! unexpired, approved) so that it is atomic.
 
 use serde::Deserialize;
+use wasm_bindgen::JsValue;
 
 use super::{num, Db};
 use crate::device::{DeviceRecord, Status};
@@ -19,9 +20,10 @@ struct DeviceRow {
     poll_interval: i64,
     last_poll_at: Option<i64>,
     expires_at: i64,
+    requested_from: Option<String>,
 }
 
-const COLUMNS: &str = "provider, status, poll_interval, last_poll_at, expires_at";
+const COLUMNS: &str = "provider, status, poll_interval, last_poll_at, expires_at, requested_from";
 
 impl DeviceRow {
     fn record(self) -> Option<DeviceRecord> {
@@ -31,6 +33,7 @@ impl DeviceRow {
             interval: self.poll_interval,
             last_poll_at: self.last_poll_at,
             expires_at: self.expires_at,
+            requested_from: self.requested_from,
         })
     }
 }
@@ -58,7 +61,7 @@ impl Db {
             "device_codes",
             now,
             "INSERT INTO device_codes (device_code_hash, user_code_hash, provider, status, \
-             poll_interval, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             poll_interval, expires_at, requested_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
              ON CONFLICT DO NOTHING",
             &[
                 device_code_hash.into(),
@@ -67,6 +70,9 @@ impl Db {
                 r.status.as_str().into(),
                 num(r.interval),
                 num(r.expires_at),
+                r.requested_from
+                    .as_deref()
+                    .map_or(JsValue::NULL, JsValue::from),
             ],
         )
         .await?;

@@ -1,9 +1,24 @@
-//! An access token for an authid, whichever client dialect asked for it
-//! (Duplicati's `/refresh`, the OAuth 2.0 token endpoint, Akeeba's refresh
-//! URL). Each dialect translates its wire shape to [`for_authid`] (or, for a
-//! raw provider refresh token, [`pass_through`]) and shapes the answer; none
-//! of them owns broker logic. Per-grant and pass-through limits are applied
-//! here, so every door is limited alike.
+//! The token service: the one place that mints, refreshes, redeems and
+//! revokes a grant, whichever door asked (Duplicati's `/refresh` and pages,
+//! the OAuth 2.0 endpoints, Akeeba's helper and refresh URL, Jottacloud's CLI
+//! token). A route file parses its wire shape, calls one function here and
+//! shapes the answer; no route calls another. Limits are applied here, so
+//! every door is limited alike. The promise each path keeps: docs/storage.md,
+//! "Redemption" and "Concurrency".
+//!
+//! - this file: an access token for an authid ([`for_authid`], [`stored`],
+//!   [`pass_through`]);
+//! - `mint.rs`: a new grant from a login's code exchange;
+//! - `redeem.rs`: authorization and device codes at the token endpoint;
+//! - `revoke.rs`: revocation by the holder, or on a replayed code.
+
+mod mint;
+mod redeem;
+mod revoke;
+
+pub use mint::mint;
+pub use redeem::{redeem_code, redeem_device_code};
+pub use revoke::{revoke, revoke_authid, Revoker};
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,7 +31,7 @@ use crate::error::BrokerError;
 use crate::ids::ProviderId;
 use crate::login::sha256_hex;
 use crate::migrate;
-use crate::providers::canonical_id;
+use crate::providers::{canonical_id, same_provider};
 use crate::refresh::{self, PassThrough, Runtime};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::shell::call::Call;
@@ -41,9 +56,35 @@ pub struct Issued {
     pub next_authid: Option<String>,
 }
 
+/// The provider a client is configured for (the token endpoint's `client_id`,
+/// RFC 6749 §6; Akeeba's engine), and the door's refusal when the authid
+/// names another: a client configured for one provider is never handed
+/// another provider's token.
+pub struct ForClient<'a> {
+    pub provider: &'a str,
+    pub refusal: BrokerError,
+}
+
+impl ForClient<'_> {
+    fn check(client: Option<&Self>, provider: &str) -> Result<(), BrokerError> {
+        match client {
+            Some(f) if !same_provider(f.provider, provider) => Err(f.refusal.clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Serves an access token for the authid `raw` (v1 or v2), applying the
-/// per-grant limit (and, for v2, the per-address pass-through limit).
-pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
+/// per-grant limit (and, for v2, the per-address pass-through limit). With
+/// `client`, the authid must be of the client's provider: a v2 authid names
+/// it and is refused before its token is spent; a stored grant's provider is
+/// known once it is opened, and refusing then loses nothing (its refresh
+/// token, rotated or not, is kept).
+pub async fn for_authid(
+    c: &Call,
+    raw: &str,
+    client: Option<ForClient<'_>>,
+) -> Result<Issued, BrokerError> {
     // Per-grant limit (cache hits count): keyed by the row's key hash for v1 and
     // by a hash of the provider and refresh token for v2, never by the authid itself.
     match parse_authid(raw)? {
@@ -51,14 +92,7 @@ pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
             provider,
             refresh_token,
         } => {
-            // Every new v2 authid is a new grant bucket and a provider call with
-            // our client credentials: obvious garbage is answered here, and the
-            // rest spends the address's own pass-through budget first.
-            if !plausible_refresh_token(&refresh_token) {
-                return Err(BrokerError::MalformedAuthId);
-            }
-            rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
-            rate_limit(c, "RL_PER_GRANT", v2_grant_key(&provider, &refresh_token)).await?;
+            ForClient::check(client.as_ref(), &provider)?;
             let provider = canonical_id(&provider).to_string();
             let p = pass_through(c, &provider, &refresh_token).await?;
             // Every token round-trips through the next authid (escaped as needed).
@@ -73,13 +107,18 @@ pub async fn for_authid(c: &Call, raw: &str) -> Result<Issued, BrokerError> {
                 next_authid,
             })
         }
-        ParsedAuthId::V1(authid) => stored(c, authid).await,
+        ParsedAuthId::V1(authid) => {
+            let issued = stored(c, authid).await?;
+            ForClient::check(client.as_ref(), &issued.provider)?;
+            Ok(issued)
+        }
     }
 }
 
-/// The per-grant limit's bucket for a pass-through (v2) authid: a hash of what
-/// it names (the provider as spelled and the refresh token), never the token.
-fn v2_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
+/// The per-grant limit's bucket for a pass-through refresh token: a hash of
+/// the provider (canonical) and the token, never the token. One key whichever
+/// door presents it (a v2 authid, Akeeba's raw token).
+fn pass_through_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
     sha256_hex(&format!("{provider}\n{}", refresh_token.secret()))
 }
 
@@ -117,15 +156,30 @@ pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
     })
 }
 
-/// Refreshes a raw provider refresh token upstream, storing nothing: the
+/// Refreshes a raw provider refresh token (a v2 authid's, Akeeba's raw
+/// token) upstream, storing nothing, behind every pass-through limit: the
 /// answer carries the token to present next time (the rotated one, or the
-/// same). The caller applies its own limits first.
+/// same).
 pub async fn pass_through(
     c: &Call,
     provider: &str,
     refresh_token: &RefreshToken,
 ) -> Result<PassThrough, BrokerError> {
+    // Every new pass-through token is a new grant bucket and a provider call
+    // with our client credentials: obvious garbage is answered here, and the
+    // rest spends the address's own pass-through budget first, then the
+    // token's own (cache hits do not exist here: nothing is stored).
+    if !plausible_refresh_token(refresh_token) {
+        return Err(BrokerError::MalformedAuthId);
+    }
     let provider = canonical_id(provider);
+    rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
+    rate_limit(
+        c,
+        "RL_PER_GRANT",
+        pass_through_grant_key(provider, refresh_token),
+    )
+    .await?;
     let outcome =
         upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
     refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize())
