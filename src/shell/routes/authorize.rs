@@ -7,6 +7,7 @@
 use crate::authorize::{self, CodeRecord, Refusal, CODE_TTL_SECS};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
+use crate::oauth2;
 use crate::providers::LoginKind;
 use crate::redeem::Redeemed;
 use crate::request::{single, stored_authid, Params};
@@ -16,9 +17,16 @@ use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
 use crate::shell::routes::revoke::revoke_stored;
 
-/// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error.
-fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Out {
-    let to = authorize::error_redirect(redirect_uri, error, description, state).ok_or(
+/// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error
+/// and the `issuer` (RFC 9207).
+fn error_back(
+    redirect_uri: &str,
+    error: &str,
+    description: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> Out {
+    let to = authorize::error_redirect(redirect_uri, error, description, state, issuer).ok_or(
         BrokerError::BadRequest {
             code: "invalid_redirect_uri",
             what: "the redirect_uri is not a URI",
@@ -28,6 +36,8 @@ fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<
 }
 
 pub async fn get(c: &mut Call) -> Out {
+    // The issuer the client discovered: the metadata at the same base names it.
+    let issuer = oauth2::issuer(&c.cfg.origin, &c.base);
     let req = match authorize::parse_request(&c.query, &c.cfg.redirect_uris()) {
         Ok(r) => r,
         // An invalid client or redirect URI: a page, never a redirect.
@@ -37,7 +47,7 @@ pub async fn get(c: &mut Call) -> Out {
             state,
             error,
             description,
-        }) => return error_back(&redirect_uri, error, description, state.as_deref()),
+        }) => return error_back(&redirect_uri, error, description, state.as_deref(), &issuer),
     };
     // An unknown client_id is also a page (404 unknown_provider).
     let (provider, _) = c.cfg.provider(&req.client_id)?;
@@ -49,6 +59,7 @@ pub async fn get(c: &mut Call) -> Out {
             "unauthorized_client",
             "this provider cannot be used with the authorization code grant",
             req.state.as_deref(),
+            &issuer,
         );
     }
     let now = c.cfg.now;
@@ -71,10 +82,21 @@ pub async fn get(c: &mut Call) -> Out {
         )?),
         None => None,
     };
+    // The callback is reached without the `/k/<key>` prefix, so the prefix
+    // is kept to name the issuer there; it holds a key, so sealed like state.
+    let gate_base = match c.base.is_empty() {
+        true => None,
+        false => Some(c.cfg.keys()?.seal_pending(
+            Pending::GateBase,
+            started.binding.secret(),
+            c.base.as_bytes(),
+        )?),
+    };
     started.record.ending = LoginEnding::Authorize {
         redirect_uri: req.redirect_uri.clone(),
         code_challenge: req.code_challenge.clone(),
         state,
+        gate_base,
     };
     c.db()?
         .insert_login(&started.state, &started.record, now)
@@ -84,13 +106,16 @@ pub async fn get(c: &mut Call) -> Out {
 
 /// The callback's arm for [`LoginEnding::Authorize`]: `outcome` is the authid
 /// the login made, or why it failed. A failure goes back to the client as
-/// `error=` (§4.1.2.1); a success stores a one-time code and sends it.
+/// `error=` (§4.1.2.1); a success stores a one-time code and sends it. Both
+/// name the issuer the authorization request was sent to (RFC 9207).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn finish(
     c: &Call,
     provider: &str,
     redirect_uri: &str,
     code_challenge: Option<&String>,
     sealed_state: Option<&Sealed>,
+    sealed_gate_base: Option<&Sealed>,
     binding: &StateToken,
     outcome: Result<String, BrokerError>,
 ) -> Out {
@@ -111,6 +136,14 @@ pub(super) async fn finish(
         None => None,
     };
     let state = state.as_deref();
+    let gate_base = match sealed_gate_base {
+        Some(s) => {
+            let plain = keys.open_pending(Pending::GateBase, binding.secret(), s)?;
+            String::from_utf8(plain).map_err(|_| SealError::Open)?
+        }
+        None => String::new(),
+    };
+    let issuer = oauth2::issuer(&c.cfg.origin, &gate_base);
     let shown = match outcome {
         Ok(shown) => shown,
         Err(e) => {
@@ -122,7 +155,7 @@ pub(super) async fn finish(
                 ),
                 _ => ("server_error", "the login could not be completed"),
             };
-            return error_back(redirect_uri, error, description, state);
+            return error_back(redirect_uri, error, description, state, &issuer);
         }
     };
     let code = crate::random::token_b64url(32)
@@ -139,11 +172,12 @@ pub(super) async fn finish(
     c.db()?
         .insert_code(&authorize::code_hash(&code), &record, &sealed, now)
         .await?;
-    let to =
-        authorize::code_redirect(redirect_uri, &code, state).ok_or(BrokerError::BadRequest {
+    let to = authorize::code_redirect(redirect_uri, &code, state, &issuer).ok_or(
+        BrokerError::BadRequest {
             code: "invalid_redirect_uri",
             what: "the redirect_uri is not a URI",
-        })?;
+        },
+    )?;
     Ok(redirect(&to).with_cookie(login::clear_cookie()))
 }
 
