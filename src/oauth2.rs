@@ -38,6 +38,10 @@ pub const REVOCATION_PATH: &str = "/oauth/revoke";
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
 pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth/device_authorization";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// RFC 8414 §3.1's location of the metadata of the issuer `<origin>/k/<key>`
+/// (the well-known string inserted before the issuer's path): followed by the
+/// key, as one path segment.
+pub const METADATA_PATH_INSERTED_KEY: &str = "/.well-known/oauth-authorization-server/k/";
 
 /// RFC 8628 §3.4's grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

@@ -11,10 +11,13 @@ use crate::route::{Method, Surface};
 /// Seconds in the rate-limit window (`period` of the `[[ratelimits]]` bindings).
 const RATE_LIMIT_PERIOD: u32 = 60;
 
+/// The per-client-address limit's binding (the table's `ip_limited`).
+pub const PER_IP_LIMIT: &str = "RL_PER_IP";
+
 /// Runs the row's checks.
 pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), BrokerError> {
     if ip_limited {
-        rate_limit(call, "RL_PER_IP", call.client_key()?).await?;
+        rate_limit(call, PER_IP_LIMIT, call.client_key()?).await?;
     }
     if gated {
         let header = call.header("X-Access-Key");
