@@ -114,12 +114,12 @@ pub static ROUTES: &[Route<Handler>] = &[
     gated(limited(page(Exact(AUTHORIZATION_PATH), GET, |c| {
         Box::pin(authorize::get(c))
     }))),
-    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2.
-    gated(limited(oauth(
-        Exact(DEVICE_AUTHORIZATION_PATH),
-        POST,
-        |c| Box::pin(device::authorization(c)),
-    ))),
+    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2. It
+    // reads the gate itself, like the token endpoint (below): the key may be
+    // the client_secret.
+    limited(oauth(Exact(DEVICE_AUTHORIZATION_PATH), POST, |c| {
+        Box::pin(device::authorization(c))
+    })),
     // RFC 8628 §3.3: the verification page; its POST also counts against
     // RL_USER_CODE (guessing user codes).
     gated(limited(page(Exact("/device"), GET_POST, |c| {
