@@ -95,6 +95,7 @@ fn main() {
             }
         }
     }
+    gate::stop();
     drop(broker);
     if !failed.is_empty() {
         println!("\nfailures:");
