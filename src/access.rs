@@ -58,15 +58,18 @@ pub struct KeyPrefix<'p> {
 pub fn split_key_prefix(path: &str) -> Option<KeyPrefix<'_>> {
     let rest = path.strip_prefix("/k/")?;
     let end = rest.find('/')?;
-    let key = percent_decode(&rest[..end])?;
-    if key.is_empty() || key.contains('/') {
-        return None;
-    }
+    let key = key_segment(&rest[..end])?;
     Some(KeyPrefix {
         key,
         prefix: &path[..3 + end],
         path: &rest[end..],
     })
+}
+
+/// The key a `<key>` path segment spells (as in `/k/<key>`), percent-decoded;
+/// `None` when it is empty, holds an encoded `/` or broken percent-encoding.
+pub fn key_segment(segment: &str) -> Option<String> {
+    percent_decode(segment).filter(|key| !key.is_empty() && !key.contains('/'))
 }
 
 /// Percent-decodes one path segment; `None` for a broken escape or bytes that
@@ -215,6 +218,15 @@ mod tests {
         assert_eq!(presented_key(None, Some("p"), Some("q")), Some("p"));
         assert_eq!(presented_key(Some("h"), Some("p"), Some("q")), Some("h"));
         assert_eq!(presented_key(Some(""), Some("p"), None), Some("p"));
+    }
+
+    #[test]
+    fn a_key_segment_is_decoded_and_never_empty_or_a_path() {
+        assert_eq!(key_segment("K"), Some("K".into()));
+        assert_eq!(key_segment("a%26b%3D"), Some("a&b=".into()));
+        for s in ["", "a%2Fb", "a%2fb", "%zz", "%4", "%ff"] {
+            assert_eq!(key_segment(s), None, "{s}");
+        }
     }
 
     #[test]

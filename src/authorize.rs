@@ -226,26 +226,37 @@ pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<Strin
     Some(url.into())
 }
 
-/// The success redirect (§4.1.2): `code` and, if the client sent one, `state`.
-pub fn code_redirect(redirect_uri: &str, code: &str, state: Option<&str>) -> Option<String> {
+/// The success redirect (§4.1.2): `code`, the client's `state` if it sent
+/// one, and `iss`, the issuer the client discovered (RFC 9207 §2: so that a
+/// client talking to several authorization servers can tell which one
+/// answered, the mix-up defence of RFC 9700 §4.4).
+pub fn code_redirect(
+    redirect_uri: &str,
+    code: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> Option<String> {
     let mut pairs = vec![("code", code)];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
+    pairs.push(("iss", issuer));
     redirect_with(redirect_uri, &pairs)
 }
 
-/// The error redirect (§4.1.2.1).
+/// The error redirect (§4.1.2.1), with `iss` as on success (RFC 9207 §2).
 pub fn error_redirect(
     redirect_uri: &str,
     error: &str,
     description: &str,
     state: Option<&str>,
+    issuer: &str,
 ) -> Option<String> {
     let mut pairs = vec![("error", error), ("error_description", description)];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
+    pairs.push(("iss", issuer));
     redirect_with(redirect_uri, &pairs)
 }
 
@@ -432,13 +443,45 @@ mod tests {
     #[test]
     fn redirects_keep_the_registered_query_and_encode_values() {
         assert_eq!(
-            code_redirect("http://127.0.0.1:9/cb?a=1", "C", Some("s &x")).unwrap(),
-            "http://127.0.0.1:9/cb?a=1&code=C&state=s+%26x"
+            code_redirect("http://127.0.0.1:9/cb?a=1", "C", Some("s &x"), "https://b").unwrap(),
+            "http://127.0.0.1:9/cb?a=1&code=C&state=s+%26x&iss=https%3A%2F%2Fb"
         );
         assert_eq!(
-            error_redirect("http://127.0.0.1:9/", "access_denied", "no", None).unwrap(),
-            "http://127.0.0.1:9/?error=access_denied&error_description=no"
+            error_redirect(
+                "http://127.0.0.1:9/",
+                "access_denied",
+                "no",
+                None,
+                "https://b"
+            )
+            .unwrap(),
+            "http://127.0.0.1:9/?error=access_denied&error_description=no&iss=https%3A%2F%2Fb"
         );
+    }
+
+    #[test]
+    fn every_authorization_response_names_the_issuer_the_client_discovered() {
+        // RFC 9207 §2: success and error responses alike; the issuer is
+        // exactly the metadata's (a keyed one included), form-encoded once.
+        let issuer = "https://b.example/k/a%2Bb";
+        for to in [
+            code_redirect("http://127.0.0.1:9/cb", "C", None, issuer),
+            code_redirect("http://127.0.0.1:9/cb", "C", Some("s"), issuer),
+            error_redirect("http://127.0.0.1:9/cb", "server_error", "x", None, issuer),
+            error_redirect(
+                "http://127.0.0.1:9/cb",
+                "access_denied",
+                "x",
+                Some("s"),
+                issuer,
+            ),
+        ] {
+            let to = to.expect("a redirect");
+            let url = url::Url::parse(&to).expect("a URL");
+            let iss: Vec<_> = url.query_pairs().filter(|(k, _)| k == "iss").collect();
+            assert_eq!(iss.len(), 1, "{to}");
+            assert_eq!(iss[0].1, issuer, "{to}");
+        }
     }
 
     fn record(challenge: Option<&str>) -> CodeRecord {

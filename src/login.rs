@@ -89,6 +89,14 @@ pub enum LoginEnding {
         redirect_uri: String,
         code_challenge: Option<String>,
         state: Option<crate::seal::Sealed>,
+        /// The `/k/<key>` prefix the request came through, when it came
+        /// through one: the redirect's `iss` is the issuer the client
+        /// discovered there (`crate::oauth2::issuer`), and the callback is
+        /// reached without the prefix. It holds an access key, so it is sealed
+        /// like `state` ([`crate::seal::Pending::GateBase`]). Absent (rows
+        /// written before it existed too): the issuer is the origin.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_base: Option<crate::seal::Sealed>,
     },
     /// The device flow (`crate::device`): the device row named by this hash
     /// of its device code is approved (or denied) and the page says "return to
@@ -410,6 +418,7 @@ mod tests {
                 redirect_uri: "http://127.0.0.1:9/".into(),
                 code_challenge: None,
                 state: None,
+                gate_base: None,
             },
             LoginEnding::Device {
                 device_code_hash: "h".into(),
@@ -498,7 +507,14 @@ mod tests {
             LoginEnding::Authorize {
                 redirect_uri: "http://127.0.0.1:53682/".into(),
                 code_challenge: None,
-                state: Some(sealed),
+                state: Some(sealed.clone()),
+                gate_base: None,
+            },
+            LoginEnding::Authorize {
+                redirect_uri: "http://127.0.0.1:53682/".into(),
+                code_challenge: None,
+                state: None,
+                gate_base: Some(sealed),
             },
             LoginEnding::Device {
                 device_code_hash: "ab".repeat(32),
@@ -509,5 +525,19 @@ mod tests {
             assert!(column.contains("\"kind\":"), "{column}");
             assert_eq!(LoginEnding::from_column(Some(&column)), e);
         }
+        // A row written before `gate_base` existed (or without a prefix)
+        // reads as one without it, and one without it is written as before.
+        let before = r#"{"kind":"authorize","redirect_uri":"http://127.0.0.1:1/","code_challenge":null,"state":null}"#;
+        let read = LoginEnding::from_column(Some(before));
+        assert_eq!(
+            read,
+            LoginEnding::Authorize {
+                redirect_uri: "http://127.0.0.1:1/".into(),
+                code_challenge: None,
+                state: None,
+                gate_base: None,
+            }
+        );
+        assert_eq!(read.to_column().unwrap().as_deref(), Some(before));
     }
 }

@@ -1,7 +1,7 @@
 //! The standard OAuth 2.0 front door, decided without the runtime: the token
 //! request (RFC 6749 §3.2, §4.1.3, §6; RFC 8628 §3.4) and its client
-//! authentication (§2.3.1), the answers of §5.1 and §5.2, and the RFC 8414
-//! metadata document that names every endpoint. The shell's routes
+//! authentication (§2.3.1), the answers of §5.1 and §5.2, the issuer
+//! identifier, and the RFC 8414 metadata document that names every endpoint. The shell's routes
 //! (`shell/routes/{token,revocation,metadata}.rs`) read the request, call the
 //! same token service as every other door (`shell::tokens`), and shape the
 //! answer here. The broker's refresh token is the authid.
@@ -38,6 +38,10 @@ pub const REVOCATION_PATH: &str = "/oauth/revoke";
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";
 pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth/device_authorization";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// RFC 8414 §3.1's location of the metadata of the issuer `<origin>/k/<key>`
+/// (the well-known string inserted before the issuer's path): followed by the
+/// key, as one path segment.
+pub const METADATA_PATH_INSERTED_KEY: &str = "/.well-known/oauth-authorization-server/k/";
 
 /// RFC 8628 §3.4's grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -397,13 +401,26 @@ impl FailureMemo {
     }
 }
 
-/// RFC 8414 §2: the authorization server metadata. `issuer` is the broker's
-/// origin; the endpoints carry `base` (a `/k/<key>` prefix the metadata was
-/// asked through, or empty) so that the key rides along.
+/// The issuer identifier (RFC 8414 §2) of the broker as a client reached it:
+/// the origin, followed by the `/k/<key>` prefix (as the request spelled it)
+/// when the client came through one. A client that discovered the metadata
+/// through a keyed location knows the issuer `<origin>/k/<key>` (RFC 8414
+/// §3.1 builds that location from it, and §3.3 wants the document's `issuer`
+/// to be the same), so every answer it checks against its issuer (the
+/// metadata, RFC 9207's `iss`) names that one.
+pub fn issuer(origin: &str, base: &str) -> String {
+    format!("{}{base}", origin.trim_end_matches('/'))
+}
+
+/// RFC 8414 §2: the authorization server metadata. `issuer` is
+/// [`issuer`]`(origin, base)` and every endpoint starts with it, so the key of
+/// a `/k/<key>` prefix the metadata was asked through (`base`, or empty)
+/// rides along. Authorization responses carry `iss` (RFC 9207 §3).
 pub fn metadata(origin: &str, base: &str) -> Value {
-    let at = |path: &str| format!("{origin}{base}{path}");
+    let issuer = issuer(origin, base);
+    let at = |path: &str| format!("{issuer}{path}");
     json!({
-        "issuer": origin,
+        "issuer": issuer,
         "authorization_endpoint": at(AUTHORIZATION_PATH),
         "token_endpoint": at(TOKEN_PATH),
         "device_authorization_endpoint": at(DEVICE_AUTHORIZATION_PATH),
@@ -413,6 +430,7 @@ pub fn metadata(origin: &str, base: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
     })
 }
 
@@ -638,11 +656,32 @@ mod tests {
         assert_eq!(v["revocation_endpoint"], "https://b.example/oauth/revoke");
         assert_eq!(v["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(v["response_types_supported"], json!(["code"]));
+        assert_eq!(v["authorization_response_iss_parameter_supported"], true);
         let keyed = metadata("https://b.example", "/k/abc");
         assert_eq!(
             keyed["token_endpoint"],
             "https://b.example/k/abc/oauth/token"
         );
+    }
+
+    #[test]
+    fn a_keyed_metadata_documents_issuer_is_the_keyed_base_its_endpoints_start_with() {
+        // RFC 8414 §3.1: issuer <origin>/k/abc is discovered at
+        // <origin>/.well-known/oauth-authorization-server/k/abc; §3.3: the
+        // document names that issuer.
+        let keyed = metadata("https://b.example", "/k/a%2Bb");
+        assert_eq!(keyed["issuer"], "https://b.example/k/a%2Bb");
+        for endpoint in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "device_authorization_endpoint",
+            "revocation_endpoint",
+        ] {
+            let url = keyed[endpoint].as_str().unwrap_or_default();
+            assert!(url.starts_with("https://b.example/k/a%2Bb/oauth/"), "{url}");
+        }
+        assert_eq!(issuer("https://b.example/", ""), "https://b.example");
+        assert_eq!(issuer("https://b.example", "/k/x"), "https://b.example/k/x");
     }
 
     #[test]

@@ -268,6 +268,31 @@ mod tests {
     }
 
     #[test]
+    fn the_path_inserted_metadata_location_is_a_prefix_row_whose_remainder_is_the_key() {
+        // RFC 8414 §3.1 for the issuer `<origin>/k/<key>`
+        // (`oauth2::METADATA_PATH_INSERTED_KEY`).
+        let p = PathPattern::Prefix("/.well-known/oauth-authorization-server/k/");
+        assert_eq!(
+            p.matches("/.well-known/oauth-authorization-server/k/K%2B1"),
+            Some("K%2B1")
+        );
+        for miss in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-server/k/",
+            "/.well-known/oauth-authorization-server/k/K/",
+            "/.well-known/oauth-authorization-server/k/K/oauth/token",
+            "/.well-known/oauth-authorization-server/K",
+        ] {
+            assert_eq!(p.matches(miss), None, "{miss}");
+        }
+        let exact = PathPattern::Exact("/.well-known/oauth-authorization-server");
+        assert_eq!(
+            exact.matches("/.well-known/oauth-authorization-server/k/K"),
+            None
+        );
+    }
+
+    #[test]
     fn a_tail_rows_remainder_may_hold_slashes_but_not_be_empty() {
         let t = PathPattern::Tail("/akeeba/");
         assert_eq!(t.matches("/akeeba/box/refresh"), Some("box/refresh"));

@@ -71,6 +71,10 @@ pub enum Pending {
     /// An OAuth 2.0 client's `state` during a login, under a key from the
     /// login's browser-binding cookie (stored only hashed).
     ClientState,
+    /// The `/k/<key>` prefix an OAuth 2.0 authorization request came through
+    /// (it holds an access key), under the same cookie as [`Pending::ClientState`]:
+    /// the callback names the issuer the client discovered with it.
+    GateBase,
 }
 
 impl Pending {
@@ -79,6 +83,7 @@ impl Pending {
             Pending::AuthorizationCode => "oauth-broker/v1/authorization-code",
             Pending::DeviceCode => "oauth-broker/v1/device-code",
             Pending::ClientState => "oauth-broker/v1/client-state",
+            Pending::GateBase => "oauth-broker/v1/gate-base",
         }
     }
 }
@@ -697,6 +702,7 @@ mod tests {
             k.open_pending(Pending::AuthorizationCode, "other-code", &sealed),
             k.open_pending(Pending::DeviceCode, "the-code", &sealed),
             k.open_pending(Pending::ClientState, "the-code", &sealed),
+            k.open_pending(Pending::GateBase, "the-code", &sealed),
             keys(S2, None).open_pending(Pending::AuthorizationCode, "the-code", &sealed),
         ];
         for w in wrong {

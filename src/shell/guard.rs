@@ -1,20 +1,26 @@
 //! Abuse controls before any work, as the route's table row asks: the per-IP
 //! rate limit, then the operator's access gate (`ACCESS_KEYS`). The per-grant
-//! limit is applied by the refresh route, once it knows the grant.
+//! limit is applied by the refresh route, once it knows the grant; the gate of
+//! the front door's client-authenticating endpoints by their handlers, once
+//! they have read the client's credentials ([`admit_client`]).
 
 use super::call::Call;
 use crate::access;
 use crate::error::BrokerError;
+use crate::oauth2;
 use crate::pages;
 use crate::route::{Method, Surface};
 
 /// Seconds in the rate-limit window (`period` of the `[[ratelimits]]` bindings).
 const RATE_LIMIT_PERIOD: u32 = 60;
 
+/// The per-client-address limit's binding (the table's `ip_limited`).
+pub const PER_IP_LIMIT: &str = "RL_PER_IP";
+
 /// Runs the row's checks.
 pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), BrokerError> {
     if ip_limited {
-        rate_limit(call, "RL_PER_IP", call.client_key()?).await?;
+        rate_limit(call, PER_IP_LIMIT, call.client_key()?).await?;
     }
     if gated {
         let header = call.header("X-Access-Key");
@@ -28,6 +34,31 @@ pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), Bro
         }
     }
     Ok(())
+}
+
+/// The access gate on the OAuth 2.0 front door's endpoints that authenticate
+/// a client (the token and device authorization endpoints, RFC 6749 §2.3.1,
+/// RFC 8628 §3.1), read by their handlers rather than from the table row: the
+/// key may come as the client's `client_secret` (HTTP Basic or form), which
+/// the router cannot see before the body is read, or any of the usual ways
+/// (`X-Access-Key`, `/k/<key>/`, `key=`). A wrong key is RFC 6749 §5.2
+/// `invalid_client`.
+pub fn admit_client(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
+    let header = c.header("X-Access-Key");
+    let usual = access::presented_key(header.as_deref(), c.path_key.as_deref(), c.query("key")?);
+    // Either way lets the request in: rclone 1.60 sends its own built-in
+    // client secret whenever only client_id is configured (rclone/rclone
+    // v1.60.1 lib/oauthutil/oauthutil.go:332-341 replaces the id and keeps
+    // the secret; backend/drive/drive.go:84-88), so a client_secret that is
+    // not a key must not hide a key given in the URL. Both are compared
+    // (constant time each), so timing tells nothing of which matched.
+    let by_secret = c.cfg.gate_allows(client_secret);
+    let by_usual = c.cfg.gate_allows(usual);
+    if by_secret | by_usual {
+        Ok(())
+    } else {
+        Err(oauth2::INVALID_CLIENT)
+    }
 }
 
 /// One hit against a Workers rate-limit binding. A missing binding means the

@@ -97,6 +97,7 @@ fn main() {
             }
         }
     }
+    gate::stop();
     drop(broker);
     if !failed.is_empty() {
         println!("\nfailures:");

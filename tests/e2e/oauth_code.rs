@@ -5,8 +5,11 @@
 //! the token endpoint (discovered through RFC 8414 metadata): single use,
 //! short-lived, bound to client, redirect_uri and PKCE challenge.
 
+use std::io::Write;
+use std::process::{Command, Stdio};
+
 use oauth_broker::login::sha256_hex;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::{request, Broker, Jar, Resp};
 
@@ -39,6 +42,10 @@ pub const TESTS: &[crate::Test] = &[
         "code_grant_refuses_an_expired_code",
         code_grant_refuses_an_expired_code,
     ),
+    (
+        "authorization_responses_carry_the_issuer_and_the_metadata_says_so",
+        authorization_responses_carry_the_issuer_and_the_metadata_says_so,
+    ),
 ];
 
 /// A client's loopback redirect URI (nothing listens there: the test reads
@@ -49,7 +56,7 @@ pub const LOOPBACK: &str = "http://127.0.0.1:53682/cb?x=1";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -114,7 +121,7 @@ pub fn through_login(b: &Broker, jar: &mut Jar, path: &str) -> Resp {
 
 /// `/oauth/authorize` for `demo` with `extra` query, through the login: the
 /// callback's answer (a 302 to the client).
-fn authorize(b: &Broker, extra: &str) -> Resp {
+pub fn authorize(b: &Broker, extra: &str) -> Resp {
     let mut jar = Jar::default();
     through_login(
         b,
@@ -446,4 +453,131 @@ fn code_grant_refuses_an_expired_code(b: &Broker) {
         unix_now() - 1
     ));
     assert_invalid_grant(&redeem(b, &code, ""), "expired code");
+}
+
+/// A strict third-party client's verdict (`tests/e2e/judge/oauth4webapi.mjs`,
+/// the npm package oauth4webapi): it discovers the metadata of `issuer` at
+/// RFC 8414 §3.1's location and checks its `issuer` (§3.3), then validates
+/// each authorization response (a redirect the broker sent, with the `state`
+/// the client sent) as RFC 9207 says. The answer is the script's JSON.
+pub fn judge(issuer: &str, responses: &[(&str, Option<&str>)]) -> Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/judge/oauth4webapi.mjs");
+    let input = json!({
+        "issuer": issuer,
+        "client_id": "demo",
+        "responses": responses
+            .iter()
+            .map(|(url, state)| json!({ "url": url, "state": state }))
+            .collect::<Vec<_>>(),
+    });
+    let mut child = Command::new("node")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/setup.sh installs oauth4webapi)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write the judge's input");
+    let out = child.wait_with_output().expect("the judge ends");
+    assert!(
+        out.status.success(),
+        "the judge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the judge answers JSON")
+}
+
+/// RFC 9207: every authorization response of `/oauth/authorize` (a code, an
+/// error found before the login, an error from the provider's login) names
+/// the issuer, exactly the metadata's `issuer`, and the metadata says it does
+/// (`authorization_response_iss_parameter_supported`), so a client that
+/// talks to several authorization servers can tell which one answered (the
+/// mix-up defence of RFC 9700 §4.4). A strict client (oauth4webapi) agrees.
+fn authorization_responses_carry_the_issuer_and_the_metadata_says_so(b: &Broker) {
+    let m = metadata(b);
+    assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    let issuer = m["issuer"].as_str().expect("issuer").to_string();
+    assert_eq!(issuer, b.base);
+    let iss = enc(&issuer);
+    // Success: code, state, iss, after the client's own query.
+    let ok = authorize(b, "&state=s1");
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    let to = ok.header("Location").expect("Location").to_string();
+    let code = param(&query_of(&to), "code").expect("code").to_string();
+    b.remember(&code);
+    assert_eq!(
+        to,
+        format!("http://127.0.0.1:53682/cb?x=1&code={code}&state=s1&iss={iss}")
+    );
+    // An error found before the login, without a state.
+    let early = b.get(&format!(
+        "/oauth/authorize?client_id=demo&redirect_uri={}&response_type=token",
+        enc(LOOPBACK)
+    ));
+    assert_eq!(early.status, 302, "{}", early.body);
+    let early_to = early.header("Location").expect("Location").to_string();
+    assert_eq!(
+        early_to,
+        format!(
+            "http://127.0.0.1:53682/cb?x=1&error=unsupported_response_type\
+             &error_description=only+response_type%3Dcode+is+supported&iss={iss}"
+        )
+    );
+    // The provider refuses: the error after the login names it too.
+    b.mock.set_config(mock_provider::Config {
+        deny: true,
+        ..mock_provider::Config::default()
+    });
+    let denied = authorize(b, "&state=s2");
+    assert_eq!(denied.status, 302, "{}", denied.body);
+    let denied_to = denied.header("Location").expect("Location").to_string();
+    let q = query_of(&denied_to);
+    assert_eq!(param(&q, "error"), Some("access_denied"));
+    assert_eq!(param(&q, "state"), Some("s2"));
+    assert_eq!(param(&q, "iss"), Some(issuer.as_str()));
+    assert!(
+        denied_to.ends_with(&format!("&state=s2&iss={iss}")),
+        "{denied_to}"
+    );
+    // The judge: discovery, then each response as a strict client checks it.
+    let v = judge(
+        &issuer,
+        &[
+            (&to, Some("s1")),
+            (&early_to, None),
+            (&denied_to, Some("s2")),
+        ],
+    );
+    assert!(v["discovery_error"].is_null(), "{v}");
+    let r = &v["responses"];
+    assert_eq!(r[0]["ok"], true, "{v}");
+    assert_eq!(r[0]["params"]["iss"], issuer.as_str());
+    for (i, error) in [(1, "unsupported_response_type"), (2, "access_denied")] {
+        // A valid error response (its iss checked first), not an iss problem.
+        assert_eq!(r[i]["kind"], "AuthorizationResponseError", "{v}");
+        assert_eq!(r[i]["error"], error, "{v}");
+    }
+    // A response from another server (or without iss) fails that client.
+    let forged = to.replace(
+        &format!("&iss={iss}"),
+        &format!("&iss={}", enc("https://evil.example")),
+    );
+    let stripped = to.replace(&format!("&iss={iss}"), "");
+    let v = judge(&issuer, &[(&forged, Some("s1")), (&stripped, Some("s1"))]);
+    for i in 0..2 {
+        assert_eq!(v["responses"][i]["ok"], false, "{v}");
+        assert!(
+            v["responses"][i]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("iss"),
+            "{v}"
+        );
+    }
 }

@@ -57,8 +57,13 @@ const ROUTES: &[Route] = &[
     Route { path: "/import", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/callback/demo", methods: &["GET"], surface: Page, ip_limited: true, gated: false },
     // The OAuth 2.0 front door: JSON. The token endpoint reads the gate itself
-    // (the key may be the client_secret); see tests/e2e/oauth_token.rs.
+    // (the key may be the client_secret); see tests/e2e/oauth_token.rs and gate.rs.
     Route { path: "/.well-known/oauth-authorization-server", methods: &["GET", "HEAD"], surface: Api, ip_limited: false, gated: false },
+    // RFC 8414 §3.1's location for the issuer `<origin>/k/key-one`: its key is
+    // checked by the handler (the gate test's broker has `key-one`).
+    Route { path: "/.well-known/oauth-authorization-server/k/key-one", methods: &["GET", "HEAD"], surface: Api, ip_limited: true, gated: false },
+    // Reads the gate itself, like the token endpoint (the key may be the client_secret).
+    Route { path: "/oauth/device_authorization", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/oauth/token", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/token", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/oauth/revoke", methods: &["POST"], surface: Api, ip_limited: true, gated: false },

@@ -7,6 +7,7 @@
 use crate::authorize::{self, CodeRecord, Refusal, CODE_TTL_SECS};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
+use crate::oauth2;
 use crate::providers::LoginKind;
 use crate::redeem::Issuance;
 use crate::seal::{Pending, SealError, Sealed};
@@ -14,9 +15,16 @@ use crate::secret::StateToken;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
 
-/// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error.
-fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Out {
-    let to = authorize::error_redirect(redirect_uri, error, description, state).ok_or(
+/// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error
+/// and the `issuer` (RFC 9207).
+fn error_back(
+    redirect_uri: &str,
+    error: &str,
+    description: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> Out {
+    let to = authorize::error_redirect(redirect_uri, error, description, state, issuer).ok_or(
         BrokerError::BadRequest {
             code: "invalid_redirect_uri",
             what: "the redirect_uri is not a URI",
@@ -26,6 +34,8 @@ fn error_back(redirect_uri: &str, error: &str, description: &str, state: Option<
 }
 
 pub async fn get(c: &mut Call) -> Out {
+    // The issuer the client discovered: the metadata at the same base names it.
+    let issuer = oauth2::issuer(&c.cfg.origin, &c.base);
     let req = match authorize::parse_request(&c.query, &c.cfg.redirect_uris()) {
         Ok(r) => r,
         // An invalid client or redirect URI: a page, never a redirect.
@@ -35,7 +45,7 @@ pub async fn get(c: &mut Call) -> Out {
             state,
             error,
             description,
-        }) => return error_back(&redirect_uri, error, description, state.as_deref()),
+        }) => return error_back(&redirect_uri, error, description, state.as_deref(), &issuer),
     };
     // An unknown client_id is also a page (404 unknown_provider).
     let (provider, _) = c.cfg.provider(&req.client_id)?;
@@ -47,15 +57,17 @@ pub async fn get(c: &mut Call) -> Out {
             "unauthorized_client",
             "this provider cannot be used with the authorization code grant",
             req.state.as_deref(),
+            &issuer,
         );
     }
     let now = c.cfg.now;
-    // The state is sealed under the login's binding cookie, which `start`
-    // draws: the ending is completed once it exists.
+    // The state and the gate prefix are sealed under the login's binding
+    // cookie, which `start` draws: the ending is completed once it exists.
     let ending = LoginEnding::Authorize {
         redirect_uri: req.redirect_uri.clone(),
         code_challenge: req.code_challenge.clone(),
         state: None,
+        gate_base: None,
     };
     let mut started = login::start(provider, &c.cfg.origin, 1, None, ending, now)?;
     // The client's state must come back verbatim, so it is kept, but sealed
@@ -70,6 +82,17 @@ pub async fn get(c: &mut Call) -> Out {
             s.as_bytes(),
         )?);
     }
+    // The callback is reached without the `/k/<key>` prefix, so the prefix
+    // is kept to name the issuer there; it holds a key, so sealed like state.
+    if let (false, LoginEnding::Authorize { gate_base, .. }) =
+        (c.base.is_empty(), &mut started.record.ending)
+    {
+        *gate_base = Some(c.cfg.keys()?.seal_pending(
+            Pending::GateBase,
+            started.binding.secret(),
+            c.base.as_bytes(),
+        )?);
+    }
     c.db()?
         .insert_login(&started.state, &started.record, now)
         .await?;
@@ -78,13 +101,16 @@ pub async fn get(c: &mut Call) -> Out {
 
 /// The callback's arm for [`LoginEnding::Authorize`]: `outcome` is the authid
 /// the login made, or why it failed. A failure goes back to the client as
-/// `error=` (§4.1.2.1); a success stores a one-time code and sends it.
+/// `error=` (§4.1.2.1); a success stores a one-time code and sends it. Both
+/// name the issuer the authorization request was sent to (RFC 9207).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn finish(
     c: &Call,
     provider: &str,
     redirect_uri: &str,
     code_challenge: Option<&String>,
     sealed_state: Option<&Sealed>,
+    sealed_gate_base: Option<&Sealed>,
     binding: &StateToken,
     outcome: Result<Issuance, BrokerError>,
 ) -> Out {
@@ -105,6 +131,14 @@ pub(super) async fn finish(
         None => None,
     };
     let state = state.as_deref();
+    let gate_base = match sealed_gate_base {
+        Some(s) => {
+            let plain = keys.open_pending(Pending::GateBase, binding.secret(), s)?;
+            String::from_utf8(plain).map_err(|_| SealError::Open)?
+        }
+        None => String::new(),
+    };
+    let issuer = oauth2::issuer(&c.cfg.origin, &gate_base);
     let issuance = match outcome {
         Ok(issuance) => issuance,
         Err(e) => {
@@ -116,7 +150,7 @@ pub(super) async fn finish(
                 ),
                 _ => ("server_error", "the login could not be completed"),
             };
-            return error_back(redirect_uri, error, description, state);
+            return error_back(redirect_uri, error, description, state, &issuer);
         }
     };
     let code = crate::random::token_b64url(32)
@@ -134,10 +168,11 @@ pub(super) async fn finish(
     c.db()?
         .insert_code(&authorize::code_hash(&code), &record, &sealed, now)
         .await?;
-    let to =
-        authorize::code_redirect(redirect_uri, &code, state).ok_or(BrokerError::BadRequest {
+    let to = authorize::code_redirect(redirect_uri, &code, state, &issuer).ok_or(
+        BrokerError::BadRequest {
             code: "invalid_redirect_uri",
             what: "the redirect_uri is not a URI",
-        })?;
+        },
+    )?;
     Ok(redirect(&to).with_cookie(login::clear_cookie()))
 }

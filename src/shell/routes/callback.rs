@@ -71,6 +71,7 @@ pub async fn get(c: &mut Call) -> Out {
             redirect_uri,
             code_challenge,
             state,
+            gate_base,
         } => {
             authorize::finish(
                 c,
@@ -78,6 +79,7 @@ pub async fn get(c: &mut Call) -> Out {
                 redirect_uri,
                 code_challenge.as_ref(),
                 state.as_ref(),
+                gate_base.as_ref(),
                 &cookie,
                 outcome.map(Exchanged::issuance),
             )

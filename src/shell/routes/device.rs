@@ -7,6 +7,7 @@
 use crate::device::{self, DeviceRecord, Status};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
+use crate::oauth2;
 use crate::pages;
 use crate::providers::{LoginKind, Provider};
 use crate::redeem::Issuance;
@@ -14,7 +15,7 @@ use crate::request::single;
 use crate::seal::Pending;
 use crate::secret::ct_eq;
 use crate::shell::call::Call;
-use crate::shell::guard::rate_limit;
+use crate::shell::guard::{admit_client, rate_limit};
 use crate::shell::respond::{html, oauth_ok, redirect, Out};
 
 /// Per-IP limit on the verification page's code checks (RFC 8628 §5.1:
@@ -30,15 +31,19 @@ fn device_capable(p: &Provider) -> bool {
     p.login == LoginKind::AuthorizationCode && !p.access_token_is_authid
 }
 
-/// `POST /oauth/device_authorization` `client_id=<provider>` (RFC 8628 §3.1, §3.2).
+/// `POST /oauth/device_authorization` `client_id=<provider>` (RFC 8628 §3.1,
+/// §3.2). The client authenticates as at the token endpoint (RFC 6749
+/// §2.3.1, by HTTP Basic or in the body), so behind the access gate the key
+/// may be its `client_secret` ([`admit_client`]).
 pub async fn authorization(c: &mut Call) -> Out {
     let form = c.form().await?;
-    let client_id = single(&form, "client_id")?
-        .filter(|s| !s.is_empty())
-        .ok_or(BrokerError::BadRequest {
-            code: "invalid_request",
-            what: "client_id (the provider) is missing",
-        })?;
+    let authorization = c.header("Authorization");
+    let client = oauth2::client_auth(authorization.as_deref(), &form)?;
+    admit_client(c, client.secret.as_deref())?;
+    let client_id = client.id.as_deref().ok_or(BrokerError::BadRequest {
+        code: "invalid_request",
+        what: "client_id (the provider) is missing",
+    })?;
     let unknown = BrokerError::BadRequest {
         code: "invalid_client",
         what: "client_id names no provider this broker offers",

@@ -26,8 +26,8 @@ use std::pin::Pin;
 use super::call::Call;
 use super::respond::Out;
 use crate::oauth2::{
-    AUTHORIZATION_PATH, DEVICE_AUTHORIZATION_PATH, METADATA_PATH, REVOCATION_PATH,
-    TOKEN_ALIAS_PATH, TOKEN_PATH,
+    AUTHORIZATION_PATH, DEVICE_AUTHORIZATION_PATH, METADATA_PATH, METADATA_PATH_INSERTED_KEY,
+    REVOCATION_PATH, TOKEN_ALIAS_PATH, TOKEN_PATH,
 };
 use crate::route::Method::{Get, Head, Post};
 use crate::route::PathPattern::{Exact, Prefix, Tail};
@@ -114,12 +114,12 @@ pub static ROUTES: &[Route<Handler>] = &[
     gated(limited(page(Exact(AUTHORIZATION_PATH), GET, |c| {
         Box::pin(authorize::get(c))
     }))),
-    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2.
-    gated(limited(oauth(
-        Exact(DEVICE_AUTHORIZATION_PATH),
-        POST,
-        |c| Box::pin(device::authorization(c)),
-    ))),
+    // RFC 8628 §3.1: a D1 write per request; errors as RFC 6749 §5.2. It
+    // reads the gate itself, like the token endpoint (below): the key may be
+    // the client_secret.
+    limited(oauth(Exact(DEVICE_AUTHORIZATION_PATH), POST, |c| {
+        Box::pin(device::authorization(c))
+    })),
     // RFC 8628 §3.3: the verification page; its POST also counts against
     // RL_USER_CODE (guessing user codes).
     gated(limited(page(Exact("/device"), GET_POST, |c| {
@@ -134,10 +134,17 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
     // The standard OAuth 2.0 front door (`crate::oauth2`). The token endpoint
     // reads the gate itself (not `gated`): the key may be the client_secret,
-    // which is in the body or the Authorization header.
+    // which is in the body or the Authorization header. The metadata is
+    // public; a key in its path (either spelling) is checked by its handler,
+    // which also counts `/k/<key>/…`'s request against the per-IP limit.
     oauth(Exact(METADATA_PATH), GET_HEAD, |c| {
         Box::pin(metadata::get(c))
     }),
+    // RFC 8414 §3.1: the metadata of the issuer `<origin>/k/<key>`.
+    // It compares a key, so it is limited.
+    limited(oauth(Prefix(METADATA_PATH_INSERTED_KEY), GET_HEAD, |c| {
+        Box::pin(metadata::path_inserted(c))
+    })),
     limited(oauth(Exact(TOKEN_PATH), POST, |c| Box::pin(token::post(c)))),
     limited(oauth(Exact(TOKEN_ALIAS_PATH), POST, |c| {
         Box::pin(token::post(c))

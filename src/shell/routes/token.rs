@@ -15,6 +15,7 @@ use crate::oauth2::{self, FailureMemo, Grant};
 use crate::redeem::Redeemed;
 use crate::shell::call::Call;
 use crate::shell::clock;
+use crate::shell::guard::admit_client;
 use crate::shell::respond::{oauth_ok, Out};
 use crate::shell::tokens::{self, ForClient};
 
@@ -29,7 +30,7 @@ pub async fn post(c: &mut Call) -> Out {
     let form = c.form().await?;
     let authorization = c.header("Authorization");
     let request = oauth2::parse_token_request(authorization.as_deref(), &form)?;
-    admit(c, request.client.secret.as_deref())?;
+    admit_client(c, request.client.secret.as_deref())?;
     let client_id = request.client.id.as_deref();
     match request.grant {
         Grant::RefreshToken(raw) => refresh(c, &raw, client_id).await,
@@ -41,30 +42,6 @@ pub async fn post(c: &mut Call) -> Out {
             let r = tokens::redeem_device_code(c, &form, client_id).await?;
             redeemed(c, r).await
         }
-    }
-}
-
-/// The access gate (`ACCESS_KEYS`), read here rather than from the table row:
-/// the key may come as the client's `client_secret` (HTTP Basic or form),
-/// which the router cannot see before the body is read, or any of the usual
-/// ways (`X-Access-Key`, `/k/<key>/`, `key=`). A wrong key is RFC 6749 §5.2
-/// `invalid_client`.
-fn admit(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
-    let header = c.header("X-Access-Key");
-    let usual =
-        crate::access::presented_key(header.as_deref(), c.path_key.as_deref(), c.query("key")?);
-    // Either way lets the request in: rclone 1.60 sends its own built-in
-    // client secret whenever only client_id is configured (rclone/rclone
-    // v1.60.1 lib/oauthutil/oauthutil.go:332-341 replaces the id and keeps
-    // the secret; backend/drive/drive.go:84-88), so a client_secret that is
-    // not a key must not hide a key given in the URL. Both are compared
-    // (constant time each), so timing tells nothing of which matched.
-    let by_secret = c.cfg.gate_allows(client_secret);
-    let by_usual = c.cfg.gate_allows(usual);
-    if by_secret | by_usual {
-        Ok(())
-    } else {
-        Err(oauth2::INVALID_CLIENT)
     }
 }
 
