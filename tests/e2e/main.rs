@@ -22,6 +22,7 @@ mod leaks;
 mod moving;
 mod oauth_code;
 mod oauth_token;
+mod purge;
 mod rclone;
 mod rclone_login;
 mod routes;
@@ -61,6 +62,7 @@ fn main() {
         rclone_login::TESTS,
         scale::TESTS,
         shards::TESTS,
+        purge::TESTS,
         leaks::TESTS,
     ]
     .concat();
