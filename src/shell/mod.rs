@@ -3,7 +3,8 @@
 //! (`guard`), runs the row's handler with the request's [`call::Call`] (its
 //! configuration built once), and is answered on the row's surface
 //! (`respond`). Everything that can be decided without the runtime lives in
-//! the core modules; see `docs/architecture.md`.
+//! the core modules; see `docs/architecture.md`. The Cron Trigger's runs go
+//! to `scheduled` (the purge of expired short-lived rows).
 
 mod call;
 mod detach;
@@ -11,11 +12,12 @@ mod guard;
 mod migration;
 mod respond;
 mod routes;
+mod scheduled;
 mod store;
 mod tokens;
 mod upstream_fetch;
 
-use worker::{event, Context, Env, Request, Response};
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::access;
 use crate::config::Config;
@@ -108,4 +110,10 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
             .set("Server-Timing", &call.d1_work.server_timing())?;
     }
     Ok(response)
+}
+
+/// The Cron Trigger (`wrangler.toml` `[triggers]`): purges expired rows.
+#[event(scheduled)]
+async fn on_schedule(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    scheduled::run(&event.cron(), env).await;
 }

@@ -399,8 +399,15 @@ impl Broker {
                 .arg(dir.join("vars.env"))
                 .args([
                     "--show-interactive-dev-session=false",
+                    // `GET /__scheduled` runs the Cron Trigger's handler
+                    // ([`Broker::run_scheduled`]); the config has no
+                    // `[triggers]`, so it never runs by itself mid-test.
+                    "--test-scheduled",
+                    // `log`, not `info`: wrangler ranks the worker's
+                    // `console.log` below `info`, and the log must hold every
+                    // line the worker writes (the purge's line; the leak scans).
                     "--log-level",
-                    "info",
+                    "log",
                 ])
                 .stdin(Stdio::null())
                 .stdout(logfile.try_clone().expect("log fd"))
@@ -522,6 +529,14 @@ impl Broker {
     /// `GET /refresh` the way Duplicati does: header `X-AuthID`.
     pub fn refresh(&self, authid: &str) -> Resp {
         self.get_with("/refresh", &[("X-AuthID", authid)])
+    }
+
+    /// Fires the Cron Trigger once, as Cloudflare does every minute
+    /// (`wrangler.toml` `[triggers]`), through `wrangler dev --test-scheduled`'s
+    /// `GET /__scheduled`, which answers once the handler has finished.
+    pub fn run_scheduled(&self) {
+        let r = self.get("/__scheduled?cron=*+*+*+*+*");
+        assert_eq!(r.status, 200, "the scheduled handler ran: {}", r.body);
     }
 
     /// Resets the mock's switches to defaults (single-use rotation, 1 h tokens).

@@ -58,7 +58,8 @@ fn database_files_contain_no_token_authid_or_account_in_plaintext(b: &Broker) {
         .as_i64()
         .unwrap_or(0);
     assert!(rows > 5, "grants were stored ({rows})");
-    // Refused and expired device logins stay until collected: the scan below
+    // Device logins not collected stay until they expire and the Cron
+    // Trigger purges them (`purge.rs` keeps an unexpired one): the scan below
     // reads their rows too (authorization codes are deleted when presented).
     let devices = b.d1("SELECT COUNT(*) AS n FROM device_codes")[0]["n"]
         .as_i64()

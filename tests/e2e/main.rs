@@ -23,6 +23,7 @@ mod moving;
 mod oauth_code;
 mod oauth_token;
 mod promise;
+mod purge;
 mod rclone;
 mod rclone_login;
 mod routes;
@@ -63,6 +64,7 @@ fn main() {
         rclone_login::TESTS,
         scale::TESTS,
         shards::TESTS,
+        purge::TESTS,
         leaks::TESTS,
     ]
     .concat();

@@ -32,7 +32,7 @@ pub async fn get(c: &mut Call) -> Out {
     // Check first, consume after (`crate::login`): a request with the state but
     // without this browser's cookie is refused here and consumes nothing.
     let db = c.db()?;
-    let found = db.find_login(&state).await?;
+    let found = db.find_login(&state, c.cfg.now).await?;
     let verifier = login::verify_callback(
         found.as_ref(),
         canonical_id(&c.rest),
@@ -45,7 +45,7 @@ pub async fn get(c: &mut Call) -> Out {
     // since the read is consumed by this browser only, and by one request only.
     // From here on, whatever happens, this state cannot be used again.
     let record = db
-        .take_login(&state, &login::binding_hash(&cookie))
+        .take_login(&state, &login::binding_hash(&cookie), c.cfg.now)
         .await?
         .ok_or(BrokerError::InvalidLoginState)?;
     // Every door starts the same login; only its ending differs. The

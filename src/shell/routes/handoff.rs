@@ -162,7 +162,9 @@ async fn collect(c: &Call, token: &str) -> Result<FetchAnswer, BrokerError> {
         (FetchStage::Ready, None) | (FetchStage::Gone, _) => return Ok(FetchAnswer::NoSuchEntry),
     };
     match c.cfg.keys()?.open_handoff(token, &sealed) {
-        Ok(authid) if db.collect_handoff(&hash).await? => Ok(FetchAnswer::Authid(authid)),
+        Ok(authid) if db.collect_handoff(&hash, c.cfg.now).await? => {
+            Ok(FetchAnswer::Authid(authid))
+        }
         Ok(_) | Err(SealError::Open) => Ok(FetchAnswer::NoSuchEntry),
         Err(e) => Err(e.into()),
     }

@@ -3,7 +3,9 @@
 //! authid when the login it carried finishes, confirmed when the user says so
 //! on the result page, and collected once by `/fetch`. Keyed by
 //! `handoff::token_hash`; the authid is stored only sealed (`seal.rs`), the
-//! binding cookie and the confirmation token only hashed. Every decision is
+//! binding cookie and the confirmation token only hashed. Every statement
+//! but the insert treats an expired row as absent (`expires_at > now`; the
+//! Cron Trigger deletes it, `purge`). Every decision is
 //! `crate::handoff`'s; the statements here repeat its conditions so that each
 //! write is atomic (a row that changed in between is simply not matched).
 
@@ -178,16 +180,17 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Marks a confirmed hand-off collected and erases the sealed authid; true
-    /// for exactly one caller (the `WHERE collected = 0` makes it single use).
-    pub async fn collect_handoff(&self, token_hash: &str) -> Result<bool, BrokerError> {
+    /// Marks a confirmed, unexpired hand-off collected and erases the sealed
+    /// authid; true for exactly one caller (the `WHERE collected = 0` makes it
+    /// single use), never for a row that expired since it was read.
+    pub async fn collect_handoff(&self, token_hash: &str, now: i64) -> Result<bool, BrokerError> {
         let n = self
             .changes(
                 "collect_handoff",
                 "UPDATE fetch_tokens SET key_version = NULL, nonce = NULL, ciphertext = NULL, \
                  collected = 1 WHERE token_hash = ?1 AND ciphertext IS NOT NULL AND confirmed = 1 \
-                 AND collected = 0",
-                &[token_hash.into()],
+                 AND collected = 0 AND expires_at > ?2",
+                &[token_hash.into(), num(now)],
             )
             .await?;
         Ok(n == 1)

@@ -1,5 +1,6 @@
 //! `login_states`: logins in progress, keyed by the hash of their state
-//! parameter, single use, expiring after `login::LOGIN_TTL_SECS`.
+//! parameter, single use, expiring after `login::LOGIN_TTL_SECS`: every read
+//! treats an expired row as absent (the Cron Trigger deletes it, `purge`).
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -61,33 +62,46 @@ impl Db {
         .await
     }
 
-    /// Reads a login without consuming it (the callback checks it first).
-    pub async fn find_login(&self, state: &StateToken) -> Result<Option<LoginRecord>, BrokerError> {
+    /// Reads an unexpired login without consuming it (the callback checks it
+    /// first). An expired row, waiting for the purge, is absent.
+    pub async fn find_login(
+        &self,
+        state: &StateToken,
+        now: i64,
+    ) -> Result<Option<LoginRecord>, BrokerError> {
         let row: Option<LoginRow> = self
             .first(
                 "find_login",
                 "SELECT provider, binding_hash, token_version, fetch_token_hash, expires_at, ending \
-                 FROM login_states WHERE state_hash = ?1",
-                &[sha256_hex(state.secret()).into()],
+                 FROM login_states WHERE state_hash = ?1 AND expires_at > ?2",
+                &[sha256_hex(state.secret()).into(), num(now)],
             )
             .await?;
         Ok(row.map(LoginRow::record))
     }
 
     /// Deletes and returns a login, only if it is still bound to the browser
-    /// whose cookie hashes to `binding_hash`: a state can be consumed exactly
-    /// once, and never by a request carrying another browser's cookie.
+    /// whose cookie hashes to `binding_hash` and has not expired (a login that
+    /// expired since [`Db::find_login`] is not consumed: the purge takes it):
+    /// a state can be consumed exactly once, and never by a request carrying
+    /// another browser's cookie.
     pub async fn take_login(
         &self,
         state: &StateToken,
         binding_hash: &str,
+        now: i64,
     ) -> Result<Option<LoginRecord>, BrokerError> {
         let row: Option<LoginRow> = self
             .first(
                 "take_login",
                 "DELETE FROM login_states WHERE state_hash = ?1 AND binding_hash = ?2 \
+                 AND expires_at > ?3 \
                  RETURNING provider, binding_hash, token_version, fetch_token_hash, expires_at, ending",
-                &[sha256_hex(state.secret()).into(), binding_hash.into()],
+                &[
+                    sha256_hex(state.secret()).into(),
+                    binding_hash.into(),
+                    num(now),
+                ],
             )
             .await?;
         Ok(row.map(LoginRow::record))

@@ -9,6 +9,7 @@
 //! - [`codes`]: `authorization_codes`, the OAuth 2.0 authorization endpoint's codes.
 //! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
 //! - [`shards`]: which database each of those lives in.
+//! - [`purge`]: the Cron Trigger's purge of the short-lived tables' expired rows.
 //!
 //! Where each table lives (sharding; the contract: `D1_SHARDS` in
 //! `crate::config`, the authid's tag in `crate::authid`): grants are spread
@@ -23,7 +24,8 @@
 //! `fetch_tokens`, `authorization_codes` and `device_codes` stay on shard 1:
 //! their lookups carry no authid (a state, a token, a code), only a hash that
 //! could not name a shard, and they are short-lived and few next to grants.
-//! Everything but the vault uses shard 1 (`Call::db`).
+//! Everything but the vault uses shard 1 (`Call::db`); the Cron Trigger's
+//! [`purge`] visits every shard.
 //!
 //! Where a statement goes (D1 read replication, the Sessions API): a read
 //! named [`ReadFrom::Replica`] runs in the request's `first-unconstrained`
@@ -43,6 +45,7 @@ pub mod codes;
 pub mod devices;
 pub mod handoffs;
 pub mod logins;
+pub mod purge;
 pub mod shards;
 pub mod vault;
 

@@ -1,0 +1,84 @@
+//! The Cron Trigger (`[triggers] crons` in `wrangler.toml`): each run purges
+//! the expired rows of every short-lived table (`store::purge`) on every D1
+//! shard in `D1_SHARDS`. The short-lived tables are written on shard 1 only,
+//! but every shard has the whole schema, and a purge that finds nothing costs
+//! an index lookup, so no shard is assumed empty. Nothing here can panic; a
+//! shard or a table that fails is logged and the run goes on with the next.
+//! One JSON log line per run: rows deleted per table (summed over the
+//! shards), the shards, the failures (shard, table, D1's message, which
+//! names tables and columns, never a bound value) and the D1 work. Background:
+//! `docs/storage.md`, "Expiry".
+
+use std::rc::Rc;
+
+use serde_json::{json, Map, Value};
+use worker::Env;
+
+use super::clock;
+use super::store::purge::PURGES;
+use super::store::{D1Work, Db};
+use crate::config::Config;
+
+/// Runs the purge for the trigger `cron` and logs what it did.
+pub async fn run(cron: &str, env: Env) {
+    let started = clock::now_ms();
+    let cfg = Config::from_bindings(
+        {
+            let env = env.clone();
+            move |name: &str| super::binding(&env, name)
+        },
+        String::new(),
+        clock::now(),
+    );
+    let work = Rc::new(D1Work::default());
+    let mut deleted: Vec<usize> = vec![0; PURGES.len()];
+    let mut failures: Vec<Value> = Vec::new();
+    let shards = match cfg.shards() {
+        Ok(shards) => shards,
+        Err(e) => {
+            failures.push(json!({ "cause": e.cause().unwrap_or_default() }));
+            &[]
+        }
+    };
+    for (i, binding) in shards.iter().enumerate() {
+        let shard = i + 1;
+        let db = match Db::open(&env, binding, work.clone()) {
+            Ok(db) => db,
+            Err(e) => {
+                failures.push(json!({ "shard": shard, "cause": e.cause().unwrap_or_default() }));
+                continue;
+            }
+        };
+        for (purge, count) in PURGES.iter().zip(deleted.iter_mut()) {
+            match db.purge_expired(purge, cfg.now).await {
+                Ok(n) => *count = count.saturating_add(n),
+                Err(e) => failures.push(json!({
+                    "shard": shard,
+                    "table": purge.table,
+                    "cause": e.cause().unwrap_or_default(),
+                })),
+            }
+        }
+    }
+    let per_table: Map<String, Value> = PURGES
+        .iter()
+        .zip(&deleted)
+        .map(|(purge, n)| (purge.table.to_string(), json!(n)))
+        .collect();
+    let (_, statements, writes) = work.counts();
+    let line = json!({
+        "event": "purge_expired",
+        "cron": cron,
+        "deleted": per_table,
+        "shards": shards.len(),
+        "failures": failures,
+        "d1": { "statements": statements, "writes": writes },
+        "duration_ms": clock::now_ms().saturating_sub(started),
+    })
+    .to_string();
+    if failures.is_empty() {
+        worker::console_log!("{line}");
+    } else {
+        worker::console_error!("{line}");
+    }
+}
