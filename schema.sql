@@ -88,3 +88,10 @@ CREATE INDEX IF NOT EXISTS device_codes_expiry ON device_codes (expires_at);
 -- name; the sealed payload is the first answer (authid + first access token, src/redeem.rs).
 ALTER TABLE authorization_codes RENAME COLUMN presented TO redeemed; -- successful presentations (1 = redeemed; more = replayed)
 ALTER TABLE device_codes ADD COLUMN requested_from TEXT;              -- two-letter country the code was requested from, if known
+
+-- Migration 0008: successor authids (Akeeba's refresh URL: a new authid on every refresh).
+-- status gains 'standby' (a successor not used yet) and 'replaced' (a predecessor whose
+-- successor was used; ciphertext wiped). docs/storage.md "Successors".
+ALTER TABLE grants ADD COLUMN successor TEXT;               -- key_hash of the pending standby successor, if any
+ALTER TABLE grants ADD COLUMN predecessor TEXT;             -- standby rows: key_hash of the row they replace
+ALTER TABLE grants ADD COLUMN predecessor_version INTEGER;  -- standby rows: that row's version when copied

@@ -21,9 +21,12 @@
 //!   `$url = $baseUrl . ltrim($relativeUrl, '/')`; with the refresh URL as both,
 //!   the request target is the refresh URL's path followed directly by the whole
 //!   refresh URL (issue 14): [`refresh_engine`] reads both forms.
-//! - The answer: every `refreshToken()` keeps the old refresh token when the
-//!   answer has none: `$this->refreshToken = $refreshResponse['refresh_token'] ??
-//!   $this->refreshToken;`.
+//! - The answer: every `refreshToken()` keeps the refresh token the answer
+//!   carries (the old one only when it has none): `$this->refreshToken =
+//!   $refreshResponse['refresh_token'] ?? $this->refreshToken;`. So each answer
+//!   hands the profile a successor authid (`tokens::successor`,
+//!   docs/storage.md "Successors"): a refresh URL that reached a log is
+//!   worthless once the next refresh ran.
 //! - Errors: `Dropbox2.php`, `GoogleDrive.php` and `OneDrive.php` `fetch()` never
 //!   look at the status of a JSON answer; they throw on
 //!   `isset($response['error']) && is_array($response['error'])` (`code`/`message`)

@@ -39,6 +39,10 @@ pub enum BrokerError {
     UnknownAuthId,
     /// The provider rejected the grant (`invalid_grant`); the user must log in again.
     ReauthorizationRequired { broker_url: String },
+    /// The authid was replaced by its successor, which has been used (Akeeba's
+    /// refresh URL hands out a new authid on every refresh): permanent; the
+    /// user must act, so a 503 with the reason, like a re-authorization.
+    AuthIdReplaced,
     /// The provider answered with an error status or an unusable body.
     ProviderFailed,
     /// The provider did not answer in time.
@@ -98,7 +102,7 @@ impl BrokerError {
             MethodNotAllowed => 405,
             Misconfigured { .. } | Internal { .. } | StorageUnavailable { .. } => 500,
             ProviderFailed => 502,
-            ReauthorizationRequired { .. } => 503,
+            ReauthorizationRequired { .. } | AuthIdReplaced => 503,
             ProviderTimeout | RefreshPending => 504,
         }
     }
@@ -111,6 +115,7 @@ impl BrokerError {
             MalformedAuthId => "malformed_authid",
             UnknownAuthId => "unknown_authid",
             ReauthorizationRequired { .. } => "reauthorization_required",
+            AuthIdReplaced => "authid_replaced",
             ProviderFailed => "provider_error",
             ProviderTimeout => "provider_timeout",
             RefreshPending => "refresh_pending",
@@ -137,6 +142,10 @@ impl BrokerError {
             ReauthorizationRequired { broker_url } => format!(
                 "The provider no longer accepts this authorization; re-authorize at {broker_url}"
             ),
+            AuthIdReplaced => "This refresh token was replaced by the newer one its last answer \
+                carried, which has been used since; each Akeeba Backup site must run the OAuth2 \
+                Helper itself (two sites cannot share one)"
+                .into(),
             ProviderFailed => {
                 "The storage provider failed to issue a token; try again later".into()
             }

@@ -282,9 +282,11 @@ pub fn error_for(e: &BrokerError) -> OAuthError {
             (400, "invalid_request", e.reason(), None, false)
         }
         // Permanent: the client must stop retrying and log in again.
-        MalformedAuthId | UnknownAuthId | ReauthorizationRequired { .. } | UnknownProvider => {
-            (400, "invalid_grant", e.reason(), None, false)
-        }
+        MalformedAuthId
+        | UnknownAuthId
+        | ReauthorizationRequired { .. }
+        | AuthIdReplaced
+        | UnknownProvider => (400, "invalid_grant", e.reason(), None, false),
         InvalidLoginState => (400, "invalid_grant", e.reason(), None, false),
         LoginDenied => (400, "access_denied", e.reason(), None, false),
         RateLimited { retry_after } => (

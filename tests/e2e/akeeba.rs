@@ -231,18 +231,29 @@ fn akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes(b:
         let r = replay(&g, &connector_request(engine, &host, &path, &rt, &at));
         assert_eq!(r.status, 200, "{engine}: {}", r.body);
         assert_no_store(&r, engine);
+        let (cached_at, next_rt) = akeeba_reads(engine, &r, (&at, &rt)).expect("success");
         assert_eq!(
-            akeeba_reads(engine, &r, (&at, &rt)),
-            Ok((at.clone(), rt.clone())),
-            "{engine}: a fresh token is served from the cache, the authid stays"
+            cached_at, at,
+            "{engine}: a fresh token is served from the cache"
         );
+        assert!(
+            is_v1_authid(&next_rt) && next_rt != rt,
+            "{engine}: every answer hands the profile a new authid"
+        );
+        g.remember(&next_rt);
+        let rt = next_rt;
         // Expired: a real refresh upstream (the mock rotates single-use tokens).
         g.expire_access_token(&rt);
         let r = replay(&g, &connector_request(engine, &host, &path, &rt, &at));
         let (new_at, new_rt) = akeeba_reads(engine, &r, (&at, &rt)).expect("success");
         assert_ne!(new_at, at, "{engine}: a new access token");
         assert!(g.mock.stats().issued_access_tokens.contains(&new_at));
-        assert_eq!(new_rt, rt, "{engine}: the profile keeps its refresh token");
+        assert!(
+            is_v1_authid(&new_rt) && new_rt != rt,
+            "{engine}: and a new authid"
+        );
+        g.remember(&new_rt);
+        let rt = new_rt;
 
         // `?key=` works for the connectors that append with `&` (not Box:
         // its doubled target would glue the URL onto the key's value).
@@ -295,8 +306,9 @@ fn box_grant(b: &Broker) -> (String, String) {
 
 fn akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token(b: &Broker) {
     let (_, host) = addr(b);
-    let (mut at, rt) = box_grant(b);
+    let (mut at, mut rt) = box_grant(b);
     b.mock.reset_stats();
+    // As Akeeba's connector does: it keeps the refresh token each answer returns.
     for i in 0..20 {
         let r = replay(
             b,
@@ -304,9 +316,14 @@ fn akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_t
         );
         let (next_at, next_rt) =
             akeeba_reads("box", &r, (&at, &rt)).unwrap_or_else(|e| panic!("refresh {i}: {e}"));
-        assert_eq!(next_rt, rt);
+        assert!(
+            next_rt != rt && is_v1_authid(&next_rt),
+            "refresh {i}: a successor"
+        );
         assert_ne!(next_at, at, "refresh {i} went upstream");
+        b.remember(&next_rt);
         at = next_at;
+        rt = next_rt;
     }
     let s = b.mock.stats();
     assert_eq!(s.refresh_successes, 20, "one upstream refresh each");
@@ -333,7 +350,8 @@ fn akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_t
     });
     for r in &answers {
         let (a, r2) = akeeba_reads("box", r, (&at, &rt)).expect("every one succeeds");
-        assert_eq!(r2, rt);
+        assert!(is_v1_authid(&r2), "an authid to keep");
+        b.remember(&r2);
         assert!(b.mock.stats().issued_access_tokens.contains(&a));
     }
     let s = b.mock.stats();

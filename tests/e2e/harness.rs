@@ -194,6 +194,11 @@ impl Default for Options {
     }
 }
 
+/// A line of the Tail Worker (`[oauth-broker-e2e-tail-…] TAIL {…}`).
+fn is_tail_line(line: &str) -> bool {
+    line.starts_with("[oauth-broker-e2e-tail-") && line.contains("] TAIL ")
+}
+
 /// The worker under test plus its mock provider.
 pub struct Broker {
     pub base: String,
@@ -310,10 +315,25 @@ impl Broker {
                 )
             })
             .collect();
+        // A Tail Worker beside it (`tests/e2e/tail/tail.js`), named for this
+        // broker alone: its events, which keep query strings, are the log
+        // source `Broker::tail_lines` reads.
+        let tail_name = format!("oauth-broker-e2e-tail-{}-{n}", std::process::id());
+        let tail_config = dir.join("tail.toml");
+        std::fs::write(
+            &tail_config,
+            format!(
+                "name = \"{tail_name}\"\nmain = \"{}\"\ncompatibility_date = \"{}\"\n",
+                repo().join("tests/e2e/tail/tail.js").display(),
+                compatibility_date(),
+            ),
+        )
+        .expect("write tail config");
         std::fs::write(
             &config,
             format!(
-                "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\n\
+                "name = \"oauth-broker-e2e\"\nmain = \"{main}\"\ncompatibility_date = \"{date}\"\n\
+                 tail_consumers = [{{ service = \"{tail_name}\" }}]\n\n\
                  {shards}\
                  [[ratelimits]]\nname = \"RL_PER_GRANT\"\nnamespace_id = \"1001\"\n\
                  simple = {{ limit = {grant}, period = 60 }}\n\n\
@@ -393,6 +413,8 @@ impl Broker {
             cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
                 .arg("-c")
                 .arg(&config)
+                .arg("-c")
+                .arg(&tail_config)
                 .arg("--persist-to")
                 .arg(&state)
                 .arg("--env-file")
@@ -501,8 +523,28 @@ impl Broker {
             })
     }
 
+    /// What wrangler and the worker printed (request lines without their
+    /// query strings, the worker's console), without the Tail Worker's lines.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !is_tail_line(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The Tail Worker's events (`tests/e2e/tail/tail.js`): each request's
+    /// full URL, query string included, and the worker's console lines, as
+    /// `wrangler tail`, Tail Workers and Logpush see them.
+    pub fn tail_events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| is_tail_line(l))
+            .filter_map(|l| l.split_once(" TAIL ").map(|(_, json)| json))
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -51,6 +51,10 @@ pub const TESTS: &[crate::Test] = &[
         "promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_cannot",
         promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_cannot,
     ),
+    (
+        "promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used",
+        promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used,
+    ),
 ];
 
 fn enc(s: &str) -> String {
@@ -437,4 +441,112 @@ fn promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_c
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "unsupported_token_type", "{}", r.body);
     assert_eq!(b.mock.stats().revoke_calls, revokes + 1, "nothing called");
+}
+
+/// Akeeba's refresh URL, as its connectors call it (the token in the query):
+/// the answer's access and refresh token, or the failure's status and error.
+fn akeeba_refresh(b: &Broker, rt: &str) -> Result<(String, String), (u16, String)> {
+    let r = request(
+        "GET",
+        &b.url(&format!("/akeeba/box/refresh?refresh_token={}", enc(rt))),
+        &[("Authorization", "Bearer old-access-token")],
+        None,
+    );
+    let v = r.json();
+    match (
+        r.status,
+        v["access_token"].as_str(),
+        v["refresh_token"].as_str(),
+    ) {
+        (200, Some(at), Some(next)) => {
+            b.remember(next);
+            Ok((at.to_string(), next.to_string()))
+        }
+        _ => Err((
+            r.status,
+            v["error"].as_str().unwrap_or_default().to_string(),
+        )),
+    }
+}
+
+fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used(
+    b: &Broker,
+) {
+    // Every refresh goes upstream and rotates Box's single-use token.
+    let busy = Config {
+        access_token_ttl: 30,
+        rotation: mock_provider::Rotation::SingleUse,
+        ..Config::default()
+    };
+    b.mock.set_config(busy.clone());
+    let mut jar = Jar::default();
+    let (page, _) = b.login_in(&mut jar, "/akeeba/box");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let marker = "id=\"refresh-token\"";
+    let at = page
+        .body
+        .find(marker)
+        .expect("the helper shows the refresh token");
+    let value = &page.body[at..];
+    let start = value.find("value=\"").expect("value") + "value=\"".len();
+    let logged = value[start..start + value[start..].find('"').expect("end")].to_string();
+    b.remember(&logged);
+    b.mock.reset_stats();
+
+    // The profile's first refresh: a new authid comes back.
+    let (_, lost) = akeeba_refresh(b, &logged).expect("first refresh");
+    assert_ne!(lost, logged, "a successor");
+    // Its answer was lost: the profile presents the old one again, which
+    // still works and hands out another successor; the lost one is gone.
+    let (_, kept) = akeeba_refresh(b, &logged).expect("the old one still works");
+    assert!(kept != logged && kept != lost);
+    assert!(
+        akeeba_refresh(b, &lost).is_err(),
+        "a superseded successor is dead"
+    );
+    // The profile keeps what it got and goes on; from then on the logged URL is worthless.
+    let (_, next) = akeeba_refresh(b, &kept).expect("the successor works");
+    assert_eq!(
+        akeeba_refresh(b, &logged),
+        Err((503, "authid_replaced".to_string())),
+        "the logged authid, after its successor was used"
+    );
+    let d = request(
+        "GET",
+        &b.url("/refresh"),
+        &[("X-AuthID", logged.as_str())],
+        None,
+    );
+    assert_eq!(d.status, 503, "at every door: {}", d.body);
+    assert!(d
+        .header("X-Reason")
+        .unwrap_or_default()
+        .contains("replaced"));
+    let (_, after) = akeeba_refresh(b, &next).expect("the chain goes on");
+
+    // The same authid used by a second site (Duplicati's door) between two
+    // Akeeba refreshes: the grant moved on, so the copy its successor holds
+    // is stale and refused, never sent upstream; the authid itself works.
+    let (_, stale) = akeeba_refresh(b, &after).expect("refresh");
+    let other = request(
+        "GET",
+        &b.url("/refresh"),
+        &[("X-AuthID", after.as_str())],
+        None,
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(
+        akeeba_refresh(b, &stale),
+        Err((503, "authid_replaced".to_string()))
+    );
+    assert!(
+        akeeba_refresh(b, &after).is_ok(),
+        "the site that used it keeps working"
+    );
+    let s = b.mock.stats();
+    assert_eq!(
+        s.spent_refresh_reuse, 0,
+        "no spent token ever went upstream"
+    );
+    b.mock.set_config(Config::default());
 }

@@ -11,6 +11,7 @@
 //! `?key=`), as Akeeba's profile has no header field.
 
 use crate::akeeba::{self, Presented, Urls};
+use crate::authid::{parse_authid, ParsedAuthId};
 use crate::login::{self, LoginEnding};
 use crate::providers::Provider;
 use crate::shell::call::Call;
@@ -51,11 +52,22 @@ pub async fn refresh(c: &mut Call) -> Out {
                 refusal: akeeba::ENGINE_MISMATCH,
             };
             let issued = tokens::for_authid(c, &raw, Some(client)).await?;
-            // A v1 authid stays the same; a v2 one moves on with its token.
-            let next = if raw.starts_with("v2:") {
-                issued.next_authid.clone()
-            } else {
-                Some(raw)
+            let next = match parse_authid(&raw)? {
+                // A v2 authid moves on with its token.
+                ParsedAuthId::V2 { .. } => issued.next_authid.clone(),
+                // A stored one is handed on to a successor, so the URL that
+                // carried this one (Akeeba puts it in the query) is worthless
+                // once the next refresh ran. Should that fail, the answer
+                // still stands with the same authid, which keeps working.
+                ParsedAuthId::V1(authid) => match tokens::successor(c, authid).await {
+                    Ok(next) => Some(next.unwrap_or(raw)),
+                    Err(e) => {
+                        if let Some(cause) = e.cause() {
+                            worker::console_warn!("akeeba: no successor authid: {cause}");
+                        }
+                        Some(raw)
+                    }
+                },
             };
             json_ok(akeeba::answer(
                 issued.token.secret(),

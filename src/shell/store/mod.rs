@@ -187,6 +187,31 @@ impl Db {
         Ok(changed)
     }
 
+    /// Runs `statements` as one D1 batch (one transaction: all or nothing), on
+    /// the primary; how many rows each changed.
+    async fn batch(
+        &self,
+        op: &'static str,
+        statements: &[(&str, &[JsValue])],
+    ) -> Result<Vec<usize>, BrokerError> {
+        let prepared = statements
+            .iter()
+            .map(|(sql, args)| self.statement(ReadFrom::Primary, op, sql, args))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.work.sent(
+            ReadFrom::Primary,
+            u32::try_from(prepared.len()).unwrap_or(u32::MAX),
+        );
+        let results = self.d1.batch(prepared).await.map_err(failed(op))?;
+        let changed: Vec<usize> = results
+            .iter()
+            .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+            .collect();
+        let wrote = changed.iter().filter(|n| **n > 0).count();
+        self.work.wrote(u32::try_from(wrote).unwrap_or(u32::MAX));
+        Ok(changed)
+    }
+
     /// Runs `sql` after deleting the expired rows of `table`, in one batch (so
     /// expired single-use rows never pile up), on the primary.
     async fn insert_after_gc(

@@ -20,7 +20,7 @@ use crate::refresh::{first_version, Grants, Opened, ReadFrom, Status, LEASE_SECS
 use crate::seal::{Sealed, ServerKeys};
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct GrantRow {
     key_hash: String,
     provider: String,
@@ -30,6 +30,10 @@ struct GrantRow {
     version: i64,
     status: String,
     lease_until: i64,
+    /// Standby (successor) rows: the row they replace, and its version when
+    /// they copied its grant.
+    predecessor: Option<String>,
+    predecessor_version: Option<i64>,
 }
 
 /// One authid's grant in the vault. It owns what it needs (shared, not
@@ -75,7 +79,8 @@ impl StoredGrant {
         let placeholders: Vec<String> = (1..=self.hashes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "SELECT key_hash, provider, key_version, nonce, ciphertext, version, status, \
-             lease_until FROM grants WHERE key_hash IN ({}) LIMIT 1",
+             lease_until, predecessor, predecessor_version FROM grants WHERE key_hash IN ({}) \
+             LIMIT 1",
             placeholders.join(", ")
         );
         let args: Vec<JsValue> = self.hashes.iter().map(|(_, h)| h.as_str().into()).collect();
@@ -191,24 +196,127 @@ impl StoredGrant {
         Ok(n == 1)
     }
 
-    /// Deletes the grant read as `read`.
+    /// Deletes the grant read as `read`, and its pending (standby) successor
+    /// with it: a revoked grant lives on in no other row.
     pub async fn delete(&self, read: &Opened) -> Result<(), BrokerError> {
+        let key: &[JsValue] = &[read.key_hash.as_str().into()];
         self.db()
-            .changes(
+            .batch(
                 "delete_grant",
-                "DELETE FROM grants WHERE key_hash = ?1",
-                &[read.key_hash.as_str().into()],
+                &[
+                    (
+                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
+                         (SELECT successor FROM grants WHERE key_hash = ?1)",
+                        key,
+                    ),
+                    ("DELETE FROM grants WHERE key_hash = ?1", key),
+                ],
             )
             .await?;
         Ok(())
     }
-}
 
-impl Grants for StoredGrant {
-    /// Finds and opens the grant. Unknown, wrong, tampered and moved all
+    /// Stores `next` as the pending successor of the grant read as `read`
+    /// (`docs/storage.md` "Successors"): a standby row with a copy of the
+    /// grant as of `read.version`, replacing any earlier pending successor,
+    /// in one transaction. False (and nothing stored) if the grant changed
+    /// since it was read: the copy would be stale.
+    pub async fn mint_successor(
+        &self,
+        read: &Opened,
+        next: &StoredGrant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let (next_hash, sealed) = next.seal(&read.provider, &read.grant)?;
+        let this: JsValue = read.key_hash.as_str().into();
+        let next_key: JsValue = next_hash.as_str().into();
+        let version = num(read.version);
+        let insert: &[JsValue] = &[
+            next_key.clone(),
+            read.provider.as_str().into(),
+            num(sealed.key_version.into()),
+            sealed.nonce.into(),
+            sealed.ciphertext.into(),
+            num(now),
+            num(first_version()?),
+            this.clone(),
+            version.clone(),
+        ];
+        let changed = self
+            .db()
+            .batch(
+                "mint_successor",
+                &[
+                    (
+                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
+                         (SELECT successor FROM grants WHERE key_hash = ?1)",
+                        std::slice::from_ref(&this),
+                    ),
+                    (
+                        "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
+                         version, status, created_at, updated_at, predecessor, \
+                         predecessor_version) VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'standby', ?6, ?6, \
+                         ?8, ?9)",
+                        insert,
+                    ),
+                    (
+                        "UPDATE grants SET successor = ?2 WHERE key_hash = ?1 AND version = ?3",
+                        &[this.clone(), next_key.clone(), version],
+                    ),
+                    // The grant changed since it was read: the copy goes again.
+                    (
+                        "DELETE FROM grants WHERE key_hash = ?2 AND NOT EXISTS \
+                         (SELECT 1 FROM grants WHERE key_hash = ?1 AND successor = ?2)",
+                        &[this.clone(), next_key],
+                    ),
+                ],
+            )
+            .await?;
+        Ok(changed.get(2) == Some(&1))
+    }
+
+    /// The first use of a standby (successor) row: in one transaction, its
+    /// predecessor becomes a `replaced` tombstone (ciphertext wiped) if it
+    /// still names this row as its successor, is unchanged since the copy and
+    /// is not being refreshed; and then, only then, this row becomes active.
+    /// So exactly one of the two rows may ever refresh the grant.
+    async fn take_over(&self, row: &GrantRow, now: i64) -> Result<(), BrokerError> {
+        let (Some(predecessor), Some(copied)) = (&row.predecessor, row.predecessor_version) else {
+            return Ok(());
+        };
+        let args: &[JsValue] = &[
+            predecessor.as_str().into(),
+            num(copied),
+            row.key_hash.as_str().into(),
+            num(now),
+        ];
+        self.db()
+            .batch(
+                "take_over",
+                &[
+                    (
+                        "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
+                         successor = NULL, lease_until = 0, lease_id = NULL, \
+                         version = version + 1, updated_at = ?4 WHERE key_hash = ?1 \
+                         AND version = ?2 AND successor = ?3 AND lease_until <= ?4",
+                        args,
+                    ),
+                    (
+                        "UPDATE grants SET status = 'active', predecessor = NULL, \
+                         predecessor_version = NULL, version = version + 1, updated_at = ?4 \
+                         WHERE key_hash = ?3 AND status = 'standby' AND EXISTS (SELECT 1 FROM \
+                         grants WHERE key_hash = ?1 AND status = 'replaced' AND version = ?2 + 1)",
+                        args,
+                    ),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Opens `row` with this authid. Unknown, wrong, tampered and moved all
     /// answer the same [`BrokerError::UnknownAuthId`].
-    async fn open(&self, from: ReadFrom) -> Result<Opened, BrokerError> {
-        let row = self.find(from).await?.ok_or(BrokerError::UnknownAuthId)?;
+    fn open_row(&self, row: GrantRow) -> Result<Opened, BrokerError> {
         let sealed = Sealed {
             key_version: row.key_version,
             nonce: row.nonce,
@@ -226,6 +334,36 @@ impl Grants for StoredGrant {
             status: Status::parse(&row.status),
             lease_until: row.lease_until,
         })
+    }
+}
+
+impl Grants for StoredGrant {
+    /// Finds and opens the grant. Unknown, wrong, tampered and moved all
+    /// answer the same [`BrokerError::UnknownAuthId`].
+    ///
+    /// A `replaced` row (its successor was used; its ciphertext is wiped, so
+    /// only its key hash matched) answers [`BrokerError::AuthIdReplaced`]. A
+    /// `standby` row, opened with this authid, takes over from its
+    /// predecessor first ([`StoredGrant::take_over`]) and is read again on
+    /// the primary: active from then on, or refused as replaced.
+    async fn open(&self, from: ReadFrom) -> Result<Opened, BrokerError> {
+        let row = self.find(from).await?.ok_or(BrokerError::UnknownAuthId)?;
+        match row.status.as_str() {
+            "replaced" => return Err(BrokerError::AuthIdReplaced),
+            "standby" => {}
+            _ => return self.open_row(row),
+        }
+        // Proves the authid (not only its key id) before anything is written.
+        self.open_row(row.clone())?;
+        self.take_over(&row, crate::shell::clock::now()).await?;
+        let now = self
+            .find(ReadFrom::Primary)
+            .await?
+            .ok_or(BrokerError::UnknownAuthId)?;
+        match now.status.as_str() {
+            "standby" | "replaced" => Err(BrokerError::AuthIdReplaced),
+            _ => self.open_row(now),
+        }
     }
 
     /// Won only if nobody holds an unexpired lease and nobody wrote the row

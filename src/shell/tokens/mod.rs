@@ -32,7 +32,7 @@ use crate::ids::ProviderId;
 use crate::login::sha256_hex;
 use crate::migrate;
 use crate::providers::{canonical_id, same_provider};
-use crate::refresh::{self, PassThrough, Runtime};
+use crate::refresh::{self, Grants, PassThrough, ReadFrom, Runtime};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::shell::call::Call;
 use crate::shell::clock;
@@ -113,6 +113,28 @@ pub async fn for_authid(
             Ok(issued)
         }
     }
+}
+
+/// A successor for the stored (v1) authid `authid`, which has just been
+/// served: a new authid on the same shard holding the grant as it is now,
+/// usable at once, while `authid` keeps working until the successor is first
+/// used, when it becomes `AuthIdReplaced` (docs/storage.md "Successors").
+/// Akeeba's refresh URL hands one out with every answer, so a URL that
+/// reached a log is worthless once the next refresh ran. `None` when the
+/// grant changed meanwhile (a concurrent refresh): `authid` stays the one to
+/// present, and the next answer carries a successor.
+pub async fn successor(c: &Call, authid: AuthId) -> Result<Option<String>, BrokerError> {
+    let shard = authid.shard();
+    let vault = c.vault()?;
+    let current = vault.grant(authid)?;
+    let read = current.open(ReadFrom::Primary).await?;
+    let next = AuthId::generate(shard)
+        .map_err(|_| BrokerError::internal("no randomness for a successor authid"))?;
+    let shown = next.expose();
+    let minted = current
+        .mint_successor(&read, &vault.grant(next)?, c.cfg.now)
+        .await?;
+    Ok(minted.then_some(shown))
 }
 
 /// The per-grant limit's bucket for a pass-through refresh token: a hash of
