@@ -99,7 +99,7 @@ fn error_of(r: &Resp) -> String {
 
 /// The browser on the verification page from `ip`: POSTs `body` to /device
 /// with the jar's cookies, keeping what it sets.
-fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
+pub fn post_device(b: &Broker, jar: &mut Jar, ip: &str, body: &str) -> Resp {
     let cookie = jar.header();
     let mut headers = vec![FORM, ("CF-Connecting-IP", ip)];
     if !cookie.is_empty() {
