@@ -92,7 +92,7 @@ pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
     } else {
         None
     };
-    let export = source.as_ref().map(|s| s.export_headers(&authid));
+    let export = source.as_ref().map(|s| s.export(&authid));
     let grant = c.vault()?.grant(authid)?;
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
     let runtime = WorkerRuntime(c.cfg.clone());
@@ -100,9 +100,7 @@ pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
     let reauthorize = c.cfg.reauthorize();
     let served = match refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await {
         Err(BrokerError::UnknownAuthId) => match (&source, &export) {
-            (Some(source), Some(headers))
-                if migration::adopt(c, &grant, source, headers).await? =>
-            {
+            (Some(source), Some(export)) if migration::adopt(c, &grant, source, export).await? => {
                 refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await?
             }
             _ => return Err(BrokerError::UnknownAuthId),
