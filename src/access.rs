@@ -2,6 +2,8 @@
 //! (`ACCESS_KEYS`) and the keys requests are rate-limited by. Which routes are
 //! gated or limited is a column of the route table (`crate::route`).
 
+use std::net::IpAddr;
+
 use crate::error::BrokerError;
 use crate::secret::ct_eq;
 
@@ -122,15 +124,46 @@ pub const NO_CLIENT_ADDRESS: BrokerError = BrokerError::BadRequest {
 /// by anything else would either put every such request into one shared bucket
 /// (one client exhausting it for all) or let the sender pick its bucket.
 pub fn client_key(cf_connecting_ip: Option<&str>) -> Result<String, BrokerError> {
-    match cf_connecting_ip.map(str::parse::<std::net::IpAddr>) {
-        Some(Ok(std::net::IpAddr::V6(v6))) => {
-            let s = v6.segments();
-            Ok(format!(
-                "ip6:{:x}:{:x}:{:x}:{:x}::/64",
-                s[0], s[1], s[2], s[3]
-            ))
+    match client_address(cf_connecting_ip)? {
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            Ok(format!("ip6:{a:x}:{b:x}:{c:x}:{d:x}::/64"))
         }
-        Some(Ok(std::net::IpAddr::V4(v4))) => Ok(format!("ip4:{v4}")),
+        IpAddr::V4(v4) => Ok(format!("ip4:{v4}")),
+    }
+}
+
+/// Rate-limit key for the client's network: the IPv6 /48, the IPv4 /24. It
+/// keys the budgets that must hold against a party with many addresses, which
+/// [`client_key`]'s per-address (per-/64) budget does not: a site is usually
+/// given a /48, 65,536 /64s; a /24 is the smallest IPv4 block routed on the
+/// internet, so addresses rented in bulk come in /24s. Neighbours behind one
+/// /24 (an office, a carrier's NAT pool) share it, which is why the budgets it
+/// keys count only failures (`RL_USER_CODE_48` counts missed device-code
+/// lookups, never right codes).
+pub fn network_key(cf_connecting_ip: Option<&str>) -> Result<String, BrokerError> {
+    match client_address(cf_connecting_ip)? {
+        IpAddr::V6(v6) => {
+            let [a, b, c, ..] = v6.segments();
+            Ok(format!("ip6:{a:x}:{b:x}:{c:x}::/48"))
+        }
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Ok(format!("ip4:{a}.{b}.{c}.0/24"))
+        }
+    }
+}
+
+/// The client address in `CF-Connecting-IP`. An IPv4-mapped IPv6 address
+/// (`::ffff:203.0.113.9`) is the IPv4 address it carries: keyed as IPv6 it
+/// would put every IPv4 client into the one /64 `::ffff:0:0/64`.
+fn client_address(cf_connecting_ip: Option<&str>) -> Result<IpAddr, BrokerError> {
+    match cf_connecting_ip.map(str::parse::<IpAddr>) {
+        Some(Ok(IpAddr::V6(v6))) => Ok(match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }),
+        Some(Ok(v4)) => Ok(v4),
         None | Some(Err(_)) => Err(NO_CLIENT_ADDRESS),
     }
 }
@@ -166,6 +199,44 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv4_mapped_ipv6_address_is_keyed_as_the_ipv4_address() {
+        let key = |ip: &str| client_key(Some(ip)).unwrap();
+        assert_eq!(key("::ffff:203.0.113.9"), "ip4:203.0.113.9");
+        assert_eq!(key("::ffff:cb00:7109"), "ip4:203.0.113.9");
+        assert_ne!(key("::ffff:203.0.113.9"), key("::ffff:198.51.100.9"));
+    }
+
+    #[test]
+    fn networks_are_the_ipv6_48_and_the_ipv4_24() {
+        let net = |ip: &str| network_key(Some(ip)).unwrap();
+        // IPv6, written out in full and compressed: the first three groups.
+        assert_eq!(
+            net("2001:0db8:0001:0002:0003:0004:0005:0006"),
+            "ip6:2001:db8:1::/48"
+        );
+        assert_eq!(net("2001:db8:1::1"), "ip6:2001:db8:1::/48");
+        assert_eq!(net("2001:db8:1:ffff::"), net("2001:db8:1:2:3:4:5:6"));
+        assert_ne!(net("2001:db8:1::1"), net("2001:db8:2::1"));
+        assert_eq!(net("2001:db8::1"), "ip6:2001:db8:0::/48");
+        assert_eq!(net("::1"), "ip6:0:0:0::/48");
+        // Two /64s of one /48 are two clients but one network.
+        assert_ne!(
+            client_key(Some("2001:db8:1:2::1")),
+            client_key(Some("2001:db8:1:3::1"))
+        );
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        // IPv4: the /24.
+        assert_eq!(net("203.0.113.9"), "ip4:203.0.113.0/24");
+        assert_eq!(net("203.0.113.250"), net("203.0.113.9"));
+        assert_ne!(net("203.0.113.9"), net("203.0.114.9"));
+        // IPv4-mapped IPv6: the IPv4 /24, not the mapped /48 every IPv4 client shares.
+        assert_eq!(net("::ffff:203.0.113.9"), "ip4:203.0.113.0/24");
+        assert_ne!(net("::ffff:203.0.113.9"), net("::ffff:198.51.100.9"));
+        // An IPv6 /48 never collides with an IPv4 /24.
+        assert_ne!(net("::cb00:7109"), net("203.0.113.9"));
+    }
+
+    #[test]
     fn a_request_without_a_client_address_is_refused_not_lumped_together() {
         for missing in [
             None,
@@ -175,6 +246,7 @@ mod tests {
             Some(" 203.0.113.9"),
         ] {
             assert_eq!(client_key(missing), Err(NO_CLIENT_ADDRESS), "{missing:?}");
+            assert_eq!(network_key(missing), Err(NO_CLIENT_ADDRESS), "{missing:?}");
         }
         assert_eq!(NO_CLIENT_ADDRESS.status(), 400);
     }

@@ -447,6 +447,35 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_http_oauth_handler_off_loopback_is_misconfigured() {
+        let with_url = |url: &str| {
+            config(&[
+                ("OAUTH_HANDLER_URL", url),
+                ("OAUTH_HANDLER_API_KEY", "0123456789"),
+            ])
+        };
+        let plain = with_url("http://old.example");
+        assert_eq!(
+            plain.migration_source().unwrap_err(),
+            BrokerError::Misconfigured {
+                what: "OAUTH_HANDLER_URL must be an https URL (plain http only to a loopback \
+                       host: 127.0.0.1, [::1], localhost), set together with OAUTH_HANDLER_API_KEY",
+            }
+        );
+        assert!(plain.migration_source().unwrap_err().cause().is_some());
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+        ] {
+            assert!(
+                with_url(local).migration_source().unwrap().is_some(),
+                "{local}"
+            );
+        }
+    }
+
+    #[test]
     fn a_broken_setting_fails_only_what_needs_it() {
         let c = config(&[("OAUTH_PROVIDERS", "{oops"), ("SEALING_SECRET", SECRET)]);
         assert_eq!(c.catalogue().unwrap_err().code(), "server_misconfigured");

@@ -8,8 +8,10 @@
 //! - The user code is 8 letters from [`USER_CODE_ALPHABET`] (§6.1: 20
 //!   consonants, no vowels so no words, no look-alike characters): 20^8 ≈
 //!   2^34.6 values. The input is case- and dash-insensitive. Guessing is
-//!   bounded by a per-IP rate limit on the verification page (§5.1) and by
-//!   the code's 10-minute life; only [`user_code_hash`] is stored.
+//!   bounded (§5.1) by rate limits on the verification page, per IP on every
+//!   code check and per network and for everyone on every miss
+//!   (`shell/routes/device.rs`), and by the code's 10-minute life; only
+//!   [`user_code_hash`] is stored.
 //! - Polling answers `authorization_pending`, `slow_down` (and the interval
 //!   grows by 5 s for good, §3.5), `access_denied`, `expired_token`, and once
 //!   the authid.

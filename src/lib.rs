@@ -18,6 +18,7 @@ pub mod handoff;
 pub mod headers;
 pub mod ids;
 pub mod login;
+pub mod memo;
 pub mod migrate;
 pub mod oauth2;
 pub mod opener;

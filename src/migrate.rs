@@ -17,6 +17,15 @@
 //! answer a transient fault (both retryable 5xx, nothing stored). Bodies are
 //! never echoed or logged.
 //!
+//! What a move may cost the operator is bounded: the export call carries the
+//! operator's API key and brings back a refresh token, so `OAUTH_HANDLER_URL`
+//! must be https (plain http only to a loopback host, where nothing crosses a
+//! network); and since any caller can make up authids in oauth-handler's
+//! spelling, each one an export call, the shell spends a per-IP budget
+//! (`RL_MOVE_PER_IP`) on each call it is about to make and remembers, per
+//! isolate and for [`UNKNOWN_MEMO_MS`], each authid the old service did not
+//! know ([`Export::unknown_key`]), so asking again at once costs no call.
+//!
 //! After the move the old service still holds its copy of the refresh token.
 //! Where a provider rotates refresh tokens (Box, Jottacloud, OneDrive at
 //! times), whichever service refreshes second gets `invalid_grant`: once
@@ -43,12 +52,28 @@ impl std::fmt::Debug for Source {
 }
 
 const MISCONFIGURED: BrokerError = BrokerError::Misconfigured {
-    what: "OAUTH_HANDLER_URL must be an http(s) URL, set together with OAUTH_HANDLER_API_KEY",
+    what: "OAUTH_HANDLER_URL must be an https URL (plain http only to a loopback host: \
+           127.0.0.1, [::1], localhost), set together with OAUTH_HANDLER_API_KEY",
 };
+
+/// Whether the export call may go to `url`: https, or plain http to a
+/// loopback host (a local oauth-handler, the tests' fake). Anywhere else,
+/// plain http would send the operator's API key and the moved refresh tokens
+/// over the network in the clear.
+fn transport_protects_secrets(url: &url::Url) -> bool {
+    match (url.scheme(), url.host()) {
+        ("https", _) => true,
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
+}
 
 impl Source {
     /// Reads the two settings. Neither set: `None` (no migration). One
-    /// without the other, or a URL that is not http(s): misconfigured.
+    /// without the other, a URL with a query, or a URL that is not https
+    /// (or http to a loopback host): misconfigured.
     pub fn from_settings(
         url: Option<&str>,
         api_key: Option<&str>,
@@ -59,7 +84,7 @@ impl Source {
             _ => return Err(MISCONFIGURED),
         };
         let parsed = url::Url::parse(url).map_err(|_| MISCONFIGURED)?;
-        if !matches!(parsed.scheme(), "https" | "http") || parsed.query().is_some() {
+        if !transport_protects_secrets(&parsed) || parsed.query().is_some() {
             return Err(MISCONFIGURED);
         }
         Ok(Some(Source {
@@ -68,17 +93,54 @@ impl Source {
         }))
     }
 
-    /// The headers of the export call for `authid` (main.py `export` reads
-    /// `X-APIKey` and `X-AuthID`; both are secrets: never log them).
-    pub fn export_headers(&self, authid: &AuthId) -> [(&'static str, String); 3] {
-        [
-            ("X-APIKey", self.api_key.clone()),
-            // As the user pasted it: oauth-handler splits at the first `:` and
-            // looks the keyid up as written (main.py L953-963).
-            ("X-AuthID", authid.expose()),
-            ("Accept", "application/json".to_string()),
-        ]
+    /// The export call for `authid`.
+    pub fn export(&self, authid: &AuthId) -> Export {
+        Export {
+            headers: [
+                ("X-APIKey", self.api_key.clone()),
+                // As the user pasted it: oauth-handler splits at the first `:` and
+                // looks the keyid up as written (main.py L953-963).
+                ("X-AuthID", authid.expose()),
+                ("Accept", "application/json".to_string()),
+            ],
+            unknown_key: unknown_key(authid),
+        }
     }
+}
+
+/// One export call, for one authid.
+pub struct Export {
+    /// Its headers (main.py `export` reads `X-APIKey` and `X-AuthID`; both
+    /// are secrets: never log them).
+    pub headers: [(&'static str, String); 3],
+    /// The key an "unknown" answer for this authid is remembered under.
+    pub unknown_key: String,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export").finish_non_exhaustive()
+    }
+}
+
+/// How long an authid the old service did not know is answered "unknown"
+/// without asking it again: long enough to absorb a client's retries and a
+/// flood of one made-up authid, short enough that a grant the operator puts
+/// into the old service is found a minute later.
+pub const UNKNOWN_MEMO_MS: u64 = 60_000;
+/// At most this many unknown authids are remembered per isolate.
+pub const UNKNOWN_MEMO_CAP: usize = 1024;
+
+/// The memory key of `authid`'s "unknown" answer: a hash of the whole authid,
+/// never the authid. The whole of it: oauth-handler answers "unknown" for a
+/// known keyid with a wrong password too (400), and a key of the keyid alone
+/// would let anyone who knows a keyid keep its owner's right password from
+/// being asked for.
+fn unknown_key(authid: &AuthId) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(
+        format!("oauth-broker/v1/move-unknown|{}", authid.expose()).as_bytes(),
+    );
+    crate::random::hex(&digest)
 }
 
 /// Whether an authid this broker does not know may be asked for at the old
@@ -152,13 +214,67 @@ mod tests {
     }
 
     #[test]
+    fn the_oauth_handler_is_reached_over_https_or_on_loopback_only() {
+        let key = Some("0123456789");
+        for ok in [
+            "https://old.example",
+            "https://old.example:8443/handler/",
+            "https://203.0.113.9/h",
+            "http://127.0.0.1:9/h",
+            "http://127.0.0.2/h",
+            "http://[::1]:8080/",
+            "http://localhost:8080/h",
+            "http://LOCALHOST/h",
+        ] {
+            let s = Source::from_settings(Some(ok), key);
+            assert!(matches!(s, Ok(Some(_))), "{ok}: {s:?}");
+        }
+        for bad in [
+            "http://old.example/h",
+            "http://203.0.113.9/h",
+            "http://[2001:db8::1]/h",
+            "http://localhost.old.example/h",
+            "http://127.0.0.1.old.example/h",
+            "http://[::ffff:203.0.113.9]/h",
+            "ws://127.0.0.1/h",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(
+                Source::from_settings(Some(bad), key).unwrap_err().code(),
+                "server_misconfigured",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn the_export_call_carries_the_api_key_and_the_authid_as_given() {
         let s = Source::from_settings(Some("http://127.0.0.1:9/h"), Some("0123456789"))
             .unwrap()
             .unwrap();
-        let h = s.export_headers(&authid(HANDLER));
-        assert_eq!(h[0], ("X-APIKey", "0123456789".to_string()));
-        assert_eq!(h[1], ("X-AuthID", HANDLER.to_string()));
+        let e = s.export(&authid(HANDLER));
+        assert_eq!(e.headers[0], ("X-APIKey", "0123456789".to_string()));
+        assert_eq!(e.headers[1], ("X-AuthID", HANDLER.to_string()));
+        let shown = format!("{e:?}");
+        assert!(
+            !shown.contains("0123456789") && !shown.contains("a1A!"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_answer_is_remembered_under_a_hash_of_the_whole_authid() {
+        let s = Source::from_settings(Some("https://old.example"), Some("0123456789"))
+            .unwrap()
+            .unwrap();
+        let key = s.export(&authid(HANDLER)).unknown_key;
+        assert_eq!(key.len(), 64);
+        assert!(!key.contains("0123456789abcdef"), "not the keyid");
+        assert_eq!(key, s.export(&authid(HANDLER)).unknown_key);
+        // Same keyid, another password: another key.
+        let (keyid, _) = HANDLER.split_once(':').unwrap();
+        let other = format!("{keyid}:b1A!b2B-c3C_d4D.e5E!f");
+        assert_ne!(key, s.export(&authid(&other)).unknown_key);
     }
 
     #[test]

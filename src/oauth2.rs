@@ -22,12 +22,11 @@
 //!   that the probe's second request gets the same answer without a second
 //!   provider call.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::error::BrokerError;
+use crate::memo::Memo;
 use crate::request::{single, Params};
 
 /// Where the front door's endpoints live (the metadata advertises them).
@@ -370,36 +369,27 @@ pub const MEMO_MS: u64 = 3_000;
 pub const MEMO_CAP: usize = 256;
 
 /// Recent failed refreshes, keyed by a hash of the refresh token (never the
-/// token): "one failure is one answer". Held per isolate by the shell.
-#[derive(Default)]
-pub struct FailureMemo {
-    entries: HashMap<String, (BrokerError, u64)>,
+/// token): "one failure is one answer". Held per isolate by the shell; the
+/// memory itself is [`Memo`], this is the token endpoint's rule for it.
+pub struct FailureMemo(Memo);
+
+impl Default for FailureMemo {
+    fn default() -> FailureMemo {
+        FailureMemo(Memo::new(MEMO_CAP))
+    }
 }
 
 impl FailureMemo {
     /// The failure remembered for `key` at `now_ms`, if still fresh.
     pub fn recall(&mut self, key: &str, now_ms: u64) -> Option<BrokerError> {
-        self.entries.retain(|_, (_, until)| *until > now_ms);
-        self.entries.get(key).map(|(e, _)| e.clone())
+        self.0.recall(key, now_ms)
     }
 
-    /// Remembers `e` for `key` when it cost an upstream call.
+    /// Remembers `e` for `key`, for [`MEMO_MS`], when it cost an upstream call.
     pub fn remember(&mut self, key: String, e: &BrokerError, now_ms: u64) {
-        if !cost_an_upstream_call(e) {
-            return;
+        if cost_an_upstream_call(e) {
+            self.0.remember(key, e, now_ms, now_ms + MEMO_MS);
         }
-        self.entries.retain(|_, (_, until)| *until > now_ms);
-        if self.entries.len() >= MEMO_CAP {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, until))| *until)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-            }
-        }
-        self.entries.insert(key, (e.clone(), now_ms + MEMO_MS));
     }
 }
 
@@ -638,8 +628,8 @@ mod tests {
                 2_000 + i as u64,
             );
         }
-        assert!(m.entries.len() <= MEMO_CAP);
         assert!(m.recall("x0", 2_100).is_none(), "oldest dropped first");
+        assert!(m.recall(&format!("x{}", MEMO_CAP + 9), 2_100).is_some());
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl Call {
         crate::access::client_key(self.header("CF-Connecting-IP").as_deref())
     }
 
+    /// The rate-limit key of the client's network (`crate::access::network_key`).
+    pub fn network_key(&self) -> Result<String, BrokerError> {
+        crate::access::network_key(self.header("CF-Connecting-IP").as_deref())
+    }
+
     /// The stored (v1) authid in the `X-AuthID` header (operator tools).
     pub fn authid_header(&self) -> Result<AuthId, BrokerError> {
         let raw = self.header("X-AuthID").unwrap_or_default();

@@ -4,9 +4,13 @@
 //! the front door's client-authenticating endpoints by their handlers, once
 //! they have read the client's credentials ([`admit_client`]).
 
+use std::cell::RefCell;
+
 use super::call::Call;
+use super::clock;
 use crate::access;
 use crate::error::BrokerError;
+use crate::memo::Memo;
 use crate::oauth2;
 use crate::pages;
 use crate::route::{Method, Surface};
@@ -16,6 +20,15 @@ const RATE_LIMIT_PERIOD: u32 = 60;
 
 /// The per-client-address limit's binding (the table's `ip_limited`).
 pub const PER_IP_LIMIT: &str = "RL_PER_IP";
+
+/// At most this many spent miss budgets are remembered per isolate.
+const SPENT_CAP: usize = 1024;
+
+thread_local! {
+    /// Miss budgets this isolate saw go over their limit, by binding and key,
+    /// until their window ends ([`count_miss`]).
+    static SPENT: RefCell<Memo> = RefCell::new(Memo::new(SPENT_CAP));
+}
 
 /// Runs the row's checks.
 pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), BrokerError> {
@@ -72,6 +85,45 @@ pub async fn rate_limit(call: &Call, binding: &str, key: String) -> Result<(), B
         Ok(outcome) if !outcome.success => Err(BrokerError::RateLimited {
             retry_after: RATE_LIMIT_PERIOD,
         }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses (429) while `binding`'s budget for `key` is spent, as this
+/// isolate last saw it in [`count_miss`]; counts nothing.
+pub fn refuse_if_spent(binding: &str, key: &str) -> Result<(), BrokerError> {
+    let memo_key = format!("{binding}|{key}");
+    match SPENT.with_borrow_mut(|m| m.recall(&memo_key, clock::now_ms())) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Counts one miss (a failed lookup) against `binding` for `key`. A Workers
+/// rate limiter only offers `limit(key)`, which counts and checks at once, so
+/// a budget that counts misses alone is checked only when one happens: the
+/// miss that goes over is answered 429, and [`refuse_if_spent`] refuses the
+/// lookups after it until the limiter's window ends (windows are `period`
+/// long and aligned to the clock; an isolate that has not seen the budget go
+/// over lets one more lookup through, whose miss it then sees go over).
+/// A missing or failing binding counts nothing (as [`rate_limit`]).
+pub async fn count_miss(call: &Call, binding: &str, key: &str) -> Result<(), BrokerError> {
+    let Ok(limiter) = call.env.rate_limiter(binding) else {
+        return Ok(());
+    };
+    match limiter.limit(key.to_string()).await {
+        Ok(outcome) if !outcome.success => {
+            let spent = BrokerError::RateLimited {
+                retry_after: RATE_LIMIT_PERIOD,
+            };
+            let now = clock::now_ms();
+            let period_ms = u64::from(RATE_LIMIT_PERIOD) * 1000;
+            let window_end = now - now % period_ms + period_ms;
+            SPENT.with_borrow_mut(|m| {
+                m.remember(format!("{binding}|{key}"), &spent, now, window_end)
+            });
+            Err(spent)
+        }
         _ => Ok(()),
     }
 }

@@ -1,36 +1,73 @@
 //! The shell half of `crate::migrate`: asks the operator's oauth-handler for
 //! a grant this broker does not hold yet, and keeps it under the same authid:
-//! on shard 1, since oauth-handler spellings are never shard-tagged.
+//! on shard 1, since oauth-handler spellings are never shard-tagged. Each
+//! export call spends the client's `RL_MOVE_PER_IP` budget; an authid the old
+//! service did not know is answered "unknown" from this isolate's memory for
+//! `migrate::UNKNOWN_MEMO_MS`, with no call.
+
+use std::cell::RefCell;
 
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
-use crate::migrate::{self, Exported, Source};
+use crate::memo::Memo;
+use crate::migrate::{self, Export, Exported, Source};
 use crate::shell::call::Call;
+use crate::shell::clock;
+use crate::shell::guard::rate_limit;
 use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
 use crate::upstream::MAX_TOKEN_RESPONSE_BYTES;
 
-/// Moves the grant `headers` name (see [`Source::export_headers`]) from the
-/// old service into `grant`'s row. `Ok(true)` when a grant is now stored
-/// under this authid (moved by this call or a concurrent one), `Ok(false)`
-/// when the old service does not know it either. A row already stored under
-/// the keyid is never replaced: then the presented secret is simply wrong.
+/// Per-IP budget of export calls: any caller can make up authids in
+/// oauth-handler's spelling, and each is a call with the operator's API key.
+const MOVE_LIMIT: &str = "RL_MOVE_PER_IP";
+
+thread_local! {
+    /// Authids (hashed: `Export::unknown_key`) the old service answered
+    /// "unknown" for, lately, in this isolate.
+    static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(migrate::UNKNOWN_MEMO_CAP));
+}
+
+/// Moves the grant `export` names (see [`Source::export`]) from the old
+/// service into `grant`'s row. `Ok(true)` when a grant is now stored under
+/// this authid (moved by this call or a concurrent one), `Ok(false)` when the
+/// old service does not know it either (now, or a moment ago). A row already
+/// stored under the keyid is never replaced: then the presented secret is
+/// simply wrong. 429 when the client's move budget is spent.
 pub async fn adopt(
     c: &Call,
     grant: &StoredGrant,
     source: &Source,
-    headers: &[(&'static str, String)],
+    export: &Export,
 ) -> Result<bool, BrokerError> {
-    if grant.exists().await? {
+    let known_unknown =
+        UNKNOWN.with_borrow_mut(|m| m.recall(&export.unknown_key, clock::now_ms()).is_some());
+    if known_unknown || grant.known().await? {
         return Ok(false);
     }
-    let (status, body) =
-        upstream_fetch::get(&source.export_url, headers, c.cfg.upstream_timeout_ms).await?;
+    rate_limit(c, MOVE_LIMIT, c.client_key()?).await?;
+    let (status, body) = upstream_fetch::get(
+        &source.export_url,
+        &export.headers,
+        c.cfg.upstream_timeout_ms,
+    )
+    .await?;
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Err(BrokerError::ProviderFailed);
     }
     let (service, moved) = match migrate::read_export(status, &body)? {
-        Exported::Unknown => return Ok(false),
+        Exported::Unknown => {
+            let now = clock::now_ms();
+            UNKNOWN.with_borrow_mut(|m| {
+                m.remember(
+                    export.unknown_key.clone(),
+                    &BrokerError::UnknownAuthId,
+                    now,
+                    now + migrate::UNKNOWN_MEMO_MS,
+                )
+            });
+            return Ok(false);
+        }
         Exported::Grant { service, grant } => (service, grant),
     };
     let provider = c

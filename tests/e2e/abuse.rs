@@ -8,8 +8,9 @@ use mock_provider::Config;
 use oauth_broker::authid::AuthId;
 use oauth_broker::ids::Shard;
 
+use crate::device::{device_start, post_device};
 use crate::harness::{
-    in_one_rate_limit_window, raw_exchange, request, Broker, Options, Resp, ADMIN_API_KEY,
+    in_one_rate_limit_window, raw_exchange, request, Broker, Jar, Options, Resp, ADMIN_API_KEY,
 };
 
 pub const TESTS: &[crate::Test] = &[
@@ -36,6 +37,10 @@ pub const TESTS: &[crate::Test] = &[
     (
         "import_mints_the_authid_or_takes_only_one_that_could_have_been_minted",
         import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
+    ),
+    (
+        "device_code_guessing_is_limited_per_48_and_globally_counting_only_misses",
+        device_code_guessing_is_limited_per_48_and_globally_counting_only_misses,
     ),
 ];
 
@@ -361,4 +366,115 @@ fn import_mints_the_authid_or_takes_only_one_that_could_have_been_minted(b: &Bro
     assert_ne!(minted, original);
     let r = b.refresh(&minted);
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `RL_USER_CODE` keys each /64 (and IPv4 address) alone, so a network with
+/// many addresses could guess user codes on each. Missed lookups also spend a
+/// budget per network (the IPv6 /48, the IPv4 /24) and one for everyone; a
+/// right code spends neither. A spent budget refuses every code check under
+/// it (429) until the window ends, right codes included; other networks keep
+/// theirs until the global one is spent.
+fn device_code_guessing_is_limited_per_48_and_globally_counting_only_misses(b: &Broker) {
+    const NETWORK: usize = 3;
+    const GLOBAL: usize = 10;
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            user_code_network_limit: NETWORK as u32,
+            user_code_global_limit: GLOBAL as u32,
+            ..Options::default()
+        },
+    );
+    let v = device_start(&w);
+    let right = v["user_code"].as_str().expect("user_code").to_string();
+    // A code nobody was given (20^8 codes: drawn for a live one, one in 2^34).
+    let wrong = if right == "BCDF-GHJK" {
+        "BCDF-GHJL"
+    } else {
+        "BCDF-GHJK"
+    };
+    let mut run = 0u32;
+    let seen = in_one_rate_limit_window(|| {
+        // Fresh networks on every run: nothing carries over from a run the
+        // clock cut short.
+        run += 1;
+        let mut seen: Vec<(String, u16, String)> = Vec::new();
+        let mut check = |what: &str, ip: String, code: &str| {
+            let r = post_device(&w, &mut Jar::default(), &ip, &format!("user_code={code}"));
+            let err = r.header("X-Error-Code").unwrap_or_default().to_string();
+            if r.status == 429 && r.header("Retry-After").is_none() {
+                seen.push((format!("{what} (no Retry-After)"), r.status, err));
+            } else {
+                seen.push((what.to_string(), r.status, err));
+            }
+        };
+        // IPv6 network A (a /48); each check from another /64 of it, so the
+        // per-/64 RL_USER_CODE never decides.
+        let a = |n: usize| format!("2001:db8:{run:x}a:{n:x}::1");
+        for n in 0..NETWORK + 2 {
+            check("A: a right code (more than the budget)", a(n), &right);
+        }
+        for n in 0..NETWORK {
+            check("A: a miss within the budget", a(0x100 + n), wrong);
+        }
+        check("A: the miss over the budget", a(0x200), wrong);
+        check("A: a right code after it", a(0x201), &right);
+        check(
+            "B: a right code from another /48",
+            format!("2001:db8:{run:x}b::1"),
+            &right,
+        );
+        // IPv4 network D (a /24), one address per check.
+        let d = |n: usize| format!("198.51.{}.{}", 100 + run, 10 + n);
+        for n in 0..NETWORK {
+            check("D: a miss within the budget", d(n), wrong);
+        }
+        check("D: the miss over the budget", d(NETWORK), wrong);
+        check("D: a right code after it", d(NETWORK + 1), &right);
+        check(
+            "D: a right code from the next /24",
+            format!("198.51.{}.1", 110 + run),
+            &right,
+        );
+        // Everyone: so far 2 × (NETWORK + 1) misses; one new network per
+        // miss (never its own budget) up to the global limit, then over it.
+        for n in 0..GLOBAL - 2 * (NETWORK + 1) {
+            check(
+                "C: a miss within the global budget",
+                format!("2001:db8:{run:x}c{n:x}::1"),
+                wrong,
+            );
+        }
+        check(
+            "C: the miss over the global budget",
+            format!("2001:db8:{run:x}cf::1"),
+            wrong,
+        );
+        check(
+            "E: a right code from a network that never missed",
+            format!("2001:db8:{run:x}e::1"),
+            &right,
+        );
+        seen
+    });
+    let ok = |what: &str| (what.to_string(), 200, String::new());
+    let miss = |what: &str| (what.to_string(), 400, "unknown_user_code".to_string());
+    let limited = |what: &str| (what.to_string(), 429, "rate_limited".to_string());
+    let mut want = Vec::new();
+    want.extend((0..NETWORK + 2).map(|_| ok("A: a right code (more than the budget)")));
+    want.extend((0..NETWORK).map(|_| miss("A: a miss within the budget")));
+    want.push(limited("A: the miss over the budget"));
+    want.push(limited("A: a right code after it"));
+    want.push(ok("B: a right code from another /48"));
+    want.extend((0..NETWORK).map(|_| miss("D: a miss within the budget")));
+    want.push(limited("D: the miss over the budget"));
+    want.push(limited("D: a right code after it"));
+    want.push(ok("D: a right code from the next /24"));
+    want.extend(
+        (0..GLOBAL - 2 * (NETWORK + 1)).map(|_| miss("C: a miss within the global budget")),
+    );
+    want.push(limited("C: the miss over the global budget"));
+    want.push(limited("E: a right code from a network that never missed"));
+    assert_eq!(seen, want);
+    drop(w);
 }

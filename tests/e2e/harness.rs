@@ -164,6 +164,12 @@ pub struct Options {
     pub per_grant_limit: u32,
     pub per_ip_limit: u32,
     pub per_ip_v2_limit: u32,
+    /// Missed device-code lookups per client network (`RL_USER_CODE_48`) and
+    /// from everyone (`RL_USER_CODE_GLOBAL`), per 60 s.
+    pub user_code_network_limit: u32,
+    pub user_code_global_limit: u32,
+    /// Calls to the oauth-handler per client IP (`RL_MOVE_PER_IP`), per 60 s.
+    pub move_per_ip_limit: u32,
     /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
     pub state_dir: Option<PathBuf>,
     /// More `OAUTH_PROVIDERS` entries (JSON objects, `{m}` is the mock's base
@@ -187,6 +193,9 @@ impl Default for Options {
             per_grant_limit: 100_000,
             per_ip_limit: 100_000,
             per_ip_v2_limit: 100_000,
+            user_code_network_limit: 100_000,
+            user_code_global_limit: 100_000,
+            move_per_ip_limit: 100_000,
             state_dir: None,
             extra_providers: Vec::new(),
             d1_shards: 1,
@@ -342,7 +351,16 @@ impl Broker {
                  [[ratelimits]]\nname = \"RL_V2_PER_IP\"\nnamespace_id = \"1003\"\n\
                  simple = {{ limit = {v2}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_USER_CODE\"\nnamespace_id = \"1004\"\n\
-                 simple = {{ limit = 10, period = 60 }}\n",
+                 simple = {{ limit = 10, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_USER_CODE_48\"\nnamespace_id = \"1005\"\n\
+                 simple = {{ limit = {net}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_USER_CODE_GLOBAL\"\nnamespace_id = \"1006\"\n\
+                 simple = {{ limit = {all}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_MOVE_PER_IP\"\nnamespace_id = \"1007\"\n\
+                 simple = {{ limit = {moves}, period = 60 }}\n",
+                net = opts.user_code_network_limit,
+                all = opts.user_code_global_limit,
+                moves = opts.move_per_ip_limit,
                 grant = opts.per_grant_limit,
                 ip = opts.per_ip_limit,
                 v2 = opts.per_ip_v2_limit,

@@ -14,11 +14,18 @@ use std::thread;
 
 use mock_provider::oauth_handler::API_KEY as HANDLER_KEY;
 
+use std::time::{Duration, Instant};
+
 use crate::harness::{
-    free_port, request, Broker, Options, Resp, ADMIN_API_KEY, CLIENT_ID, CLIENT_SECRET,
+    free_port, in_one_rate_limit_window, request, Broker, Options, Resp, ADMIN_API_KEY, CLIENT_ID,
+    CLIENT_SECRET,
 };
 
 pub const TESTS: &[crate::Test] = &[
+    (
+        "revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it",
+        revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it,
+    ),
     (
         "duplicati_service_authids_import_from_an_oauth_handler_export_as_is",
         duplicati_service_authids_import_from_an_oauth_handler_export_as_is,
@@ -42,6 +49,18 @@ pub const TESTS: &[crate::Test] = &[
     (
         "an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing",
         an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing,
+    ),
+    (
+        "a_plain_http_oauth_handler_url_is_server_misconfigured",
+        a_plain_http_oauth_handler_url_is_server_misconfigured,
+    ),
+    (
+        "an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache",
+        an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache,
+    ),
+    (
+        "moving_from_oauth_handler_has_a_per_ip_budget",
+        moving_from_oauth_handler_has_a_per_ip_budget,
     ),
 ];
 
@@ -374,4 +393,197 @@ fn an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing(b: &Brok
     );
     assert!(r.header("X-Reason").is_some());
     assert_eq!(grant_rows(&down), 0, "nothing stored");
+}
+
+/// The export call carries the operator's API key and brings back a refresh
+/// token: over plain http to anything but a loopback host both would cross
+/// the network in the clear, so that setting is refused, and only the
+/// routes that need it fail.
+fn a_plain_http_oauth_handler_url_is_server_misconfigured(b: &Broker) {
+    let plain = Broker::start_with(
+        &b.mock,
+        Options {
+            extra_vars: vec![(
+                "OAUTH_HANDLER_URL".into(),
+                "http://oauth-handler.example/h".into(),
+            )],
+            ..Options::default()
+        },
+    );
+    let authid = handler_authid(31);
+    plain.remember(&authid);
+    b.remember(&authid);
+    stored_at_handler(b, &authid);
+    b.mock.reset_stats();
+    let r = plain.refresh(&authid);
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["error"], "server_misconfigured");
+    assert!(
+        r.header("X-Reason")
+            .is_some_and(|x| x.contains("OAUTH_HANDLER_URL") && x.contains("https")),
+        "{:?}",
+        r.header("X-Reason")
+    );
+    assert_eq!(b.mock.stats().handler_exports, 0);
+    // Our own authids never need the old service: they keep working.
+    let own = plain.login();
+    let r = plain.refresh(&own);
+    assert_eq!(r.status, 200, "{}", r.body);
+    b.reset_mock();
+}
+
+/// Each made-up authid in oauth-handler's spelling would be an export call
+/// with the operator's key; one the old service did not know is answered
+/// "unknown" from memory for a minute. The memory is keyed by the whole
+/// authid: the same keyid with another password is asked for.
+fn an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache(b: &Broker) {
+    // The memory lasts 60 s: a run that took longer than that proves nothing
+    // and is made again (never an assertion about time).
+    let mut runs = 0;
+    let (first, repeats, exports, other, after_other) = loop {
+        runs += 1;
+        let unknown = handler_authid(31);
+        b.remember(&unknown);
+        b.mock.reset_stats();
+        let started = Instant::now();
+        let first = b.refresh(&unknown);
+        let exports_first = b.mock.stats().handler_exports;
+        let repeats: Vec<Resp> = (0..3).map(|_| b.refresh(&unknown)).collect();
+        let exports = b.mock.stats().handler_exports;
+        if started.elapsed() > Duration::from_secs(50) && runs < 3 {
+            println!("    (the run took over 50 s; running it again)");
+            continue;
+        }
+        assert_eq!(exports_first, 1, "the first refresh asks the old service");
+        let (keyid, _) = unknown.split_once(':').expect("colon");
+        let sibling = format!("{keyid}:{}", service_password(21));
+        b.remember(&sibling);
+        let other = b.refresh(&sibling);
+        break (
+            first,
+            repeats,
+            exports,
+            other,
+            b.mock.stats().handler_exports,
+        );
+    };
+    assert_eq!(first.status, 401, "{}", first.body);
+    assert_eq!(first.json()["error"], "unknown_authid");
+    for r in &repeats {
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(r.json()["error"], "unknown_authid", "answered alike");
+    }
+    assert_eq!(exports, 1, "the repeats were answered from memory");
+    assert_eq!(other.status, 401, "{}", other.body);
+    assert_eq!(
+        after_other, 2,
+        "another password is another authid: asked for"
+    );
+    // A grant the old service holds still moves.
+    let known = handler_authid(30);
+    b.remember(&known);
+    stored_at_handler(b, &known);
+    assert_eq!(b.refresh(&known).status, 200);
+    b.reset_mock();
+}
+
+/// Every export call spends the client's `RL_MOVE_PER_IP`; over it the
+/// refresh is a 429 and no call is made. What makes no call spends nothing:
+/// a repeat answered from memory, an authid stored here.
+fn moving_from_oauth_handler_has_a_per_ip_budget(b: &Broker) {
+    const MOVES: usize = 3;
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            move_per_ip_limit: MOVES as u32,
+            ..Options::default()
+        },
+    );
+    let own = w.login();
+    let mut run = 0u8;
+    let (seen, exports) = in_one_rate_limit_window(|| {
+        run += 1;
+        b.mock.reset_stats();
+        let (x, y) = (
+            format!("203.0.113.{}", 60 + run),
+            format!("203.0.113.{}", 70 + run),
+        );
+        let mut seen: Vec<(String, u16)> = Vec::new();
+        let mut refresh = |what: &str, ip: &str, authid: &str| {
+            let r = w.get_with(
+                "/refresh",
+                &[("X-AuthID", authid), ("CF-Connecting-IP", ip)],
+            );
+            let what = match (r.status, r.header("Retry-After")) {
+                (429, None) => format!("{what} (no Retry-After)"),
+                _ => what.to_string(),
+            };
+            seen.push((what, r.status));
+        };
+        let unknown: Vec<String> = (0..=MOVES).map(|_| handler_authid(31)).collect();
+        for a in &unknown {
+            b.remember(a);
+        }
+        let (held_x, held_y) = (handler_authid(30), handler_authid(32));
+        for a in [&held_x, &held_y] {
+            b.remember(a);
+            stored_at_handler(b, a);
+        }
+        for a in &unknown[..MOVES] {
+            refresh("X: an unknown authid within the budget", &x, a);
+        }
+        refresh("X: an unknown authid again (from memory)", &x, &unknown[0]);
+        refresh("X: an unknown authid over the budget", &x, &unknown[MOVES]);
+        refresh("X: a held authid over the budget", &x, &held_x);
+        refresh("X: an authid stored here", &x, &own);
+        refresh("Y: a held authid from another address", &y, &held_y);
+        (seen, b.mock.stats().handler_exports)
+    });
+    let mut want: Vec<(String, u16)> = (0..MOVES)
+        .map(|_| ("X: an unknown authid within the budget".to_string(), 401))
+        .collect();
+    want.extend([
+        ("X: an unknown authid again (from memory)".to_string(), 401),
+        ("X: an unknown authid over the budget".to_string(), 429),
+        ("X: a held authid over the budget".to_string(), 429),
+        ("X: an authid stored here".to_string(), 200),
+        ("Y: a held authid from another address".to_string(), 200),
+    ]);
+    assert_eq!(seen, want);
+    assert_eq!(exports, MOVES as u64 + 1, "X's budget, and Y's one move");
+    b.reset_mock();
+    drop(w);
+}
+
+fn revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it(b: &Broker) {
+    for via in ["/oauth/revoke", "/revoked"] {
+        let authid = handler_authid(32);
+        b.remember(&authid);
+        stored_at_handler(b, &authid);
+        let before = b.mock.stats();
+        let field = if via == "/revoked" { "authid" } else { "token" };
+        let r = request(
+            "POST",
+            &b.url(via),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(&format!(
+                "{field}={}",
+                url::form_urlencoded::byte_serialize(authid.as_bytes()).collect::<String>()
+            )),
+        );
+        assert_eq!(r.status, 200, "{via}: {}", r.body);
+        let after = b.mock.stats();
+        assert_eq!(
+            after.handler_exports,
+            before.handler_exports + 1,
+            "{via}: moved in"
+        );
+        assert_eq!(
+            after.revoke_calls,
+            before.revoke_calls + 1,
+            "{via}: revoked upstream"
+        );
+        // Not moved again by the next refresh: revoked means revoked.
+        assert_eq!(b.refresh(&authid).status, 401, "{via}: the authid is dead");
+    }
 }

@@ -15,12 +15,20 @@ use crate::request::single;
 use crate::seal::Pending;
 use crate::secret::ct_eq;
 use crate::shell::call::Call;
-use crate::shell::guard::{admit_client, rate_limit};
+use crate::shell::guard::{admit_client, count_miss, rate_limit, refuse_if_spent};
 use crate::shell::respond::{html, oauth_ok, redirect, Out};
+use crate::shell::store::Db;
 
 /// Per-IP limit on the verification page's code checks (RFC 8628 §5.1:
 /// user codes are short, so guessing must be rate-limited).
 const USER_CODE_LIMIT: &str = "RL_USER_CODE";
+/// Budgets of *missed* code lookups (a right code spends nothing), against a
+/// guesser with many addresses: per network (`access::network_key`: the
+/// IPv6 /48, the IPv4 /24), and one for all clients together.
+const USER_CODE_NETWORK_LIMIT: &str = "RL_USER_CODE_48";
+const USER_CODE_GLOBAL_LIMIT: &str = "RL_USER_CODE_GLOBAL";
+/// The global budget's one key.
+const EVERYONE: &str = "all";
 /// Cookie binding the confirmation form to the browser that saw it, so a
 /// cross-site form post cannot approve a device in the user's name
 /// (`SameSite=Lax` keeps it off cross-site POSTs).
@@ -120,7 +128,8 @@ fn device_url(c: &Call, pairs: &[(&str, &str)]) -> Result<String, BrokerError> {
 ///   click: with the cookie, it starts the provider login (or denies).
 ///
 /// Every code check counts against `RL_USER_CODE`, so guessing is slow
-/// whichever step is used for it.
+/// whichever step is used for it; every lookup that misses counts against
+/// `RL_USER_CODE_48` and `RL_USER_CODE_GLOBAL` too ([`lookup`]).
 pub async fn page(c: &mut Call) -> Out {
     let is_post = matches!(c.req.method(), worker::Method::Post);
     let form = match is_post {
@@ -146,14 +155,7 @@ pub async fn page(c: &mut Call) -> Out {
         })?;
     let now = c.cfg.now;
     let db = c.db()?;
-    let (device_code_hash, record) = db
-        .pending_device_by_user_code(&device::user_code_hash(&user_code), now)
-        .await?
-        .ok_or(BrokerError::BadRequest {
-            code: "unknown_user_code",
-            what:
-                "no device is waiting for that code (it may have expired); check it and try again",
-        })?;
+    let (device_code_hash, record) = lookup(c, &db, &user_code).await?;
     let (provider, _) = c.cfg.provider(&record.provider)?;
     let Some(confirm) = confirm.filter(|_| !is_post) else {
         // First step: show which provider, and ask for the click.
@@ -224,6 +226,44 @@ pub async fn page(c: &mut Call) -> Out {
     Ok(redirect(&started.authorize_url)
         .with_cookie(login::set_cookie(&started.binding))
         .with_cookie(clear))
+}
+
+/// The pending device `user_code` names, within the miss budgets.
+///
+/// Only misses are counted: honest traffic is almost all right codes, so it
+/// never spends these budgets, and a guesser's misses spend them. Once a
+/// budget is spent, lookups under it are refused *before* the lookup, right
+/// codes included, until the window ends (429 + `Retry-After`): before the
+/// lookup a right code and a guess look alike, and a guess is worth only its
+/// hits, so a spent budget that still looked codes up would bound nothing.
+/// - The network budget (`RL_USER_CODE_48`) is what keeps a guesser with many
+///   addresses slow; a right code is refused only when the guessing comes
+///   from its own network (or its own address, `RL_USER_CODE`).
+/// - The global budget (`RL_USER_CODE_GLOBAL`, one key) bounds guessing spread
+///   over many networks. When it is spent, every code check waits until the
+///   window ends, right codes included: device logins pause for at most a
+///   minute at a time, during an attack large enough to spend it, rather than
+///   let that attack go on finding codes (a found code lets its finder
+///   approve the victim's device with the finder's account, or deny it).
+async fn lookup(c: &Call, db: &Db, user_code: &str) -> Result<(String, DeviceRecord), BrokerError> {
+    let network = c.network_key()?;
+    refuse_if_spent(USER_CODE_GLOBAL_LIMIT, EVERYONE)?;
+    refuse_if_spent(USER_CODE_NETWORK_LIMIT, &network)?;
+    let found = db
+        .pending_device_by_user_code(&device::user_code_hash(user_code), c.cfg.now)
+        .await?;
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    // Both are counted, whichever goes over.
+    let by_network = count_miss(c, USER_CODE_NETWORK_LIMIT, &network).await;
+    let by_everyone = count_miss(c, USER_CODE_GLOBAL_LIMIT, EVERYONE).await;
+    by_network?;
+    by_everyone?;
+    Err(BrokerError::BadRequest {
+        code: "unknown_user_code",
+        what: "no device is waiting for that code (it may have expired); check it and try again",
+    })
 }
 
 /// The callback's arm for [`LoginEnding::Device`]: approve the device with

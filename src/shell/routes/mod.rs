@@ -120,8 +120,9 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(oauth(Exact(DEVICE_AUTHORIZATION_PATH), POST, |c| {
         Box::pin(device::authorization(c))
     })),
-    // RFC 8628 §3.3: the verification page; its POST also counts against
-    // RL_USER_CODE (guessing user codes).
+    // RFC 8628 §3.3: the verification page; its code checks also count
+    // against RL_USER_CODE, and its misses against RL_USER_CODE_48 and
+    // RL_USER_CODE_GLOBAL (guessing user codes).
     gated(limited(page(Exact("/device"), GET_POST, |c| {
         Box::pin(device::page(c))
     }))),

@@ -36,6 +36,12 @@ struct GrantRow {
     predecessor_version: Option<i64>,
 }
 
+/// Whether a row's status marks a tombstone: an authid revoked (kept so an
+/// oauth-handler authid is not moved in again) or replaced by its successor.
+fn is_tombstone(status: &str) -> bool {
+    matches!(status, "revoked" | "replaced")
+}
+
 /// One authid's grant in the vault. It owns what it needs (shared, not
 /// copied), so a refresh of it can outlive the request that started it.
 #[derive(Clone)]
@@ -87,8 +93,18 @@ impl StoredGrant {
         self.db().first_from(from, "find_grant", &sql, &args).await
     }
 
-    /// Whether a grant is stored under this authid (asked of the primary).
+    /// Whether a grant is stored under this authid (asked of the primary); a
+    /// tombstone (a revoked or replaced authid) is none.
     pub async fn exists(&self) -> Result<bool, BrokerError> {
+        Ok(self
+            .find(ReadFrom::Primary)
+            .await?
+            .is_some_and(|r| !is_tombstone(&r.status)))
+    }
+
+    /// Whether this authid has any row, a tombstone included: a revoked
+    /// oauth-handler authid is never moved in again (`shell::migration`).
+    pub async fn known(&self) -> Result<bool, BrokerError> {
         Ok(self.find(ReadFrom::Primary).await?.is_some())
     }
 
@@ -116,7 +132,9 @@ impl StoredGrant {
 
     /// Stores a new grant unless one is stored under this authid's current
     /// key hash already (two first refreshes moving the same grant: the
-    /// second finds the first's row). Whether this call stored it.
+    /// second finds the first's row); a tombstone is overwritten (an operator
+    /// importing a revoked authid again), starting at a fresh version.
+    /// Whether this call stored it.
     pub async fn insert_if_absent(
         &self,
         provider: &ProviderId,
@@ -131,7 +149,13 @@ impl StoredGrant {
                 "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                  version, status, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6) \
-                 ON CONFLICT (key_hash) DO NOTHING",
+                 ON CONFLICT (key_hash) DO UPDATE SET provider = excluded.provider, \
+                 key_version = excluded.key_version, nonce = excluded.nonce, \
+                 ciphertext = excluded.ciphertext, version = excluded.version, \
+                 status = 'active', lease_until = 0, lease_id = NULL, successor = NULL, \
+                 predecessor = NULL, predecessor_version = NULL, \
+                 created_at = excluded.created_at, updated_at = excluded.updated_at \
+                 WHERE grants.status IN ('revoked', 'replaced')",
                 &[
                     key_hash.as_str().into(),
                     provider.as_str().into(),
@@ -210,6 +234,33 @@ impl StoredGrant {
                         key,
                     ),
                     ("DELETE FROM grants WHERE key_hash = ?1", key),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes the grant read as `read` but keeps its key hash as a
+    /// `revoked` tombstone (nonce and ciphertext wiped, its pending successor
+    /// deleted): an authid the operator's oauth-handler also holds must not
+    /// be moved in again by its next refresh. It answers like an unknown one.
+    pub async fn tombstone(&self, read: &Opened) -> Result<(), BrokerError> {
+        let key: &[JsValue] = &[read.key_hash.as_str().into()];
+        self.db()
+            .batch(
+                "tombstone_grant",
+                &[
+                    (
+                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
+                         (SELECT successor FROM grants WHERE key_hash = ?1)",
+                        key,
+                    ),
+                    (
+                        "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
+                         successor = NULL, lease_until = 0, lease_id = NULL, \
+                         version = version + 1 WHERE key_hash = ?1",
+                        key,
+                    ),
                 ],
             )
             .await?;
@@ -350,6 +401,7 @@ impl Grants for StoredGrant {
         let row = self.find(from).await?.ok_or(BrokerError::UnknownAuthId)?;
         match row.status.as_str() {
             "replaced" => return Err(BrokerError::AuthIdReplaced),
+            "revoked" => return Err(BrokerError::UnknownAuthId),
             "standby" => {}
             _ => return self.open_row(row),
         }
@@ -361,6 +413,7 @@ impl Grants for StoredGrant {
             .await?
             .ok_or(BrokerError::UnknownAuthId)?;
         match now.status.as_str() {
+            "revoked" => Err(BrokerError::UnknownAuthId),
             "standby" | "replaced" => Err(BrokerError::AuthIdReplaced),
             _ => self.open_row(now),
         }

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
 use crate::login::sha256_hex;
-use crate::migrate;
+use crate::migrate::{self, Export, Source};
 use crate::providers::{canonical_id, same_provider};
 use crate::refresh::{self, Grants, PassThrough, ReadFrom, Runtime};
 use crate::secret::{AccessToken, RefreshToken};
@@ -39,6 +39,7 @@ use crate::shell::clock;
 use crate::shell::detach::WaitUntil;
 use crate::shell::guard::rate_limit;
 use crate::shell::migration;
+use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
 use crate::upstream::Upstream;
 
@@ -144,30 +145,46 @@ fn pass_through_grant_key(provider: &str, refresh_token: &RefreshToken) -> Strin
     sha256_hex(&format!("{provider}\n{}", refresh_token.secret()))
 }
 
+/// Where an oauth-handler authid this broker does not hold yet can be moved
+/// from (`crate::migrate`), with the export request for it: `None` for an
+/// authid of ours, or when no move source is configured.
+fn move_source(c: &Call, authid: &AuthId) -> Result<Option<(Rc<Source>, Export)>, BrokerError> {
+    if !migrate::may_migrate(authid) {
+        return Ok(None);
+    }
+    Ok(c.cfg.migration_source()?.map(|s| {
+        let export = s.export(authid);
+        (s, export)
+    }))
+}
+
+/// Whether the grant under `grant`, unknown here, was moved in from the
+/// operator's oauth-handler just now (`shell::migration::adopt`).
+async fn moved_in(
+    c: &Call,
+    grant: &StoredGrant,
+    source: &Option<(Rc<Source>, Export)>,
+) -> Result<bool, BrokerError> {
+    match source {
+        Some((source, export)) => migration::adopt(c, grant, source, export).await,
+        None => Ok(false),
+    }
+}
+
 /// A stored (v1) grant: the single-flight refresh over the vault. An
 /// oauth-handler authid this broker does not hold yet is first moved from the
 /// operator's oauth-handler, if one is configured (`crate::migrate`).
 pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
-    let source = if migrate::may_migrate(&authid) {
-        c.cfg.migration_source()?
-    } else {
-        None
-    };
-    let export = source.as_ref().map(|s| s.export_headers(&authid));
+    let source = move_source(c, &authid)?;
     let grant = c.vault()?.grant(authid)?;
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
     let runtime = WorkerRuntime(c.cfg.clone());
     let detach = WaitUntil(&c.ctx);
     let reauthorize = c.cfg.reauthorize();
     let served = match refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await {
-        Err(BrokerError::UnknownAuthId) => match (&source, &export) {
-            (Some(source), Some(headers))
-                if migration::adopt(c, &grant, source, headers).await? =>
-            {
-                refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await?
-            }
-            _ => return Err(BrokerError::UnknownAuthId),
-        },
+        Err(BrokerError::UnknownAuthId) if moved_in(c, &grant, &source).await? => {
+            refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await?
+        }
         other => other?,
     };
     Ok(Issued {

@@ -3,6 +3,7 @@
 //! provider's revocation ends decides whether the broker calls it
 //! (`crate::providers::Revocation`).
 
+use super::{move_source, moved_in};
 use crate::authid::{parse_authid, plausible_refresh_token, AuthId, ParsedAuthId};
 use crate::error::BrokerError;
 use crate::pages::RevokeOutcome;
@@ -28,14 +29,29 @@ pub enum Revoker {
 
 /// Deletes the stored grant of `authid` and revokes its refresh token at the
 /// provider as `by` allows.
+///
+/// An oauth-handler authid this broker does not hold yet is moved in first,
+/// when a move source is configured, and then revoked: else the grant would
+/// move on its next refresh as if never revoked.
 pub async fn revoke(c: &Call, authid: AuthId, by: Revoker) -> Result<RevokeOutcome, BrokerError> {
+    let source = move_source(c, &authid)?;
+    let keep_tombstone = crate::migrate::may_migrate(&authid);
     let vault = c.vault()?;
     let stored = vault.grant(authid)?;
     // Read and deleted on the primary: from then on no refresh of this grant
     // can happen (a replica may serve its cached access token until it has
     // replayed the delete; see `crate::refresh`).
-    let opened = stored.open(ReadFrom::Primary).await?;
-    stored.delete(&opened).await?;
+    let opened = match stored.open(ReadFrom::Primary).await {
+        Err(BrokerError::UnknownAuthId) if moved_in(c, &stored, &source).await? => {
+            stored.open(ReadFrom::Primary).await?
+        }
+        other => other?,
+    };
+    if keep_tombstone {
+        stored.tombstone(&opened).await?;
+    } else {
+        stored.delete(&opened).await?;
+    }
     let provider = opened.provider.as_str();
     let per_grant = c
         .cfg
