@@ -15,6 +15,10 @@ use crate::harness::{
 
 pub const TESTS: &[crate::Test] = &[
     (
+        "pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget",
+        pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget,
+    ),
+    (
         "a_body_declared_too_large_is_refused_before_any_of_it_is_read",
         a_body_declared_too_large_is_refused_before_any_of_it_is_read,
     ),
@@ -477,4 +481,74 @@ fn device_code_guessing_is_limited_per_48_and_globally_counting_only_misses(b: &
     want.push(limited("E: a right code from a network that never missed"));
     assert_eq!(seen, want);
     drop(w);
+}
+
+fn pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget(
+    b: &Broker,
+) {
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            v2_network_limit: 3,
+            v2_refusal_limit: 2,
+            ..Options::default()
+        },
+    );
+    let refresh = |authid: &str, ip: &str| {
+        request(
+            "GET",
+            &w.url("/refresh"),
+            &[("X-AuthID", authid), ("CF-Connecting-IP", ip)],
+            None,
+        )
+    };
+    // Made up: the provider refuses them.
+    let plausible = || format!("v2:demo:{}", fresh_authid().replace(':', "."));
+    // Real ones: the provider's own refresh tokens.
+    let real = || {
+        let grant = b.mock.issue_grant();
+        let rt = grant["refresh_token"].as_str().expect("refresh_token");
+        oauth_broker::authid::v2_authid(
+            "demo",
+            &oauth_broker::secret::RefreshToken::new(rt.to_string()),
+        )
+    };
+    // Per network: four /64s of one /48 share its budget of 3.
+    let statuses = in_one_rate_limit_window(|| {
+        (0..4)
+            .map(|n| refresh(&real(), &format!("2001:db8:48:{n:x}::1")).status)
+            .collect::<Vec<_>>()
+    });
+    assert!(statuses[..3].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[3], 429, "the /48's budget is spent: {statuses:?}");
+    // A token the provider refused is answered from memory: one call, not two.
+    let stats = in_one_rate_limit_window(|| {
+        b.mock.reset_stats();
+        b.mock.set_config(Config {
+            invalid_grant: true,
+            ..Config::default()
+        });
+        let refused = plausible();
+        let first = refresh(&refused, "198.51.100.70");
+        let again = refresh(&refused, "198.51.100.71");
+        let calls = b.mock.stats().refresh_calls;
+        // Refusals spend the provider's refusal budget (2 a minute): the
+        // third refusal goes over it, and then a new token is refused before
+        // any provider call.
+        let second = refresh(&plausible(), "198.51.100.72");
+        let third = refresh(&plausible(), "198.51.100.73");
+        let next = refresh(&plausible(), "198.51.100.74");
+        let after = b.mock.stats().refresh_calls;
+        b.mock.set_config(Config::default());
+        let statuses = [first.status, again.status, second.status, third.status];
+        (statuses, calls, next.status, after)
+    });
+    let (statuses, calls, next, after) = stats;
+    assert_eq!(statuses, [503; 4], "a refusal asks for a new login");
+    assert_eq!(calls, 1, "the refused token went to the provider once");
+    assert_eq!(next, 429, "the provider's refusal budget is spent");
+    assert_eq!(
+        after, 3,
+        "the token after the budget was spent never reached the provider"
+    );
 }

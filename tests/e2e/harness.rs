@@ -170,6 +170,10 @@ pub struct Options {
     pub user_code_global_limit: u32,
     /// Calls to the oauth-handler per client IP (`RL_MOVE_PER_IP`), per 60 s.
     pub move_per_ip_limit: u32,
+    /// Pass-through refreshes per client network (`RL_V2_PER_48`) and
+    /// pass-through tokens a provider may refuse (`RL_V2_REFUSED`), per 60 s.
+    pub v2_network_limit: u32,
+    pub v2_refusal_limit: u32,
     /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
     pub state_dir: Option<PathBuf>,
     /// More `OAUTH_PROVIDERS` entries (JSON objects, `{m}` is the mock's base
@@ -196,6 +200,8 @@ impl Default for Options {
             user_code_network_limit: 100_000,
             user_code_global_limit: 100_000,
             move_per_ip_limit: 100_000,
+            v2_network_limit: 100_000,
+            v2_refusal_limit: 100_000,
             state_dir: None,
             extra_providers: Vec::new(),
             d1_shards: 1,
@@ -357,7 +363,13 @@ impl Broker {
                  [[ratelimits]]\nname = \"RL_USER_CODE_GLOBAL\"\nnamespace_id = \"1006\"\n\
                  simple = {{ limit = {all}, period = 60 }}\n\n\
                  [[ratelimits]]\nname = \"RL_MOVE_PER_IP\"\nnamespace_id = \"1007\"\n\
-                 simple = {{ limit = {moves}, period = 60 }}\n",
+                 simple = {{ limit = {moves}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_V2_PER_48\"\nnamespace_id = \"1008\"\n\
+                 simple = {{ limit = {v2net}, period = 60 }}\n\n\
+                 [[ratelimits]]\nname = \"RL_V2_REFUSED\"\nnamespace_id = \"1009\"\n\
+                 simple = {{ limit = {v2refused}, period = 60 }}\n",
+                v2net = opts.v2_network_limit,
+                v2refused = opts.v2_refusal_limit,
                 net = opts.user_code_network_limit,
                 all = opts.user_code_global_limit,
                 moves = opts.move_per_ip_limit,

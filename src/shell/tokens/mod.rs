@@ -20,6 +20,7 @@ pub use mint::mint;
 pub use redeem::{redeem_code, redeem_device_code};
 pub use revoke::{revoke, revoke_authid, Revoker};
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
 use crate::login::sha256_hex;
+use crate::memo::Memo;
 use crate::migrate::{self, Export, Source};
 use crate::providers::{canonical_id, same_provider};
 use crate::refresh::{self, Grants, PassThrough, ReadFrom, Runtime};
@@ -37,7 +39,7 @@ use crate::secret::{AccessToken, RefreshToken};
 use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::detach::WaitUntil;
-use crate::shell::guard::rate_limit;
+use crate::shell::guard::{count_miss, rate_limit, refuse_if_spent};
 use crate::shell::migration;
 use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
@@ -205,23 +207,54 @@ pub async fn pass_through(
     refresh_token: &RefreshToken,
 ) -> Result<PassThrough, BrokerError> {
     // Every new pass-through token is a new grant bucket and a provider call
-    // with our client credentials: obvious garbage is answered here, and the
-    // rest spends the address's own pass-through budget first, then the
+    // with our client credentials. In order, each before any provider call:
+    // obvious garbage is answered here; a token the provider refused lately
+    // is answered from memory; the provider's refusal budget (everyone's);
+    // the address's budget per /64 and per network (/48, IPv4 /24); then the
     // token's own (cache hits do not exist here: nothing is stored).
     if !plausible_refresh_token(refresh_token) {
         return Err(BrokerError::MalformedAuthId);
     }
     let provider = canonical_id(provider);
+    let key = pass_through_grant_key(provider, refresh_token);
+    let now = clock::now_ms();
+    if let Some(e) = REFUSED.with_borrow_mut(|m| m.recall(&key, now)) {
+        return Err(e);
+    }
+    refuse_if_spent(PASS_THROUGH_REFUSALS, provider)?;
     rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
-    rate_limit(
-        c,
-        "RL_PER_GRANT",
-        pass_through_grant_key(provider, refresh_token),
-    )
-    .await?;
+    rate_limit(c, "RL_V2_PER_48", c.network_key()?).await?;
+    rate_limit(c, "RL_PER_GRANT", key.clone()).await?;
     let outcome =
         upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
-    refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize())
+    let answer = refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize());
+    if let Err(e @ BrokerError::ReauthorizationRequired { .. }) = &answer {
+        // The provider refused the token (`invalid_grant`): that is final, so
+        // it is remembered and never asked again for a while, and it counts
+        // against the provider's refusal budget. A refusal is the client's
+        // token, not a failure of the broker: nothing is logged.
+        REFUSED.with_borrow_mut(|m| m.remember(key, e, now, now + REFUSED_MEMO_MS));
+        // The refusal is this answer either way; a budget it spent refuses
+        // the next ones.
+        let _spent = count_miss(c, PASS_THROUGH_REFUSALS, provider).await;
+    }
+    answer
+}
+
+/// Per provider, pass-through tokens the provider may refuse a minute (a
+/// global budget: refused tokens are what a flood of made-up ones looks like,
+/// and each refusal is a call with our client credentials). Once spent, this
+/// isolate refuses that provider's pass-through refreshes (429) until the
+/// window ends; stored (v1) grants are never affected.
+const PASS_THROUGH_REFUSALS: &str = "RL_V2_REFUSED";
+
+/// How long a refused pass-through token is answered from memory.
+const REFUSED_MEMO_MS: u64 = 10 * 60 * 1000;
+
+thread_local! {
+    /// Pass-through tokens the provider refused lately, per isolate, by
+    /// [`pass_through_grant_key`] (never the token).
+    static REFUSED: RefCell<Memo> = RefCell::new(Memo::new(1024));
 }
 
 /// The Workers runtime as the single-flight loop sees it. Owns (shares) the
