@@ -552,6 +552,12 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
         ]
     };
     let from = |ip: &str| vec![("CF-Connecting-IP", ip.to_string())];
+    let form = || {
+        vec![(
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        )]
+    };
     let cases: Vec<Case> = vec![
         (
             "empty X-AuthID",
@@ -1241,6 +1247,50 @@ fn hostile_requests_get_stable_4xx_and_grants_survive(b: &Broker) {
             None,
             200,
             "",
+        ),
+        // Every door keeps the promise (tests/e2e/promise.rs): no grant to
+        // the wrong client, nothing revoked that is not, nothing lost.
+        (
+            "token endpoint refresh with another provider's client_id",
+            "POST",
+            "/oauth/token".into(),
+            form(),
+            Some(format!(
+                "grant_type=refresh_token&refresh_token={}&client_id=box.com",
+                enc(&victim)
+            )),
+            400,
+            "invalid_grant",
+        ),
+        (
+            "authorization code nobody issued",
+            "POST",
+            "/oauth/token".into(),
+            form(),
+            Some(format!(
+                "grant_type=authorization_code&code={token}&client_id=demo\
+                 &redirect_uri=http%3A%2F%2F127.0.0.1%3A53682%2F"
+            )),
+            400,
+            "invalid_grant",
+        ),
+        (
+            "revoking a pass-through token its provider cannot revoke",
+            "POST",
+            "/oauth/revoke".into(),
+            form(),
+            Some(format!("token={}", enc(&format!("v2:jottacloud:{token}")))),
+            400,
+            "unsupported_token_type",
+        ),
+        (
+            "Akeeba refresh URL of another engine",
+            "GET",
+            format!("/akeeba/box/refresh?refresh_token={}", enc(&victim)),
+            vec![],
+            None,
+            400,
+            "engine_mismatch",
         ),
     ];
     assert!(cases.len() >= 60, "{} cases", cases.len());
