@@ -36,6 +36,10 @@ struct GrantRow {
     predecessor_version: Option<i64>,
 }
 
+/// Deletes the pending (standby) successor of the row under `?1`.
+const DELETE_PENDING_SUCCESSOR: &str = "DELETE FROM grants WHERE status = 'standby' AND \
+     key_hash = (SELECT successor FROM grants WHERE key_hash = ?1)";
+
 /// Whether a row's status marks a tombstone: an authid revoked (kept so an
 /// oauth-handler authid is not moved in again) or replaced by its successor.
 fn is_tombstone(status: &str) -> bool {
@@ -220,48 +224,26 @@ impl StoredGrant {
         Ok(n == 1)
     }
 
-    /// Deletes the grant read as `read`, and its pending (standby) successor
-    /// with it: a revoked grant lives on in no other row.
-    pub async fn delete(&self, read: &Opened) -> Result<(), BrokerError> {
+    /// Revokes the grant read as `read`: deletes its row, or, with
+    /// `tombstone`, keeps its key hash as a `revoked` tombstone (nonce and
+    /// ciphertext wiped) so that an authid the operator's oauth-handler also
+    /// holds is not moved in again by its next refresh (it answers like an
+    /// unknown one). Its pending (standby) successor goes with it either way:
+    /// a revoked grant lives on in no other row.
+    pub async fn revoke(&self, read: &Opened, tombstone: bool) -> Result<(), BrokerError> {
         let key: &[JsValue] = &[read.key_hash.as_str().into()];
+        let this = match tombstone {
+            true => {
+                "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
+                 successor = NULL, lease_until = 0, lease_id = NULL, \
+                 version = version + 1 WHERE key_hash = ?1"
+            }
+            false => "DELETE FROM grants WHERE key_hash = ?1",
+        };
         self.db()
             .batch(
-                "delete_grant",
-                &[
-                    (
-                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
-                         (SELECT successor FROM grants WHERE key_hash = ?1)",
-                        key,
-                    ),
-                    ("DELETE FROM grants WHERE key_hash = ?1", key),
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Revokes the grant read as `read` but keeps its key hash as a
-    /// `revoked` tombstone (nonce and ciphertext wiped, its pending successor
-    /// deleted): an authid the operator's oauth-handler also holds must not
-    /// be moved in again by its next refresh. It answers like an unknown one.
-    pub async fn tombstone(&self, read: &Opened) -> Result<(), BrokerError> {
-        let key: &[JsValue] = &[read.key_hash.as_str().into()];
-        self.db()
-            .batch(
-                "tombstone_grant",
-                &[
-                    (
-                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
-                         (SELECT successor FROM grants WHERE key_hash = ?1)",
-                        key,
-                    ),
-                    (
-                        "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
-                         successor = NULL, lease_until = 0, lease_id = NULL, \
-                         version = version + 1 WHERE key_hash = ?1",
-                        key,
-                    ),
-                ],
+                "revoke_grant",
+                &[(DELETE_PENDING_SUCCESSOR, key), (this, key)],
             )
             .await?;
         Ok(())
@@ -298,11 +280,7 @@ impl StoredGrant {
             .batch(
                 "mint_successor",
                 &[
-                    (
-                        "DELETE FROM grants WHERE status = 'standby' AND key_hash = \
-                         (SELECT successor FROM grants WHERE key_hash = ?1)",
-                        std::slice::from_ref(&this),
-                    ),
+                    (DELETE_PENDING_SUCCESSOR, std::slice::from_ref(&this)),
                     (
                         "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                          version, status, created_at, updated_at, predecessor, \

@@ -10,8 +10,23 @@ use crate::device::{self, Poll};
 use crate::error::BrokerError;
 use crate::redeem::{Issuance, Redeemed};
 use crate::request::{single, Params};
-use crate::seal::{Pending, SealError};
+use crate::seal::{Pending, SealError, Sealed};
 use crate::shell::call::Call;
+
+/// Opens the first answer sealed with a code (`purpose`, under `secret`):
+/// `None` if it does not open or is not one (a tampered or foreign row).
+fn open_issuance(
+    c: &Call,
+    purpose: Pending,
+    secret: &str,
+    sealed: &Sealed,
+) -> Result<Option<Issuance>, BrokerError> {
+    match c.cfg.keys()?.open_pending(purpose, secret, sealed) {
+        Ok(plain) => Ok(Issuance::from_bytes(&plain)),
+        Err(SealError::Open) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Redeems `code` from the token endpoint's form for `client_id`
 /// (RFC 6749 §4.1.3). The presentation is checked before anything is counted
@@ -49,15 +64,7 @@ pub async fn redeem_code(
     let Some(sealed) = sealed else {
         return Ok(unknown);
     };
-    let issuance = match c
-        .cfg
-        .keys()?
-        .open_pending(Pending::AuthorizationCode, code, &sealed)
-    {
-        Ok(plain) => Issuance::from_bytes(&plain),
-        Err(SealError::Open) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let issuance = open_issuance(c, Pending::AuthorizationCode, code, &sealed)?;
     let Some(issuance) = issuance else {
         return Ok(unknown);
     };
@@ -110,15 +117,7 @@ pub async fn redeem_device_code(
             };
             // The answer is the sealed first answer: nothing after the
             // take can fail (`crate::redeem`).
-            let opened = match c
-                .cfg
-                .keys()?
-                .open_pending(Pending::DeviceCode, &hash, &sealed)
-            {
-                Ok(plain) => Issuance::from_bytes(&plain),
-                Err(SealError::Open) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let opened = open_issuance(c, Pending::DeviceCode, &hash, &sealed)?;
             match opened {
                 Some(issuance) => Ok(Redeemed::Issued(issuance)),
                 None => Ok(Redeemed::Invalid("unknown or already used device code")),

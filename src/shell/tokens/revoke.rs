@@ -47,11 +47,7 @@ pub async fn revoke(c: &Call, authid: AuthId, by: Revoker) -> Result<RevokeOutco
         }
         other => other?,
     };
-    if keep_tombstone {
-        stored.tombstone(&opened).await?;
-    } else {
-        stored.delete(&opened).await?;
-    }
+    stored.revoke(&opened, keep_tombstone).await?;
     let provider = opened.provider.as_str();
     let per_grant = c
         .cfg
