@@ -93,7 +93,7 @@ impl Call {
 
     /// Shard 1's database: logins, hand-offs, codes (`store` says why).
     pub fn db(&self) -> Result<Db, BrokerError> {
-        shards::first(&self.env, &self.cfg, &self.d1_work, &self.faults)
+        shards::first(&self.env, &self.cfg, &self.d1_work, self.faults.clone())
     }
 
     /// The grants on every shard, opened with the server keys.

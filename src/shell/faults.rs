@@ -9,9 +9,10 @@
 //! becomes (`BrokerError::StorageUnavailable` through the store's `failed`).
 //! The door × fault table (`tests/e2e/doors.rs`) drives it.
 //!
-//! Without the feature [`Faults`] is a zero-sized no-op: no header is read,
-//! every check is `Ok(())`, and the release wasm does not contain the header's
-//! name (`scripts/size-check.sh` checks that).
+//! Without the feature [`Faults`] is a zero-sized value that reads no header,
+//! `Db` neither keeps nor checks it (its checks are compiled out), and the
+//! release wasm does not contain the header's name (`scripts/size-check.sh`
+//! checks that).
 
 #[cfg(feature = "fault-injection")]
 pub use injected::Faults;
@@ -23,23 +24,13 @@ mod none {
     use worker::Request;
 
     /// No faults: the release build.
-    #[derive(Clone, Copy, Default)]
-    pub struct Faults;
+    #[derive(Clone, Default)]
+    pub struct Faults(());
 
     impl Faults {
         #[inline(always)]
         pub fn from_request(_: &Request) -> Faults {
-            Faults
-        }
-
-        #[inline(always)]
-        pub fn before(&self, _op: &str) -> Result<(), worker::Error> {
-            Ok(())
-        }
-
-        #[inline(always)]
-        pub fn after(&self, _op: &str) -> Result<(), worker::Error> {
-            Ok(())
+            Faults(())
         }
     }
 }

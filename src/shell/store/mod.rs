@@ -74,7 +74,8 @@ pub struct Db {
     d1: Rc<D1Database>,
     replica: Rc<ReplicaSession>,
     work: Rc<D1Work>,
-    /// The request's injected faults (`super::faults`; none in a release build).
+    /// The request's injected faults (`super::faults`; test builds only).
+    #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
 
@@ -107,11 +108,15 @@ impl Db {
         work: Rc<D1Work>,
         faults: Faults,
     ) -> Result<Db, BrokerError> {
+        // A release build has no faults: nothing is kept, nothing checked.
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = faults;
         env.d1(binding)
             .map(|d| Db {
                 d1: Rc::new(d),
                 replica: Rc::default(),
                 work,
+                #[cfg(feature = "fault-injection")]
                 faults,
             })
             .map_err(|_| MISSING_BINDING)
@@ -166,9 +171,11 @@ impl Db {
         args: &[JsValue],
     ) -> Result<Option<T>, BrokerError> {
         let statement = self.statement(from, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
         self.faults.before(op).map_err(failed(op))?;
         self.work.sent(from, 1);
         let row: Option<T> = statement.first(None).await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
         self.faults.after(op).map_err(failed(op))?;
         if row.is_some() && is_write(sql) {
             // A `… RETURNING` write that found its row.
@@ -185,9 +192,11 @@ impl Db {
         args: &[JsValue],
     ) -> Result<usize, BrokerError> {
         let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
         self.faults.before(op).map_err(failed(op))?;
         self.work.sent(ReadFrom::Primary, 1);
         let result = statement.run().await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
         self.faults.after(op).map_err(failed(op))?;
         let changed = result
             .meta()
@@ -214,10 +223,12 @@ impl Db {
         let gc_sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
         let gc = self.statement(ReadFrom::Primary, op, &gc_sql, &[num(now)])?;
         let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
         self.faults.before(op).map_err(failed(op))?;
         self.work.sent(ReadFrom::Primary, 2);
         self.work.wrote(2);
         self.d1.batch(vec![gc, insert]).await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
         self.faults.after(op).map_err(failed(op))?;
         Ok(())
     }

@@ -26,10 +26,10 @@ fn open(
     cfg: &Config,
     shard: Shard,
     work: &Rc<D1Work>,
-    faults: &Faults,
+    faults: Faults,
 ) -> Result<Option<Db>, BrokerError> {
     cfg.shard_binding(shard)?
-        .map(|binding| Db::open(env, binding, work.clone(), faults.clone()))
+        .map(|binding| Db::open(env, binding, work.clone(), faults))
         .transpose()
 }
 
@@ -39,7 +39,7 @@ pub fn first(
     env: &Env,
     cfg: &Config,
     work: &Rc<D1Work>,
-    faults: &Faults,
+    faults: Faults,
 ) -> Result<Db, BrokerError> {
     // `D1_SHARDS` always has a first entry (`crate::config::parse_shards`).
     open(env, cfg, Shard::FIRST, work, faults)?.ok_or(super::MISSING_BINDING)
@@ -81,7 +81,7 @@ impl Vault {
             &self.cfg,
             authid.shard(),
             &self.work,
-            &self.faults,
+            self.faults.clone(),
         )?
         else {
             worker::console_warn!("an authid names a shard not in D1_SHARDS");
