@@ -2,6 +2,12 @@
 # Build the worker (Rust → wasm → build/worker/shim.mjs) with worker-build.
 # This is wrangler.toml's [build] command, so `wrangler dev` and `wrangler deploy` run it.
 #
+# A test variant with cargo features goes to its own directory and cargo target dir,
+# never to build/ (what is deployed), and skips wasm-opt (speed):
+#   BROKER_FEATURES=fault-injection BROKER_OUT=build-faults bash scripts/build.sh
+# (the e2e door × fault table's worker: src/shell/faults.rs). worker-build 0.8.7 passes
+# everything after `--` to `cargo build` and reads `--target-dir` from there.
+#
 # Offline-capable: worker-build would download wasm-bindgen, esbuild and wasm-opt from
 # GitHub; when the repo's setup has installed them (scripts/setup.sh), point it at those.
 # On an operator's normal machine with none of them, worker-build fetches them itself.
@@ -48,6 +54,19 @@ fi
 # An operator's machine may not have worker-build yet (scripts/setup.sh installs it here).
 if [ "$(worker-build --version 2>/dev/null || true)" != "0.8.7" ]; then
   cargo install -q worker-build --version 0.8.7 --locked
+fi
+if [ -n "${BROKER_FEATURES:-}" ]; then
+  out="${BROKER_OUT:-build-${BROKER_FEATURES//[^a-z0-9]/-}}"
+  if [ "$out" = build ]; then
+    echo "build.sh: a BROKER_FEATURES build never goes to build/ (the deployed worker)" >&2
+    exit 1
+  fi
+  exec worker-build --release --no-opt --out-dir "$out" -- \
+    --features "$BROKER_FEATURES" --target-dir "target/$out"
+fi
+if [ -n "${BROKER_OUT:-}" ] && [ "$BROKER_OUT" != build ]; then
+  echo "build.sh: BROKER_OUT is for BROKER_FEATURES builds; the release build goes to build/" >&2
+  exit 1
 fi
 if [ "${BROKER_NO_OPT:-}" = 1 ]; then
   exec worker-build --release --no-opt

@@ -19,3 +19,10 @@ if [ "$gz" -gt "$SIZE_LIMIT_GZIP_BYTES" ]; then
   echo "  (twiggy top -n 40 on a BROKER_NO_OPT=1 build shows what grew; README \"Size\")" >&2
   exit 1
 fi
+# The release worker carries no test seam: the fault-injection build's header
+# (src/shell/faults.rs, cargo feature `fault-injection`) must not be in it.
+if grep -aqi 'x-broker-fault' "$wasm"; then
+  echo "size-check: FAIL: $wasm contains the test-only X-Broker-Fault seam (built with fault-injection?)" >&2
+  exit 1
+fi
+echo "   no test-only fault seam in it"

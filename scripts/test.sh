@@ -16,6 +16,8 @@ echo "== clippy (native)"
 cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== clippy (wasm32)"
 cargo clippy -q --lib --target wasm32-unknown-unknown -- -D warnings
+echo "== clippy (wasm32, fault-injection)"
+cargo clippy -q --lib --target wasm32-unknown-unknown --features fault-injection -- -D warnings
 
 echo "== build worker (wasm)"
 b0=$(date +%s)
@@ -23,6 +25,12 @@ bash scripts/build.sh > target/worker-build.log 2>&1 || { tail -50 target/worker
 echo "   built in $(( $(date +%s) - b0 )) s"
 echo "== wasm size guard"
 bash scripts/size-check.sh
+
+echo "== build the fault-injection worker (tests/e2e/doors.rs)"
+b0=$(date +%s)
+BROKER_FEATURES=fault-injection BROKER_OUT=build-faults bash scripts/build.sh \
+  > target/worker-build-faults.log 2>&1 || { tail -50 target/worker-build-faults.log; exit 1; }
+echo "   built in $(( $(date +%s) - b0 )) s"
 
 echo "== cargo test (unit, mock provider, end-to-end)"
 cargo test --workspace -- "$@"

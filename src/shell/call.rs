@@ -6,6 +6,7 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
+use super::faults::Faults;
 use super::store::shards::{self, Vault};
 use super::store::{D1Work, Db};
 use crate::authid::AuthId;
@@ -30,11 +31,14 @@ pub struct Call {
     pub base: String,
     /// The D1 statements this request sent, on every shard (`Server-Timing`).
     pub d1_work: Rc<D1Work>,
+    /// The D1 faults this request asks for (test builds only: `super::faults`).
+    pub faults: Faults,
 }
 
 impl Call {
     pub fn new(req: Request, env: Env, ctx: Context, cfg: Config, query: Params) -> Call {
         Call {
+            faults: Faults::from_request(&req),
             req,
             env,
             ctx,
@@ -89,7 +93,7 @@ impl Call {
 
     /// Shard 1's database: logins, hand-offs, codes (`store` says why).
     pub fn db(&self) -> Result<Db, BrokerError> {
-        shards::first(&self.env, &self.cfg, &self.d1_work)
+        shards::first(&self.env, &self.cfg, &self.d1_work, self.faults.clone())
     }
 
     /// The grants on every shard, opened with the server keys.
@@ -99,6 +103,7 @@ impl Call {
             self.cfg.clone(),
             self.d1_work.clone(),
             self.cfg.keys()?.clone(),
+            self.faults.clone(),
         ))
     }
 

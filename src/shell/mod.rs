@@ -8,6 +8,7 @@
 
 mod call;
 mod detach;
+mod faults;
 mod guard;
 mod migration;
 mod respond;

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use worker::Env;
 
 use super::clock;
+use super::faults::Faults;
 use super::store::purge::PURGES;
 use super::store::{D1Work, Db};
 use crate::config::Config;
@@ -42,7 +43,7 @@ pub async fn run(cron: &str, env: Env) {
     };
     for (i, binding) in shards.iter().enumerate() {
         let shard = i + 1;
-        let db = match Db::open(&env, binding, work.clone()) {
+        let db = match Db::open(&env, binding, work.clone(), Faults::default()) {
             Ok(db) => db,
             Err(e) => {
                 failures.push(json!({ "shard": shard, "cause": e.cause().unwrap_or_default() }));

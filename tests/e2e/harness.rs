@@ -185,6 +185,10 @@ pub struct Options {
     /// started again on the same `state_dir` with more shards keeps the first
     /// ones' databases (a shard added to a running deployment).
     pub d1_shards: usize,
+    /// Run the fault-injection build (`build-faults/`, cargo feature
+    /// `fault-injection`: `X-Broker-Fault` fails named D1 statements) instead
+    /// of the release build (`build/`).
+    pub fault_build: bool,
 }
 
 impl Default for Options {
@@ -205,6 +209,7 @@ impl Default for Options {
             state_dir: None,
             extra_providers: Vec::new(),
             d1_shards: 1,
+            fault_build: false,
         }
     }
 }
@@ -304,10 +309,16 @@ impl Broker {
     /// Starts a worker with `opts` against an existing mock provider.
     pub fn start_with(mock: &Arc<MockProvider>, opts: Options) -> Broker {
         let mock = Arc::clone(mock);
-        let shim = repo().join("build/worker/shim.mjs");
+        let shim = if opts.fault_build {
+            repo().join("build-faults/worker/shim.mjs")
+        } else {
+            repo().join("build/worker/shim.mjs")
+        };
         assert!(
             shim.exists(),
-            "build/worker/shim.mjs missing: run scripts/build.sh (scripts/test.sh does)"
+            "{} missing: run scripts/build.sh (scripts/test.sh does; the fault build: \
+             BROKER_FEATURES=fault-injection BROKER_OUT=build-faults bash scripts/build.sh)",
+            shim.display()
         );
         assert!((1..=999).contains(&opts.d1_shards), "d1_shards is 1..=999");
         static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

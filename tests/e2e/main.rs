@@ -12,6 +12,7 @@ mod browser;
 mod concurrency;
 mod core_flow;
 mod device;
+mod doors;
 mod duplicati;
 mod gate;
 mod grant_safety;
@@ -61,6 +62,7 @@ fn main() {
         oauth_code::TESTS,
         device::TESTS,
         promise::TESTS,
+        doors::TESTS,
         rclone_login::TESTS,
         scale::TESTS,
         shards::TESTS,
@@ -100,6 +102,7 @@ fn main() {
         }
     }
     gate::stop();
+    doors::stop();
     drop(broker);
     if !failed.is_empty() {
         println!("\nfailures:");

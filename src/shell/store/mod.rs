@@ -56,6 +56,7 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1SessionConstraint, Env};
 
+use super::faults::Faults;
 use crate::d1work::is_write;
 pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
@@ -73,6 +74,9 @@ pub struct Db {
     d1: Rc<D1Database>,
     replica: Rc<ReplicaSession>,
     work: Rc<D1Work>,
+    /// The request's injected faults (`super::faults`; test builds only).
+    #[cfg(feature = "fault-injection")]
+    faults: Faults,
 }
 
 /// A binding `D1_SHARDS` names (by default `DB`) is not bound.
@@ -96,13 +100,24 @@ fn failed(op: &'static str) -> impl FnOnce(worker::Error) -> BrokerError {
 }
 
 impl Db {
-    /// The D1 binding named `binding`; its statements are counted in `work`.
-    pub fn open(env: &Env, binding: &str, work: Rc<D1Work>) -> Result<Db, BrokerError> {
+    /// The D1 binding named `binding`; its statements are counted in `work`
+    /// and fail as `faults` says (never, in a release build).
+    pub fn open(
+        env: &Env,
+        binding: &str,
+        work: Rc<D1Work>,
+        faults: Faults,
+    ) -> Result<Db, BrokerError> {
+        // A release build has no faults: nothing is kept, nothing checked.
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = faults;
         env.d1(binding)
             .map(|d| Db {
                 d1: Rc::new(d),
                 replica: Rc::default(),
                 work,
+                #[cfg(feature = "fault-injection")]
+                faults,
             })
             .map_err(|_| MISSING_BINDING)
     }
@@ -156,8 +171,12 @@ impl Db {
         args: &[JsValue],
     ) -> Result<Option<T>, BrokerError> {
         let statement = self.statement(from, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.before(op).map_err(failed(op))?;
         self.work.sent(from, 1);
         let row: Option<T> = statement.first(None).await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.after(op).map_err(failed(op))?;
         if row.is_some() && is_write(sql) {
             // A `… RETURNING` write that found its row.
             self.work.wrote(1);
@@ -173,8 +192,12 @@ impl Db {
         args: &[JsValue],
     ) -> Result<usize, BrokerError> {
         let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.before(op).map_err(failed(op))?;
         self.work.sent(ReadFrom::Primary, 1);
         let result = statement.run().await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.after(op).map_err(failed(op))?;
         let changed = result
             .meta()
             .ok()
@@ -225,9 +248,13 @@ impl Db {
         let gc_sql = format!("DELETE FROM {table} WHERE expires_at <= ?1");
         let gc = self.statement(ReadFrom::Primary, op, &gc_sql, &[num(now)])?;
         let insert = self.statement(ReadFrom::Primary, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.before(op).map_err(failed(op))?;
         self.work.sent(ReadFrom::Primary, 2);
         self.work.wrote(2);
         self.d1.batch(vec![gc, insert]).await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.after(op).map_err(failed(op))?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::Shard;
 use crate::seal::ServerKeys;
+use crate::shell::faults::Faults;
 
 /// The database of `shard`, or `None` when `D1_SHARDS` has no such shard.
 fn open(
@@ -25,17 +26,23 @@ fn open(
     cfg: &Config,
     shard: Shard,
     work: &Rc<D1Work>,
+    faults: Faults,
 ) -> Result<Option<Db>, BrokerError> {
     cfg.shard_binding(shard)?
-        .map(|binding| Db::open(env, binding, work.clone()))
+        .map(|binding| Db::open(env, binding, work.clone(), faults))
         .transpose()
 }
 
 /// Shard 1: every table whose lookups carry no authid (logins, hand-offs,
 /// authorization and device codes) and every grant minted before sharding.
-pub fn first(env: &Env, cfg: &Config, work: &Rc<D1Work>) -> Result<Db, BrokerError> {
+pub fn first(
+    env: &Env,
+    cfg: &Config,
+    work: &Rc<D1Work>,
+    faults: Faults,
+) -> Result<Db, BrokerError> {
     // `D1_SHARDS` always has a first entry (`crate::config::parse_shards`).
-    open(env, cfg, Shard::FIRST, work)?.ok_or(super::MISSING_BINDING)
+    open(env, cfg, Shard::FIRST, work, faults)?.ok_or(super::MISSING_BINDING)
 }
 
 /// The grants of every shard, opened with the server keys.
@@ -44,15 +51,23 @@ pub struct Vault {
     cfg: Rc<Config>,
     work: Rc<D1Work>,
     keys: Rc<ServerKeys>,
+    faults: Faults,
 }
 
 impl Vault {
-    pub fn new(env: Env, cfg: Rc<Config>, work: Rc<D1Work>, keys: Rc<ServerKeys>) -> Vault {
+    pub fn new(
+        env: Env,
+        cfg: Rc<Config>,
+        work: Rc<D1Work>,
+        keys: Rc<ServerKeys>,
+        faults: Faults,
+    ) -> Vault {
         Vault {
             env,
             cfg,
             work,
             keys,
+            faults,
         }
     }
 
@@ -61,7 +76,14 @@ impl Vault {
     /// (logged as such, never the authid): an authid from another
     /// deployment, or a shard removed against the rule.
     pub fn grant(&self, authid: AuthId) -> Result<StoredGrant, BrokerError> {
-        let Some(db) = open(&self.env, &self.cfg, authid.shard(), &self.work)? else {
+        let Some(db) = open(
+            &self.env,
+            &self.cfg,
+            authid.shard(),
+            &self.work,
+            self.faults.clone(),
+        )?
+        else {
             worker::console_warn!("an authid names a shard not in D1_SHARDS");
             return Err(BrokerError::UnknownAuthId);
         };
