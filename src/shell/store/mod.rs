@@ -221,11 +221,15 @@ impl Db {
             .iter()
             .map(|(sql, args)| self.statement(ReadFrom::Primary, op, sql, args))
             .collect::<Result<Vec<_>, _>>()?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.before(op).map_err(failed(op))?;
         self.work.sent(
             ReadFrom::Primary,
             u32::try_from(prepared.len()).unwrap_or(u32::MAX),
         );
         let results = self.d1.batch(prepared).await.map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.after(op).map_err(failed(op))?;
         let changed: Vec<usize> = results
             .iter()
             .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))

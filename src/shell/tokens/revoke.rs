@@ -47,19 +47,21 @@ pub async fn revoke(c: &Call, authid: AuthId, by: Revoker) -> Result<RevokeOutco
         }
         other => other?,
     };
-    stored.revoke(&opened, keep_tombstone).await?;
     let provider = opened.provider.as_str();
     let per_grant = c
         .cfg
         .provider(provider)
         .is_ok_and(|(p, _)| p.revocation == Revocation::ThisGrant);
-    if by == Revoker::Replay && !per_grant {
-        return Ok(RevokeOutcome::NoProviderEndpoint);
-    }
-    Ok(match opened.grant.refresh_token() {
-        Some(rt) => upstream_fetch::revoke(&c.cfg, provider, &rt).await,
-        None => RevokeOutcome::ProviderFailed,
-    })
+    // The provider first, then the row: should the row's delete fail, or
+    // commit with its answer lost, the provider has revoked the token all the
+    // same, and a retry finds the row (or nothing left to do).
+    let outcome = match (by, per_grant, opened.grant.refresh_token()) {
+        (Revoker::Replay, false, _) => RevokeOutcome::NoProviderEndpoint,
+        (_, _, Some(rt)) => upstream_fetch::revoke(&c.cfg, provider, &rt).await,
+        (_, _, None) => RevokeOutcome::ProviderFailed,
+    };
+    stored.revoke(&opened, keep_tombstone).await?;
+    Ok(outcome)
 }
 
 /// What revoking an authid did.
