@@ -80,6 +80,8 @@ fn main() {
         return;
     }
     let started = Instant::now();
+    // rclone's fixed port, before any worker binds ports the system picks.
+    rclone_login::hold_rclone_port();
     let broker = harness::Broker::start();
     println!(
         "worker up at {} in {:.1} s",

@@ -112,6 +112,15 @@ fn printed_link(r: &mut Rclone) -> Option<String> {
 /// ephemeral range (32768-60999), so workerd or any local client could
 /// otherwise happen to take it (seen: "bind: address already in use").
 fn reserve_rclone_port() -> Option<std::net::TcpListener> {
+    // Held since the suite started (`main.rs`): no worker started meanwhile
+    // (each binds ports the system picks) can have taken it.
+    if let Some(held) = HELD_RCLONE_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        return Some(held);
+    }
     for _ in 0..30 {
         if let Ok(l) = std::net::TcpListener::bind("127.0.0.1:53682") {
             return Some(l);
@@ -119,6 +128,18 @@ fn reserve_rclone_port() -> Option<std::net::TcpListener> {
         std::thread::sleep(Duration::from_secs(1));
     }
     None
+}
+
+/// Port 53682 (rclone's fixed redirect port), bound before the suite starts
+/// any worker and released to rclone by its test ([`hold_rclone_port`]).
+static HELD_RCLONE_PORT: std::sync::Mutex<Option<std::net::TcpListener>> =
+    std::sync::Mutex::new(None);
+
+/// Binds rclone's port for the rest of the suite, if it is free now.
+pub fn hold_rclone_port() {
+    if let Ok(l) = std::net::TcpListener::bind("127.0.0.1:53682") {
+        *HELD_RCLONE_PORT.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+    }
 }
 
 fn rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_authid(
