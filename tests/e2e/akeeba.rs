@@ -138,7 +138,7 @@ fn replay(b: &Broker, bytes: &[u8]) -> Resp {
 }
 
 /// The `value` of the input with `id` on a page.
-fn input_value(html: &str, id: &str) -> Option<String> {
+pub(crate) fn input_value(html: &str, id: &str) -> Option<String> {
     let start = html.find(&format!("id=\"{id}\""))?;
     let rest = &html[start..];
     let v = rest.find("value=\"")? + "value=\"".len();

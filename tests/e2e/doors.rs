@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 use mock_provider::Config;
 use serde_json::json;
 
+use crate::akeeba::input_value;
 use crate::harness::{
     duplicati_token, extract_authid, extract_confirm, try_request_bytes, Broker, Jar, Options,
     Resp, ADMIN_API_KEY,
 };
-use crate::oauth_code::{enc, param, query_of, through_login, LOOPBACK};
+use crate::oauth_code::{enc, through_login, LOOPBACK};
+use crate::promise::code_at;
 
 pub const TESTS: &[crate::Test] = &[
     (
@@ -919,20 +921,8 @@ fn akeeba_grant(b: &Broker) -> Subject {
 }
 
 fn authorization_code(b: &Broker) -> Subject {
-    let r = through_login(
-        b,
-        &mut Jar::default(),
-        &format!(
-            "/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
-            enc(LOOPBACK)
-        ),
-    );
-    assert_eq!(r.status, 302, "callback: {}", r.body);
-    let to = r.header("Location").expect("Location").to_string();
-    let code = param(&query_of(&to), "code").expect("code").to_string();
-    b.remember(&code);
     Subject {
-        secret: code,
+        secret: code_at(b, "demo"),
         ..Subject::default()
     }
 }
@@ -990,15 +980,6 @@ fn hidden(html: &str, name: &str) -> Option<String> {
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
-}
-
-/// The `value` of the input with `id` on a page.
-fn input_value(html: &str, id: &str) -> Option<String> {
-    let start = html.find(&format!("id=\"{id}\""))?;
-    let rest = &html[start..];
-    let v = rest.find("value=\"")? + "value=\"".len();
-    let end = rest[v..].find('"')? + v;
-    Some(rest[v..end].replace("&quot;", "\"").replace("&amp;", "&"))
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ use oauth_broker::login::sha256_hex;
 use crate::device::{approve, device_start, link, poll, post_device};
 use crate::harness::{request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
 use crate::oauth_code::{
-    param, query_of, refresh_at_token_endpoint, through_login, token_endpoint, token_post, LOOPBACK,
+    enc, param, query_of, refresh_at_token_endpoint, through_login, token_endpoint, token_post,
+    LOOPBACK,
 };
 
 pub const TESTS: &[crate::Test] = &[
@@ -57,12 +58,8 @@ pub const TESTS: &[crate::Test] = &[
     ),
 ];
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 /// A fresh authorization code for `client_id` at the loopback client.
-fn code_at(b: &Broker, client_id: &str) -> String {
+pub(crate) fn code_at(b: &Broker, client_id: &str) -> String {
     let r = through_login(
         b,
         &mut Jar::default(),
@@ -482,14 +479,8 @@ fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_
     let mut jar = Jar::default();
     let (page, _) = b.login_in(&mut jar, "/akeeba/box");
     assert_eq!(page.status, 200, "{}", page.body);
-    let marker = "id=\"refresh-token\"";
-    let at = page
-        .body
-        .find(marker)
+    let logged = crate::akeeba::input_value(&page.body, "refresh-token")
         .expect("the helper shows the refresh token");
-    let value = &page.body[at..];
-    let start = value.find("value=\"").expect("value") + "value=\"".len();
-    let logged = value[start..start + value[start..].find('"').expect("end")].to_string();
     b.remember(&logged);
     b.mock.reset_stats();
 
