@@ -95,3 +95,7 @@ ALTER TABLE device_codes ADD COLUMN requested_from TEXT;              -- two-let
 ALTER TABLE grants ADD COLUMN successor TEXT;               -- key_hash of the pending standby successor, if any
 ALTER TABLE grants ADD COLUMN predecessor TEXT;             -- standby rows: key_hash of the row they replace
 ALTER TABLE grants ADD COLUMN predecessor_version INTEGER;  -- standby rows: that row's version when copied
+
+-- Migration 0009: several standby successors per grant, found by `predecessor` (the first used
+-- takes over; its siblings become 'replaced'). `successor` is no longer written.
+CREATE INDEX IF NOT EXISTS grants_predecessor ON grants (predecessor) WHERE predecessor IS NOT NULL;

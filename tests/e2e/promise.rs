@@ -534,6 +534,37 @@ fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_
         akeeba_refresh(b, &after).is_ok(),
         "the site that used it keeps working"
     );
+
+    // Two refreshes at once (two backups of one profile) each hand out a
+    // successor while the grant stands still (here: its cached access token
+    // answers both, so nothing moves it on). The profile keeps whichever
+    // answer it wrote last, so both must work until one is used; then the
+    // other is replaced, as the predecessor is.
+    b.mock.set_config(Config {
+        access_token_ttl: 3600,
+        ..busy.clone()
+    });
+    let (_, mut warm) = akeeba_refresh(b, &after).expect("refresh");
+    for keep_first in [true, false] {
+        let (_, one) = akeeba_refresh(b, &warm).expect("first of two");
+        let (_, two) = akeeba_refresh(b, &warm).expect("second of two");
+        assert!(one != two && one != warm && two != warm);
+        let (kept, other) = if keep_first { (one, two) } else { (two, one) };
+        let (_, next) = akeeba_refresh(b, &kept)
+            .unwrap_or_else(|e| panic!("the kept one works (first: {keep_first}): {e:?}"));
+        assert_eq!(
+            akeeba_refresh(b, &other),
+            Err((503, "authid_replaced".to_string())),
+            "its sibling, once the kept one was used (first: {keep_first})"
+        );
+        assert_eq!(
+            akeeba_refresh(b, &warm),
+            Err((503, "authid_replaced".to_string())),
+            "their predecessor"
+        );
+        warm = next;
+    }
+    akeeba_refresh(b, &warm).expect("the chain goes on");
     let s = b.mock.stats();
     assert_eq!(
         s.spent_refresh_reuse, 0,

@@ -36,9 +36,14 @@ struct GrantRow {
     predecessor_version: Option<i64>,
 }
 
-/// Deletes the pending (standby) successor of the row under `?1`.
-const DELETE_PENDING_SUCCESSOR: &str = "DELETE FROM grants WHERE status = 'standby' AND \
-     key_hash = (SELECT successor FROM grants WHERE key_hash = ?1)";
+/// Deletes every pending (standby) successor of the row under `?1`.
+const DELETE_PENDING_SUCCESSORS: &str =
+    "DELETE FROM grants WHERE status = 'standby' AND predecessor = ?1";
+
+/// How many standby successors of one grant, copied at its current version,
+/// are kept (two at once is the case that matters: two refreshes at Akeeba's
+/// door at the same moment); minting one more deletes the oldest.
+const MAX_PENDING_SUCCESSORS: i64 = 4;
 
 /// Whether a row's status marks a tombstone: an authid revoked (kept so an
 /// oauth-handler authid is not moved in again) or replaced by its successor.
@@ -228,14 +233,14 @@ impl StoredGrant {
     /// `tombstone`, keeps its key hash as a `revoked` tombstone (nonce and
     /// ciphertext wiped) so that an authid the operator's oauth-handler also
     /// holds is not moved in again by its next refresh (it answers like an
-    /// unknown one). Its pending (standby) successor goes with it either way:
+    /// unknown one). Its pending (standby) successors go with it either way:
     /// a revoked grant lives on in no other row.
     pub async fn revoke(&self, read: &Opened, tombstone: bool) -> Result<(), BrokerError> {
         let key: &[JsValue] = &[read.key_hash.as_str().into()];
         let this = match tombstone {
             true => {
                 "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
-                 successor = NULL, lease_until = 0, lease_id = NULL, \
+                 lease_until = 0, lease_id = NULL, \
                  version = version + 1 WHERE key_hash = ?1"
             }
             false => "DELETE FROM grants WHERE key_hash = ?1",
@@ -243,17 +248,20 @@ impl StoredGrant {
         self.db()
             .batch(
                 "revoke_grant",
-                &[(DELETE_PENDING_SUCCESSOR, key), (this, key)],
+                &[(DELETE_PENDING_SUCCESSORS, key), (this, key)],
             )
             .await?;
         Ok(())
     }
 
-    /// Stores `next` as the pending successor of the grant read as `read`
+    /// Stores `next` as a pending successor of the grant read as `read`
     /// (`docs/storage.md` "Successors"): a standby row with a copy of the
-    /// grant as of `read.version`, replacing any earlier pending successor,
-    /// in one transaction. False (and nothing stored) if the grant changed
-    /// since it was read: the copy would be stale.
+    /// grant as of `read.version`, in one transaction that also deletes the
+    /// grant's standby successors that can no longer take over (copied at an
+    /// older version) and the oldest beyond [`MAX_PENDING_SUCCESSORS`].
+    /// Successors minted at the same version stay valid side by side until
+    /// one of them is used. False (and nothing stored or deleted) if the
+    /// grant changed since it was read: the copy would be stale.
     pub async fn mint_successor(
         &self,
         read: &Opened,
@@ -262,10 +270,9 @@ impl StoredGrant {
     ) -> Result<bool, BrokerError> {
         let (next_hash, sealed) = next.seal(&read.provider, &read.grant)?;
         let this: JsValue = read.key_hash.as_str().into();
-        let next_key: JsValue = next_hash.as_str().into();
         let version = num(read.version);
         let insert: &[JsValue] = &[
-            next_key.clone(),
+            next_hash.as_str().into(),
             read.provider.as_str().into(),
             num(sealed.key_version.into()),
             sealed.nonce.into(),
@@ -280,35 +287,35 @@ impl StoredGrant {
             .batch(
                 "mint_successor",
                 &[
-                    (DELETE_PENDING_SUCCESSOR, std::slice::from_ref(&this)),
+                    (
+                        "DELETE FROM grants WHERE status = 'standby' AND predecessor = ?1 \
+                         AND EXISTS (SELECT 1 FROM grants WHERE key_hash = ?1 AND version = ?2) \
+                         AND (predecessor_version != ?2 OR key_hash NOT IN (SELECT key_hash \
+                         FROM grants WHERE status = 'standby' AND predecessor = ?1 \
+                         AND predecessor_version = ?2 \
+                         ORDER BY created_at DESC, key_hash LIMIT ?3))",
+                        &[this, version, num(MAX_PENDING_SUCCESSORS - 1)],
+                    ),
                     (
                         "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                          version, status, created_at, updated_at, predecessor, \
-                         predecessor_version) VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'standby', ?6, ?6, \
-                         ?8, ?9)",
+                         predecessor_version) SELECT ?1, ?2, ?3, ?4, ?5, ?7, 'standby', ?6, ?6, \
+                         ?8, ?9 WHERE EXISTS \
+                         (SELECT 1 FROM grants WHERE key_hash = ?8 AND version = ?9)",
                         insert,
-                    ),
-                    (
-                        "UPDATE grants SET successor = ?2 WHERE key_hash = ?1 AND version = ?3",
-                        &[this.clone(), next_key.clone(), version],
-                    ),
-                    // The grant changed since it was read: the copy goes again.
-                    (
-                        "DELETE FROM grants WHERE key_hash = ?2 AND NOT EXISTS \
-                         (SELECT 1 FROM grants WHERE key_hash = ?1 AND successor = ?2)",
-                        &[this.clone(), next_key],
                     ),
                 ],
             )
             .await?;
-        Ok(changed.get(2) == Some(&1))
+        Ok(changed.get(1) == Some(&1))
     }
 
-    /// The first use of a standby (successor) row: in one transaction, its
-    /// predecessor becomes a `replaced` tombstone (ciphertext wiped) if it
-    /// still names this row as its successor, is unchanged since the copy and
-    /// is not being refreshed; and then, only then, this row becomes active.
-    /// So exactly one of the two rows may ever refresh the grant.
+    /// The first use of a standby (successor) row, in one transaction: it
+    /// becomes active only if its predecessor is unchanged since the copy,
+    /// is no tombstone and is not being refreshed; and then, only then, the
+    /// predecessor becomes a `replaced` tombstone (ciphertext wiped) and so do
+    /// the predecessor's other standby successors (siblings minted by a
+    /// concurrent refresh). So exactly one row may ever refresh the grant.
     async fn take_over(&self, row: &GrantRow, now: i64) -> Result<(), BrokerError> {
         let (Some(predecessor), Some(copied)) = (&row.predecessor, row.predecessor_version) else {
             return Ok(());
@@ -319,23 +326,46 @@ impl StoredGrant {
             row.key_hash.as_str().into(),
             num(now),
         ];
+        // D1 refuses more bindings than the statement's highest `?N`.
+        let mine: &[JsValue] = &[
+            predecessor.as_str().into(),
+            num(copied),
+            row.key_hash.as_str().into(),
+        ];
+        // Steps 2 and 3 act only in the transaction whose step 1 activated
+        // this row: it names its predecessor until step 4.
+        const TAKEN_OVER: &str = "EXISTS (SELECT 1 FROM grants WHERE key_hash = ?3 \
+             AND status = 'active' AND predecessor = ?1)";
+        let replaced = format!(
+            "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
+             lease_until = 0, lease_id = NULL, predecessor = NULL, \
+             predecessor_version = NULL, version = version + 1, updated_at = ?4 \
+             WHERE key_hash = ?1 AND version = ?2 AND {TAKEN_OVER}"
+        );
+        let siblings = format!(
+            "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
+             predecessor = NULL, predecessor_version = NULL, version = version + 1, \
+             updated_at = ?4 WHERE status = 'standby' AND predecessor = ?1 \
+             AND key_hash != ?3 AND {TAKEN_OVER}"
+        );
         self.db()
             .batch(
                 "take_over",
                 &[
                     (
-                        "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
-                         successor = NULL, lease_until = 0, lease_id = NULL, \
-                         version = version + 1, updated_at = ?4 WHERE key_hash = ?1 \
-                         AND version = ?2 AND successor = ?3 AND lease_until <= ?4",
+                        "UPDATE grants SET status = 'active', version = version + 1, \
+                         updated_at = ?4 WHERE key_hash = ?3 AND status = 'standby' \
+                         AND predecessor = ?1 AND predecessor_version = ?2 \
+                         AND EXISTS (SELECT 1 FROM grants WHERE key_hash = ?1 AND version = ?2 \
+                         AND lease_until <= ?4 AND status NOT IN ('standby', 'replaced', 'revoked'))",
                         args,
                     ),
+                    (replaced.as_str(), args),
+                    (siblings.as_str(), args),
                     (
-                        "UPDATE grants SET status = 'active', predecessor = NULL, \
-                         predecessor_version = NULL, version = version + 1, updated_at = ?4 \
-                         WHERE key_hash = ?3 AND status = 'standby' AND EXISTS (SELECT 1 FROM \
-                         grants WHERE key_hash = ?1 AND status = 'replaced' AND version = ?2 + 1)",
-                        args,
+                        "UPDATE grants SET predecessor = NULL, predecessor_version = NULL \
+                         WHERE key_hash = ?3 AND status = 'active' AND ?1 = predecessor",
+                        mine,
                     ),
                 ],
             )
