@@ -99,3 +99,9 @@ ALTER TABLE grants ADD COLUMN predecessor_version INTEGER;  -- standby rows: tha
 -- Migration 0009: several standby successors per grant, found by `predecessor` (the first used
 -- takes over; its siblings become 'replaced'). `successor` is no longer written.
 CREATE INDEX IF NOT EXISTS grants_predecessor ON grants (predecessor) WHERE predecessor IS NOT NULL;
+
+-- Migration 0010: claim ids (a claim whose answer D1 lost is still known to be the request's).
+-- device_codes.status gains 'collected' (the payload wiped; the row stays until it expires).
+ALTER TABLE authorization_codes ADD COLUMN redeemed_by TEXT; -- claim id of the first successful presentation
+ALTER TABLE device_codes ADD COLUMN collected_by TEXT;       -- claim id of the poll that collected it (status 'collected')
+ALTER TABLE fetch_tokens ADD COLUMN collected_by TEXT;       -- claim id of the /fetch that collected it

@@ -90,6 +90,8 @@ pub enum Status {
     Pending,
     Approved,
     Denied,
+    /// The device collected its authid (the sealed answer is wiped).
+    Collected,
 }
 
 impl Status {
@@ -98,6 +100,7 @@ impl Status {
             Status::Pending => "pending",
             Status::Approved => "approved",
             Status::Denied => "denied",
+            Status::Collected => "collected",
         }
     }
 
@@ -106,6 +109,7 @@ impl Status {
             "pending" => Some(Status::Pending),
             "approved" => Some(Status::Approved),
             "denied" => Some(Status::Denied),
+            "collected" => Some(Status::Collected),
             _ => None,
         }
     }
@@ -190,6 +194,7 @@ pub fn poll(record: Option<&DeviceRecord>, client_id: Option<&str>, now: i64) ->
     match r.status {
         Status::Denied => Poll::Answer(Redeemed::Denied),
         Status::Approved => Poll::Take,
+        Status::Collected => Poll::Answer(Redeemed::Invalid("unknown or already used device code")),
         Status::Pending => match r.last_poll_at {
             Some(last) if now - last < r.interval => Poll::Wait {
                 answer: Redeemed::SlowDown,
@@ -335,6 +340,10 @@ mod tests {
             Poll::Answer(Redeemed::Denied)
         ));
         assert!(matches!(at(Status::Approved, Some(9), 10), Poll::Take));
+        assert!(matches!(
+            at(Status::Collected, Some(9), 10),
+            Poll::Answer(Redeemed::Invalid(_))
+        ));
         assert!(matches!(
             at(Status::Approved, None, 600),
             Poll::Answer(Redeemed::Expired)

@@ -48,6 +48,21 @@ impl LeaseId {
     }
 }
 
+id_type!(
+    /// The random id one request writes with its claim on a one-time row (a
+    /// code's spend, a device code's or a hand-off's collection), so that a
+    /// claim D1 committed but whose answer it lost is still known to be this
+    /// request's (`Db::claim_stands`).
+    ClaimId
+);
+
+impl ClaimId {
+    /// A fresh claim id: 128 random bits.
+    pub fn generate() -> Result<ClaimId, crate::random::RandomError> {
+        crate::random::token_b64url(16).map(ClaimId)
+    }
+}
+
 /// Which D1 database a stored grant lives in: 1-based, shard 1 being the
 /// first entry of `D1_SHARDS` (`crate::config`). Not secret: a stored authid
 /// names its shard in its spelling (`crate::authid`), so a lookup needs no

@@ -14,6 +14,7 @@ use wasm_bindgen::JsValue;
 use super::{num, Db};
 use crate::authorize::CodeRecord;
 use crate::error::BrokerError;
+use crate::ids::ClaimId;
 use crate::seal::Sealed;
 
 #[derive(Deserialize)]
@@ -89,20 +90,38 @@ impl Db {
 
     /// Counts a checked presentation and returns the count, this one included:
     /// of two, exactly one sees 1 (`authorize::claimed`). `None` once the code
-    /// has expired.
+    /// has expired. The first spend writes its claim id (`redeemed_by`), so a
+    /// spend whose answer D1 lost is still this presentation's: the broker's
+    /// own failure never turns the client's retry into a replay.
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Option<i64>, BrokerError> {
         #[derive(Deserialize)]
         struct Count {
             redeemed: i64,
         }
-        let row: Option<Count> = self
+        let claim = ClaimId::generate()?;
+        let spent: Result<Option<Count>, BrokerError> = self
             .first(
                 "redeem_code",
-                "UPDATE authorization_codes SET redeemed = redeemed + 1 \
+                "UPDATE authorization_codes SET redeemed = redeemed + 1, \
+                 redeemed_by = COALESCE(redeemed_by, ?3) \
                  WHERE code_hash = ?1 AND expires_at > ?2 RETURNING redeemed",
-                &[code_hash.into(), num(now)],
+                &[code_hash.into(), num(now), claim.as_str().into()],
             )
-            .await?;
-        Ok(row.map(|r| r.redeemed))
+            .await;
+        match spent {
+            Ok(row) => Ok(row.map(|r| r.redeemed)),
+            Err(e) => {
+                self.claim_stands(
+                    e,
+                    "code_claim",
+                    "SELECT redeemed_by AS claim FROM authorization_codes WHERE code_hash = ?1",
+                    code_hash,
+                    &claim,
+                )
+                .await?;
+                // This presentation's spend was the first.
+                Ok(Some(1))
+            }
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! `device_codes`: RFC 8628 device authorizations (`crate::device`), keyed by
 //! `device::device_code_hash`, found by the verification page through
 //! `device::user_code_hash`. The first answer (authid and first access token, `crate::redeem::Issuance`) is stored only sealed
-//! (`seal::Pending::DeviceCode`) and the row is deleted when the device
-//! collects it. Every write repeats the condition it depends on (pending,
+//! (`seal::Pending::DeviceCode`) and wiped when the device collects it (the
+//! row stays, `collected`, until it expires). Every write repeats the condition it depends on (pending,
 //! unexpired, approved) so that it is atomic.
 
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use wasm_bindgen::JsValue;
 use super::{num, Db};
 use crate::device::{DeviceRecord, Status};
 use crate::error::BrokerError;
+use crate::ids::ClaimId;
 use crate::seal::Sealed;
 
 #[derive(Deserialize)]
@@ -174,8 +175,12 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes an approved, unexpired row and returns its sealed authid: of
-    /// two polls, one gets it.
+    /// Collects an approved, unexpired device login: its sealed first answer
+    /// is read, then the row is marked `collected` with this poll's claim id
+    /// and the payload wiped, in one conditional write that exactly one poll
+    /// wins. The sealed answer for that poll, `None` for every other (or if
+    /// none is approved). A collection D1 committed but whose answer it lost
+    /// is still this poll's (`collected_by`), so the authid is not lost.
     pub async fn take_approved_device(
         &self,
         device_code_hash: &str,
@@ -183,18 +188,45 @@ impl Db {
     ) -> Result<Option<Sealed>, BrokerError> {
         let row: Option<SealedRow> = self
             .first(
-                "take_approved_device",
-                "DELETE FROM device_codes WHERE device_code_hash = ?1 AND status = 'approved' \
-                 AND expires_at > ?2 RETURNING key_version, nonce, ciphertext",
+                "approved_device",
+                "SELECT key_version, nonce, ciphertext FROM device_codes \
+                 WHERE device_code_hash = ?1 AND status = 'approved' AND expires_at > ?2",
                 &[device_code_hash.into(), num(now)],
             )
             .await?;
-        Ok(row.and_then(|r| {
+        let Some(sealed) = row.and_then(|r| {
             Some(Sealed {
                 key_version: r.key_version?,
                 nonce: r.nonce?,
                 ciphertext: r.ciphertext?,
             })
-        }))
+        }) else {
+            return Ok(None);
+        };
+        let claim = ClaimId::generate()?;
+        let taken = self
+            .changes(
+                "take_approved_device",
+                "UPDATE device_codes SET status = 'collected', collected_by = ?3, \
+                 key_version = NULL, nonce = NULL, ciphertext = NULL \
+                 WHERE device_code_hash = ?1 AND status = 'approved' AND expires_at > ?2",
+                &[device_code_hash.into(), num(now), claim.as_str().into()],
+            )
+            .await;
+        let ours = match taken {
+            Ok(n) => n == 1,
+            Err(e) => {
+                self.claim_stands(
+                    e,
+                    "device_claim",
+                    "SELECT collected_by AS claim FROM device_codes WHERE device_code_hash = ?1",
+                    device_code_hash,
+                    &claim,
+                )
+                .await?;
+                true
+            }
+        };
+        Ok(ours.then_some(sealed))
     }
 }

@@ -16,6 +16,7 @@ use crate::error::BrokerError;
 use crate::handoff::{
     ConfirmToken, HandoffBinding, Registration, CONFIRM_TTL_SECS, FETCH_TTL_SECS,
 };
+use crate::ids::ClaimId;
 use crate::seal::Sealed;
 
 /// A `fetch_tokens` row.
@@ -182,17 +183,33 @@ impl Db {
 
     /// Marks a confirmed, unexpired hand-off collected and erases the sealed
     /// authid; true for exactly one caller (the `WHERE collected = 0` makes it
-    /// single use), never for a row that expired since it was read.
+    /// single use), never for a row that expired since it was read. The
+    /// caller's claim id goes with it (`collected_by`), so a collection D1
+    /// committed but whose answer it lost is still that caller's.
     pub async fn collect_handoff(&self, token_hash: &str, now: i64) -> Result<bool, BrokerError> {
-        let n = self
+        let claim = ClaimId::generate()?;
+        let collected = self
             .changes(
                 "collect_handoff",
                 "UPDATE fetch_tokens SET key_version = NULL, nonce = NULL, ciphertext = NULL, \
-                 collected = 1 WHERE token_hash = ?1 AND ciphertext IS NOT NULL AND confirmed = 1 \
-                 AND collected = 0 AND expires_at > ?2",
-                &[token_hash.into(), num(now)],
+                 collected = 1, collected_by = ?3 WHERE token_hash = ?1 \
+                 AND ciphertext IS NOT NULL AND confirmed = 1 AND collected = 0 AND expires_at > ?2",
+                &[token_hash.into(), num(now), claim.as_str().into()],
             )
-            .await?;
-        Ok(n == 1)
+            .await;
+        match collected {
+            Ok(n) => Ok(n == 1),
+            Err(e) => {
+                self.claim_stands(
+                    e,
+                    "handoff_claim",
+                    "SELECT collected_by AS claim FROM fetch_tokens WHERE token_hash = ?1",
+                    token_hash,
+                    &claim,
+                )
+                .await?;
+                Ok(true)
+            }
+        }
     }
 }

@@ -60,6 +60,7 @@ use super::faults::Faults;
 use crate::d1work::is_write;
 pub use crate::d1work::D1Work;
 use crate::error::BrokerError;
+use crate::ids::ClaimId;
 pub use crate::refresh::ReadFrom;
 
 /// The request's replica session, opened on first use (`None`: the runtime
@@ -182,6 +183,31 @@ impl Db {
             self.work.wrote(1);
         }
         Ok(row)
+    }
+
+    /// What a one-time claim D1 answered with `error` did: it may have
+    /// committed with only its answer lost. Reads back, on the primary, the
+    /// claim column of the row `key` (`sql` selects it as `claim` with
+    /// `?1 = key`): if it names `claim`, the claim is this request's and
+    /// stands (`Ok`); otherwise (it did not happen, or another request's
+    /// came first) or if the read fails too, `error` stands.
+    async fn claim_stands(
+        &self,
+        error: BrokerError,
+        op: &'static str,
+        sql: &str,
+        key: &str,
+        claim: &ClaimId,
+    ) -> Result<(), BrokerError> {
+        #[derive(serde::Deserialize)]
+        struct Claimed {
+            claim: Option<String>,
+        }
+        match self.first::<Claimed>(op, sql, &[key.into()]).await {
+            // Not a secret: a random id that only says whose claim it was.
+            Ok(Some(Claimed { claim: Some(by) })) if by == claim.as_str() => Ok(()),
+            _ => Err(error),
+        }
     }
 
     /// Runs one write statement (on the primary) and returns how many rows it changed.

@@ -234,7 +234,8 @@ impl StoredGrant {
     /// ciphertext wiped) so that an authid the operator's oauth-handler also
     /// holds is not moved in again by its next refresh (it answers like an
     /// unknown one). Its pending (standby) successors go with it either way:
-    /// a revoked grant lives on in no other row.
+    /// a revoked grant lives on in no other row. A revocation whose answer D1
+    /// lost is read back, so that its success is not reported as a failure.
     pub async fn revoke(&self, read: &Opened, tombstone: bool) -> Result<(), BrokerError> {
         let key: &[JsValue] = &[read.key_hash.as_str().into()];
         let this = match tombstone {
@@ -245,13 +246,23 @@ impl StoredGrant {
             }
             false => "DELETE FROM grants WHERE key_hash = ?1",
         };
-        self.db()
+        let revoked = self
+            .db()
             .batch(
                 "revoke_grant",
                 &[(DELETE_PENDING_SUCCESSORS, key), (this, key)],
             )
-            .await?;
-        Ok(())
+            .await;
+        match revoked {
+            Ok(_) => Ok(()),
+            // D1 may have committed it and lost only the answer: the row read
+            // back gone (or a `revoked` tombstone) is this revocation, done.
+            Err(e) => match self.find(ReadFrom::Primary).await {
+                Ok(None) => Ok(()),
+                Ok(Some(row)) if tombstone && row.status == "revoked" => Ok(()),
+                _ => Err(e),
+            },
+        }
     }
 
     /// Stores `next` as a pending successor of the grant read as `read`

@@ -69,7 +69,8 @@ pub async fn redeem_code(
         return Ok(unknown);
     };
     // The spend. A D1 error here is answered as transient and, the count not
-    // having moved, the client's retry is a first presentation again.
+    // having moved, the client's retry is a first presentation again; a spend
+    // that committed with its answer lost is read back as this one's.
     let Some(count) = db.redeem_code(&hash, now).await? else {
         return Ok(Redeemed::Invalid("the authorization code has expired"));
     };

@@ -52,9 +52,9 @@ pub async fn revoke(c: &Call, authid: AuthId, by: Revoker) -> Result<RevokeOutco
         .cfg
         .provider(provider)
         .is_ok_and(|(p, _)| p.revocation == Revocation::ThisGrant);
-    // The provider first, then the row: should the row's delete fail, or
-    // commit with its answer lost, the provider has revoked the token all the
-    // same, and a retry finds the row (or nothing left to do).
+    // The provider first, then the row: should the row's delete fail, the
+    // provider has revoked the token all the same and a retry finds the row;
+    // a delete committed with its answer lost is read back as done.
     let outcome = match (by, per_grant, opened.grant.refresh_token()) {
         (Revoker::Replay, false, _) => RevokeOutcome::NoProviderEndpoint,
         (_, _, Some(rt)) => upstream_fetch::revoke(&c.cfg, provider, &rt).await,
