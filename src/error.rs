@@ -45,6 +45,11 @@ pub enum BrokerError {
     AuthIdReplaced,
     /// The provider answered with an error status or an unusable body.
     ProviderFailed,
+    /// The provider refused the broker's own client credentials
+    /// (`invalid_client`): the operator's client id or secret is wrong or
+    /// expired. No retry can help and the user cannot fix it, so a 503 whose
+    /// reason says to tell the operator (Duplicati shows it at once).
+    ProviderRejectedClient,
     /// The provider did not answer in time.
     ProviderTimeout,
     /// Another request's refresh of this grant did not finish in time; retryable.
@@ -102,7 +107,7 @@ impl BrokerError {
             MethodNotAllowed => 405,
             Misconfigured { .. } | Internal { .. } | StorageUnavailable { .. } => 500,
             ProviderFailed => 502,
-            ReauthorizationRequired { .. } | AuthIdReplaced => 503,
+            ReauthorizationRequired { .. } | AuthIdReplaced | ProviderRejectedClient => 503,
             ProviderTimeout | RefreshPending => 504,
         }
     }
@@ -117,6 +122,7 @@ impl BrokerError {
             ReauthorizationRequired { .. } => "reauthorization_required",
             AuthIdReplaced => "authid_replaced",
             ProviderFailed => "provider_error",
+            ProviderRejectedClient => "provider_misconfigured",
             ProviderTimeout => "provider_timeout",
             RefreshPending => "refresh_pending",
             StorageUnavailable { .. } => "storage_unavailable",
@@ -149,6 +155,10 @@ impl BrokerError {
             ProviderFailed => {
                 "The storage provider failed to issue a token; try again later".into()
             }
+            ProviderRejectedClient => "The storage provider refused this broker's app \
+                credentials: the broker is misconfigured; tell its operator (trying again will \
+                not help, and your authorization is kept)"
+                .into(),
             ProviderTimeout => {
                 "The storage provider did not answer in time; try again later".into()
             }
@@ -217,6 +227,11 @@ impl BrokerError {
         match self {
             StorageUnavailable { cause } | Internal { cause } => Some(cause.clone()),
             Misconfigured { what } => Some((*what).to_string()),
+            ProviderRejectedClient => Some(
+                "the provider refused the broker's client credentials: check the provider's \
+                 CLIENT_ID_<ID> and CLIENT_SECRET_<ID> (docs/providers/)"
+                    .into(),
+            ),
             e if e.status() >= 500 => Some(e.code().to_string()),
             _ => None,
         }

@@ -297,7 +297,9 @@ pub fn error_for(e: &BrokerError) -> OAuthError {
         ),
         // Not a token request at all: the router's own answer, in this shape.
         NotFound | MethodNotAllowed => (e.status(), e.code(), e.reason(), None, false),
-        Misconfigured { .. } => (500, "server_error", e.reason(), None, false),
+        Misconfigured { .. } | ProviderRejectedClient => {
+            (500, "server_error", e.reason(), None, false)
+        }
         ProviderFailed
         | ProviderTimeout
         | RefreshPending

@@ -353,8 +353,10 @@ pub fn handoff_sent() -> Page {
 pub fn error(err: &BrokerError) -> Page {
     let body = format!(
         "<h1>Something went wrong</h1><p class=\"error\">{}</p>\
+         <p>Error code: <code id=\"error-code\">{}</code></p>\
          <p><a href=\"/\">Back to the start page</a></p>",
-        escape(&err.reason())
+        escape(&err.reason()),
+        err.code()
     );
     layout(err.status(), "Error", &body, false)
 }

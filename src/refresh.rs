@@ -568,6 +568,11 @@ pub fn settle(
             status: Status::Active,
             error: BrokerError::ProviderFailed,
         },
+        // The operator's client is refused, not the grant: kept as it is.
+        Ok(Upstream::ClientRejected) => Settle::Release {
+            status: Status::Active,
+            error: BrokerError::ProviderRejectedClient,
+        },
         Err(error) => Settle::Release {
             status: Status::Active,
             error,
@@ -600,6 +605,7 @@ pub fn pass_through(
         Ok(Upstream::Ok(resp)) => resp,
         Ok(Upstream::InvalidGrant) => return Err(reauthorize),
         Ok(Upstream::Failed) => return Err(BrokerError::ProviderFailed),
+        Ok(Upstream::ClientRejected) => return Err(BrokerError::ProviderRejectedClient),
     };
     Ok(PassThrough {
         access_token: AccessToken::new(resp.access_token().to_string()),

@@ -185,6 +185,11 @@ pub enum Upstream {
     Ok(TokenResponse),
     /// RFC 6749 §5.2 `invalid_grant`: the refresh token or code is dead; the user must act.
     InvalidGrant,
+    /// The provider refused the broker's own client (RFC 6749 §5.2
+    /// `invalid_client` or `unauthorized_client`, or any other 401): a wrong or
+    /// expired client secret, a deleted app. The operator must act; the grant
+    /// is not at fault and is kept as it is.
+    ClientRejected,
     /// Anything else: error status, non-JSON, no access token. Retryable for clients.
     Failed,
 }
@@ -194,15 +199,23 @@ pub fn classify(status: u16, body: &[u8]) -> Upstream {
     if (200..300).contains(&status) {
         return TokenResponse::parse(body).map_or(Upstream::Failed, Upstream::Ok);
     }
-    if status == 400 || status == 401 {
-        let error = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
-        if error.as_deref() == Some("invalid_grant") {
-            return Upstream::InvalidGrant;
+    match (status, oauth_error(body).as_deref()) {
+        (400 | 401, Some("invalid_grant")) => Upstream::InvalidGrant,
+        (400 | 401, Some("invalid_client" | "unauthorized_client")) | (401, _) => {
+            Upstream::ClientRejected
         }
+        _ => Upstream::Failed,
     }
-    Upstream::Failed
+}
+
+/// The RFC 6749 §5.2 `error` code of an error answer, for the log: only when
+/// it looks like one (1–40 of `a-z`, `_`), so a provider that puts something
+/// else there (a message, a token) never reaches a log line.
+pub fn oauth_error(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?.as_str()?;
+    (!e.is_empty() && e.len() <= 40 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .then(|| e.to_string())
 }
 
 #[cfg(test)]
@@ -326,6 +339,19 @@ mod tests {
         );
         assert_eq!(
             classify(400, br#"{"error":"invalid_client"}"#),
+            Upstream::ClientRejected
+        );
+        assert_eq!(
+            classify(401, br#"{"error":"invalid_client"}"#),
+            Upstream::ClientRejected
+        );
+        assert_eq!(
+            classify(400, br#"{"error":"unauthorized_client"}"#),
+            Upstream::ClientRejected
+        );
+        assert_eq!(classify(401, b"<html>"), Upstream::ClientRejected);
+        assert_eq!(
+            classify(400, br#"{"error":"invalid_request"}"#),
             Upstream::Failed
         );
         assert_eq!(
@@ -335,6 +361,23 @@ mod tests {
         assert_eq!(classify(503, b""), Upstream::Failed);
         let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
         assert_eq!(classify(200, &huge), Upstream::Failed);
+    }
+
+    #[test]
+    fn only_a_code_shaped_oauth_error_reaches_the_log() {
+        assert_eq!(
+            oauth_error(br#"{"error":"invalid_client"}"#).as_deref(),
+            Some("invalid_client")
+        );
+        for body in [
+            &br#"{"error":"Invalid client secret provided"}"#[..],
+            br#"{"error":"rt_5f2a9c"}"#,
+            br#"{"error":""}"#,
+            br#"{"error":{"code":1}}"#,
+            b"<html>",
+        ] {
+            assert_eq!(oauth_error(body), None, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct Config {
     pub fail_status: Option<u16>,
     /// refresh_token grants answer 400 `invalid_grant`.
     pub invalid_grant: bool,
+    /// The token endpoint refuses the broker's client credentials as a provider
+    /// does for a wrong or expired client secret: 401 `invalid_client`
+    /// (RFC 6749 §5.2), whatever the grant.
+    pub client_rejected: bool,
     /// The token endpoint answers 200 with a body that is not JSON.
     pub malformed_json: bool,
     /// The token endpoint waits this long before answering.
@@ -144,6 +148,7 @@ impl Default for Config {
             rotation: Rotation::SingleUse,
             fail_status: None,
             invalid_grant: false,
+            client_rejected: false,
             malformed_json: false,
             delay_ms: 0,
             access_token_ttl: 3600,
@@ -165,6 +170,7 @@ impl Config {
             "rotation": self.rotation.as_str(),
             "fail_status": self.fail_status,
             "invalid_grant": self.invalid_grant,
+            "client_rejected": self.client_rejected,
             "malformed_json": self.malformed_json,
             "delay_ms": self.delay_ms,
             "access_token_ttl": self.access_token_ttl,
@@ -206,6 +212,7 @@ impl Config {
                     }
                 }
                 "invalid_grant" => self.invalid_grant = val.as_bool().ok_or_else(bad)?,
+                "client_rejected" => self.client_rejected = val.as_bool().ok_or_else(bad)?,
                 "malformed_json" => self.malformed_json = val.as_bool().ok_or_else(bad)?,
                 "delay_ms" => self.delay_ms = val.as_u64().ok_or_else(bad)?,
                 "access_token_ttl" => self.access_token_ttl = val.as_u64().ok_or_else(bad)?,
@@ -750,7 +757,7 @@ fn token(shared: &Shared, req: &Request) -> Response {
         return Response::new(200, "application/json", "<html>this is not JSON</html>");
     }
     let public = public_client(req, &form, &cfg);
-    if !public && !client_ok(shared, req, &form) {
+    if cfg.client_rejected || (!public && !client_ok(shared, req, &form)) {
         shared.lock().stats.bad_client_auth += 1;
         return error(401, "invalid_client");
     }

@@ -82,7 +82,7 @@ mod injected {
             if plan.is_empty() {
                 Faults::default()
             } else {
-                worker::console_log!("fault injection: d1 {list}");
+                crate::shell::log::info("fault_injection", serde_json::json!({ "d1": list }));
                 Faults(Some(Rc::new(plan)))
             }
         }

@@ -81,7 +81,10 @@ pub async fn adopt(
     let stored = grant.insert_if_absent(&provider, &moved, c.cfg.now).await?;
     if stored {
         // Non-secret: which provider, never the authid or a token.
-        worker::console_log!("moved a {} grant from the oauth-handler", provider.as_str());
+        crate::shell::log::info(
+            "grant_moved_in",
+            serde_json::json!({ "from": "oauth-handler", "provider": provider.as_str() }),
+        );
     }
     Ok(true)
 }

@@ -10,6 +10,7 @@ mod call;
 mod detach;
 mod faults;
 mod guard;
+pub(crate) mod log;
 mod migration;
 mod respond;
 mod routes;
@@ -46,11 +47,15 @@ fn binding(env: &Env, name: &str) -> Option<String> {
 
 #[event(fetch)]
 async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let started_ms = clock::now_ms();
     let url = match req.url() {
         Ok(url) => url,
         Err(e) => {
             let err = BrokerError::internal(format!("request url: {e}"));
-            worker::console_error!("{}", err.cause().unwrap_or_default());
+            log::error(
+                "request_failed",
+                serde_json::json!({ "error": err.code(), "cause": err.cause() }),
+            );
             return respond::finish(Err(err), Surface::Api, false, None);
         }
     };
@@ -93,16 +98,27 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
         },
     };
     if let Err(e) = &out {
-        if let Some(cause) = e.cause() {
-            // One line per failure inside the broker: its non-secret cause only.
-            worker::console_error!(
-                "{} {}: {} ({})",
-                method.as_str(),
-                route.path.name(),
-                e.code(),
-                cause
-            );
-        }
+        // One line per failed request: the route's pattern (never the URL:
+        // its query may hold an authid), the answer's code, and, for a
+        // failure inside the broker (5xx), its non-secret cause.
+        let (replica, primary, writes) = call.d1_work.counts();
+        let level = match e.status() {
+            500.. => log::Level::Error,
+            _ => log::Level::Warn,
+        };
+        log::write(
+            level,
+            "request_failed",
+            serde_json::json!({
+                "method": method.as_str(),
+                "route": route.path.name(),
+                "status": e.status(),
+                "error": e.code(),
+                "cause": e.cause(),
+                "d1": { "replica_reads": replica, "primary": primary, "writes": writes },
+                "duration_ms": clock::now_ms().saturating_sub(started_ms),
+            }),
+        );
     }
     let mut response = respond::finish(out, route.surface, https, None)?;
     if call.cfg.server_timing {

@@ -9,6 +9,7 @@
 //! names tables and columns, never a bound value) and the D1 work. Background:
 //! `docs/storage.md`, "Expiry".
 
+use crate::shell::log;
 use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
@@ -67,19 +68,18 @@ pub async fn run(cron: &str, env: Env) {
         .map(|(purge, n)| (purge.table.to_string(), json!(n)))
         .collect();
     let (_, statements, writes) = work.counts();
-    let line = json!({
-        "event": "purge_expired",
+    let failures_empty = failures.is_empty();
+    let fields = json!({
         "cron": cron,
         "deleted": per_table,
         "shards": shards.len(),
         "failures": failures,
         "d1": { "statements": statements, "writes": writes },
         "duration_ms": clock::now_ms().saturating_sub(started),
-    })
-    .to_string();
-    if failures.is_empty() {
-        worker::console_log!("{line}");
-    } else {
-        worker::console_error!("{line}");
-    }
+    });
+    let level = match failures_empty {
+        true => log::Level::Info,
+        false => log::Level::Error,
+    };
+    log::write(level, "purge_expired", fields);
 }

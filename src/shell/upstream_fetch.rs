@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::BrokerError;
 use crate::pages::RevokeOutcome;
 use crate::secret::RefreshToken;
+use crate::shell::{clock, log};
 use crate::upstream::{self, classify, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
 
 /// One outbound request: what `call` sends (a body is a form).
@@ -115,13 +116,51 @@ pub async fn get(
     bounded(&out, timeout_ms).await
 }
 
-/// POSTs a token request and classifies the answer.
-pub async fn post_form(post: &FormPost, timeout_ms: u64) -> Result<Upstream, BrokerError> {
-    let (status, body) = bounded(&Outbound::form(post), timeout_ms).await?;
-    if body.len() > MAX_TOKEN_RESPONSE_BYTES {
-        return Ok(Upstream::Failed);
-    }
-    Ok(classify(status, &body))
+/// POSTs a token request to `provider` (`grant`: its grant type) and
+/// classifies the answer. Each call is one log line (`upstream_token`): the
+/// provider, the grant type, the upstream status and OAuth error code, the
+/// outcome and how long it took; never the body.
+pub async fn post_form(
+    post: &FormPost,
+    provider: &str,
+    grant: &'static str,
+    timeout_ms: u64,
+) -> Result<Upstream, BrokerError> {
+    let started = clock::now_ms();
+    let answered = bounded(&Outbound::form(post), timeout_ms).await;
+    let (result, status, oauth_error) = match answered {
+        Ok((status, body)) if body.len() > MAX_TOKEN_RESPONSE_BYTES => {
+            (Ok(Upstream::Failed), Some(status), None)
+        }
+        Ok((status, body)) => (
+            Ok(classify(status, &body)),
+            Some(status),
+            upstream::oauth_error(&body),
+        ),
+        Err(e) => (Err(e), None, None),
+    };
+    let (outcome, level) = match &result {
+        Ok(Upstream::Ok(_)) => ("ok", log::Level::Info),
+        // The user's grant or code, not the broker: a warning.
+        Ok(Upstream::InvalidGrant) => ("invalid_grant", log::Level::Warn),
+        Ok(Upstream::ClientRejected) => ("client_rejected", log::Level::Error),
+        Ok(Upstream::Failed) => ("failed", log::Level::Error),
+        Err(BrokerError::ProviderTimeout) => ("timeout", log::Level::Error),
+        Err(_) => ("unreachable", log::Level::Error),
+    };
+    log::write(
+        level,
+        "upstream_token",
+        serde_json::json!({
+            "provider": provider,
+            "grant": grant,
+            "outcome": outcome,
+            "upstream_status": status,
+            "oauth_error": oauth_error,
+            "duration_ms": clock::now_ms().saturating_sub(started),
+        }),
+    );
+    result
 }
 
 /// One `refresh_token` grant at the provider `provider_id` names, waiting up
@@ -140,7 +179,7 @@ pub async fn refresh(
         refresh_token,
         &cfg.redirect_uri(&provider.id),
     );
-    post_form(&post, timeout_ms).await
+    post_form(&post, &provider.id, "refresh_token", timeout_ms).await
 }
 
 /// Revokes a refresh token at its provider (RFC 7009), where it has an endpoint.

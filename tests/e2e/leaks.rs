@@ -17,6 +17,10 @@ pub const TESTS: &[crate::Test] = &[
         "a_log_that_keeps_query_strings_holds_no_authid_token_or_code",
         a_log_that_keeps_query_strings_holds_no_authid_token_or_code,
     ),
+    (
+        "every_line_the_worker_logged_is_one_json_object_naming_its_event",
+        every_line_the_worker_logged_is_one_json_object_naming_its_event,
+    ),
 ];
 
 /// Every secret value the run produced: the mock's tokens and codes, the authids
@@ -163,5 +167,69 @@ fn a_log_that_keeps_query_strings_holds_no_authid_token_or_code(b: &Broker) {
             .filter(|c| c.is_ascii_alphabetic())
             .collect();
         panic!("a tail event holds a secret of the run: {kind}… at {holder:?}");
+    }
+}
+
+/// Structured logs (`src/shell/log.rs`): every console line of the whole run,
+/// as the Tail Worker received it (each line's arguments), is one JSON object
+/// with an `event`, so Workers Logs indexes its fields.
+fn every_line_the_worker_logged_is_one_json_object_naming_its_event(b: &Broker) {
+    let events = b.tail_events();
+    let lines: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["logs"].as_array())
+        .flatten()
+        .map(|message| {
+            let args: Vec<String> = match message {
+                serde_json::Value::Array(args) => args.clone(),
+                other => vec![other.clone()],
+            }
+            .into_iter()
+            .map(|arg| match arg {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect();
+            // `wrangler dev` runs the broker next to the Tail Worker and puts
+            // the worker's name (`[oauth-broker-e2e]`) in front of each line.
+            match args.split_first() {
+                Some((first, rest))
+                    if !rest.is_empty() && first.starts_with('[') && first.ends_with(']') =>
+                {
+                    rest.join(" ")
+                }
+                _ => args.join(" "),
+            }
+        })
+        .collect();
+    assert!(
+        lines.len() >= 5,
+        "the run logged lines: {} seen",
+        lines.len()
+    );
+    let mut events_seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        let event = parsed
+            .as_ref()
+            .and_then(|v| v.as_object())
+            .and_then(|o| o.get("event"))
+            .and_then(|e| e.as_str());
+        match event {
+            Some(e) => {
+                events_seen.insert(e.to_string());
+            }
+            // Its first characters name what wrote it (lines hold no secret).
+            None => panic!(
+                "a worker log line is not a JSON object with an event: {:?}",
+                line.chars().take(40).collect::<String>()
+            ),
+        }
+    }
+    for expected in ["request_failed", "upstream_token"] {
+        assert!(
+            events_seen.contains(expected),
+            "{expected}: {events_seen:?}"
+        );
     }
 }

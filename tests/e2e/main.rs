@@ -23,6 +23,7 @@ mod leaks;
 mod moving;
 mod oauth_code;
 mod oauth_token;
+mod operator;
 mod promise;
 mod purge;
 mod rclone;
@@ -67,6 +68,7 @@ fn main() {
         scale::TESTS,
         shards::TESTS,
         purge::TESTS,
+        operator::TESTS,
         leaks::TESTS,
     ]
     .concat();

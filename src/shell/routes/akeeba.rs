@@ -63,7 +63,10 @@ pub async fn refresh(c: &mut Call) -> Out {
                     Ok(next) => Some(next.unwrap_or(raw)),
                     Err(e) => {
                         if let Some(cause) = e.cause() {
-                            worker::console_warn!("akeeba: no successor authid: {cause}");
+                            crate::shell::log::warn(
+                                "akeeba_no_successor",
+                                serde_json::json!({ "cause": cause }),
+                            );
                         }
                         Some(raw)
                     }

@@ -151,10 +151,18 @@ async fn exchange<'c>(
         &c.cfg.redirect_uri(&provider.id),
         provider.pkce.then_some(verifier.secret()),
     );
-    let resp = match upstream_fetch::post_form(&post, c.cfg.upstream_timeout_ms).await? {
+    let resp = match upstream_fetch::post_form(
+        &post,
+        &provider.id,
+        "authorization_code",
+        c.cfg.upstream_timeout_ms,
+    )
+    .await?
+    {
         Upstream::Ok(r) => r,
         Upstream::InvalidGrant => return Err(BrokerError::InvalidLoginState),
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
+        Upstream::ClientRejected => return Err(BrokerError::ProviderRejectedClient),
     };
     let first = FirstToken {
         access_token: AccessToken::new(resp.access_token().to_string()),

@@ -59,11 +59,13 @@ pub async fn login(c: &mut Call) -> Out {
     let (p, secret) = provider(&cfg, single(&form, "id")?)?;
     let token = CliToken::parse(single(&form, "token")?.unwrap_or_default())?;
     let post = upstream::password_grant(p, secret, &token);
-    let resp = match upstream_fetch::post_form(&post, cfg.upstream_timeout_ms).await? {
-        Upstream::Ok(r) => r,
-        Upstream::InvalidGrant => return Err(CliTokenError::Rejected.into()),
-        Upstream::Failed => return Err(BrokerError::ProviderFailed),
-    };
+    let resp =
+        match upstream_fetch::post_form(&post, &p.id, "password", cfg.upstream_timeout_ms).await? {
+            Upstream::Ok(r) => r,
+            Upstream::InvalidGrant => return Err(CliTokenError::Rejected.into()),
+            Upstream::Failed => return Err(BrokerError::ProviderFailed),
+            Upstream::ClientRejected => return Err(BrokerError::ProviderRejectedClient),
+        };
     let shown = tokens::mint(c, p, 1, resp).await?;
     // The new UI opened the index in this popup: the opener's origin the index
     // kept (`crate::opener`), checked against the allowlist again.

@@ -84,7 +84,10 @@ impl Vault {
             self.faults.clone(),
         )?
         else {
-            worker::console_warn!("an authid names a shard not in D1_SHARDS");
+            crate::shell::log::warn(
+                "unknown_shard",
+                serde_json::json!({ "what": "an authid names a shard not in D1_SHARDS" }),
+            );
             return Err(BrokerError::UnknownAuthId);
         };
         Ok(StoredGrant::new(db, self.keys.clone(), authid))

@@ -40,6 +40,7 @@ use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::detach::WaitUntil;
 use crate::shell::guard::{count_miss, rate_limit, refuse_if_spent};
+use crate::shell::log;
 use crate::shell::migration;
 use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
@@ -101,7 +102,10 @@ pub async fn for_authid(
             // Every token round-trips through the next authid (escaped as needed).
             let next_authid = next_v2_authid(&provider, &p.next);
             if next_authid.is_none() {
-                worker::console_warn!("v2 refresh: the rotated token is too long for an authid");
+                log::warn(
+                    "v2_next_authid_too_long",
+                    serde_json::json!({ "provider": provider }),
+                );
             }
             Ok(Issued {
                 token: p.access_token,
@@ -287,6 +291,6 @@ impl Runtime for WorkerRuntime {
     }
 
     fn warn(&self, message: &str) {
-        worker::console_warn!("{message}");
+        log::warn("refresh_warning", serde_json::json!({ "what": message }));
     }
 }

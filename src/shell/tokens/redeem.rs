@@ -82,7 +82,10 @@ pub async fn redeem_code(
             if let Some(authid) = issuance.authid() {
                 if let Err(e) = revoke(c, authid, Revoker::Replay).await {
                     if let Some(cause) = e.cause() {
-                        worker::console_warn!("replayed code: revoking its grant failed: {cause}");
+                        crate::shell::log::warn(
+                            "replay_revocation_failed",
+                            serde_json::json!({ "cause": cause }),
+                        );
                     }
                 }
             }
