@@ -677,8 +677,9 @@ impl Broker {
         let row = &self.d1_on(
             shard,
             &format!(
-            "SELECT provider, key_version, nonce, ciphertext FROM grants WHERE key_hash = '{kh}'"
-        ),
+                "SELECT provider, key_version, nonce, ciphertext, status FROM grants \
+             WHERE key_hash = '{kh}'"
+            ),
         )[0];
         let provider = row["provider"].as_str().expect("provider");
         let sealed = Sealed {
@@ -687,6 +688,14 @@ impl Broker {
             ciphertext: row["ciphertext"].as_str().expect("ct").to_string(),
         };
         let plain = keys.open(&id, provider, &kh, &sealed).expect("open");
+        if row["status"] == "standby" {
+            // A successor not used yet holds no grant, only the authid it
+            // succeeds (docs/storage.md "Successors"): its first use takes
+            // over that one's grant as it is then.
+            let standby: serde_json::Value = serde_json::from_slice(&plain).expect("standby");
+            let of = standby["successor_of"].as_str().expect("successor_of");
+            return self.expire_access_token(of);
+        }
         let mut grant = Grant::from_bytes(&plain).expect("grant");
         grant.expires_at = 0;
         let (_, resealed) = keys.seal(&id, provider, &grant.to_bytes()).expect("seal");

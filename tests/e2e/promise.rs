@@ -488,15 +488,17 @@ fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_
     let (_, lost) = akeeba_refresh(b, &logged).expect("first refresh");
     assert_ne!(lost, logged, "a successor");
     // Its answer was lost: the profile presents the old one again, which
-    // still works and hands out another successor; the lost one is gone.
+    // still works and hands out another successor.
     let (_, kept) = akeeba_refresh(b, &logged).expect("the old one still works");
     assert!(kept != logged && kept != lost);
-    assert!(
-        akeeba_refresh(b, &lost).is_err(),
-        "a superseded successor is dead"
-    );
-    // The profile keeps what it got and goes on; from then on the logged URL is worthless.
+    // The profile keeps what it got and goes on; from then on the logged URL
+    // is worthless, and so is the lost answer's successor (its sibling).
     let (_, next) = akeeba_refresh(b, &kept).expect("the successor works");
+    assert_eq!(
+        akeeba_refresh(b, &lost),
+        Err((503, "authid_replaced".to_string())),
+        "a sibling of the successor that was used"
+    );
     assert_eq!(
         akeeba_refresh(b, &logged),
         Err((503, "authid_replaced".to_string())),
@@ -516,9 +518,11 @@ fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_
     let (_, after) = akeeba_refresh(b, &next).expect("the chain goes on");
 
     // The same authid used by a second site (Duplicati's door) between two
-    // Akeeba refreshes: the grant moved on, so the copy its successor holds
-    // is stale and refused, never sent upstream; the authid itself works.
-    let (_, stale) = akeeba_refresh(b, &after).expect("refresh");
+    // Akeeba refreshes: the grant moved on (its single-use refresh token
+    // rotated), and the successor follows it: it holds no copy, so its first
+    // use takes over the grant as it is then, never a spent token. From then
+    // on the second site's authid is replaced: two sites cannot share one.
+    let (_, moved) = akeeba_refresh(b, &after).expect("refresh");
     let other = request(
         "GET",
         &b.url("/refresh"),
@@ -526,14 +530,19 @@ fn promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_
         None,
     );
     assert_eq!(other.status, 200, "{}", other.body);
-    assert_eq!(
-        akeeba_refresh(b, &stale),
-        Err((503, "authid_replaced".to_string()))
+    let shared = after;
+    let (_, after) = akeeba_refresh(b, &moved).expect("the successor follows the grant");
+    let second_site = request(
+        "GET",
+        &b.url("/refresh"),
+        &[("X-AuthID", shared.as_str())],
+        None,
     );
-    assert!(
-        akeeba_refresh(b, &after).is_ok(),
-        "the site that used it keeps working"
-    );
+    assert_eq!(second_site.status, 503, "{}", second_site.body);
+    assert!(second_site
+        .header("X-Reason")
+        .unwrap_or_default()
+        .contains("replaced"));
 
     // Two refreshes at once (two backups of one profile) each hand out a
     // successor while the grant stands still (here: its cached access token

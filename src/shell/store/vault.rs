@@ -12,7 +12,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{num, Db};
-use crate::authid::AuthId;
+use crate::authid::{parse_authid, AuthId, ParsedAuthId};
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
@@ -30,19 +30,24 @@ struct GrantRow {
     version: i64,
     status: String,
     lease_until: i64,
-    /// Standby (successor) rows: the row they replace, and its version when
-    /// they copied its grant.
+    /// Standby (successor) rows: the key hash of the row they replace.
     predecessor: Option<String>,
-    predecessor_version: Option<i64>,
 }
 
 /// Deletes every pending (standby) successor of the row under `?1`.
 const DELETE_PENDING_SUCCESSORS: &str =
     "DELETE FROM grants WHERE status = 'standby' AND predecessor = ?1";
 
-/// How many standby successors of one grant, copied at its current version,
-/// are kept (two at once is the case that matters: two refreshes at Akeeba's
-/// door at the same moment); minting one more deletes the oldest.
+/// What a standby (successor) row seals under its own authid: the authid it
+/// succeeds (`docs/storage.md` "Successors").
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Standby {
+    successor_of: String,
+}
+
+/// How many standby successors of one grant are kept (two at once is the
+/// case that matters: two refreshes at Akeeba's door at the same moment);
+/// minting one more deletes the oldest.
 const MAX_PENDING_SUCCESSORS: i64 = 4;
 
 /// Whether a row's status marks a tombstone: an authid revoked (kept so an
@@ -94,7 +99,7 @@ impl StoredGrant {
         let placeholders: Vec<String> = (1..=self.hashes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "SELECT key_hash, provider, key_version, nonce, ciphertext, version, status, \
-             lease_until, predecessor, predecessor_version FROM grants WHERE key_hash IN ({}) \
+             lease_until, predecessor FROM grants WHERE key_hash IN ({}) \
              LIMIT 1",
             placeholders.join(", ")
         );
@@ -266,22 +271,27 @@ impl StoredGrant {
     }
 
     /// Stores `next` as a pending successor of the grant read as `read`
-    /// (`docs/storage.md` "Successors"): a standby row with a copy of the
-    /// grant as of `read.version`, in one transaction that also deletes the
-    /// grant's standby successors that can no longer take over (copied at an
-    /// older version) and the oldest beyond [`MAX_PENDING_SUCCESSORS`].
-    /// Successors minted at the same version stay valid side by side until
-    /// one of them is used. False (and nothing stored or deleted) if the
-    /// grant changed since it was read: the copy would be stale.
+    /// (`docs/storage.md` "Successors"): a standby row that seals, under
+    /// `next`'s own key, this authid, so that its first use opens the grant
+    /// as it is *then* (however often it was refreshed, its refresh token
+    /// rotated, meanwhile), never a copy that could go stale. Successors
+    /// minted side by side (two refreshes at once) all stay valid until one
+    /// is used; minting one more than [`MAX_PENDING_SUCCESSORS`] deletes the
+    /// oldest. False (and nothing stored) unless the grant is live.
     pub async fn mint_successor(
         &self,
         read: &Opened,
         next: &StoredGrant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        let (next_hash, sealed) = next.seal(&read.provider, &read.grant)?;
+        let payload = serde_json::to_vec(&Standby {
+            successor_of: self.authid.expose(),
+        })
+        .map_err(|_| BrokerError::internal("a standby payload did not serialize"))?;
+        let (next_hash, sealed) = next
+            .keys
+            .seal(&next.authid, read.provider.as_str(), &payload)?;
         let this: JsValue = read.key_hash.as_str().into();
-        let version = num(read.version);
         let insert: &[JsValue] = &[
             next_hash.as_str().into(),
             read.provider.as_str().into(),
@@ -291,7 +301,7 @@ impl StoredGrant {
             num(now),
             num(first_version()?),
             this.clone(),
-            version.clone(),
+            num(read.version),
         ];
         let changed = self
             .db()
@@ -300,19 +310,17 @@ impl StoredGrant {
                 &[
                     (
                         "DELETE FROM grants WHERE status = 'standby' AND predecessor = ?1 \
-                         AND EXISTS (SELECT 1 FROM grants WHERE key_hash = ?1 AND version = ?2) \
-                         AND (predecessor_version != ?2 OR key_hash NOT IN (SELECT key_hash \
-                         FROM grants WHERE status = 'standby' AND predecessor = ?1 \
-                         AND predecessor_version = ?2 \
-                         ORDER BY created_at DESC, key_hash LIMIT ?3))",
-                        &[this, version, num(MAX_PENDING_SUCCESSORS - 1)],
+                         AND key_hash NOT IN (SELECT key_hash FROM grants \
+                         WHERE status = 'standby' AND predecessor = ?1 \
+                         ORDER BY created_at DESC, key_hash LIMIT ?2)",
+                        &[this, num(MAX_PENDING_SUCCESSORS - 1)],
                     ),
                     (
                         "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
                          version, status, created_at, updated_at, predecessor, \
                          predecessor_version) SELECT ?1, ?2, ?3, ?4, ?5, ?7, 'standby', ?6, ?6, \
-                         ?8, ?9 WHERE EXISTS \
-                         (SELECT 1 FROM grants WHERE key_hash = ?8 AND version = ?9)",
+                         ?8, ?9 WHERE EXISTS (SELECT 1 FROM grants WHERE key_hash = ?8 \
+                         AND status IN ('active', 'reauth_required'))",
                         insert,
                     ),
                 ],
@@ -321,62 +329,110 @@ impl StoredGrant {
         Ok(changed.get(1) == Some(&1))
     }
 
-    /// The first use of a standby (successor) row, in one transaction: it
-    /// becomes active only if its predecessor is unchanged since the copy,
-    /// is no tombstone and is not being refreshed; and then, only then, the
-    /// predecessor becomes a `replaced` tombstone (ciphertext wiped) and so do
-    /// the predecessor's other standby successors (siblings minted by a
-    /// concurrent refresh). So exactly one row may ever refresh the grant.
-    async fn take_over(&self, row: &GrantRow, now: i64) -> Result<(), BrokerError> {
-        let (Some(predecessor), Some(copied)) = (&row.predecessor, row.predecessor_version) else {
-            return Ok(());
+    /// The authid a standby row (read as `row`, found under this authid)
+    /// succeeds: opening it proves this authid, not only its key id.
+    fn open_standby(&self, row: &GrantRow) -> Result<AuthId, BrokerError> {
+        let sealed = Sealed {
+            key_version: row.key_version,
+            nonce: row.nonce.clone(),
+            ciphertext: row.ciphertext.clone(),
         };
-        let args: &[JsValue] = &[
-            predecessor.as_str().into(),
-            num(copied),
+        let key_hash = KeyHash::new(row.key_hash.clone());
+        let plain = self
+            .keys
+            .open(&self.authid, &row.provider, &key_hash, &sealed)?;
+        let standby: Standby =
+            serde_json::from_slice(&plain).map_err(|_| BrokerError::UnknownAuthId)?;
+        match parse_authid(&standby.successor_of) {
+            Ok(ParsedAuthId::V1(authid)) => Ok(authid),
+            _ => Err(BrokerError::UnknownAuthId),
+        }
+    }
+
+    /// The first use of a standby row `row` (successor of `predecessor`): its
+    /// predecessor's grant, read now and opened with the authid the standby
+    /// row sealed, is sealed into this row in one transaction that (1) makes
+    /// this row live only if the predecessor is still as read, live, and not
+    /// being refreshed; then, only in the transaction that did (1), (2) turns
+    /// the predecessor into a `replaced` tombstone (ciphertext wiped) and (3)
+    /// its other standby successors too, and (4) clears this row's link. So
+    /// exactly one row may ever refresh the grant. A predecessor mid-refresh
+    /// is [`BrokerError::RefreshPending`] (retryable): its answer may rotate
+    /// the very token this row is about to hold.
+    async fn take_over(
+        &self,
+        row: &GrantRow,
+        predecessor: AuthId,
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        let Some(recorded) = &row.predecessor else {
+            return Err(BrokerError::UnknownAuthId);
+        };
+        let before = StoredGrant::new(self.db.clone(), self.keys.clone(), predecessor);
+        let Some(found) = before.find(ReadFrom::Primary).await? else {
+            // Revoked (its standby rows go with it) between the reads.
+            return Err(BrokerError::UnknownAuthId);
+        };
+        match found.status.as_str() {
+            // A sibling was used first: this row was replaced with it.
+            "replaced" | "standby" => return Ok(()),
+            "revoked" => return Err(BrokerError::UnknownAuthId),
+            _ if found.lease_until > now => return Err(BrokerError::RefreshPending),
+            _ => {}
+        }
+        let status = found.status.clone();
+        let read = before.open_row(found)?;
+        let (key_hash, sealed) = self.seal(&read.provider, &read.grant)?;
+        // `?1`–`?6` for the statements that need no more (D1 refuses more
+        // bindings than a statement's highest `?N`); `?7`–`?10` for (1).
+        let mut args: Vec<JsValue> = vec![
+            read.key_hash.as_str().into(),
+            num(read.version),
             row.key_hash.as_str().into(),
             num(now),
+            recorded.as_str().into(),
+            key_hash.as_str().into(),
         ];
-        // D1 refuses more bindings than the statement's highest `?N`.
-        let mine: &[JsValue] = &[
-            predecessor.as_str().into(),
-            num(copied),
-            row.key_hash.as_str().into(),
-        ];
-        // Steps 2 and 3 act only in the transaction whose step 1 activated
-        // this row: it names its predecessor until step 4.
-        const TAKEN_OVER: &str = "EXISTS (SELECT 1 FROM grants WHERE key_hash = ?3 \
-             AND status = 'active' AND predecessor = ?1)";
+        let linked = args.clone();
+        args.extend([
+            num(sealed.key_version.into()),
+            sealed.nonce.into(),
+            sealed.ciphertext.into(),
+            status.as_str().into(),
+        ]);
+        // Steps 2–4 act only in the transaction whose step 1 made this row
+        // live: it names its predecessor until step 4.
+        const TAKEN_OVER: &str = "EXISTS (SELECT 1 FROM grants WHERE key_hash = ?6 \
+             AND status != 'standby' AND predecessor = ?5)";
         let replaced = format!(
             "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
-             lease_until = 0, lease_id = NULL, predecessor = NULL, \
-             predecessor_version = NULL, version = version + 1, updated_at = ?4 \
+             lease_until = 0, lease_id = NULL, version = version + 1, updated_at = ?4 \
              WHERE key_hash = ?1 AND version = ?2 AND {TAKEN_OVER}"
         );
         let siblings = format!(
             "UPDATE grants SET status = 'replaced', nonce = '', ciphertext = '', \
              predecessor = NULL, predecessor_version = NULL, version = version + 1, \
-             updated_at = ?4 WHERE status = 'standby' AND predecessor = ?1 \
-             AND key_hash != ?3 AND {TAKEN_OVER}"
+             updated_at = ?4 WHERE status = 'standby' AND predecessor = ?5 \
+             AND key_hash != ?6 AND {TAKEN_OVER}"
         );
         self.db()
             .batch(
                 "take_over",
                 &[
                     (
-                        "UPDATE grants SET status = 'active', version = version + 1, \
-                         updated_at = ?4 WHERE key_hash = ?3 AND status = 'standby' \
-                         AND predecessor = ?1 AND predecessor_version = ?2 \
+                        "UPDATE grants SET key_hash = ?6, key_version = ?7, nonce = ?8, \
+                         ciphertext = ?9, status = ?10, version = version + 1, updated_at = ?4 \
+                         WHERE key_hash = ?3 AND status = 'standby' AND predecessor = ?5 \
                          AND EXISTS (SELECT 1 FROM grants WHERE key_hash = ?1 AND version = ?2 \
-                         AND lease_until <= ?4 AND status NOT IN ('standby', 'replaced', 'revoked'))",
-                        args,
+                         AND lease_until <= ?4 AND status IN ('active', 'reauth_required'))",
+                        &args,
                     ),
-                    (replaced.as_str(), args),
-                    (siblings.as_str(), args),
+                    (replaced.as_str(), &linked),
+                    (siblings.as_str(), &linked),
                     (
                         "UPDATE grants SET predecessor = NULL, predecessor_version = NULL \
-                         WHERE key_hash = ?3 AND status = 'active' AND ?1 = predecessor",
-                        mine,
+                         WHERE key_hash = ?6 AND predecessor = ?5 AND status != 'standby'",
+                        &linked,
                     ),
                 ],
             )
@@ -425,15 +481,17 @@ impl Grants for StoredGrant {
             _ => return self.open_row(row),
         }
         // Proves the authid (not only its key id) before anything is written.
-        self.open_row(row.clone())?;
-        self.take_over(&row, crate::shell::clock::now()).await?;
-        let now = self
-            .find(ReadFrom::Primary)
-            .await?
-            .ok_or(BrokerError::UnknownAuthId)?;
+        let predecessor = self.open_standby(&row)?;
+        self.take_over(&row, predecessor, crate::shell::clock::now())
+            .await?;
+        let now = self.find(ReadFrom::Primary).await?;
+        let now = now.ok_or(BrokerError::UnknownAuthId)?;
         match now.status.as_str() {
             "revoked" => Err(BrokerError::UnknownAuthId),
-            "standby" | "replaced" => Err(BrokerError::AuthIdReplaced),
+            "replaced" => Err(BrokerError::AuthIdReplaced),
+            // The predecessor moved on between the read and the takeover (a
+            // refresh): nothing changed; the client tries again.
+            "standby" => Err(BrokerError::RefreshPending),
             _ => self.open_row(now),
         }
     }

@@ -123,13 +123,13 @@ pub async fn for_authid(
 }
 
 /// A successor for the stored (v1) authid `authid`, which has just been
-/// served: a new authid on the same shard holding the grant as it is now,
-/// usable at once, while `authid` keeps working until the successor is first
-/// used, when it becomes `AuthIdReplaced` (docs/storage.md "Successors").
-/// Akeeba's refresh URL hands one out with every answer, so a URL that
-/// reached a log is worthless once the next refresh ran. `None` when the
-/// grant changed meanwhile (a concurrent refresh): `authid` stays the one to
-/// present, and the next answer carries a successor.
+/// served: a new authid on the same shard that names `authid` and, on its
+/// first use, takes over its grant as it is then, while `authid` keeps
+/// working until that first use, when it becomes `AuthIdReplaced`
+/// (docs/storage.md "Successors"). Akeeba's refresh URL hands one out with
+/// every answer, so a URL that reached a log is worthless once the next
+/// refresh ran. `None` when the grant is no longer live (revoked or replaced
+/// meanwhile): `authid` is answered as it stands.
 pub async fn successor(c: &Call, authid: AuthId) -> Result<Option<String>, BrokerError> {
     let shard = authid.shard();
     let vault = c.vault()?;
