@@ -97,6 +97,15 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The query parameter the gate's key form sends beside `key=`: this request
+/// is a person's key, typed into that form. A gated page admitted with it
+/// answers with a *Continue* link (`pages::key_accepted`) instead of running
+/// its route: a form's navigation may not be redirected to another origin
+/// (CSP `form-action 'self'`, which Chromium checks on every redirect of a
+/// form submission), and a gated page's route usually redirects to the
+/// provider. A link is a new navigation, not a form's, so it may.
+pub const KEY_ENTERED: &str = "key_entered";
+
 /// The gate's answer to a request without one of the keys. On a browser route
 /// reached with `GET` it comes with a form that asks for the key (`pages::key_form`).
 pub const KEY_REQUIRED: BrokerError = BrokerError::Forbidden {

@@ -363,31 +363,63 @@ pub fn error(err: &BrokerError) -> Page {
 
 /// The access gate's answer on a browser route reached without a (valid) key:
 /// the error's status and reason, and a form that asks for the key and sends
-/// the same request again with it (`GET action?<keep>&key=<key>`). `action` is
-/// the route's path without a `/k/<key>` prefix (a wrong key there would win
-/// over the one typed in); `keep` is the request's query without `key`.
-pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError) -> Page {
+/// the same request again with it (`GET action?<keep>&key_entered=1&key=<key>`),
+/// which the gate answers with [`key_accepted`]. `action` is the route's path
+/// without a `/k/<key>` prefix (a wrong key there would win over the one typed
+/// in); `keep` is the request's query without `key` and `key_entered`.
+/// `refused`: the request did present a key, which is not one of the keys; the
+/// page says so, and never shows it.
+pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError, refused: bool) -> Page {
     let hidden: String = keep
         .iter()
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
-            )
-        })
+        .map(|(name, value)| hidden_input(name, value))
         .collect();
+    let reason = match refused {
+        true => "That access key is not right. Check it and enter it again.".to_string(),
+        false => err.reason(),
+    };
     let body = format!(
-        "<h1>Access key needed</h1><p class=\"error\">{reason}</p>\
+        "<h1>Access key needed</h1><p class=\"error\" id=\"key-error\">{reason}</p>\
          <p>This broker is private. Enter the access key its operator gave you.</p>\
-         <form method=\"get\" action=\"{action}\">{hidden}\
+         <form method=\"get\" action=\"{action}\">{hidden}{entered}\
          <p><input class=\"authid\" id=\"key\" name=\"key\" type=\"password\" \
          autocomplete=\"off\" aria-label=\"Access key\" placeholder=\"Access key\" required></p>\
          <p><button id=\"send-key\" type=\"submit\">Continue</button></p></form>",
-        reason = escape(&err.reason()),
+        reason = escape(&reason),
         action = escape(action),
+        entered = hidden_input(crate::access::KEY_ENTERED, "1"),
     );
     layout(err.status(), "Access key needed", &body, false)
+}
+
+fn hidden_input(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        escape(name),
+        escape(value)
+    )
+}
+
+/// The gate's answer to [`key_form`]'s request with a right key: a 200 page
+/// whose *Continue* is a link to the same request, `action?<keep>&key=<key>`.
+/// A link, because the route usually redirects to the provider, which CSP
+/// `form-action 'self'` forbids after the form's own request; the key goes as
+/// `key=` (not as a `/k/<key>` prefix), as the form sent it: any key fits in
+/// a query, and the request's issuer (RFC 9207 `iss`) stays the one the
+/// client was given. The link carries the key, as every gated URL does; the
+/// page is `no-store` like every answer.
+pub fn key_accepted(action: &str, keep: &[(String, String)], key: &str) -> Page {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in keep {
+        q.append_pair(name, value);
+    }
+    q.append_pair("key", key);
+    let body = format!(
+        "<h1>Access key accepted</h1><p id=\"key-accepted\">The key is right.</p>\
+         <p><a class=\"button\" id=\"continue\" href=\"{href}\">Continue</a></p>",
+        href = escape(&format!("{action}?{}", q.finish())),
+    );
+    layout(200, "Access key accepted", &body, false)
 }
 
 /// `GET /device`: the RFC 8628 verification page, asking for the code the
@@ -652,7 +684,7 @@ mod tests {
             what: "needs a key",
         };
         let keep = [("id".to_string(), "demo\"<".to_string())];
-        let page = key_form("/login", &keep, &err);
+        let page = key_form("/login", &keep, &err, false);
         assert_eq!(page.status, 403);
         assert!(page
             .html
@@ -660,9 +692,44 @@ mod tests {
         assert!(page
             .html
             .contains("<input type=\"hidden\" name=\"id\" value=\"demo&quot;&lt;\">"));
+        assert!(page
+            .html
+            .contains("<input type=\"hidden\" name=\"key_entered\" value=\"1\">"));
         assert!(page.html.contains("name=\"key\""));
         assert!(page.html.contains("needs a key"));
         assert!(!page.html.contains("<script"));
+        // A key was given and is not one of the keys: the page says so.
+        let refused = key_form("/login", &keep, &err, true);
+        assert_eq!(refused.status, 403);
+        assert!(refused.html.contains("That access key is not right."));
+        assert!(!refused.html.contains("needs a key"));
+    }
+
+    #[test]
+    fn a_taken_key_continues_by_a_link_to_the_same_request_with_the_key_encoded() {
+        let keep = [
+            ("client_id".to_string(), "demo".to_string()),
+            (
+                "redirect_uri".to_string(),
+                "http://127.0.0.1:5/cb?a=1&b=\"".to_string(),
+            ),
+        ];
+        let page = key_accepted("/oauth/authorize", &keep, "odd/k+e%y&=?\"<");
+        assert_eq!(page.status, 200);
+        assert!(
+            page.html.contains(
+                "<a class=\"button\" id=\"continue\" href=\"/oauth/authorize?client_id=demo\
+                 &amp;redirect_uri=http%3A%2F%2F127.0.0.1%3A5%2Fcb%3Fa%3D1%26b%3D%22\
+                 &amp;key=odd%2Fk%2Be%25y%26%3D%3F%22%3C\">Continue</a>"
+            ),
+            "{}",
+            page.html
+        );
+        // A link, not a form: CSP form-action does not apply to it.
+        assert!(!page.html.contains("<form"));
+        assert!(!page.html.contains("<script"));
+        let plain = key_accepted("/akeeba/box", &[], "K");
+        assert!(plain.html.contains("href=\"/akeeba/box?key=K\""));
     }
 
     const U: &str = "https://broker.example/refresh";

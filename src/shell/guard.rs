@@ -35,18 +35,21 @@ pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), Bro
     if ip_limited {
         rate_limit(call, PER_IP_LIMIT, call.client_key()?).await?;
     }
-    if gated {
-        let header = call.header("X-Access-Key");
-        let presented = access::presented_key(
-            header.as_deref(),
-            call.path_key.as_deref(),
-            call.query("key")?,
-        );
-        if !call.cfg.gate_allows(presented) {
-            return Err(access::KEY_REQUIRED);
-        }
+    if gated && !call.cfg.gate_allows(presented_key(call)?.as_deref()) {
+        return Err(access::KEY_REQUIRED);
     }
     Ok(())
+}
+
+/// The key the request presents at the gate ([`access::presented_key`]).
+fn presented_key(call: &Call) -> Result<Option<String>, BrokerError> {
+    let header = call.header("X-Access-Key");
+    let key = access::presented_key(
+        header.as_deref(),
+        call.path_key.as_deref(),
+        call.query("key")?,
+    );
+    Ok(key.map(str::to_string))
 }
 
 /// The access gate on the OAuth 2.0 front door's endpoints that authenticate
@@ -57,8 +60,7 @@ pub async fn admit(call: &Call, ip_limited: bool, gated: bool) -> Result<(), Bro
 /// (`X-Access-Key`, `/k/<key>/`, `key=`). A wrong key is RFC 6749 §5.2
 /// `invalid_client`.
 pub fn admit_client(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerError> {
-    let header = c.header("X-Access-Key");
-    let usual = access::presented_key(header.as_deref(), c.path_key.as_deref(), c.query("key")?);
+    let usual = presented_key(c)?;
     // Either way lets the request in: rclone 1.60 sends its own built-in
     // client secret whenever only client_id is configured (rclone/rclone
     // v1.60.1 lib/oauthutil/oauthutil.go:332-341 replaces the id and keeps
@@ -66,7 +68,7 @@ pub fn admit_client(c: &Call, client_secret: Option<&str>) -> Result<(), BrokerE
     // not a key must not hide a key given in the URL. Both are compared
     // (constant time each), so timing tells nothing of which matched.
     let by_secret = c.cfg.gate_allows(client_secret);
-    let by_usual = c.cfg.gate_allows(usual);
+    let by_usual = c.cfg.gate_allows(usual.as_deref());
     if by_secret | by_usual {
         Ok(())
     } else {
@@ -128,9 +130,26 @@ pub async fn count_miss(call: &Call, binding: &str, key: &str) -> Result<(), Bro
     }
 }
 
+/// The request's query without the key and the key form's mark: what the
+/// key form, and the link that continues after it, send again.
+fn kept_query(call: &Call) -> Vec<(String, String)> {
+    call.query
+        .iter()
+        .filter(|(name, _)| name != "key" && name != access::KEY_ENTERED)
+        .cloned()
+        .collect()
+}
+
+/// Whether the gate's key form may stand in for this route's answer: a
+/// browser page reached with `GET`.
+fn asks_in_a_page(surface: Surface, method: Method) -> bool {
+    surface == Surface::Page && method == Method::Get
+}
+
 /// The gate's answer to a browser that came to a page without the key: a
 /// page with a form that asks for it (API routes and POSTs keep their error).
-/// The request's other query values ride along; a wrong key is never shown.
+/// The request's other query values ride along; a wrong key is never shown,
+/// only said to be wrong.
 pub fn key_form(
     call: &Call,
     err: &BrokerError,
@@ -138,14 +157,33 @@ pub fn key_form(
     method: Method,
     path: &str,
 ) -> Option<pages::Page> {
-    if *err != access::KEY_REQUIRED || surface != Surface::Page || method != Method::Get {
+    if *err != access::KEY_REQUIRED || !asks_in_a_page(surface, method) {
         return None;
     }
-    let keep: Vec<(String, String)> = call
+    let refused = presented_key(call).ok().flatten().is_some();
+    Some(pages::key_form(path, &kept_query(call), err, refused))
+}
+
+/// The gate's answer to its key form's request (`access::KEY_ENTERED`) once
+/// the key was let in ([`admit`]): a page whose *Continue* link sends the
+/// request again with the key, instead of the route's own answer, which
+/// would usually be a redirect to the provider that the browser refuses to
+/// follow after a form. `None`: run the route.
+pub fn key_accepted(
+    call: &Call,
+    gated: bool,
+    surface: Surface,
+    method: Method,
+    path: &str,
+) -> Option<pages::Page> {
+    let entered = call
         .query
         .iter()
-        .filter(|(name, _)| name != "key")
-        .cloned()
-        .collect();
-    Some(pages::key_form(path, &keep, err))
+        .any(|(name, _)| name == access::KEY_ENTERED);
+    if !gated || !entered || !asks_in_a_page(surface, method) {
+        return None;
+    }
+    // `admit` read the same key without an error.
+    let key = presented_key(call).ok().flatten()?;
+    Some(pages::key_accepted(path, &kept_query(call), &key))
 }

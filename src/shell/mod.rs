@@ -91,7 +91,11 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
         call.path_key = Some(k.key);
     }
     let out = match guard::admit(&call, route.ip_limited, route.gated).await {
-        Ok(()) => (route.handler)(&mut call).await,
+        // The key typed into the gate's form: continue by a link.
+        Ok(()) => match guard::key_accepted(&call, route.gated, route.surface, method, &path) {
+            Some(page) => Ok(respond::html(page)),
+            None => (route.handler)(&mut call).await,
+        },
         Err(e) => match guard::key_form(&call, &e, route.surface, method, &path) {
             Some(page) => return respond::finish_page(e, page, https),
             None => Err(e),

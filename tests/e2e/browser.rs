@@ -124,6 +124,51 @@ impl Driver {
         v["value"].clone()
     }
 
+    /// Opens `url` in the current window.
+    pub(crate) fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Sets the window's size in CSS pixels (W3C WebDriver "Set Window
+    /// Rect"); the page's layout viewport follows it (headless Chromium has
+    /// no window frame).
+    pub(crate) fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// `window.innerWidth` of the current page.
+    pub(crate) fn inner_width(&self) -> u64 {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": "return window.innerWidth;", "args": [] })),
+        )
+        .as_u64()
+        .expect("a width")
+    }
+
+    /// The current page's HTML as the browser holds it.
+    pub(crate) fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Types `text` into the element at `css` (W3C WebDriver "Element Send Keys").
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
     fn find(&self, css: &str) -> String {
         let v = self.call(
             "POST",
@@ -186,7 +231,7 @@ impl Driver {
         });
     }
 
-    fn current_url(&self) -> String {
+    pub(crate) fn current_url(&self) -> String {
         self.call("GET", "/url", None)
             .as_str()
             .unwrap_or_default()
@@ -197,7 +242,7 @@ impl Driver {
 /// Polls `f` every 100 ms for up to 90 s (chromium starting, or a login hopping
 /// through the worker and the mock, can take tens of seconds on a loaded machine);
 /// panics naming `what` if it never yields.
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(v) = f() {

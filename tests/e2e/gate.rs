@@ -3,14 +3,26 @@
 //! it exactly as its code does (duplicati/duplicati 66cfb242, duplicati/ngclient
 //! e0e370f0). A page reached without the key asks for it.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::browser::Driver;
 use crate::harness::{extract_authid, extract_confirm, request, Broker, Jar, Options, Resp};
-use crate::oauth_code::{enc, judge, param, query_of, through_login, LOOPBACK};
+use crate::oauth_code::{
+    enc, judge, param, query_of, through_login, CHALLENGE, LOOPBACK, VERIFIER,
+};
 
 const KEY: &str = "gate-key-1";
+
+/// A key with the characters a URL must encode (`openssl rand -base64` keys
+/// have `/` and `+`): it can only travel as `key=`, never as a `/k/<key>/`
+/// path segment (`access::split_key_prefix` refuses an encoded `/`).
+const ODD_KEY: &str = "odd/k+e%y&=?";
 
 /// The broker behind the gate that every test here uses (each start costs
 /// seconds), started by the first one: `KEY` is among its keys.
@@ -23,7 +35,7 @@ fn gated(b: &Broker) -> Arc<Broker> {
         Arc::new(Broker::start_with(
             &b.mock,
             Options {
-                extra_vars: vec![("ACCESS_KEYS".into(), format!("other-key, {KEY}"))],
+                extra_vars: vec![("ACCESS_KEYS".into(), format!("other-key, {KEY}, {ODD_KEY}"))],
                 ..Options::default()
             },
         ))
@@ -80,6 +92,30 @@ pub const TESTS: &[crate::Test] = &[
         "device_authorization_takes_the_gate_key_as_client_secret",
         device_authorization_takes_the_gate_key_as_client_secret,
     ),
+    (
+        "gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key",
+        gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key,
+    ),
+    (
+        "gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid",
+        gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid,
+    ),
+    (
+        "gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens",
+        gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens,
+    ),
+    (
+        "gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code",
+        gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code,
+    ),
+    (
+        "gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid",
+        gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid,
+    ),
+    (
+        "gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed",
+        gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
+    ),
 ];
 
 /// The command line sends `--oauth-url` verbatim (with `X-AuthID`), and derives
@@ -113,7 +149,7 @@ fn gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_th
     let ask = g.get("/login?id=demo");
     assert_eq!(ask.status, 403);
     assert!(ask.body.contains("<form method=\"get\" action=\"/login\">"));
-    // The form sends the same request again with the key the user typed.
+    // The key form's Continue link: the same request with the key as `key=`.
     let mut browser = Jar::default();
     let (page, _) = g.login_in(&mut browser, &format!("/login?id=demo&key={KEY}"));
     assert_eq!(page.status, 200, "{}", page.body);
@@ -457,4 +493,405 @@ fn device_authorization_takes_the_gate_key_as_client_secret(b: &Broker) {
         &post(&[("Authorization", &basic("demo", "wrong"))], ""),
         "a wrong key by Basic",
     );
+}
+
+/// The key form's request (`key_entered=1&key=<typed>`) with a right key is
+/// answered 200 on this origin, `no-store`, under the same CSP (`form-action
+/// 'self'`), with a *Continue* link to the same request and the key as `key=`,
+/// percent-encoded: a key with `/`, `+`, `%`, `&`, `=` or `?` (which no
+/// `/k/<key>/` segment can carry) gets through. With a wrong key it is the
+/// form again, saying so. Requests without the mark, and API routes, are
+/// answered as before.
+fn gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key(b: &Broker) {
+    let g = gated(b);
+    let r = g.get(&format!(
+        "/login?id=demo&tokenversion=2&key_entered=1&key={}",
+        enc(ODD_KEY)
+    ));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    assert_eq!(r.header("Referrer-Policy"), Some("no-referrer"));
+    let csp = r.header("Content-Security-Policy").unwrap_or_default();
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+    let href = "/login?id=demo&tokenversion=2&key=odd%2Fk%2Be%25y%26%3D%3F";
+    assert!(
+        r.body.contains(&format!(
+            "<a class=\"button\" id=\"continue\" href=\"{}\">",
+            href.replace('&', "&amp;")
+        )),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<form"), "a link, not a form");
+    let mut jar = Jar::default();
+    let start = g.get_in(&mut jar, href);
+    assert_eq!(start.status, 302, "{}", start.body);
+    let to = start.header("Location").expect("Location");
+    assert!(to.starts_with(&b.mock.base_url()), "to the provider: {to}");
+    assert_no_key_in(to);
+    // Every gated page route takes the form's request alike.
+    for path in [
+        "/akeeba/box?key_entered=1",
+        "/cli-token?id=jottacloud&key_entered=1",
+        "/device?user_code=BCDF-GHJK&key_entered=1",
+        "/oauth/authorize?client_id=demo&response_type=code&key_entered=1",
+    ] {
+        let r = g.get(&format!("{path}&key={KEY}"));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let route = path.split('?').next().unwrap_or_default();
+        assert!(
+            r.body.contains(&format!("id=\"continue\" href=\"{route}?")),
+            "{path}: {}",
+            r.body
+        );
+        assert!(
+            !r.body.contains("key_entered"),
+            "{path}: the mark is dropped"
+        );
+    }
+    // A wrong key: the form again, with the request's values and no key.
+    let wrong = g.get("/login?id=demo&key_entered=1&key=not-a-key-31337");
+    assert_eq!(wrong.status, 403, "{}", wrong.body);
+    assert_eq!(wrong.header("X-Error-Code"), Some("access_key_required"));
+    assert!(wrong.body.contains("That access key is not right."));
+    assert!(wrong.body.contains("name=\"id\" value=\"demo\""));
+    assert!(!wrong.body.contains("not-a-key-31337"));
+    // No mark: the route itself, as before; an API route is not a page.
+    let direct = g.get(&format!("/login?id=demo&key={KEY}"));
+    assert_eq!(direct.status, 302, "{}", direct.body);
+    let api = g.get(&format!("/refresh?key_entered=1&key={KEY}"));
+    assert_ne!(api.status, 200, "{}", api.body);
+    assert!(api
+        .header("Content-Type")
+        .unwrap_or_default()
+        .starts_with("application/json"));
+}
+
+/// The widths every browser login here runs at: a desktop window and a phone
+/// (390 CSS px, an iPhone 12 to 15 held upright).
+const WIDTHS: [(u32, u32); 2] = [(1280, 900), (390, 844)];
+
+/// The page is laid out `width` CSS px wide.
+fn assert_laid_out_at(driver: &Driver, width: u32) {
+    assert_eq!(
+        driver.inner_width(),
+        u64::from(width),
+        "the page is laid out {width} px wide"
+    );
+}
+
+/// Polls `f` every 100 ms for up to 90 s; on timeout panics naming `what`
+/// and where the browser is (a blocked navigation leaves it on the old page).
+fn wait_in(driver: &Driver, what: &str, mut f: impl FnMut(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let source = driver.source();
+        if f(&source) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting until {what}: the browser is at {} ({})",
+                driver.current_url(),
+                if source.contains("id=\"send-key\"") {
+                    "still the key form"
+                } else {
+                    "another page"
+                }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A person at the gate's key form types `key`, sends it, and clicks on
+/// through the page that takes it: a *Continue* link on this origin. (A form
+/// whose answer redirects to the provider is blocked by CSP `form-action
+/// 'self'`, which Chromium applies to every redirect of a form's navigation:
+/// the page would never change.)
+fn type_key_and_continue(driver: &Driver, key: &str) {
+    assert!(
+        driver.source().contains("id=\"send-key\""),
+        "the gate asks for the key"
+    );
+    driver.type_into("#key", key);
+    driver.click("#send-key");
+    wait_in(driver, "the key was taken (a Continue link)", |s| {
+        s.contains("id=\"continue\"")
+    });
+    driver.click("#continue");
+}
+
+/// (1) The login link Duplicati's command line prints drops the path, so the
+/// key (AuthIdOptionsHelper L98, as in the first test above): the index,
+/// whose button leads to `/login`, which asks for the key. Typed in, it takes
+/// the browser to the provider and back to the authid, which refreshes at the
+/// oauth-url the operator handed out.
+fn gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid(b: &Broker) {
+    let g = gated(b);
+    let driver = Driver::start(&g.dir);
+    for (width, height) in WIDTHS {
+        driver.set_window_size(width, height);
+        driver.goto(&format!("{}?type=demo", g.base));
+        assert_laid_out_at(&driver, width);
+        driver.click("#login-demo");
+        driver.wait_for_url("/login?id=demo");
+        type_key_and_continue(&driver, KEY);
+        driver.wait_for_url("/callback/demo");
+        let authid = driver.value("#authid");
+        b.remember(&authid);
+        assert!(authid.contains(':'), "{width} px: an authid");
+        let r = request("GET", &oauth_url(&g), &[("X-AuthID", &authid)], None);
+        assert_eq!(r.status, 200, "{width} px: {}", r.body);
+    }
+}
+
+/// (2) Akeeba's *Helper URL* without the key: the page asks for it, and
+/// typed in it ends on the helper's page with both tokens, whose Refresh
+/// Token refreshes at the keyed Refresh URL.
+fn gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens(b: &Broker) {
+    let g = gated(b);
+    let driver = Driver::start(&g.dir);
+    for (width, height) in WIDTHS {
+        driver.set_window_size(width, height);
+        driver.goto(&g.url("/akeeba/box"));
+        assert_laid_out_at(&driver, width);
+        type_key_and_continue(&driver, KEY);
+        driver.wait_for_url("/callback/box.com");
+        let at = driver.value("#access-token");
+        let rt = driver.value("#refresh-token");
+        b.remember(&rt);
+        assert!(
+            g.mock.stats().issued_access_tokens.contains(&at),
+            "{width} px: the provider's access token"
+        );
+        let r = g.get(&format!(
+            "/k/{KEY}/akeeba/box/refresh?refresh_token={}",
+            enc(&rt)
+        ));
+        assert_eq!(r.status, 200, "{width} px: {}", r.body);
+        let v = r.json();
+        assert!(v["access_token"].is_string(), "{width} px: {v}");
+        if let Some(next) = v["refresh_token"].as_str() {
+            b.remember(next);
+        }
+    }
+}
+
+/// A native app's loopback redirect URI (RFC 8252 §7.3): answers every
+/// request with a short page and hands each request target over.
+struct Loopback {
+    port: u16,
+    got: mpsc::Receiver<String>,
+}
+
+impl Loopback {
+    fn start() -> Loopback {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let (tx, got) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                });
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // The rest of the head, so that answering does not reset it.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let body = "<!doctype html><p id=\"app\">The app got the answer.</p>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let target = line.split(' ').nth(1).unwrap_or_default().to_string();
+                if target.starts_with("/cb") && tx.send(target).is_err() {
+                    return;
+                }
+            }
+        });
+        Loopback { port, got }
+    }
+
+    /// The next request the app received at its redirect URI.
+    fn next(&self) -> String {
+        self.got
+            .recv_timeout(Duration::from_secs(90))
+            .expect("the browser reached the app's redirect URI")
+    }
+}
+
+/// (3) An app that was not given the key sends the person to the
+/// authorization endpoint: the page asks for the key, and typed in it leads
+/// through the provider to the app's loopback redirect URI with a code (and,
+/// RFC 9207, the issuer the app knows: the plain one, as it came to the plain
+/// endpoint). The app redeems the code with the key either way the token
+/// endpoint takes it: in its path, or as `client_secret`.
+fn gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code(b: &Broker) {
+    let g = gated(b);
+    let app = Loopback::start();
+    let redirect_uri = format!("http://127.0.0.1:{}/cb", app.port);
+    let driver = Driver::start(&g.dir);
+    for (i, (width, height)) in WIDTHS.into_iter().enumerate() {
+        driver.set_window_size(width, height);
+        let state = format!("app-state-{width}");
+        driver.goto(&g.url(&format!(
+            "/oauth/authorize?client_id=demo&redirect_uri={}&response_type=code&state={state}\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256",
+            enc(&redirect_uri)
+        )));
+        assert_laid_out_at(&driver, width);
+        type_key_and_continue(&driver, KEY);
+        let target = app.next();
+        let q = query_of(&format!("http://127.0.0.1{target}"));
+        let code = param(&q, "code").expect("a code").to_string();
+        b.remember(&code);
+        assert_eq!(param(&q, "state"), Some(state.as_str()), "{width} px");
+        assert_eq!(param(&q, "iss"), Some(g.base.as_str()), "{width} px");
+        let body = format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&client_id=demo\
+             &code_verifier={VERIFIER}",
+            enc(&code),
+            enc(&redirect_uri)
+        );
+        let (endpoint, body) = match i {
+            0 => (g.url(&format!("/k/{KEY}/oauth/token")), body),
+            _ => (
+                g.url("/oauth/token"),
+                format!("{body}&client_secret={}", enc(KEY)),
+            ),
+        };
+        let r = request(
+            "POST",
+            &endpoint,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(&body),
+        );
+        assert_eq!(r.status, 200, "{width} px: {}", r.body);
+        let authid = r.json()["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_string();
+        b.remember(&authid);
+        let again = request("GET", &oauth_url(&g), &[("X-AuthID", &authid)], None);
+        assert_eq!(again.status, 200, "{width} px: {}", again.body);
+    }
+}
+
+/// The other gated pages a browser opens: the device verification URI (the
+/// device was given the key, as `client_secret`; the person was not) and
+/// Jottacloud's CLI-token page (from the index the printed link opens). Both
+/// ask for the key and, typed in, keep it through their own forms (a POST to
+/// this origin) and, for the device, the *Continue* link to the provider.
+fn gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid(b: &Broker) {
+    let g = gated(b);
+    let driver = Driver::start(&g.dir);
+    for (width, height) in WIDTHS {
+        driver.set_window_size(width, height);
+        let started = request(
+            "POST",
+            &g.url("/oauth/device_authorization"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(&format!("client_id=demo&client_secret={}", enc(KEY))),
+        );
+        assert_eq!(started.status, 200, "{}", started.body);
+        let v = started.json();
+        let device_code = v["device_code"].as_str().expect("device_code").to_string();
+        b.remember(&device_code);
+        let uri = v["verification_uri_complete"].as_str().expect("uri");
+        driver.goto(uri);
+        assert_laid_out_at(&driver, width);
+        type_key_and_continue(&driver, KEY);
+        wait_in(&driver, "the device form", |s| s.contains("XXXX-XXXX"));
+        driver.click("button[type=submit]");
+        wait_in(&driver, "the device's provider and Continue", |s| {
+            s.contains("id=\"approve\"")
+        });
+        driver.click("#approve");
+        driver.wait_for_url("/callback/demo");
+        assert!(driver
+            .text("#device-done")
+            .contains("Return to your device"));
+        let polled = request(
+            "POST",
+            &g.url("/oauth/token"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(&format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code\
+                 &client_id=demo&client_secret={}&device_code={device_code}",
+                enc(KEY)
+            )),
+        );
+        assert_eq!(polled.status, 200, "{width} px: {}", polled.body);
+        let authid = polled.json()["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_string();
+        b.remember(&authid);
+
+        driver.goto(&format!("{}?type=jottacloud", g.base));
+        driver.click("#login-jottacloud");
+        driver.wait_for_url("/cli-token?id=jottacloud");
+        type_key_and_continue(&driver, KEY);
+        wait_in(&driver, "the CLI-token form", |s| {
+            s.contains("id=\"cli-login\"")
+        });
+        driver.type_into("#token", &crate::jottacloud::good_token());
+        driver.click("#cli-login");
+        wait_in(&driver, "the result page", |s| s.contains("data-authid="));
+        let authid = driver.value("#authid");
+        b.remember(&authid);
+        let r = request("GET", &oauth_url(&g), &[("X-AuthID", &authid)], None);
+        assert_eq!(r.status, 200, "{width} px: {}", r.body);
+    }
+}
+
+/// A wrong key typed into the form: the form again, saying the key is not
+/// right, with the request's own values kept and the typed key nowhere in the
+/// page, its headers or the worker's log lines; the right key typed into that
+/// form then goes through.
+fn gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed(b: &Broker) {
+    const TYPED: &str = "typed-wrong-key-5150";
+    let g = gated(b);
+    let driver = Driver::start(&g.dir);
+    let (width, height) = WIDTHS[1];
+    driver.set_window_size(width, height);
+    driver.goto(&g.url("/login?id=demo"));
+    driver.type_into("#key", TYPED);
+    driver.click("#send-key");
+    wait_in(&driver, "the form says the key is wrong", |s| {
+        s.contains("not right")
+    });
+    let source = driver.source();
+    assert!(!source.contains(TYPED), "the typed key is echoed: {source}");
+    assert!(source.contains("id=\"send-key\""), "the form again");
+    assert!(source.contains("name=\"id\" value=\"demo\""), "{source}");
+    assert_eq!(driver.value("#key"), "", "the key field is empty");
+    // The same request without the browser: its status and headers.
+    let again = request("GET", &driver.current_url(), &[], None);
+    assert_eq!(again.status, 403, "{}", again.body);
+    assert_eq!(again.header("X-Error-Code"), Some("access_key_required"));
+    assert_eq!(again.header("Cache-Control"), Some("no-store"));
+    for (name, value) in &again.headers {
+        assert!(!value.contains(TYPED), "{name}: {value}");
+    }
+    assert!(!again.body.contains(TYPED));
+    // The right key into that form goes through.
+    type_key_and_continue(&driver, KEY);
+    driver.wait_for_url("/callback/demo");
+    b.remember(&driver.value("#authid"));
+    // Never in the worker's console, in either log.
+    assert!(!g.log_text().contains(TYPED), "the typed key was logged");
+    for e in g.tail_events() {
+        assert!(!e["logs"].to_string().contains(TYPED), "logged: {e}");
+    }
 }

@@ -35,7 +35,7 @@ fn cli_token(username: &str, auth_token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
 }
 
-fn good_token() -> String {
+pub fn good_token() -> String {
     let cfg = Config::default();
     cli_token(&cfg.password_username, &cfg.password)
 }
