@@ -204,6 +204,20 @@ impl Config {
         !p.client_id.is_empty() && (p.public_client || self.client_secret(&p.id).is_some())
     }
 
+    /// Whether a client secret is bound for `provider_id` (the doctor).
+    pub fn has_client_secret(&self, provider_id: &str) -> bool {
+        self.client_secret(provider_id).is_some()
+    }
+
+    /// Whether the access gate is on, and with how many keys (never which).
+    pub fn gate_enabled(&self) -> bool {
+        !self.access_keys.is_empty()
+    }
+
+    pub fn gate_key_count(&self) -> usize {
+        self.access_keys.len()
+    }
+
     fn client_secret(&self, provider_id: &str) -> Option<&ClientSecret> {
         self.providers()
             .ok()?

@@ -86,6 +86,8 @@ pub enum BrokerError {
     NotFound,
     /// Route exists, method does not.
     MethodNotAllowed,
+    /// An operator route (`/admin/status`) without the right `X-APIKey`.
+    AdminKeyRequired,
     /// The operator's configuration is broken (bad `OAUTH_PROVIDERS`, missing secret).
     Misconfigured { what: &'static str },
     /// Something that should not happen (no randomness, a runtime error). Retryable.
@@ -101,7 +103,7 @@ impl BrokerError {
             MissingAuthId | MalformedAuthId | BadRequest { .. } | InvalidLoginState => 400,
             LoginDenied | Forbidden { .. } => 403,
             Conflict { .. } => 409,
-            UnknownAuthId => 401,
+            UnknownAuthId | AdminKeyRequired => 401,
             RateLimited { .. } => 429,
             UnknownProvider | NotFound => 404,
             MethodNotAllowed => 405,
@@ -134,6 +136,7 @@ impl BrokerError {
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Misconfigured { .. } => "server_misconfigured",
+            AdminKeyRequired => "invalid_api_key",
             Internal { .. } => "internal_error",
         }
     }
@@ -182,6 +185,7 @@ impl BrokerError {
             NotFound => "No such route".into(),
             MethodNotAllowed => "Method not allowed on this route".into(),
             Misconfigured { what } => format!("The broker is misconfigured: {what}"),
+            AdminKeyRequired => "Missing or wrong X-APIKey (the broker's ADMIN_API_KEY)".into(),
             Internal { .. } => "Internal error; try again later".into(),
         }
     }
@@ -194,7 +198,10 @@ impl BrokerError {
     /// so .NET answers no challenge, and a browser shows the page of an unknown
     /// scheme instead of prompting.
     pub fn www_authenticate(&self) -> Option<&'static str> {
-        (self.status() == 401).then_some(r#"X-AuthID realm="oauth-broker""#)
+        match self {
+            BrokerError::AdminKeyRequired => Some(r#"X-APIKey realm="oauth-broker""#),
+            e => (e.status() == 401).then_some(r#"X-AuthID realm="oauth-broker""#),
+        }
     }
 
     /// Seconds for `Retry-After`, where the error has one.

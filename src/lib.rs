@@ -12,6 +12,7 @@ pub mod cli_token;
 pub mod config;
 pub mod d1work;
 pub mod device;
+pub mod doctor;
 pub mod error;
 pub mod grant;
 pub mod handoff;

@@ -276,7 +276,7 @@ pub fn error_for(e: &BrokerError) -> OAuthError {
             code: "invalid_client",
             what,
         } => (401, "invalid_client", (*what).to_string(), None, true),
-        Forbidden { .. } => (401, "invalid_client", e.reason(), None, true),
+        Forbidden { .. } | AdminKeyRequired => (401, "invalid_client", e.reason(), None, true),
         BadRequest { .. } | MissingAuthId | Conflict { .. } => {
             (400, "invalid_request", e.reason(), None, false)
         }

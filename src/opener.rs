@@ -87,6 +87,11 @@ impl OpenerOrigins {
     }
 
     /// Whether the page may post to `origin` (a serialized origin).
+    /// Whether the list is `*`: any page that opens the broker.
+    pub fn allows_any(&self) -> bool {
+        self.0.contains(&Pattern::Any)
+    }
+
     pub fn allows(&self, origin: &str) -> bool {
         let Ok(u) = url::Url::parse(origin.trim()) else {
             return false;

@@ -142,6 +142,10 @@ const COVERAGE: &[(&str, Covered)] = &[
         NotATokenDoor("the revocation form; /revoked revokes"),
     ),
     ("Exact /revoked", Doors(&["revoked"])),
+    (
+        "Exact /admin/status",
+        NotATokenDoor("the doctor: reads the configuration and each shard's migration level"),
+    ),
     ("Exact /export", Doors(&["export"])),
     ("Exact /import", Doors(&["import"])),
     (

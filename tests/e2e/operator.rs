@@ -5,12 +5,18 @@
 use mock_provider::Config;
 use serde_json::Value;
 
-use crate::harness::{Broker, Jar};
+use crate::harness::{request, Broker, Jar, Options, ADMIN_API_KEY};
 
-pub const TESTS: &[crate::Test] = &[(
-    "a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status",
-    a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status,
-)];
+pub const TESTS: &[crate::Test] = &[
+    (
+        "a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status",
+        a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status,
+    ),
+    (
+        "the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key",
+        the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key,
+    ),
+];
 
 /// The worker's JSON log lines (each console line is one object; wrangler
 /// prints it after a prefix, and colours warnings and errors; its own lines
@@ -99,4 +105,131 @@ fn a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_log
     b.mock.set_config(Config::default());
     let again = b.refresh(&authid);
     assert_eq!(again.status, 200, "{}", again.body);
+}
+
+fn status(b: &Broker, key: Option<&str>) -> crate::harness::Resp {
+    let h: Vec<(&str, &str)> = key.map(|k| vec![("X-APIKey", k)]).unwrap_or_default();
+    request("GET", &b.url("/admin/status"), &h, None)
+}
+
+/// `GET /admin/status` (`src/doctor.rs`) on a broker deployed with the
+/// classic mistakes: no `SEALING_SECRET`, a misspelt `CLIENT_SECRET_*`, a
+/// client id without its secret, and a shard one migration behind.
+fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key(b: &Broker) {
+    // The shared broker is healthy: nothing to fix.
+    let healthy = status(b, Some(ADMIN_API_KEY));
+    assert_eq!(healthy.status, 200, "{}", healthy.body);
+    assert_eq!(healthy.header("Cache-Control"), Some("no-store"));
+    let v = healthy.json();
+    assert_eq!(v["ok"], true, "{}", v["problems"]);
+    let demo = v["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .find(|p| p["id"] == "demo")
+        .expect("demo")
+        .clone();
+    assert_eq!(demo["offered"], true);
+    assert_eq!(demo["redirect_uri"], b.url("/callback/demo"));
+    assert!(v["shards"][0]["up_to_date"] == true, "{}", v["shards"]);
+
+    let state = b.dir.join("doctor");
+    let _ = std::fs::remove_dir_all(&state);
+    let w = Broker::start_with(
+        &b.mock,
+        Options {
+            sealing_secret: String::new(),
+            d1_shards: 2,
+            state_dir: Some(state),
+            extra_vars: vec![
+                ("CLIENT_ID_DROPBOX".into(), "dropbox-app-id".into()),
+                (
+                    "CLIENT_SECRET_DROPBOXX".into(),
+                    "misspelt-secret-value".into(),
+                ),
+            ],
+            ..Options::default()
+        },
+    );
+    // Shard 2 lags one migration behind the code.
+    w.d1_on(
+        2,
+        "DELETE FROM d1_migrations WHERE id = (SELECT MAX(id) FROM d1_migrations)",
+    );
+    for key in [None, Some("wrong-key")] {
+        let r = status(&w, key);
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(r.json()["error"], "invalid_api_key");
+        for word in ["SEALING", "DROPBOX", "shard", "migration", "provider"] {
+            assert!(!r.body.contains(word), "a 401 reveals nothing: {}", r.body);
+        }
+    }
+    let r = status(&w, Some(ADMIN_API_KEY));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["ok"], false);
+    let problems: Vec<String> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| format!("{} => {}", p["what"], p["fix"]))
+        .collect();
+    let all = problems.join("\n");
+    for (fault, fix) in [
+        (
+            "SEALING_SECRET is missing",
+            "wrangler secret put SEALING_SECRET",
+        ),
+        (
+            "CLIENT_SECRET_DROPBOXX is set, but the broker never reads it",
+            "rename it to CLIENT_SECRET_DROPBOX",
+        ),
+        (
+            "dropbox: CLIENT_ID_DROPBOX is set but CLIENT_SECRET_DROPBOX is not",
+            "callback/dropbox",
+        ),
+        (
+            "shard 2 (DB_2) is at migration 0009",
+            "scripts/migrate.sh --remote",
+        ),
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(fault) && p.contains(fix)),
+            "{fault} / {fix} in:\n{all}"
+        );
+    }
+    assert_eq!(problems.len(), 4, "only the planted faults:\n{all}");
+    // Never a secret's value.
+    for secret in [
+        "misspelt-secret-value",
+        crate::harness::CLIENT_SECRET,
+        ADMIN_API_KEY,
+    ] {
+        assert!(!r.body.contains(secret));
+    }
+    // The same in a terminal: scripts/doctor.sh, exit 1 on a problem.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/doctor.sh"))
+        .arg(&w.base)
+        .env("ADMIN_API_KEY", ADMIN_API_KEY)
+        .output()
+        .expect("run scripts/doctor.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("    scripts/doctor.sh {}:\n{text}", w.base);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4 problem(s):"), "{text}");
+    assert!(
+        text.contains("fix: rename it to CLIENT_SECRET_DROPBOX"),
+        "{text}"
+    );
+    assert!(text.contains("2 DB_2: behind"), "{text}");
+    assert!(!text.contains(ADMIN_API_KEY));
 }

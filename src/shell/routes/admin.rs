@@ -1,4 +1,5 @@
-//! `GET /export` and `POST /import`: operator tools to move a grant between
+//! `GET /admin/status` (the doctor, `crate::doctor`), `GET /export` and
+//! `POST /import`: operator tools. Export and import move a grant between
 //! brokers. Both need `ADMIN_API_KEY` in `X-APIKey`; export needs the authid in
 //! `X-AuthID`, import takes one there (ours or a Duplicati service's) only if
 //! it looks minted (else it mints one, on a random shard), and replaces what
@@ -7,6 +8,7 @@
 use serde_json::json;
 
 use crate::authid::{AuthId, WEAK_AUTHID};
+use crate::doctor::{self, ShardCheck};
 use crate::error::{BrokerError, UNKNOWN_SHARD};
 use crate::grant::Grant;
 use crate::ids::ProviderId;
@@ -16,6 +18,38 @@ use crate::shell::respond::{json_ok, Out};
 
 fn check_api_key(c: &Call) -> Result<(), BrokerError> {
     c.cfg.check_admin_key(c.header("X-APIKey").as_deref())
+}
+
+/// `GET /admin/status`: every configuration problem with its fix, each
+/// provider and its redirect URI, each shard's migration level
+/// (`crate::doctor`). Needs `X-APIKey`; without it (or with a wrong one) a
+/// 401 that says nothing about the configuration.
+pub async fn status(c: &mut Call) -> Out {
+    check_api_key(c).map_err(|_| BrokerError::AdminKeyRequired)?;
+    let bindings: Vec<String> = {
+        use wasm_bindgen::JsCast;
+        js_sys::Object::keys(c.env.unchecked_ref::<js_sys::Object>())
+            .iter()
+            .filter_map(|k| k.as_string())
+            .collect()
+    };
+    let mut shards = Vec::new();
+    for binding in c.cfg.shards().map(<[String]>::to_vec).unwrap_or_default() {
+        let migrated = match crate::shell::store::Db::open(
+            &c.env,
+            &binding,
+            c.d1_work.clone(),
+            Default::default(),
+        ) {
+            Ok(db) => db
+                .latest_migration()
+                .await
+                .map_err(|e| e.cause().unwrap_or_else(|| e.code().to_string())),
+            Err(_) => Err(format!("no D1 binding named {binding}")),
+        };
+        shards.push(ShardCheck { binding, migrated });
+    }
+    json_ok(doctor::diagnose(&c.cfg, &bindings, &shards))
 }
 
 /// The grant's provider token JSON plus `service`.

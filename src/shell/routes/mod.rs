@@ -131,6 +131,9 @@ pub static ROUTES: &[Route<Handler>] = &[
     })),
     page(Exact("/revoke"), GET, |c| Box::pin(revoke::form(c))),
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
+    limited(api(Exact("/admin/status"), GET, |c| {
+        Box::pin(admin::status(c))
+    })),
     limited(api(Exact("/export"), GET, |c| Box::pin(admin::export(c)))),
     limited(api(Exact("/import"), POST, |c| Box::pin(admin::import(c)))),
     // The standard OAuth 2.0 front door (`crate::oauth2`). The token endpoint

@@ -185,6 +185,27 @@ impl Db {
         Ok(row)
     }
 
+    /// The newest migration applied to this database (`d1_migrations`, which
+    /// `wrangler d1 migrations apply` keeps): `None` when none was.
+    pub async fn latest_migration(&self) -> Result<Option<String>, BrokerError> {
+        #[derive(serde::Deserialize)]
+        struct Applied {
+            name: String,
+        }
+        let applied = self
+            .first::<Applied>(
+                "latest_migration",
+                "SELECT name FROM d1_migrations ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await;
+        match applied {
+            Ok(row) => Ok(row.map(|r| r.name)),
+            Err(e) if e.cause().is_some_and(|c| c.contains("no such table")) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// What a one-time claim D1 answered with `error` did: it may have
     /// committed with only its answer lost. Reads back, on the primary, the
     /// claim column of the row `key` (`sql` selects it as `claim` with
