@@ -6,10 +6,10 @@
 #   bash scripts/size-check.sh [wasm]   (default build/index_bg.wasm; run scripts/build.sh first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# 270000 since claim ids, pointer successors, structured logs and the gate's Continue
-# page (about 262 KB: README "Size"); 260000 when the doors' promise landed (about
+# 280000 since the doctor (about 270 KB: README "Size"); 270000 with claim ids,
+# pointer successors, structured logs and the gate's Continue page (about 262 KB); 260000 when the doors' promise landed (about
 # 256 KB); 250000 before, when the build was about 238 KB.
-SIZE_LIMIT_GZIP_BYTES=270000
+SIZE_LIMIT_GZIP_BYTES=280000
 wasm="${1:-build/index_bg.wasm}"
 [ -f "$wasm" ] || { echo "size-check: $wasm not built (run scripts/build.sh)" >&2; exit 1; }
 raw=$(wc -c < "$wasm")
