@@ -11,7 +11,8 @@
 # A wrangler.json/.jsonc config works too. Idempotent (wrangler records what it
 # applied in each database's `d1_migrations` table); prints one line per database;
 # a database that fails prints wrangler's output and the script exits 1 after
-# trying the others.
+# trying the others. WRANGLER names the wrangler to run (default: the repository's
+# node_modules/.bin/wrangler, else the one on PATH).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
                       where="$1"; shift ;;
     --persist-to) persist=(--persist-to "${2:?--persist-to needs a directory}"); shift 2 ;;
     -e|--env) envname="${2:?--env needs a name}"; envargs=(--env "$envname"); shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "migrate: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -105,7 +106,7 @@ NODE
 failed=()
 while read -r binding name; do
   [ -n "$binding" ] || continue
-  if out=$(wrangler d1 migrations apply "$binding" "$where" "${persist[@]}" -c "$config" "${envargs[@]}" 2>&1); then
+  if out=$("${WRANGLER:-wrangler}" d1 migrations apply "$binding" "$where" "${persist[@]}" -c "$config" "${envargs[@]}" 2>&1); then
     if grep -q "No migrations to apply" <<<"$out"; then
       state="up to date"
     else
