@@ -15,6 +15,10 @@ case "$url" in
 esac
 key="${ADMIN_API_KEY:-}"
 if [ -z "$key" ]; then
+  if [ ! -t 0 ]; then
+    echo "doctor: set ADMIN_API_KEY to the broker's admin key (wrangler secret put ADMIN_API_KEY sets one)" >&2
+    exit 2
+  fi
   read -r -s -p "ADMIN_API_KEY: " key; echo >&2
 fi
 export DOCTOR_URL="${url%/}/admin/status" DOCTOR_KEY="$key"
