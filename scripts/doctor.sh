@@ -22,6 +22,7 @@ if [ -z "$key" ]; then
   read -r -s -p "ADMIN_API_KEY: " key; echo >&2
 fi
 export DOCTOR_URL="${url%/}/admin/status" DOCTOR_KEY="$key"
+# shellcheck disable=SC2016 # JavaScript, not shell: its ${…} are template literals.
 node -e '
 (async () => {
   let r;
