@@ -44,6 +44,113 @@ pub const RATE_LIMITS: &[&str] = &[
     "RL_V2_REFUSED",
 ];
 
+/// How long a provider keeps a refresh token nobody uses (days), by provider
+/// id, with the provider's own words for it. The broker refreshes only when a
+/// client asks, so a job that stops running lets its grant age towards this.
+pub const IDLE_LIMITS: &[(&str, i64, &str)] = &[
+    // "the refresh token has not been used for six months"
+    (
+        "googledrive",
+        182,
+        "https://developers.google.com/identity/protocols/oauth2#expiration",
+    ),
+    (
+        "gcs",
+        182,
+        "https://developers.google.com/identity/protocols/oauth2#expiration",
+    ),
+    // "90 days for all other scenarios"
+    (
+        "onedrivev2",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    (
+        "sharepoint",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    (
+        "msgroup",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    // "not refreshed within 60 days, the user will need to be re-authorized"
+    (
+        "box.com",
+        60,
+        "https://developer.box.com/guides/authentication/tokens/refresh",
+    ),
+];
+
+/// A grant counts as idle soon this many days before its provider's limit.
+pub const IDLE_WARNING_DAYS: i64 = 14;
+
+/// One group of a shard's live grants, as the shell counted them: provider,
+/// status (`active` / `reauth_required`), the day (unix days) of their last
+/// write, how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantGroup {
+    pub shard: usize,
+    pub provider: String,
+    pub status: String,
+    pub day: i64,
+    pub count: i64,
+}
+
+/// Grants by shard × provider: active, needing re-authorization, and idle
+/// past their provider's limit within [`IDLE_WARNING_DAYS`] (counted by the
+/// last write of the row, which is the last upstream refresh: a cached
+/// access token writes nothing, and it is the refresh token's use that the
+/// provider counts). `today`: unix days.
+pub fn grant_health(groups: &[GrantGroup], today: i64) -> Value {
+    let mut rows: Vec<(usize, String, i64, i64, i64)> = Vec::new();
+    for g in groups {
+        let limit = IDLE_LIMITS
+            .iter()
+            .find(|(id, _, _)| *id == g.provider)
+            .map(|(_, days, _)| *days);
+        let idle = match (limit, g.status.as_str()) {
+            (Some(days), "active") if today - g.day >= days - IDLE_WARNING_DAYS => g.count,
+            _ => 0,
+        };
+        let (active, reauth) = match g.status.as_str() {
+            "active" => (g.count, 0),
+            _ => (0, g.count),
+        };
+        match rows
+            .iter_mut()
+            .find(|(shard, provider, ..)| *shard == g.shard && *provider == g.provider)
+        {
+            Some(row) => {
+                row.2 += active;
+                row.3 += reauth;
+                row.4 += idle;
+            }
+            None => rows.push((g.shard, g.provider.clone(), active, reauth, idle)),
+        }
+    }
+    rows.sort();
+    Value::Array(
+        rows.into_iter()
+            .map(|(shard, provider, active, reauth, idle)| {
+                let limit = IDLE_LIMITS
+                    .iter()
+                    .find(|(id, _, _)| *id == provider)
+                    .map(|(_, days, _)| *days);
+                json!({
+                    "shard": shard,
+                    "provider": provider,
+                    "active": active,
+                    "reauthorization_required": reauth,
+                    "idle_soon": idle,
+                    "idle_limit_days": limit,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// One shard as the shell found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardCheck {
@@ -131,7 +238,12 @@ fn known_names(cfg: &Config) -> Vec<String> {
 /// rate_limits, gate, opener_origins, …}`. `bindings`: the names of every
 /// binding the worker has (vars, secrets, D1, rate limits); `shards`: each
 /// shard's check, in `D1_SHARDS` order.
-pub fn diagnose(cfg: &Config, bindings: &[String], shards: &[ShardCheck]) -> Value {
+pub fn diagnose(
+    cfg: &Config,
+    bindings: &[String],
+    shards: &[ShardCheck],
+    grants: &[GrantGroup],
+) -> Value {
     let mut problems: Vec<Problem> = Vec::new();
     let has = |name: &str| bindings.iter().any(|b| b == name);
 
@@ -317,6 +429,7 @@ pub fn diagnose(cfg: &Config, bindings: &[String], shards: &[ShardCheck]) -> Val
         "shards": shard_list,
         "rate_limits": rate_limits,
         "gate": { "enabled": cfg.gate_enabled(), "keys": cfg.gate_key_count() },
+        "grants": grant_health(grants, cfg.now.div_euclid(86_400)),
         "observability": "wrangler.toml ships [observability.logs] invocation_logs = false \
                           (not visible from inside the worker; SECURITY.md \"What is logged\")",
     })
@@ -363,6 +476,40 @@ mod tests {
     }
 
     #[test]
+    fn grants_are_counted_by_shard_and_provider_with_those_near_their_idle_limit() {
+        let g = |shard, provider: &str, status: &str, day, count| GrantGroup {
+            shard,
+            provider: provider.into(),
+            status: status.into(),
+            day,
+            count,
+        };
+        let today = 20_000;
+        let v = grant_health(
+            &[
+                g(1, "box.com", "active", today, 3),
+                g(1, "box.com", "active", today - 46, 2),
+                g(1, "box.com", "active", today - 45, 1),
+                g(1, "box.com", "reauth_required", today - 300, 4),
+                g(2, "box.com", "active", today - 100, 1),
+                g(1, "dropbox", "active", today - 1000, 5),
+            ],
+            today,
+        );
+        assert_eq!(
+            v,
+            json!([
+                {"shard": 1, "provider": "box.com", "active": 6, "reauthorization_required": 4,
+                 "idle_soon": 2, "idle_limit_days": 60},
+                {"shard": 1, "provider": "dropbox", "active": 5, "reauthorization_required": 0,
+                 "idle_soon": 0, "idle_limit_days": null},
+                {"shard": 2, "provider": "box.com", "active": 1, "reauthorization_required": 0,
+                 "idle_soon": 1, "idle_limit_days": 60},
+            ])
+        );
+    }
+
+    #[test]
     fn nearest_names_the_binding_meant() {
         let known = names(&[
             "CLIENT_SECRET_BOX_COM",
@@ -401,7 +548,7 @@ mod tests {
             binding: "DB".into(),
             migrated: Ok(Some(LATEST_MIGRATION.into())),
         }];
-        let v = diagnose(&c, &b, &shards);
+        let v = diagnose(&c, &b, &shards, &[]);
         assert_eq!(v["ok"], true, "{:?}", problems(&v));
         assert_eq!(v["warnings"], json!([]));
         let dropbox = v["providers"]
@@ -431,7 +578,7 @@ mod tests {
             binding: "DB".into(),
             migrated: Ok(Some("0009_sibling_successors.sql".into())),
         }];
-        let v = diagnose(&c, &b, &shards);
+        let v = diagnose(&c, &b, &shards, &[]);
         assert_eq!(v["ok"], false);
         let p = problems(&v).join("\n");
         assert!(p.contains("SEALING_SECRET is missing"), "{p}");

@@ -16,6 +16,10 @@ pub const TESTS: &[crate::Test] = &[
         "the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key",
         the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key,
     ),
+    (
+        "the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence",
+        the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence,
+    ),
 ];
 
 /// The worker's JSON log lines (each console line is one object; wrangler
@@ -232,4 +236,57 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
     );
     assert!(text.contains("2 DB_2: behind"), "{text}");
     assert!(!text.contains(ADMIN_API_KEY));
+}
+
+/// The doctor's `grants` row for `provider` on shard 1, as
+/// `[active, reauthorization_required, idle_soon]`.
+fn grant_counts(b: &Broker, provider: &str) -> [i64; 3] {
+    let v = status(b, Some(ADMIN_API_KEY)).json();
+    let row = v["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .find(|g| g["shard"] == 1 && g["provider"] == provider)
+        .cloned()
+        .unwrap_or_default();
+    let n = |k: &str| row[k].as_i64().unwrap_or(0);
+    [n("active"), n("reauthorization_required"), n("idle_soon")]
+}
+
+fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &Broker) {
+    let before = grant_counts(b, "box.com");
+    // Three Box logins: one left alone, one whose user revoked the app
+    // (the provider answers invalid_grant), one not refreshed for 50 days
+    // (Box forgets a refresh token after 60: due within the doctor's 14).
+    let fresh = b.login_at("/login?id=box.com");
+    let revoked = b.login_at("/login?id=box.com");
+    let idle = b.login_at("/login?id=box.com");
+    b.mock.set_config(Config {
+        invalid_grant: true,
+        ..Config::default()
+    });
+    b.expire_access_token(&revoked);
+    assert_eq!(b.refresh(&revoked).status, 503);
+    b.mock.set_config(Config::default());
+    use oauth_broker::authid::{parse_authid, ParsedAuthId};
+    let keys =
+        oauth_broker::seal::ServerKeys::parse(crate::harness::SEALING_SECRET, None).expect("keys");
+    let Ok(ParsedAuthId::V1(id)) = parse_authid(&idle) else {
+        panic!("a stored authid")
+    };
+    b.d1(&format!(
+        "UPDATE grants SET updated_at = updated_at - 50 * 86400 WHERE key_hash = '{}'",
+        keys.key_hash(&id)
+    ));
+    let after = grant_counts(b, "box.com");
+    assert_eq!(
+        [
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ],
+        [2, 1, 1],
+        "[active, reauthorization_required, idle_soon] before {before:?}, after {after:?}"
+    );
+    assert_eq!(b.refresh(&fresh).status, 200);
 }

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use crate::authid::{AuthId, WEAK_AUTHID};
-use crate::doctor::{self, ShardCheck};
+use crate::doctor::{self, GrantGroup, ShardCheck};
 use crate::error::{BrokerError, UNKNOWN_SHARD};
 use crate::grant::Grant;
 use crate::ids::ProviderId;
@@ -34,22 +34,36 @@ pub async fn status(c: &mut Call) -> Out {
             .collect()
     };
     let mut shards = Vec::new();
-    for binding in c.cfg.shards().map(<[String]>::to_vec).unwrap_or_default() {
-        let migrated = match crate::shell::store::Db::open(
-            &c.env,
-            &binding,
-            c.d1_work.clone(),
-            Default::default(),
-        ) {
+    let mut grants = Vec::new();
+    let bound = c.cfg.shards().map(<[String]>::to_vec).unwrap_or_default();
+    for (i, binding) in bound.into_iter().enumerate() {
+        let db =
+            crate::shell::store::Db::open(&c.env, &binding, c.d1_work.clone(), Default::default());
+        let migrated = match &db {
             Ok(db) => db
                 .latest_migration()
                 .await
                 .map_err(|e| e.cause().unwrap_or_else(|| e.code().to_string())),
             Err(_) => Err(format!("no D1 binding named {binding}")),
         };
+        // A shard behind the migrations may lack columns: counted only when current.
+        let current = matches!(&migrated, Ok(Some(m)) if m == doctor::LATEST_MIGRATION);
+        if let (Ok(db), true) = (&db, current) {
+            if let Ok(groups) = db.grant_groups().await {
+                grants.extend(groups.into_iter().map(|(provider, status, day, count)| {
+                    GrantGroup {
+                        shard: i + 1,
+                        provider,
+                        status,
+                        day,
+                        count,
+                    }
+                }));
+            }
+        }
         shards.push(ShardCheck { binding, migrated });
     }
-    json_ok(doctor::diagnose(&c.cfg, &bindings, &shards))
+    json_ok(doctor::diagnose(&c.cfg, &bindings, &shards, &grants))
 }
 
 /// The grant's provider token JSON plus `service`.

@@ -206,6 +206,36 @@ impl Db {
         }
     }
 
+    /// This shard's live grants grouped by provider, status and the day of
+    /// their last write (`crate::doctor::grant_health`): `(provider, status,
+    /// unix day, count)`.
+    pub async fn grant_groups(&self) -> Result<Vec<(String, String, i64, i64)>, BrokerError> {
+        #[derive(serde::Deserialize)]
+        struct Group {
+            provider: String,
+            status: String,
+            day: i64,
+            n: i64,
+        }
+        let statement = self.statement(
+            ReadFrom::Primary,
+            "grant_groups",
+            "SELECT provider, status, updated_at / 86400 AS day, COUNT(*) AS n FROM grants \
+             WHERE status IN ('active', 'reauth_required') GROUP BY provider, status, day",
+            &[],
+        )?;
+        self.work.sent(ReadFrom::Primary, 1);
+        let rows: Vec<Group> = statement
+            .all()
+            .await
+            .and_then(|r| r.results())
+            .map_err(failed("grant_groups"))?;
+        Ok(rows
+            .into_iter()
+            .map(|g| (g.provider, g.status, g.day, g.n))
+            .collect())
+    }
+
     /// What a one-time claim D1 answered with `error` did: it may have
     /// committed with only its answer lost. Reads back, on the primary, the
     /// claim column of the row `key` (`sql` selects it as `claim` with
