@@ -105,3 +105,7 @@ CREATE INDEX IF NOT EXISTS grants_predecessor ON grants (predecessor) WHERE pred
 ALTER TABLE authorization_codes ADD COLUMN redeemed_by TEXT; -- claim id of the first successful presentation
 ALTER TABLE device_codes ADD COLUMN collected_by TEXT;       -- claim id of the poll that collected it (status 'collected')
 ALTER TABLE fetch_tokens ADD COLUMN collected_by TEXT;       -- claim id of the /fetch that collected it
+
+-- Migration 0011: each grant's last upstream refresh (when, how it ended), for the doctor.
+ALTER TABLE grants ADD COLUMN last_refresh_at INTEGER; -- unix seconds of the last upstream refresh
+ALTER TABLE grants ADD COLUMN last_outcome TEXT;       -- ok | invalid_grant | client_rejected | failed | timeout | error

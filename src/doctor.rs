@@ -10,7 +10,7 @@ use crate::config::Config;
 
 /// The newest file in `migrations/` (a unit test keeps it so): a shard whose
 /// `d1_migrations` ends elsewhere lags behind the code.
-pub const LATEST_MIGRATION: &str = "0010_claims.sql";
+pub const LATEST_MIGRATION: &str = "0011_last_refresh.sql";
 
 /// The variables and secrets the broker reads, besides each provider's
 /// `CLIENT_ID_<ID>` / `CLIENT_SECRET_<ID>` and the D1 bindings of `D1_SHARDS`.
@@ -151,6 +151,28 @@ pub fn grant_health(groups: &[GrantGroup], today: i64) -> Value {
     )
 }
 
+/// Grants whose last upstream refresh was in the last 24 hours, by how it
+/// ended: `(provider, outcome, grants)` summed over the shards, as
+/// `[{provider, ok, invalid_grant, …}]`. Each grant counts once, by its
+/// latest refresh: what the operator asks is which grants are failing now.
+pub fn last_refreshes(rows: &[(String, String, i64)]) -> Value {
+    let mut by: std::collections::BTreeMap<&str, serde_json::Map<String, Value>> =
+        std::collections::BTreeMap::new();
+    for (provider, outcome, n) in rows {
+        let entry = by.entry(provider.as_str()).or_default();
+        let sum = entry.get(outcome).and_then(Value::as_i64).unwrap_or(0) + n;
+        entry.insert(outcome.clone(), Value::from(sum));
+    }
+    Value::Array(
+        by.into_iter()
+            .map(|(provider, mut outcomes)| {
+                outcomes.insert("provider".into(), Value::from(provider));
+                Value::Object(outcomes)
+            })
+            .collect(),
+    )
+}
+
 /// One shard as the shell found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardCheck {
@@ -243,6 +265,7 @@ pub fn diagnose(
     bindings: &[String],
     shards: &[ShardCheck],
     grants: &[GrantGroup],
+    refreshed: &[(String, String, i64)],
 ) -> Value {
     let mut problems: Vec<Problem> = Vec::new();
     let has = |name: &str| bindings.iter().any(|b| b == name);
@@ -430,6 +453,7 @@ pub fn diagnose(
         "rate_limits": rate_limits,
         "gate": { "enabled": cfg.gate_enabled(), "keys": cfg.gate_key_count() },
         "grants": grant_health(grants, cfg.now.div_euclid(86_400)),
+        "last_refresh_24h": last_refreshes(refreshed),
         "observability": "wrangler.toml ships [observability.logs] invocation_logs = false \
                           (not visible from inside the worker; SECURITY.md \"What is logged\")",
     })
@@ -510,6 +534,24 @@ mod tests {
     }
 
     #[test]
+    fn the_last_refreshes_are_summed_over_shards_by_provider_and_outcome() {
+        let r = |p: &str, o: &str, n| (p.to_string(), o.to_string(), n);
+        let v = last_refreshes(&[
+            r("box.com", "ok", 3),
+            r("box.com", "invalid_grant", 1),
+            r("box.com", "ok", 2),
+            r("dropbox", "timeout", 1),
+        ]);
+        assert_eq!(
+            v,
+            json!([
+                {"provider": "box.com", "ok": 5, "invalid_grant": 1},
+                {"provider": "dropbox", "timeout": 1},
+            ])
+        );
+    }
+
+    #[test]
     fn nearest_names_the_binding_meant() {
         let known = names(&[
             "CLIENT_SECRET_BOX_COM",
@@ -548,7 +590,7 @@ mod tests {
             binding: "DB".into(),
             migrated: Ok(Some(LATEST_MIGRATION.into())),
         }];
-        let v = diagnose(&c, &b, &shards, &[]);
+        let v = diagnose(&c, &b, &shards, &[], &[]);
         assert_eq!(v["ok"], true, "{:?}", problems(&v));
         assert_eq!(v["warnings"], json!([]));
         let dropbox = v["providers"]
@@ -576,9 +618,9 @@ mod tests {
         let b = names(&["CLIENT_ID_DROPBOX", "CLIENT_SECRET_BOX", "DB"]);
         let shards = [ShardCheck {
             binding: "DB".into(),
-            migrated: Ok(Some("0009_sibling_successors.sql".into())),
+            migrated: Ok(Some("0010_claims.sql".into())),
         }];
-        let v = diagnose(&c, &b, &shards, &[]);
+        let v = diagnose(&c, &b, &shards, &[], &[]);
         assert_eq!(v["ok"], false);
         let p = problems(&v).join("\n");
         assert!(p.contains("SEALING_SECRET is missing"), "{p}");
@@ -591,10 +633,7 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("rename it to CLIENT_SECRET_BOX_COM"), "{p}");
-        assert!(
-            p.contains("is at migration 0009_sibling_successors.sql"),
-            "{p}"
-        );
+        assert!(p.contains("is at migration 0010_claims.sql"), "{p}");
         assert!(p.contains("scripts/migrate.sh --remote"), "{p}");
         assert!(v["warnings"].to_string().contains("RL_PER_GRANT"));
         assert!(!v.to_string().contains("s3cr3t-value"));

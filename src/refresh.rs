@@ -281,12 +281,14 @@ pub trait Grants {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError>;
-    /// Releases `lease` (if still held) without writing the grant, leaving `status`.
+    /// Releases `lease` (if still held) without writing the grant, leaving
+    /// `status` and recording the failed refresh's `outcome` ([`outcome_of`]).
     async fn release(
         &self,
         read: &Opened,
         lease: &LeaseId,
         status: Status,
+        outcome: &'static str,
         now: i64,
     ) -> Result<(), BrokerError>;
 }
@@ -452,9 +454,24 @@ async fn refresh_with_lease(
             })
         }
         Settle::Release { status, error } => {
-            grants.release(&read, &lease, status, now).await?;
+            grants
+                .release(&read, &lease, status, outcome_of(&error), now)
+                .await?;
             Err(error)
         }
+    }
+}
+
+/// What an upstream refresh that failed with `error` is recorded as
+/// (`grants.last_outcome`, the doctor's 24-hour counts); a successful one is
+/// `ok` (written with the grant).
+pub fn outcome_of(error: &BrokerError) -> &'static str {
+    match error {
+        BrokerError::ReauthorizationRequired { .. } => "invalid_grant",
+        BrokerError::ProviderRejectedClient => "client_rejected",
+        BrokerError::ProviderTimeout => "timeout",
+        BrokerError::ProviderFailed => "failed",
+        _ => "error",
     }
 }
 
@@ -1045,6 +1062,7 @@ mod tests {
                 _read: &Opened,
                 lease: &LeaseId,
                 status: Status,
+                _outcome: &'static str,
                 _now: i64,
             ) -> Result<(), BrokerError> {
                 let mut r = self.row.borrow_mut();

@@ -193,7 +193,7 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
             "callback/dropbox",
         ),
         (
-            "shard 2 (DB_2) is at migration 0009",
+            "shard 2 (DB_2) is at migration 0010",
             "scripts/migrate.sh --remote",
         ),
     ] {
@@ -240,8 +240,15 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
 
 /// The doctor's `grants` row for `provider` on shard 1, as
 /// `[active, reauthorization_required, idle_soon]`.
-fn grant_counts(b: &Broker, provider: &str) -> [i64; 3] {
+fn grant_counts(b: &Broker, provider: &str) -> [i64; 4] {
     let v = status(b, Some(ADMIN_API_KEY)).json();
+    let invalid = v["last_refresh_24h"]
+        .as_array()
+        .expect("last_refresh_24h")
+        .iter()
+        .find(|g| g["provider"] == provider)
+        .and_then(|g| g["invalid_grant"].as_i64())
+        .unwrap_or(0);
     let row = v["grants"]
         .as_array()
         .expect("grants")
@@ -250,7 +257,12 @@ fn grant_counts(b: &Broker, provider: &str) -> [i64; 3] {
         .cloned()
         .unwrap_or_default();
     let n = |k: &str| row[k].as_i64().unwrap_or(0);
-    [n("active"), n("reauthorization_required"), n("idle_soon")]
+    [
+        n("active"),
+        n("reauthorization_required"),
+        n("idle_soon"),
+        invalid,
+    ]
 }
 
 fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &Broker) {
@@ -279,14 +291,12 @@ fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &
         keys.key_hash(&id)
     ));
     let after = grant_counts(b, "box.com");
+    let delta: Vec<i64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     assert_eq!(
-        [
-            after[0] - before[0],
-            after[1] - before[1],
-            after[2] - before[2]
-        ],
-        [2, 1, 1],
-        "[active, reauthorization_required, idle_soon] before {before:?}, after {after:?}"
+        delta,
+        [2, 1, 1, 1],
+        "[active, reauthorization_required, idle_soon, last refresh invalid_grant in 24 h] \
+         before {before:?}, after {after:?}"
     );
     assert_eq!(b.refresh(&fresh).status, 200);
 }

@@ -35,6 +35,7 @@ pub async fn status(c: &mut Call) -> Out {
     };
     let mut shards = Vec::new();
     let mut grants = Vec::new();
+    let mut refreshed = Vec::new();
     let bound = c.cfg.shards().map(<[String]>::to_vec).unwrap_or_default();
     for (i, binding) in bound.into_iter().enumerate() {
         let db =
@@ -49,6 +50,9 @@ pub async fn status(c: &mut Call) -> Out {
         // A shard behind the migrations may lack columns: counted only when current.
         let current = matches!(&migrated, Ok(Some(m)) if m == doctor::LATEST_MIGRATION);
         if let (Ok(db), true) = (&db, current) {
+            if let Ok(rows) = db.last_refreshes(c.cfg.now - 86_400).await {
+                refreshed.extend(rows);
+            }
             if let Ok(groups) = db.grant_groups().await {
                 grants.extend(groups.into_iter().map(|(provider, status, day, count)| {
                     GrantGroup {
@@ -63,7 +67,9 @@ pub async fn status(c: &mut Call) -> Out {
         }
         shards.push(ShardCheck { binding, migrated });
     }
-    json_ok(doctor::diagnose(&c.cfg, &bindings, &shards, &grants))
+    json_ok(doctor::diagnose(
+        &c.cfg, &bindings, &shards, &grants, &refreshed,
+    ))
 }
 
 /// The grant's provider token JSON plus `service`.

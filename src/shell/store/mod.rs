@@ -236,6 +236,37 @@ impl Db {
             .collect())
     }
 
+    /// This shard's grants refreshed upstream since `since` (unix seconds),
+    /// by provider and how their last refresh ended: `(provider, outcome, count)`.
+    pub async fn last_refreshes(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(String, String, i64)>, BrokerError> {
+        #[derive(serde::Deserialize)]
+        struct Group {
+            provider: String,
+            last_outcome: String,
+            n: i64,
+        }
+        let statement = self.statement(
+            ReadFrom::Primary,
+            "last_refreshes",
+            "SELECT provider, last_outcome, COUNT(*) AS n FROM grants WHERE last_refresh_at > ?1 \
+             AND last_outcome IS NOT NULL GROUP BY provider, last_outcome",
+            &[num(since)],
+        )?;
+        self.work.sent(ReadFrom::Primary, 1);
+        let rows: Vec<Group> = statement
+            .all()
+            .await
+            .and_then(|r| r.results())
+            .map_err(failed("last_refreshes"))?;
+        Ok(rows
+            .into_iter()
+            .map(|g| (g.provider, g.last_outcome, g.n))
+            .collect())
+    }
+
     /// What a one-time claim D1 answered with `error` did: it may have
     /// committed with only its answer lost. Reads back, on the primary, the
     /// claim column of the row `key` (`sql` selects it as `claim` with

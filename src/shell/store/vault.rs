@@ -195,14 +195,16 @@ impl StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        self.reseal("replace_grant", read, provider, grant, now)
+        self.reseal("replace_grant", read, provider, grant, now, false)
             .await
     }
 
     /// Seals `grant` for `provider` over the row read as `read`: compare-and-
     /// swap on the version alone, bumping it, with the lease freed and the
     /// status active. Re-seals under the current server-secret version, which
-    /// re-keys a row found under an older one. Whether the row was still as read.
+    /// re-keys a row found under an older one. `refreshed`: the grant comes
+    /// from an upstream refresh, recorded as such (`last_outcome = 'ok'`, in
+    /// the same statement). Whether the row was still as read.
     async fn reseal(
         &self,
         statement: &'static str,
@@ -210,15 +212,27 @@ impl StoredGrant {
         provider: &ProviderId,
         grant: &Grant,
         now: i64,
+        refreshed: bool,
     ) -> Result<bool, BrokerError> {
         let (key_hash, sealed) = self.seal(provider, grant)?;
+        let sql = match refreshed {
+            true => {
+                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
+                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
+                 lease_id = NULL, updated_at = ?6, last_refresh_at = ?6, last_outcome = 'ok' \
+                 WHERE key_hash = ?7 AND version = ?8"
+            }
+            false => {
+                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
+                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
+                 lease_id = NULL, updated_at = ?6 WHERE key_hash = ?7 AND version = ?8"
+            }
+        };
         let n = self
             .db()
             .changes(
                 statement,
-                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
-                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
-                 lease_id = NULL, updated_at = ?6 WHERE key_hash = ?7 AND version = ?8",
+                sql,
                 &[
                     key_hash.as_str().into(),
                     provider.as_str().into(),
@@ -531,27 +545,31 @@ impl Grants for StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        self.reseal("write_refreshed", read, &read.provider, grant, now)
+        self.reseal("write_refreshed", read, &read.provider, grant, now, true)
             .await
     }
 
+    /// Also records the refresh's outcome and time in the same statement
+    /// (`last_outcome`, `last_refresh_at`: the doctor's 24-hour counts).
     async fn release(
         &self,
         read: &Opened,
         lease: &LeaseId,
         status: Status,
+        outcome: &'static str,
         now: i64,
     ) -> Result<(), BrokerError> {
         self.db()
             .changes(
                 "release_lease",
-                "UPDATE grants SET lease_until = 0, lease_id = NULL, status = ?1, updated_at = ?2 \
-                 WHERE key_hash = ?3 AND lease_id = ?4",
+                "UPDATE grants SET lease_until = 0, lease_id = NULL, status = ?1, updated_at = ?2, \
+                 last_refresh_at = ?2, last_outcome = ?5 WHERE key_hash = ?3 AND lease_id = ?4",
                 &[
                     status.as_str().into(),
                     num(now),
                     read.key_hash.as_str().into(),
                     lease.as_str().into(),
+                    outcome.into(),
                 ],
             )
             .await?;
