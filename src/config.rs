@@ -44,6 +44,8 @@ pub struct Config {
     access_keys: Vec<String>,
     /// `ADMIN_API_KEY`: enables export/import.
     admin_key: Option<ClientSecret>,
+    /// `PRIVACY_CONTACT`: who runs the broker, for `/privacy` (off when unset).
+    pub privacy_contact: Option<String>,
     /// The bindings, for the parts built on first use: most requests (a
     /// cache-hit refresh, `/healthz`) need neither the provider catalogue nor,
     /// some, the server keys, and building them costs a JSON parse, a dozen
@@ -136,6 +138,7 @@ impl Config {
             shards: parse_shards(get("D1_SHARDS").as_deref()),
             access_keys: access::parse_keys(get("ACCESS_KEYS").as_deref()),
             admin_key: get("ADMIN_API_KEY").map(ClientSecret::new),
+            privacy_contact: get("PRIVACY_CONTACT"),
             binding: Box::new(binding),
             providers: OnceCell::new(),
             keys: OnceCell::new(),

@@ -28,6 +28,7 @@ pub const SETTINGS: &[&str] = &[
     "UPSTREAM_TIMEOUT_MS",
     "UPSTREAM_PATIENCE_MS",
     "REDIRECT_URIS",
+    "PRIVACY_CONTACT",
 ];
 
 /// The `[[ratelimits]]` bindings (`wrangler.toml`): a missing one turns its

@@ -422,6 +422,148 @@ pub fn key_accepted(action: &str, keep: &[(String, String)], key: &str) -> Page 
     layout(200, "Access key accepted", &body, false)
 }
 
+/// `GET /admin`: the doctor's page for a browser asks for the admin key,
+/// which goes in the form's body (`POST /admin`), never in a URL. `refused`:
+/// the key sent was not the admin key (the page says only that).
+pub fn doctor_form(refused: bool) -> Page {
+    let (status, error) = match refused {
+        true => (
+            401,
+            "<p class=\"error\" id=\"key-error\">That is not this broker's admin key.</p>",
+        ),
+        false => (200, ""),
+    };
+    let body = format!(
+        "<h1>Broker status</h1>{error}<p>For the operator: what is misconfigured and how \
+         to fix it. Enter the broker's <code>ADMIN_API_KEY</code>.</p>\
+         <form method=\"post\" action=\"/admin\"><p><label for=\"key\">Admin key</label> \
+         <input class=\"authid\" id=\"key\" name=\"key\" type=\"password\" \
+         autocomplete=\"off\" required></p>\
+         <p><button id=\"show-status\" type=\"submit\">Show status</button></p></form>"
+    );
+    layout(status, "Broker status", &body, false)
+}
+
+/// `POST /admin` with the admin key: the doctor's report
+/// (`crate::doctor::diagnose`) for a person, every value escaped.
+pub fn doctor_report(v: &serde_json::Value) -> Page {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => escape(s),
+        serde_json::Value::Null => "—".to_string(),
+        other => escape(&other.to_string()),
+    };
+    let list = |key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let mut body = String::from("<h1>Broker status</h1>");
+    let problems = list("problems");
+    match problems.is_empty() {
+        true => body.push_str("<p id=\"status-ok\">No problem found.</p>"),
+        false => {
+            body.push_str(&format!(
+                "<h2 id=\"problems\">{} problem(s)</h2><ul>",
+                problems.len()
+            ));
+            for p in &problems {
+                body.push_str(&format!(
+                    "<li class=\"error\">{}<br><span class=\"muted\">Fix: {}</span></li>",
+                    text(&p["what"]),
+                    text(&p["fix"])
+                ));
+            }
+            body.push_str("</ul>");
+        }
+    }
+    for w in list("warnings") {
+        body.push_str(&format!(
+            "<p class=\"muted\">Warning: {} ({})</p>",
+            text(&w["what"]),
+            text(&w["fix"])
+        ));
+    }
+    body.push_str("<h2>Providers</h2><ul>");
+    for p in list("providers") {
+        let why = p["why_not"]
+            .as_array()
+            .map(|w| w.iter().map(text).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<li><b>{}</b>: {}. Redirect URI: <code>{}</code></li>",
+            text(&p["id"]),
+            match p["offered"].as_bool() {
+                Some(true) => "offered".to_string(),
+                _ => format!("not offered ({why})"),
+            },
+            text(&p["redirect_uri"])
+        ));
+    }
+    body.push_str("</ul><h2>Shards</h2><ul>");
+    for s in list("shards") {
+        body.push_str(&format!(
+            "<li>{} {}: {} ({})</li>",
+            text(&s["shard"]),
+            text(&s["binding"]),
+            match (s["reachable"].as_bool(), s["up_to_date"].as_bool()) {
+                (Some(false), _) => "unreachable",
+                (_, Some(true)) => "up to date",
+                _ => "behind the code",
+            },
+            text(&s["migration"])
+        ));
+    }
+    body.push_str("</ul><h2>Grants</h2><ul>");
+    for g in list("grants") {
+        body.push_str(&format!(
+            "<li>shard {} {}: {} active, {} need re-authorization, {} idle soon</li>",
+            text(&g["shard"]),
+            text(&g["provider"]),
+            text(&g["active"]),
+            text(&g["reauthorization_required"]),
+            text(&g["idle_soon"])
+        ));
+    }
+    body.push_str("</ul><h2>Last refresh in 24 hours</h2><ul>");
+    for r in list("last_refresh_24h") {
+        let outcomes = r
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| *k != "provider")
+                    .map(|(k, n)| format!("{} {}", text(n), escape(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        body.push_str(&format!("<li>{}: {outcomes}</li>", text(&r["provider"])));
+    }
+    body.push_str("</ul>");
+    layout(200, "Broker status", &body, false)
+}
+
+/// `GET /privacy`: what this broker keeps and who runs it (`PRIVACY_CONTACT`),
+/// for a provider's consent screen (Google asks for a privacy-policy URL).
+pub fn privacy(contact: &str) -> Page {
+    let body = format!(
+        "<h1>Privacy</h1>\
+         <p>This service lets backup software use your cloud storage while you are away. \
+         It is run by <span id=\"contact\">{contact}</span>.</p>\
+         <h2>What is kept</h2><ul>\
+         <li>For each authorization: the provider's refresh token (and the latest access \
+         token, and whatever else the provider sent with them, such as an account id), \
+         encrypted with a key derived from the authid you were shown. The authid itself \
+         is not kept, so nobody here can read them without it.</li>\
+         <li>While you log in: a few short-lived records (at most 15 minutes).</li>\
+         <li>The service's own logs: which kind of request failed and why, never an \
+         authid, a token or your address.</li></ul>\
+         <h2>What it is used for</h2><p>Only to obtain access tokens for the backups \
+         you configured, at the provider you chose. Nothing is shared with anyone else. \
+         The service runs on Cloudflare Workers.</p>\
+         <h2>Ending it</h2><p><a href=\"/revoke\">Revoke an authorization</a>: the \
+         encrypted tokens are deleted and the provider is asked to revoke them. You can \
+         also remove the app's access in your provider account.</p>",
+        contact = escape(contact),
+    );
+    layout(200, "Privacy", &body, false)
+}
+
 /// `GET /device`: the RFC 8628 verification page, asking for the code the
 /// device shows. `action` is where the form posts (`<base>/device`, with the
 /// access key if the request carried one); `prefill` is `?user_code=`.

@@ -143,6 +143,11 @@ const COVERAGE: &[(&str, Covered)] = &[
     ),
     ("Exact /revoked", Doors(&["revoked"])),
     (
+        "Exact /admin",
+        NotATokenDoor("the doctor's page: reads the configuration"),
+    ),
+    ("Exact /privacy", NotATokenDoor("a static page")),
+    (
         "Exact /admin/status",
         NotATokenDoor("the doctor: reads the configuration and each shard's migration level"),
     ),

@@ -146,6 +146,10 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
             d1_shards: 2,
             state_dir: Some(state),
             extra_vars: vec![
+                (
+                    "PRIVACY_CONTACT".into(),
+                    "Example Backup Ops <ops@example.org>".into(),
+                ),
                 ("CLIENT_ID_DROPBOX".into(), "dropbox-app-id".into()),
                 (
                     "CLIENT_SECRET_DROPBOXX".into(),
@@ -213,6 +217,35 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
     ] {
         assert!(!r.body.contains(secret));
     }
+    // The same for a browser: a form takes the key (in the body, never a
+    // URL), and the report is a page.
+    let form = request("GET", &w.url("/admin"), &[], None);
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("name=\"key\"") && form.body.contains("action=\"/admin\""));
+    let wrong = w.post_form("/admin", "key=wrong-key");
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("not this broker's admin key"));
+    assert!(!wrong.body.contains("DROPBOX") && !wrong.body.contains("SEALING"));
+    let key: String = url::form_urlencoded::byte_serialize(ADMIN_API_KEY.as_bytes()).collect();
+    let page = w.post_form("/admin", &format!("key={key}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("Cache-Control"), Some("no-store"));
+    assert!(page.body.contains("4 problem(s)"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("Fix: rename it to CLIENT_SECRET_DROPBOX"));
+    assert!(page.body.contains("/callback/dropbox"));
+    assert!(!page.body.contains("misspelt-secret-value") && !page.body.contains(ADMIN_API_KEY));
+    // The privacy page the operator configured (Google's consent screen asks for one);
+    // off on a broker without PRIVACY_CONTACT.
+    let privacy = request("GET", &w.url("/privacy"), &[], None);
+    assert_eq!(privacy.status, 200);
+    assert!(privacy
+        .body
+        .contains("Example Backup Ops &lt;ops@example.org&gt;"));
+    assert!(privacy.body.contains("href=\"/revoke\""));
+    assert_eq!(request("GET", &b.url("/privacy"), &[], None).status, 404);
+
     // The same in a terminal: scripts/doctor.sh, exit 1 on a problem.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new("bash")

@@ -53,6 +53,8 @@ const ROUTES: &[Route] = &[
     Route { path: "/handoff", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/revoke", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
     Route { path: "/revoked", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
+    Route { path: "/admin", methods: &["GET", "POST"], surface: Page, ip_limited: true, gated: false },
+    Route { path: "/privacy", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
     Route { path: "/admin/status", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/export", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/import", methods: &["POST"], surface: Api, ip_limited: true, gated: false },

@@ -12,9 +12,11 @@ use crate::doctor::{self, GrantGroup, ShardCheck};
 use crate::error::{BrokerError, UNKNOWN_SHARD};
 use crate::grant::Grant;
 use crate::ids::ProviderId;
+use crate::pages;
 use crate::refresh::{Grants, ReadFrom};
+use crate::request::single;
 use crate::shell::call::Call;
-use crate::shell::respond::{json_ok, Out};
+use crate::shell::respond::{html, json_ok, Out};
 
 fn check_api_key(c: &Call) -> Result<(), BrokerError> {
     c.cfg.check_admin_key(c.header("X-APIKey").as_deref())
@@ -26,6 +28,26 @@ fn check_api_key(c: &Call) -> Result<(), BrokerError> {
 /// 401 that says nothing about the configuration.
 pub async fn status(c: &mut Call) -> Out {
     check_api_key(c).map_err(|_| BrokerError::AdminKeyRequired)?;
+    json_ok(report(c).await)
+}
+
+/// `GET /admin`: the doctor for a browser, which cannot send `X-APIKey`: a
+/// form takes the key and posts it (never in a URL); `POST /admin` answers
+/// the report as a page, or the form again (401) for a wrong key.
+pub async fn page(c: &mut Call) -> Out {
+    if !matches!(c.req.method(), worker::Method::Post) {
+        return Ok(html(pages::doctor_form(false)));
+    }
+    let form = c.form().await?;
+    let key = single(&form, "key")?;
+    if c.cfg.check_admin_key(key).is_err() {
+        return Ok(html(pages::doctor_form(true)));
+    }
+    Ok(html(pages::doctor_report(&report(c).await)))
+}
+
+/// What the doctor finds (`crate::doctor::diagnose`).
+async fn report(c: &Call) -> serde_json::Value {
     let bindings: Vec<String> = {
         use wasm_bindgen::JsCast;
         js_sys::Object::keys(c.env.unchecked_ref::<js_sys::Object>())
@@ -67,9 +89,7 @@ pub async fn status(c: &mut Call) -> Out {
         }
         shards.push(ShardCheck { binding, migrated });
     }
-    json_ok(doctor::diagnose(
-        &c.cfg, &bindings, &shards, &grants, &refreshed,
-    ))
+    doctor::diagnose(&c.cfg, &bindings, &shards, &grants, &refreshed)
 }
 
 /// The grant's provider token JSON plus `service`.

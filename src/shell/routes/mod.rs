@@ -15,6 +15,7 @@ mod health;
 mod index;
 mod login;
 mod metadata;
+mod privacy;
 mod refresh;
 mod revocation;
 mod revoke;
@@ -131,6 +132,10 @@ pub static ROUTES: &[Route<Handler>] = &[
     })),
     page(Exact("/revoke"), GET, |c| Box::pin(revoke::form(c))),
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
+    limited(page(Exact("/admin"), GET_POST, |c| {
+        Box::pin(admin::page(c))
+    })),
+    page(Exact("/privacy"), GET, |c| Box::pin(privacy::get(c))),
     limited(api(Exact("/admin/status"), GET, |c| {
         Box::pin(admin::status(c))
     })),
