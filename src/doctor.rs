@@ -273,7 +273,11 @@ pub fn diagnose(
 
     // The sealing secrets: set, parsed, by version only.
     let sealing = match cfg.keys() {
-        Ok(keys) => json!({ "set": true, "current_version": keys.current_version() }),
+        Ok(keys) => json!({
+            "set": true,
+            "current_version": keys.current_version(),
+            "previous_versions": keys.previous_versions(),
+        }),
         Err(e) => {
             problems.push(Problem {
                 area: "sealing_secret",
@@ -453,6 +457,7 @@ pub fn diagnose(
         "shards": shard_list,
         "rate_limits": rate_limits,
         "gate": { "enabled": cfg.gate_enabled(), "keys": cfg.gate_key_count() },
+        "opener_origins": cfg.opener_origins.describe(),
         "grants": grant_health(grants, cfg.now.div_euclid(86_400)),
         "last_refresh_24h": last_refreshes(refreshed),
         "observability": "wrangler.toml ships [observability.logs] invocation_logs = false \

@@ -87,6 +87,18 @@ impl OpenerOrigins {
     }
 
     /// Whether the page may post to `origin` (a serialized origin).
+    /// The list as the operator would write it (the doctor shows it).
+    pub fn describe(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Pattern::Any => "*".to_string(),
+                Pattern::Exact(o) => o.clone(),
+                Pattern::AnyPort { scheme, host } => format!("{scheme}://{host}:*"),
+            })
+            .collect()
+    }
+
     /// Whether the list is `*`: any page that opens the broker.
     pub fn allows_any(&self) -> bool {
         self.0.contains(&Pattern::Any)

@@ -446,6 +446,12 @@ impl ServerKeys {
         self.current.version
     }
 
+    /// The versions of `SEALING_SECRETS_PREVIOUS`, in its order (the doctor
+    /// shows them; never a secret).
+    pub fn previous_versions(&self) -> Vec<u32> {
+        self.previous.iter().map(|k| k.version).collect()
+    }
+
     fn all(&self) -> impl Iterator<Item = &ServerSecret> {
         std::iter::once(&self.current).chain(&self.previous)
     }
