@@ -418,6 +418,35 @@ pub fn diagnose(
         });
     }
 
+    // A provider that refused the broker's own client lately: its secret.
+    let mut refused: Vec<(&str, i64)> = Vec::new();
+    for (provider, outcome, n) in refreshed {
+        if outcome == "client_rejected" {
+            match refused.iter_mut().find(|(p, _)| p == provider) {
+                Some(entry) => entry.1 += n,
+                None => refused.push((provider.as_str(), *n)),
+            }
+        }
+    }
+    for (provider, n) in refused {
+        let names = cfg
+            .catalogue()
+            .ok()
+            .and_then(|c| c.get(provider))
+            .map(|p| format!("{} and {}", p.client_id_binding(), p.secret_binding()))
+            .unwrap_or_else(|| "its client id and secret".into());
+        problems.push(Problem {
+            area: "providers",
+            what: format!(
+                "{provider} refused the broker's client credentials (invalid_client) at the \
+                 last refresh of {n} grant(s) in the last 24 hours"
+            ),
+            fix: format!(
+                "check {names} against the provider's console (an expired or rotated secret?)"
+            ),
+        });
+    }
+
     if let Err(e) = cfg.migration_source() {
         problems.push(Problem {
             area: "oauth_handler",
@@ -536,6 +565,30 @@ mod tests {
                 {"shard": 2, "provider": "box.com", "active": 1, "reauthorization_required": 0,
                  "idle_soon": 1, "idle_limit_days": 60},
             ])
+        );
+    }
+
+    #[test]
+    fn a_provider_refusing_the_client_is_a_problem_naming_its_bindings() {
+        let c = cfg(&[
+            ("SEALING_SECRET", "1:0123456789abcdef0123456789abcdef0123"),
+            ("CLIENT_ID_DROPBOX", "abc"),
+            ("CLIENT_SECRET_DROPBOX", "s3cr3t-value"),
+        ]);
+        let refreshed = [
+            ("dropbox".to_string(), "client_rejected".to_string(), 2),
+            ("dropbox".to_string(), "ok".to_string(), 5),
+        ];
+        let v = diagnose(&c, &[], &[], &[], &refreshed);
+        let p = problems(&v).join("\n");
+        assert!(
+            p.contains("dropbox refused the broker's client credentials"),
+            "{p}"
+        );
+        assert!(p.contains("2 grant(s)"), "{p}");
+        assert!(
+            p.contains("CLIENT_ID_DROPBOX and CLIENT_SECRET_DROPBOX"),
+            "{p}"
         );
     }
 

@@ -104,11 +104,21 @@ fn a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_log
         "{failed:?}"
     );
 
+    // The doctor says which secret to fix.
+    let doctor = status(b, Some(ADMIN_API_KEY)).json()["problems"].to_string();
+    assert!(
+        doctor.contains("demo refused the broker's client credentials")
+            && doctor.contains("CLIENT_SECRET_DEMO"),
+        "{doctor}"
+    );
+
     // The operator fixes the secret: the very same grant refreshes, nothing
-    // was marked for re-authorization.
+    // was marked for re-authorization, and the doctor has nothing left to say.
     b.mock.set_config(Config::default());
     let again = b.refresh(&authid);
     assert_eq!(again.status, 200, "{}", again.body);
+    let doctor = status(b, Some(ADMIN_API_KEY)).json()["problems"].to_string();
+    assert!(!doctor.contains("refused the broker's client"), "{doctor}");
 }
 
 fn status(b: &Broker, key: Option<&str>) -> crate::harness::Resp {
