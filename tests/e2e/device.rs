@@ -253,14 +253,17 @@ fn device_login_polls_pending_then_slow_down_then_once_the_authid(b: &Broker) {
     let refreshed = refresh_at_token_endpoint(b, &authid);
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     assert_eq!(b.refresh(&authid).status, 200);
-    // Single use: the device code is gone.
+    // Single use: the device code is spent, its sealed answer wiped (the
+    // row stays, `collected`, until the purge: docs/storage.md).
     let again = poll(&token, device_code, "demo");
     assert_eq!(again.status, 400);
     assert_eq!(error_of(&again), "invalid_grant");
     let rows = b.d1(&format!(
-        "SELECT COUNT(*) AS n FROM device_codes WHERE device_code_hash = '{h}'"
+        "SELECT COUNT(*) AS n, SUM(ciphertext IS NULL AND nonce IS NULL) AS wiped \
+         FROM device_codes WHERE device_code_hash = '{h}' AND status = 'collected'"
     ));
-    assert_eq!(rows[0]["n"], 0);
+    assert_eq!(rows[0]["n"], 1);
+    assert_eq!(rows[0]["wiped"], 1);
 }
 
 fn device_login_refused_by_the_user_or_the_provider_answers_access_denied(b: &Broker) {
