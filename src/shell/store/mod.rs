@@ -163,6 +163,27 @@ impl Db {
         self.first_from(ReadFrom::Primary, op, sql, args).await
     }
 
+    /// Every row of a query, on the primary.
+    async fn all<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Vec<T>, BrokerError> {
+        let statement = self.statement(ReadFrom::Primary, op, sql, args)?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.before(op).map_err(failed(op))?;
+        self.work.sent(ReadFrom::Primary, 1);
+        let rows = statement
+            .all()
+            .await
+            .and_then(|r| r.results())
+            .map_err(failed(op))?;
+        #[cfg(feature = "fault-injection")]
+        self.faults.after(op).map_err(failed(op))?;
+        Ok(rows)
+    }
+
     /// The first row of a query, read from `from`.
     async fn first_from<T: DeserializeOwned>(
         &self,
@@ -217,19 +238,14 @@ impl Db {
             day: i64,
             n: i64,
         }
-        let statement = self.statement(
-            ReadFrom::Primary,
-            "grant_groups",
-            "SELECT provider, status, updated_at / 86400 AS day, COUNT(*) AS n FROM grants \
-             WHERE status IN ('active', 'reauth_required') GROUP BY provider, status, day",
-            &[],
-        )?;
-        self.work.sent(ReadFrom::Primary, 1);
-        let rows: Vec<Group> = statement
-            .all()
-            .await
-            .and_then(|r| r.results())
-            .map_err(failed("grant_groups"))?;
+        let rows: Vec<Group> = self
+            .all(
+                "grant_groups",
+                "SELECT provider, status, updated_at / 86400 AS day, COUNT(*) AS n FROM grants \
+                 WHERE status IN ('active', 'reauth_required') GROUP BY provider, status, day",
+                &[],
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|g| (g.provider, g.status, g.day, g.n))
@@ -248,19 +264,15 @@ impl Db {
             last_outcome: String,
             n: i64,
         }
-        let statement = self.statement(
-            ReadFrom::Primary,
-            "last_refreshes",
-            "SELECT provider, last_outcome, COUNT(*) AS n FROM grants WHERE last_refresh_at > ?1 \
-             AND last_outcome IS NOT NULL GROUP BY provider, last_outcome",
-            &[num(since)],
-        )?;
-        self.work.sent(ReadFrom::Primary, 1);
-        let rows: Vec<Group> = statement
-            .all()
-            .await
-            .and_then(|r| r.results())
-            .map_err(failed("last_refreshes"))?;
+        let rows: Vec<Group> = self
+            .all(
+                "last_refreshes",
+                "SELECT provider, last_outcome, COUNT(*) AS n FROM grants \
+                 WHERE last_refresh_at > ?1 AND last_outcome IS NOT NULL \
+                 GROUP BY provider, last_outcome",
+                &[num(since)],
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|g| (g.provider, g.last_outcome, g.n))
