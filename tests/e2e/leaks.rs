@@ -207,11 +207,16 @@ fn every_line_the_worker_logged_is_one_json_object_naming_its_event(b: &Broker) 
         "the run logged lines: {} seen",
         lines.len()
     );
-    // The runtime's own lines (workerd), not the broker's: a request whose
-    // body the broker did not read (one refused before it was needed).
+    // Not the broker's lines: `wrangler dev`'s own middleware (only in dev:
+    // node_modules/wrangler/templates/middleware/middleware-ensure-req-body-drained.ts)
+    // logs this, with the error after it, when it cannot drain a request body
+    // the broker did not read (one refused before it was needed).
     const RUNTIME: &[&str] = &["Failed to drain the unused request body."];
     let mut events_seen = std::collections::BTreeSet::new();
-    for line in lines.iter().filter(|l| !RUNTIME.contains(&l.as_str())) {
+    for line in lines
+        .iter()
+        .filter(|l| !RUNTIME.iter().any(|r| l.starts_with(r)))
+    {
         let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
         let event = parsed
             .as_ref()
