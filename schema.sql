@@ -109,3 +109,6 @@ ALTER TABLE fetch_tokens ADD COLUMN collected_by TEXT;       -- claim id of the 
 -- Migration 0011: each grant's last upstream refresh (when, how it ended), for the doctor.
 ALTER TABLE grants ADD COLUMN last_refresh_at INTEGER; -- unix seconds of the last upstream refresh
 ALTER TABLE grants ADD COLUMN last_outcome TEXT;       -- ok | invalid_grant | client_rejected | failed | timeout | error
+
+-- Migration 0012: each grant's last successful refresh (or re-authorization), for its status page.
+ALTER TABLE grants ADD COLUMN last_ok_at INTEGER; -- unix seconds of the last successful refresh or re-authorization

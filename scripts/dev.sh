@@ -15,7 +15,7 @@ if [ ! -f .dev.vars ]; then
   cat > .dev.vars <<VARS
 SEALING_SECRET="1:${secret}"
 CLIENT_SECRET_DEMO="demo-secret"
-OAUTH_PROVIDERS='[{"id":"demo","name":"Demo provider (local mock)","authorize_url":"http://127.0.0.1:${MOCK_PORT}/authorize","token_url":"http://127.0.0.1:${MOCK_PORT}/token","revoke_url":"http://127.0.0.1:${MOCK_PORT}/revoke","scopes":"files.readwrite","client_id":"demo-client","pkce":true}]'
+OAUTH_PROVIDERS='[{"id":"demo","name":"Demo provider (local mock)","authorize_url":"http://127.0.0.1:${MOCK_PORT}/authorize","token_url":"http://127.0.0.1:${MOCK_PORT}/token","revoke_url":"http://127.0.0.1:${MOCK_PORT}/revoke","scopes":"files.readwrite","client_id":"demo-client","pkce":true,"account":{"from":"endpoint","url":"http://127.0.0.1:${MOCK_PORT}/2.0/users/me?fields=id","field":"id"}}]'
 VARS
   echo "[dev] wrote .dev.vars (local secrets for the demo provider)"
 fi

@@ -316,10 +316,20 @@ impl Config {
         }
     }
 
-    /// The error that tells a client its user must log in again, here.
-    pub fn reauthorize(&self) -> BrokerError {
+    /// The error that tells a client its user must log in again for a new
+    /// authid, here: a pass-through (v2) authid, which nothing stored can
+    /// re-authorize in place.
+    pub fn log_in_again(&self) -> BrokerError {
         BrokerError::ReauthorizationRequired {
             broker_url: format!("{}/", self.origin),
+        }
+    }
+
+    /// The error that tells a client its user must re-authorize a stored
+    /// grant, on this broker's re-authorization page (`crate::reauthorize`).
+    pub fn reauthorize(&self) -> BrokerError {
+        BrokerError::ReauthorizationRequired {
+            broker_url: format!("{}{}", self.origin, crate::reauthorize::PATH),
         }
     }
 
@@ -647,6 +657,12 @@ mod tests {
         let c = config(&[]);
         assert_eq!(
             c.reauthorize(),
+            BrokerError::ReauthorizationRequired {
+                broker_url: "https://broker.example/reauthorize".into()
+            }
+        );
+        assert_eq!(
+            c.log_in_again(),
             BrokerError::ReauthorizationRequired {
                 broker_url: "https://broker.example/".into()
             }

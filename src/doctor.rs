@@ -7,10 +7,11 @@
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::providers::idle_limit_days;
 
 /// The newest file in `migrations/` (a unit test keeps it so): a shard whose
 /// `d1_migrations` ends elsewhere lags behind the code.
-pub const LATEST_MIGRATION: &str = "0011_last_refresh.sql";
+pub const LATEST_MIGRATION: &str = "0012_last_ok.sql";
 
 /// The variables and secrets the broker reads, besides each provider's
 /// `CLIENT_ID_<ID>` / `CLIENT_SECRET_<ID>` and the D1 bindings of `D1_SHARDS`.
@@ -45,45 +46,6 @@ pub const RATE_LIMITS: &[&str] = &[
     "RL_V2_REFUSED",
 ];
 
-/// How long a provider keeps a refresh token nobody uses (days), by provider
-/// id, with the provider's own words for it. The broker refreshes only when a
-/// client asks, so a job that stops running lets its grant age towards this.
-pub const IDLE_LIMITS: &[(&str, i64, &str)] = &[
-    // "the refresh token has not been used for six months"
-    (
-        "googledrive",
-        182,
-        "https://developers.google.com/identity/protocols/oauth2#expiration",
-    ),
-    (
-        "gcs",
-        182,
-        "https://developers.google.com/identity/protocols/oauth2#expiration",
-    ),
-    // "90 days for all other scenarios"
-    (
-        "onedrivev2",
-        90,
-        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
-    ),
-    (
-        "sharepoint",
-        90,
-        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
-    ),
-    (
-        "msgroup",
-        90,
-        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
-    ),
-    // "not refreshed within 60 days, the user will need to be re-authorized"
-    (
-        "box.com",
-        60,
-        "https://developer.box.com/guides/authentication/tokens/refresh",
-    ),
-];
-
 /// A grant counts as idle soon this many days before its provider's limit.
 pub const IDLE_WARNING_DAYS: i64 = 14;
 
@@ -107,10 +69,7 @@ pub struct GrantGroup {
 pub fn grant_health(groups: &[GrantGroup], today: i64) -> Value {
     let mut rows: Vec<(usize, String, i64, i64, i64)> = Vec::new();
     for g in groups {
-        let limit = IDLE_LIMITS
-            .iter()
-            .find(|(id, _, _)| *id == g.provider)
-            .map(|(_, days, _)| *days);
+        let limit = idle_limit_days(&g.provider);
         let idle = match (limit, g.status.as_str()) {
             (Some(days), "active") if today - g.day >= days - IDLE_WARNING_DAYS => g.count,
             _ => 0,
@@ -135,10 +94,7 @@ pub fn grant_health(groups: &[GrantGroup], today: i64) -> Value {
     Value::Array(
         rows.into_iter()
             .map(|(shard, provider, active, reauth, idle)| {
-                let limit = IDLE_LIMITS
-                    .iter()
-                    .find(|(id, _, _)| *id == provider)
-                    .map(|(_, days, _)| *days);
+                let limit = idle_limit_days(&provider);
                 json!({
                     "shard": shard,
                     "provider": provider,

@@ -148,8 +148,18 @@ impl BrokerError {
             MissingAuthId => "No authid was sent (use the X-AuthID header)".into(),
             MalformedAuthId => "The authid is malformed; copy it again from the broker".into(),
             UnknownAuthId => "Unknown or wrong authid; it may have been revoked".into(),
+            ReauthorizationRequired { broker_url }
+                if broker_url.ends_with(crate::reauthorize::PATH) =>
+            {
+                format!(
+                    "The provider no longer accepts this authorization; re-authorize this \
+                     authid at {broker_url} (log in again as the same account, and every \
+                     backup job keeps working with the same authid)"
+                )
+            }
             ReauthorizationRequired { broker_url } => format!(
-                "The provider no longer accepts this authorization; re-authorize at {broker_url}"
+                "The provider no longer accepts this authorization; log in again at \
+                 {broker_url} for a new authid"
             ),
             AuthIdReplaced => "This refresh token was replaced by the newer one its last answer \
                 carried, which has been used since; each Akeeba Backup site must run the OAuth2 \
@@ -297,7 +307,14 @@ mod tests {
         assert_eq!(reauth.status(), 503);
         assert!(reauth
             .reason()
-            .contains("re-authorize at https://b.example/"));
+            .contains("log in again at https://b.example/ for a new authid"));
+        let in_place = BrokerError::ReauthorizationRequired {
+            broker_url: "https://b.example/reauthorize".into(),
+        };
+        assert_eq!(in_place.status(), 503);
+        assert!(in_place
+            .reason()
+            .contains("re-authorize this authid at https://b.example/reauthorize"));
         assert_eq!(BrokerError::ProviderFailed.status(), 502);
         assert_eq!(BrokerError::ProviderTimeout.status(), 504);
     }

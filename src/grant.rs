@@ -22,6 +22,12 @@ pub struct Grant {
     pub token: Map<String, Value>,
     /// Unix seconds when `token.access_token` expires.
     pub expires_at: i64,
+    /// The keyed hash of the provider account the grant was made with
+    /// (`crate::account`): a re-authorization must log in as the same one.
+    /// Absent in grants minted before it was recorded, or of a provider that
+    /// names no account: those cannot be re-authorized in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl std::fmt::Debug for Grant {
@@ -63,6 +69,7 @@ impl Grant {
         Ok(Grant {
             token: resp.into_map(),
             expires_at,
+            account: None,
         })
     }
 
@@ -104,6 +111,7 @@ impl Grant {
         let grant = Grant {
             token,
             expires_at: 0,
+            account: None,
         };
         if grant.refresh_token().is_none() {
             return Err(GrantError::NoRefreshToken);

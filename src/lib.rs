@@ -5,6 +5,7 @@
 //! the core and touches the Workers runtime (D1, fetch, secrets).
 
 pub mod access;
+pub mod account;
 pub mod akeeba;
 pub mod authid;
 pub mod authorize;
@@ -27,12 +28,14 @@ pub mod pages;
 pub mod pkce;
 pub mod providers;
 pub mod random;
+pub mod reauthorize;
 pub mod redeem;
 pub mod refresh;
 pub mod request;
 pub mod route;
 pub mod seal;
 pub mod secret;
+pub mod status;
 pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]

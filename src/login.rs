@@ -102,6 +102,12 @@ pub enum LoginEnding {
     /// of its device code is approved (or denied) and the page says "return to
     /// your device".
     Device { device_code_hash: String },
+    /// Re-authorization into the same authid (`crate::reauthorize`): the new
+    /// login's grant replaces the one under `authid` if it is the same
+    /// account. The authid is sealed under a key from this login's
+    /// browser-binding cookie ([`crate::seal::Pending::ReauthorizeAuthId`]),
+    /// which is stored only hashed, so the row alone does not reveal it.
+    Reauthorize { authid: crate::seal::Sealed },
 }
 
 impl LoginEnding {
@@ -114,6 +120,13 @@ impl LoginEnding {
             self,
             LoginEnding::Authorize { .. } | LoginEnding::Device { .. }
         )
+    }
+
+    /// Whether the provider must show its consent page: every login whose
+    /// authid goes elsewhere, and a re-authorization (the user says again,
+    /// at the provider, that this broker may keep access).
+    pub fn asks_consent(&self) -> bool {
+        self.hands_authid_elsewhere() || matches!(self, LoginEnding::Reauthorize { .. })
     }
 
     /// The `login_states.ending` value: NULL for the result page.
@@ -188,7 +201,7 @@ pub fn start(
         }
         // A login whose authid goes to another window, a client or a device
         // must not pass silently: the provider shows its consent page.
-        let ask_consent = fetch_token.is_some() || ending.hands_authid_elsewhere();
+        let ask_consent = fetch_token.is_some() || ending.asks_consent();
         for (k, v) in provider.authorize_params(ask_consent) {
             q.append_pair(k, v);
         }

@@ -248,6 +248,9 @@ pub struct OAuthError {
     pub retry_after: Option<u32>,
     /// A 401 `invalid_client` carries `WWW-Authenticate: Basic` (§5.2).
     pub basic_challenge: bool,
+    /// §5.2 `error_uri`: "a human-readable web page with information about
+    /// the error": the re-authorization page, for a grant that needs one.
+    pub error_uri: Option<String>,
 }
 
 /// RFC 6749 §5.2 and RFC 8628 §3.5 codes a handler may name directly in
@@ -312,19 +315,28 @@ pub fn error_for(e: &BrokerError) -> OAuthError {
             false,
         ),
     };
+    let error_uri = match e {
+        ReauthorizationRequired { broker_url } => Some(broker_url.clone()),
+        _ => None,
+    };
     OAuthError {
         status,
         error,
         description,
         retry_after,
         basic_challenge,
+        error_uri,
     }
 }
 
 impl OAuthError {
     /// The §5.2 JSON body.
     pub fn body(&self) -> String {
-        json!({ "error": self.error, "error_description": self.description }).to_string()
+        let mut body = json!({ "error": self.error, "error_description": self.description });
+        if let Some(uri) = &self.error_uri {
+            body["error_uri"] = uri.as_str().into();
+        }
+        body.to_string()
     }
 
     /// The headers of the answer beside the usual ones: `Pragma`, the broker's
@@ -547,6 +559,18 @@ mod tests {
             );
             assert!(o.headers(&e).iter().all(|(n, _)| *n != "WWW-Authenticate"));
         }
+    }
+
+    #[test]
+    fn a_grant_to_re_authorize_names_the_page_in_error_uri() {
+        let e = BrokerError::ReauthorizationRequired {
+            broker_url: "https://b/reauthorize".into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&error_for(&e).body()).unwrap();
+        assert_eq!(v["error_uri"], "https://b/reauthorize");
+        let other: serde_json::Value =
+            serde_json::from_str(&error_for(&BrokerError::UnknownAuthId).body()).unwrap();
+        assert!(other.get("error_uri").is_none());
     }
 
     #[test]

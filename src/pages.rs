@@ -75,7 +75,7 @@ pub struct Page {
     pub html: String,
 }
 
-fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
+pub(crate) fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
     let script = if script {
         format!("<script>{RESULT_SCRIPT}</script>")
     } else {
@@ -615,7 +615,7 @@ pub fn device_confirm(
 
 /// `YYYY-MM-DD HH:MM UTC` for unix seconds (proleptic Gregorian; H. Hinnant's
 /// `civil_from_days`).
-fn utc_minute(secs: i64) -> String {
+pub(crate) fn utc_minute(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let minute_of_day = secs.rem_euclid(86_400) / 60;
     let z = days + 719_468;

@@ -34,6 +34,29 @@ pub enum Revocation {
     EveryGrantOfTheUser,
 }
 
+/// Where a provider names the account a login was made with: recorded (as a
+/// keyed hash, `crate::account`) at every mint, and compared when the holder
+/// of an authid logs in again to re-authorize it in place. Only what the
+/// provider already answers, or one call within the scopes already granted:
+/// never a wider scope.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AccountSource {
+    /// The provider gives no stable account id within its scopes: grants of
+    /// it cannot be re-authorized in place (a new authid instead).
+    None,
+    /// A string (or number) field of the code exchange's token answer.
+    TokenAnswer { field: String },
+    /// The `sub` claim of the OpenID Connect ID token in the token answer
+    /// (OpenID Connect Core 1.0 §2: "locally unique and never reassigned").
+    /// Received straight from the token endpoint over TLS, so TLS stands in
+    /// for the signature check (§3.1.3.7, item 6).
+    IdToken,
+    /// One `GET url` with the new access token (`Authorization: Bearer`); the
+    /// id is at the dotted `field` path of the JSON answer.
+    Endpoint { url: String, field: String },
+}
+
 /// One OAuth2 provider, as the broker talks to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provider {
@@ -72,6 +95,8 @@ pub struct Provider {
     /// parameter (pCloud: EU accounts are exchanged at `eapi.pcloud.com`).
     /// Empty: the provider has no regions and `hostname` means nothing.
     pub token_hosts: Vec<TokenHost>,
+    /// Where the provider names the account (re-authorization in place).
+    pub account: AccountSource,
 }
 
 /// A regional token endpoint ([`Provider::token_hosts`]). The callback's
@@ -191,7 +216,51 @@ struct BuiltIn {
     /// `Some(client id)` for a public client, which has no secret.
     public_client: Option<&'static str>,
     login: LoginKind,
+    account: BuiltInAccount,
 }
+
+/// [`AccountSource`] of a built-in entry, as constants.
+#[derive(Clone, Copy)]
+enum BuiltInAccount {
+    None,
+    TokenAnswer(&'static str),
+    IdToken,
+    Endpoint(&'static str, &'static str),
+}
+
+impl BuiltInAccount {
+    fn source(self) -> AccountSource {
+        match self {
+            BuiltInAccount::None => AccountSource::None,
+            BuiltInAccount::TokenAnswer(f) => AccountSource::TokenAnswer {
+                field: f.to_string(),
+            },
+            BuiltInAccount::IdToken => AccountSource::IdToken,
+            BuiltInAccount::Endpoint(url, field) => AccountSource::Endpoint {
+                url: url.to_string(),
+                field: field.to_string(),
+            },
+        }
+    }
+}
+
+/// Google Drive: `about.get` with `fields=user` is allowed with the
+/// `drive.file` scope the broker asks for, and `user.permissionId` is "the
+/// user's ID as visible in Permission resources"
+/// (developers.google.com/drive/api/reference/rest/v3/about/get,
+/// developers.google.com/drive/api/reference/rest/v3/User).
+const GOOGLE_DRIVE_ACCOUNT: BuiltInAccount = BuiltInAccount::Endpoint(
+    "https://www.googleapis.com/drive/v3/about?fields=user",
+    "user.permissionId",
+);
+/// Microsoft Graph: `GET /me/drive` needs only `Files.Read` (less than every
+/// Microsoft entry asks for), and the drive's `owner.user.id` is the signed-in
+/// user's id (learn.microsoft.com/graph/api/drive-get, "Get current user's
+/// OneDrive"; `User.Read` for `/me` itself is not among the scopes).
+const MS_ACCOUNT: BuiltInAccount = BuiltInAccount::Endpoint(
+    "https://graph.microsoft.com/v1.0/me/drive?$select=owner",
+    "owner.user.id",
+);
 
 const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
@@ -224,6 +293,7 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
         public_client: None,
+        account: GOOGLE_DRIVE_ACCOUNT,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -240,6 +310,9 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
         public_client: None,
+        // `devstorage.read_write` reaches no user endpoint (the Drive `about`
+        // and OpenID userinfo need other scopes, which the broker never adds).
+        account: BuiltInAccount::None,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -256,6 +329,7 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
         public_client: None,
+        account: MS_ACCOUNT,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -272,6 +346,7 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
         public_client: None,
+        account: MS_ACCOUNT,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -288,6 +363,7 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: true,
         access_token_is_authid: false,
         public_client: None,
+        account: MS_ACCOUNT,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -308,6 +384,9 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
         public_client: None,
+        // "Get current user" works with any scope
+        // (developer.box.com/reference/get-users-me); `id` is the user's id.
+        account: BuiltInAccount::Endpoint("https://api.box.com/2.0/users/me?fields=id", "id"),
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -329,6 +408,9 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
         public_client: None,
+        // The token answer carries "account_id: The account ID of the user"
+        // (dropbox.com/developers/documentation/http/documentation#oauth2-token).
+        account: BuiltInAccount::TokenAnswer("account_id"),
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -349,6 +431,9 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: true,
         public_client: None,
+        // Nothing is stored (the access token is the authid), so nothing is
+        // re-authorized; pCloud's `userid` in the token answer goes unused.
+        account: BuiltInAccount::None,
         login: LoginKind::AuthorizationCode,
     },
     BuiltIn {
@@ -369,6 +454,9 @@ const BUILT_IN: &[BuiltIn] = &[
         refresh_sends_redirect_uri: false,
         access_token_is_authid: false,
         public_client: Some("jottacli"),
+        // Keycloak's OpenID Connect token endpoint answers an `id_token` for
+        // the `openid` scope already asked for; its `sub` names the user.
+        account: BuiltInAccount::IdToken,
         login: LoginKind::CliToken,
     },
 ];
@@ -410,6 +498,53 @@ fn built_in_token_hosts(id: &str) -> Vec<TokenHost> {
         .collect()
 }
 
+/// How long a provider keeps a refresh token nobody uses (days), by provider
+/// id, with the provider's own words for it. The broker refreshes only when a
+/// client asks, so a job that stops running lets its grant age towards this.
+pub const IDLE_LIMITS: &[(&str, i64, &str)] = &[
+    // "the refresh token has not been used for six months"
+    (
+        "googledrive",
+        182,
+        "https://developers.google.com/identity/protocols/oauth2#expiration",
+    ),
+    (
+        "gcs",
+        182,
+        "https://developers.google.com/identity/protocols/oauth2#expiration",
+    ),
+    // "90 days for all other scenarios"
+    (
+        "onedrivev2",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    (
+        "sharepoint",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    (
+        "msgroup",
+        90,
+        "https://learn.microsoft.com/entra/identity-platform/refresh-tokens",
+    ),
+    // "not refreshed within 60 days, the user will need to be re-authorized"
+    (
+        "box.com",
+        60,
+        "https://developer.box.com/guides/authentication/tokens/refresh",
+    ),
+];
+
+/// The idle limit of `provider` (canonical id) in days, if it has one.
+pub fn idle_limit_days(provider: &str) -> Option<i64> {
+    IDLE_LIMITS
+        .iter()
+        .find(|(id, _, _)| *id == provider)
+        .map(|(_, days, _)| *days)
+}
+
 /// Aliases Duplicati's clients send for built-in ids.
 const ALIASES: &[(&str, &str)] = &[("box", "box.com")];
 
@@ -449,6 +584,7 @@ struct ProviderOverride {
     public_client: Option<bool>,
     login: Option<LoginKind>,
     token_hosts: Option<Vec<TokenHost>>,
+    account: Option<AccountSource>,
 }
 
 /// Why `OAUTH_PROVIDERS` was rejected. Carries no configured values.
@@ -507,6 +643,7 @@ impl Catalogue {
                 public_client: b.public_client.is_some(),
                 login: b.login,
                 token_hosts: built_in_token_hosts(b.id),
+                account: b.account.source(),
             })
             .collect();
         let raw = oauth_providers.map(str::trim).unwrap_or("");
@@ -554,6 +691,8 @@ impl Catalogue {
                         public_client: false,
                         login: LoginKind::AuthorizationCode,
                         token_hosts: Vec::new(),
+                        // Unknown until the entry says where.
+                        account: AccountSource::None,
                     };
                     apply(&mut p, o)?;
                     providers.push(p);
@@ -661,6 +800,12 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
     }
     if let Some(v) = o.revocation {
         p.revocation = v;
+    }
+    if let Some(v) = o.account {
+        if let AccountSource::Endpoint { url, .. } = &v {
+            validate_url(&id, "account.url", url)?;
+        }
+        p.account = v;
     }
     if let Some(v) = o.scopes {
         p.scopes = v;

@@ -49,6 +49,21 @@ pub enum Surface {
     /// The standard OAuth 2.0 front door: JSON errors shaped as RFC 6749 §5.2
     /// says (`crate::oauth2::error_for`), with `Pragma: no-cache`.
     OAuth,
+    /// A page for a browser, JSON for a machine that names its authid in
+    /// `X-AuthID` (`/status`): [`Surface::for_request`].
+    PageOrApi,
+}
+
+impl Surface {
+    /// The surface one request is answered on: a [`Surface::PageOrApi`]
+    /// row answers JSON when the request carries `X-AuthID`.
+    pub fn for_request(self, authid_header: bool) -> Surface {
+        match (self, authid_header) {
+            (Surface::PageOrApi, true) => Surface::Api,
+            (Surface::PageOrApi, false) => Surface::Page,
+            (s, _) => s,
+        }
+    }
 }
 
 /// How a row matches a path.
@@ -256,6 +271,14 @@ mod tests {
             let r = resolve(TABLE, p, Get);
             assert_eq!(r.miss(), Some((BrokerError::NotFound, Surface::Api)), "{p}");
         }
+    }
+
+    #[test]
+    fn a_page_or_api_row_answers_json_to_a_request_that_names_its_authid() {
+        assert_eq!(Surface::PageOrApi.for_request(true), Surface::Api);
+        assert_eq!(Surface::PageOrApi.for_request(false), Surface::Page);
+        assert_eq!(Surface::Page.for_request(true), Surface::Page);
+        assert_eq!(Surface::OAuth.for_request(true), Surface::OAuth);
     }
 
     #[test]

@@ -51,6 +51,7 @@ const NONCE_LEN: usize = 12;
 const INFO_LOOKUP: &[u8] = b"oauth-broker/v1/lookup";
 const INFO_SEAL_SALT: &[u8] = b"oauth-broker/v1/seal-salt";
 const LABEL_KEYID: &[u8] = b"oauth-broker/v1/keyid";
+const LABEL_ACCOUNT: &[u8] = b"oauth-broker/v1/account";
 const INFO_GRANT_KEY: &[u8] = b"oauth-broker/v1/grant-key";
 const LABEL_AAD: &str = "oauth-broker/v1/grant";
 const INFO_HANDOFF_SALT: &[u8] = b"oauth-broker/v1/handoff-salt";
@@ -75,6 +76,13 @@ pub enum Pending {
     /// (it holds an access key), under the same cookie as [`Pending::ClientState`]:
     /// the callback names the issuer the client discovered with it.
     GateBase,
+    /// The authid a status page acts on (re-authorize, revoke), under a key
+    /// from a cookie set with that page (`crate::reauthorize::Ticket`): the
+    /// page carries only this, never the authid.
+    StatusTicket,
+    /// The authid a re-authorization login writes into, under the login's
+    /// browser-binding cookie (like [`Pending::ClientState`]).
+    ReauthorizeAuthId,
 }
 
 impl Pending {
@@ -84,6 +92,8 @@ impl Pending {
             Pending::DeviceCode => "oauth-broker/v1/device-code",
             Pending::ClientState => "oauth-broker/v1/client-state",
             Pending::GateBase => "oauth-broker/v1/gate-base",
+            Pending::StatusTicket => "oauth-broker/v1/status-ticket",
+            Pending::ReauthorizeAuthId => "oauth-broker/v1/reauthorize-authid",
         }
     }
 }
@@ -208,6 +218,20 @@ impl ServerSecret {
         let mut mac = self.lookup.clone();
         mac.update(LABEL_KEYID);
         mac.update(key_id);
+        random::hex(&mac.finalize().into_bytes())
+    }
+
+    /// The keyed hash of a provider account id (`crate::account`): under
+    /// `lookup_key_v` with its own label, so it is never equal to a row key,
+    /// and it names no account without `S_v`. Length-prefixed parts keep
+    /// `(provider, id)` pairs apart.
+    fn account_hash(&self, provider: &str, account_id: &str) -> String {
+        let mut mac = self.lookup.clone();
+        mac.update(LABEL_ACCOUNT);
+        for part in [provider, account_id] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
         random::hex(&mac.finalize().into_bytes())
     }
 
@@ -461,6 +485,35 @@ impl ServerKeys {
     /// [`ServerKeys::parse`]), none for a version no longer configured.
     fn of_version(&self, version: u32) -> impl Iterator<Item = &ServerSecret> {
         self.all().filter(move |k| k.version == version)
+    }
+
+    /// `v<version>:<hex>`: the keyed hash of `provider`'s account
+    /// `account_id` under the current version, as a grant records it.
+    pub fn account_hash(&self, provider: &str, account_id: &str) -> String {
+        format!(
+            "v{}:{}",
+            self.current.version,
+            self.current.account_hash(provider, account_id)
+        )
+    }
+
+    /// Whether `recorded` ([`ServerKeys::account_hash`], under whichever
+    /// version was current then) names `provider`'s account `account_id`.
+    /// Constant time in the hash; `false` for a version no longer configured.
+    pub fn same_account(&self, recorded: &str, provider: &str, account_id: &str) -> bool {
+        let Some((version, hash)) = recorded
+            .strip_prefix('v')
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(v, h)| Some((v.parse::<u32>().ok()?, h)))
+        else {
+            return false;
+        };
+        self.of_version(version).any(|k| {
+            ct_eq(
+                k.account_hash(provider, account_id).as_bytes(),
+                hash.as_bytes(),
+            )
+        })
     }
 
     /// The row key of `authid` under the current version.

@@ -173,6 +173,11 @@ impl TokenResponse {
         .filter(|n| *n > 0)
     }
 
+    /// Any other field of the answer (an account id, an `id_token`).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
     /// The whole object.
     pub fn into_map(self) -> Map<String, Value> {
         self.0

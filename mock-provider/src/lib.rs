@@ -105,6 +105,13 @@ pub struct Config {
     /// `api.pcloud.com`, `1`, `/token`), as pCloud's API hosts accept only
     /// their own accounts' codes. `None`: no region parameters, `/token`.
     pub region: Option<Region>,
+    /// The account the next login (authorization or password grant) is made
+    /// as: the mock serves any number of accounts, each with its own stable
+    /// ids (see [`ACCOUNT_QUIRKS`]).
+    pub account: String,
+    /// Whether the mock names accounts at all (in token answers and on the
+    /// account endpoints); off plays a provider that names none.
+    pub account_ids: bool,
 }
 
 /// pCloud's two API regions as the mock plays them.
@@ -159,6 +166,8 @@ impl Default for Config {
             password_username: "mock-user@example.com".to_string(),
             password: "mock-cli-auth-token".to_string(),
             region: None,
+            account: "alice".to_string(),
+            account_ids: true,
         }
     }
 }
@@ -181,6 +190,8 @@ impl Config {
             "password_username": self.password_username,
             "password": self.password,
             "region": self.region.map(Region::as_str),
+            "account": self.account,
+            "account_ids": self.account_ids,
         })
     }
 
@@ -228,6 +239,8 @@ impl Config {
                     self.password_username = val.as_str().ok_or_else(bad)?.to_string()
                 }
                 "password" => self.password = val.as_str().ok_or_else(bad)?.to_string(),
+                "account" => self.account = val.as_str().ok_or_else(bad)?.to_string(),
+                "account_ids" => self.account_ids = val.as_bool().ok_or_else(bad)?,
                 "region" => {
                     self.region = match val {
                         Value::Null => None,
@@ -312,6 +325,8 @@ struct Code {
     family: u64,
     /// The only token path that accepts this code.
     token_path: &'static str,
+    /// The account that logged in.
+    account: String,
 }
 
 #[derive(PartialEq)]
@@ -349,6 +364,8 @@ struct State {
     in_flight_refresh: u64,
     /// The fake oauth-handler's entries, by keyid (`oauth_handler`).
     handler_entries: HashMap<String, oauth_handler::Entry>,
+    /// The account each family (grant) was made by.
+    family_accounts: HashMap<u64, String>,
 }
 
 struct Shared {
@@ -501,6 +518,7 @@ impl MockProvider {
         let mut st = self.shared.lock();
         st.next_family += 1;
         let family = st.next_family;
+        st.family_accounts.insert(family, cfg.account.clone());
         issue(&mut st, family, &cfg, true, "files.readwrite")
     }
 
@@ -560,6 +578,9 @@ fn route(shared: &Shared, req: &Request) -> Response {
         ("POST", "/token") | ("POST", "/eu/token") => token(shared, req),
         ("POST", "/revoke") => revoke(shared, req),
         ("GET", "/userinfo") => userinfo(shared, req),
+        ("GET", path) if ACCOUNT_QUIRKS.iter().any(|q| q.path == Some(path)) => {
+            account_endpoint(shared, req)
+        }
         ("GET", "/_mock/opener") => opener_page(req),
         ("GET", "/_oauth-handler/export") => {
             let mut st = shared.lock();
@@ -660,6 +681,7 @@ fn authorize(shared: &Shared, req: &Request) -> Response {
             used: false,
             family,
             token_path: cfg.region.map_or("/token", |r| r.callback().2),
+            account: cfg.account.clone(),
         },
     );
     st.stats.issued_codes.push(code.clone());
@@ -800,7 +822,9 @@ fn password_grant(shared: &Shared, form: &[(String, String)], cfg: &Config) -> R
     st.public_families.push(family);
     st.stats.password_grants += 1;
     let scope = get(form, "scope").unwrap_or("").to_string();
-    let v = issue(&mut st, family, cfg, true, &scope);
+    st.family_accounts.insert(family, cfg.account.clone());
+    let mut v = issue(&mut st, family, cfg, true, &scope);
+    name_account(&mut v, &cfg.account, &scope, cfg);
     Response::json(200, &v)
 }
 
@@ -867,9 +891,11 @@ fn code_grant(shared: &Shared, form: &[(String, String)], cfg: &Config, path: &s
     if !(fresh && same_client && same_redirect && pkce_ok) {
         return error(400, "invalid_grant");
     }
-    let (family, scope) = (code.family, code.scope.clone());
+    let (family, scope, account) = (code.family, code.scope.clone(), code.account.clone());
     st.stats.code_exchanges += 1;
-    let v = issue(&mut st, family, cfg, true, &scope);
+    st.family_accounts.insert(family, account.clone());
+    let mut v = issue(&mut st, family, cfg, true, &scope);
+    name_account(&mut v, &account, &scope, cfg);
     Response::json(200, &v)
 }
 
@@ -948,6 +974,138 @@ fn opener_page(req: &Request) -> Response {
          window.addEventListener('message',function(e){{document.getElementById('got').textContent+=e.origin+' '+e.data+'\\n';}});</script>"
     );
     Response::new(200, "text/html; charset=utf-8", html)
+}
+
+/// How one provider names the account a login was made with, as the mock
+/// plays it: where (a field of the token answer, or an endpoint asked with
+/// the access token) and in which shape. Per-provider quirks as data.
+pub struct AccountQuirk {
+    /// Which provider this plays.
+    pub provider: &'static str,
+    /// The endpoint path the mock serves it on (`None`: in the token answer).
+    pub path: Option<&'static str>,
+    /// The provider's documentation for it.
+    pub doc: &'static str,
+    /// The answer (or the token answer's added fields) for an account's hex id.
+    pub shape: fn(&str) -> Value,
+}
+
+/// The providers' account ids, each in its provider's own format and place.
+pub const ACCOUNT_QUIRKS: &[AccountQuirk] = &[
+    AccountQuirk {
+        provider: "dropbox",
+        path: None,
+        doc: "https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token \
+              (\"account_id String The account ID of the user\")",
+        shape: |id| json!({ "account_id": format!("dbid:AA{}", &id[..38]) }),
+    },
+    AccountQuirk {
+        provider: "pcloud",
+        path: None,
+        doc: "https://docs.pcloud.com/methods/oauth_2.0/oauth2_token.html (\"userid\")",
+        shape: |id| json!({ "userid": u64::from_str_radix(&id[..8], 16).unwrap_or(1) }),
+    },
+    AccountQuirk {
+        provider: "googledrive",
+        path: Some("/drive/v3/about"),
+        doc: "https://developers.google.com/drive/api/reference/rest/v3/about/get \
+              (fields=user; User.permissionId)",
+        shape: |id| {
+            let digits: String = id
+                .bytes()
+                .take(20)
+                .map(|b| char::from(b'0' + b % 10))
+                .collect();
+            json!({ "user": { "kind": "drive#user", "displayName": "Mock User",
+                              "me": true, "permissionId": digits } })
+        },
+    },
+    AccountQuirk {
+        provider: "onedrivev2",
+        path: Some("/v1.0/me/drive"),
+        doc: "https://learn.microsoft.com/graph/api/drive-get (owner.user.id)",
+        shape: |id| {
+            json!({ "id": format!("b!{}", &id[..20]), "driveType": "personal",
+                    "owner": { "user": { "displayName": "Mock User", "id": &id[..16] } } })
+        },
+    },
+    AccountQuirk {
+        provider: "box.com",
+        path: Some("/2.0/users/me"),
+        doc: "https://developer.box.com/reference/get-users-me/ (id)",
+        shape: |id| {
+            let n = u64::from_str_radix(&id[..10], 16).unwrap_or(1);
+            json!({ "type": "user", "id": n.to_string() })
+        },
+    },
+    AccountQuirk {
+        provider: "jottacloud",
+        path: None,
+        doc: "OpenID Connect Core 1.0 §2 (id_token `sub`); Jottacloud's Keycloak answers \
+              an id_token for the `openid` scope",
+        shape: |id| {
+            let b =
+                |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            let sub = format!("{}-{}-{}", &id[..8], &id[8..12], &id[12..24]);
+            let jwt = format!(
+                "{}.{}.mock-signature",
+                b(&json!({"alg": "RS256", "typ": "JWT"})),
+                b(&json!({"sub": sub, "iss": "https://id.jottacloud.com/auth/realms/jottacloud"}))
+            );
+            json!({ "id_token": jwt })
+        },
+    },
+];
+
+/// A stable hex id (64 digits) for `account` at `provider`.
+fn account_hex(provider: &str, account: &str) -> String {
+    Sha256::digest(format!("mock-account|{provider}|{account}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Adds the token-answer account fields (Dropbox's `account_id`, pCloud's
+/// `userid`, and, for the `openid` scope, Jottacloud's `id_token`).
+fn name_account(v: &mut Value, account: &str, scope: &str, cfg: &Config) {
+    if !cfg.account_ids {
+        return;
+    }
+    for q in ACCOUNT_QUIRKS.iter().filter(|q| q.path.is_none()) {
+        if q.provider == "jottacloud" && !scope.split(' ').any(|s| s == "openid") {
+            continue;
+        }
+        if let (Value::Object(fields), Some(obj)) = (
+            (q.shape)(&account_hex(q.provider, account)),
+            v.as_object_mut(),
+        ) {
+            obj.extend(fields);
+        }
+    }
+}
+
+/// An account endpoint ([`ACCOUNT_QUIRKS`]): the account of the bearer
+/// access token's grant, in that provider's shape; 401 for a token that is
+/// unknown, expired or revoked.
+fn account_endpoint(shared: &Shared, req: &Request) -> Response {
+    let cfg = shared.config();
+    let st = shared.lock();
+    let account = req
+        .header("Authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|t| st.access_tokens.get(t))
+        .filter(|a| a.expires > Instant::now() && !st.dead_families.contains(&a.family))
+        .and_then(|a| st.family_accounts.get(&a.family));
+    let quirk = ACCOUNT_QUIRKS
+        .iter()
+        .find(|q| q.path == Some(req.path.as_str()));
+    match (account, quirk) {
+        (Some(account), Some(q)) if cfg.account_ids => {
+            Response::json(200, &(q.shape)(&account_hex(q.provider, account)))
+        }
+        (Some(_), Some(_)) => error(403, "insufficient_scope"),
+        _ => error(401, "invalid_token"),
+    }
 }
 
 fn userinfo(shared: &Shared, req: &Request) -> Response {

@@ -948,3 +948,55 @@ fn fake_oauth_handler_export_answers_like_main_py() {
     }
     assert_eq!(m.stats().handler_exports, 7);
 }
+
+#[test]
+fn each_account_has_its_own_stable_ids_where_each_provider_names_them() {
+    let m = start();
+    let login_as = |account: &str| {
+        let mut cfg = m.config();
+        cfg.account = account.to_string();
+        m.set_config(cfg);
+        let c = code(&m, None);
+        exchange(&m, &c, None).json()
+    };
+    let ask = |path: &str, at: &str| {
+        raw(
+            &m,
+            &format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {at}\r\n\r\n"),
+        )
+    };
+    let (a1, a2, b) = (login_as("alice"), login_as("alice"), login_as("bob"));
+    // Dropbox's `account_id` in the token answer.
+    assert!(a1["account_id"].as_str().unwrap().starts_with("dbid:"));
+    assert_eq!(a1["account_id"], a2["account_id"]);
+    assert_ne!(a1["account_id"], b["account_id"]);
+    // The endpoints: Google's about, Graph's drive owner, Box's users/me.
+    for (path, field) in [
+        ("/drive/v3/about?fields=user", "/user/permissionId"),
+        ("/v1.0/me/drive?$select=owner", "/owner/user/id"),
+        ("/2.0/users/me?fields=id", "/id"),
+    ] {
+        let id = |t: &Value| {
+            let r = ask(path, t["access_token"].as_str().unwrap());
+            assert_eq!(r.status, 200, "{path}");
+            r.json()
+                .pointer(field)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(id(&a1), id(&a2), "{path}");
+        assert_ne!(id(&a1), id(&b), "{path}");
+        assert_eq!(ask(path, "nope").status, 401, "{path}");
+    }
+    // Off: a provider that names no account.
+    let mut cfg = m.config();
+    cfg.account_ids = false;
+    m.set_config(cfg);
+    let c = code(&m, None);
+    let none = exchange(&m, &c, None).json();
+    assert!(none.get("account_id").is_none());
+    let at = none["access_token"].as_str().unwrap().to_string();
+    assert_eq!(ask("/2.0/users/me", &at).status, 403);
+}

@@ -90,13 +90,14 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
         call.base = k.prefix.to_string();
         call.path_key = Some(k.key);
     }
+    let surface = route.surface.for_request(call.header("X-AuthID").is_some());
     let out = match guard::admit(&call, route.ip_limited, route.gated).await {
         // The key typed into the gate's form: continue by a link.
-        Ok(()) => match guard::key_accepted(&call, route.gated, route.surface, method, &path) {
+        Ok(()) => match guard::key_accepted(&call, route.gated, surface, method, &path) {
             Some(page) => Ok(respond::html(page)),
             None => (route.handler)(&mut call).await,
         },
-        Err(e) => match guard::key_form(&call, &e, route.surface, method, &path) {
+        Err(e) => match guard::key_form(&call, &e, surface, method, &path) {
             Some(page) => return respond::finish_page(e, page, https),
             None => Err(e),
         },
@@ -124,7 +125,7 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
             }),
         );
     }
-    let mut response = respond::finish(out, route.surface, https, None)?;
+    let mut response = respond::finish(out, surface, https, None)?;
     if call.cfg.server_timing {
         response
             .headers_mut()

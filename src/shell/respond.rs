@@ -96,7 +96,7 @@ pub fn finish(
                 Surface::Api | Surface::OAuth => {
                     reply(e.status(), "application/json", e.json_body())
                 }
-                Surface::Page => html(pages::error(&e)),
+                Surface::Page | Surface::PageOrApi => html(pages::error(&e)),
             };
             (r, Some(e))
         }

@@ -22,7 +22,9 @@ use mock_provider::{Config, Rotation};
 use serde_json::{json, Value};
 
 use crate::browser::Driver;
-use crate::harness::{raw_exchange, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
+use crate::harness::{
+    mock_account, raw_exchange, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET,
+};
 
 pub const TESTS: &[crate::Test] = &[
     (
@@ -156,8 +158,12 @@ fn is_v1_authid(s: &str) -> bool {
 /// A broker behind the gate with every engine's provider pointed at the mock.
 fn every_engine_broker(b: &Broker) -> Broker {
     let entry = |id: &str| {
+        let account = match id {
+            "dropbox" => String::new(),
+            other => format!(",{}", mock_account(other)),
+        };
         format!(
-            r#"{{"id":"{id}","authorize_url":"{{m}}/authorize","token_url":"{{m}}/token","client_id":"{CLIENT_ID}"}}"#
+            r#"{{"id":"{id}","authorize_url":"{{m}}/authorize","token_url":"{{m}}/token","client_id":"{CLIENT_ID}"{account}}}"#
         )
     };
     Broker::start_with(

@@ -214,6 +214,25 @@ impl Default for Options {
     }
 }
 
+/// The `"account"` member of an `OAUTH_PROVIDERS` entry pointing a
+/// built-in's account endpoint at the mock (`{m}`), as the mock plays that
+/// provider (`mock_provider::ACCOUNT_QUIRKS`): tests reach loopback only.
+pub fn mock_account(id: &str) -> &'static str {
+    match id {
+        "googledrive" => {
+            r#""account":{"from":"endpoint","url":"{m}/drive/v3/about?fields=user","field":"user.permissionId"}"#
+        }
+        "onedrivev2" | "sharepoint" | "msgroup" => {
+            r#""account":{"from":"endpoint","url":"{m}/v1.0/me/drive?$select=owner","field":"owner.user.id"}"#
+        }
+        "box.com" | "demo" => {
+            r#""account":{"from":"endpoint","url":"{m}/2.0/users/me?fields=id","field":"id"}"#
+        }
+        // Dropbox and Jottacloud name it in the token answer; pCloud and gcs not at all.
+        _ => r#""account":{"from":"none"}"#,
+    }
+}
+
 /// A line of the Tail Worker (`[oauth-broker-e2e-tail-…] TAIL {…}`).
 fn is_tail_line(line: &str) -> bool {
     line.starts_with("[oauth-broker-e2e-tail-") && line.contains("] TAIL ")
@@ -399,7 +418,7 @@ impl Broker {
         // regions become two paths on the mock (`mock_provider::Region`): the test
         // seam is this override; the built-in entry allows only pCloud's hosts.
         let providers = format!(
-            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}"}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}","token_hosts":[{{"hostname":"api.pcloud.com","region":"US","token_url":"{m}/token"}},{{"hostname":"eapi.pcloud.com","region":"EU","token_url":"{m}/eu/token"}}]}},{{"id":"jottacloud","token_url":"{m}/token"}}{extra}]"#,
+            r#"[{{"id":"demo","name":"Demo provider","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","scopes":"files.readwrite","client_id":"{CLIENT_ID}","pkce":true,"account":{{"from":"endpoint","url":"{m}/2.0/users/me?fields=id","field":"id"}}}},{{"id":"box.com","authorize_url":"{m}/authorize","token_url":"{m}/token","revoke_url":"{m}/revoke","client_id":"{CLIENT_ID}","account":{{"from":"endpoint","url":"{m}/2.0/users/me?fields=id","field":"id"}}}},{{"id":"pcloud","authorize_url":"{m}/authorize","token_url":"{m}/token","client_id":"{CLIENT_ID}","token_hosts":[{{"hostname":"api.pcloud.com","region":"US","token_url":"{m}/token"}},{{"hostname":"eapi.pcloud.com","region":"EU","token_url":"{m}/eu/token"}}]}},{{"id":"jottacloud","token_url":"{m}/token"}}{extra}]"#,
             extra = opts
                 .extra_providers
                 .iter()

@@ -9,7 +9,7 @@ use mock_provider::Config;
 use oauth_broker::login::sha256_hex;
 
 use crate::device::{approve, device_start, link, poll, post_device};
-use crate::harness::{request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
+use crate::harness::{mock_account, request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
 use crate::oauth_code::{
     enc, param, query_of, refresh_at_token_endpoint, through_login, token_endpoint, token_post,
     LOOPBACK,
@@ -256,7 +256,8 @@ fn promise_a_true_replay_deletes_the_grant_and_calls_the_provider_only_where_tha
         &b.mock,
         Options {
             extra_providers: vec![format!(
-                r#"{{"id":"googledrive","authorize_url":"{{m}}/authorize","token_url":"{{m}}/token","revoke_url":"{{m}}/revoke","client_id":"{CLIENT_ID}"}}"#
+                r#"{{"id":"googledrive","authorize_url":"{{m}}/authorize","token_url":"{{m}}/token","revoke_url":"{{m}}/revoke","client_id":"{CLIENT_ID}",{}}}"#,
+                mock_account("googledrive")
             )],
             extra_vars: vec![("CLIENT_SECRET_GOOGLEDRIVE".into(), CLIENT_SECRET.into())],
             ..Options::default()

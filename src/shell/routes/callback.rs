@@ -4,7 +4,7 @@
 //! once — and, for Duplicati's old UI, leave it waiting for the user's
 //! confirmation (`handoff.rs`).
 
-use super::{akeeba, authorize, device, handoff};
+use super::{akeeba, authorize, device, handoff, reauthorize};
 use crate::error::BrokerError;
 use crate::grant::DEFAULT_EXPIRES_IN;
 use crate::login::{self, LoginEnding, LoginRecord};
@@ -51,6 +51,10 @@ pub async fn get(c: &mut Call) -> Out {
     // Every door starts the same login; only its ending differs. The
     // OAuth 2.0 doors hear about a failure too (an `error=` redirect, a
     // denied device); the result page shows it as an error page.
+    if let LoginEnding::Reauthorize { authid } = &record.ending {
+        let code = exchange_code(c, &record, &verifier).await?;
+        return reauthorize::finish(c, authid, &cookie, code.provider, code.resp).await;
+    }
     let outcome = exchange(c, &record, &verifier).await;
     match &record.ending {
         LoginEnding::ResultPage => {
@@ -88,6 +92,8 @@ pub async fn get(c: &mut Call) -> Out {
         LoginEnding::Device { device_code_hash } => {
             device::finish(c, device_code_hash, outcome.map(Exchanged::issuance)).await
         }
+        // Answered above, before any grant is minted.
+        LoginEnding::Reauthorize { .. } => Err(BrokerError::InvalidLoginState),
     }
 }
 
@@ -116,6 +122,14 @@ impl Exchanged<'_> {
     }
 }
 
+/// A login's code, exchanged: the provider's token answer.
+struct CodeExchanged<'c> {
+    provider: &'c Provider,
+    resp: upstream::TokenResponse,
+    /// pCloud: the account's region.
+    region: Option<pages::Region<'c>>,
+}
+
 /// The provider's answer to the login: exchange its code (with the client
 /// secret and the PKCE verifier) and keep the grant.
 async fn exchange<'c>(
@@ -123,6 +137,34 @@ async fn exchange<'c>(
     record: &LoginRecord,
     verifier: &PkceVerifier,
 ) -> Result<Exchanged<'c>, BrokerError> {
+    let CodeExchanged {
+        provider,
+        resp,
+        region,
+    } = exchange_code(c, record, verifier).await?;
+    let first = FirstToken {
+        access_token: AccessToken::new(resp.access_token().to_string()),
+        expires_at: c
+            .cfg
+            .now
+            .saturating_add(resp.expires_in().unwrap_or(DEFAULT_EXPIRES_IN)),
+    };
+    let shown = tokens::mint(c, provider, record.token_version, resp).await?;
+    Ok(Exchanged {
+        provider,
+        shown,
+        region,
+        first,
+    })
+}
+
+/// Exchanges the login's code (with the client secret and the PKCE
+/// verifier) for the provider's token answer; nothing is kept yet.
+async fn exchange_code<'c>(
+    c: &'c Call,
+    record: &LoginRecord,
+    verifier: &PkceVerifier,
+) -> Result<CodeExchanged<'c>, BrokerError> {
     if c.query("error")?.is_some() {
         return Err(BrokerError::LoginDenied);
     }
@@ -164,23 +206,14 @@ async fn exchange<'c>(
         Upstream::Failed => return Err(BrokerError::ProviderFailed),
         Upstream::ClientRejected => return Err(BrokerError::ProviderRejectedClient),
     };
-    let first = FirstToken {
-        access_token: AccessToken::new(resp.access_token().to_string()),
-        expires_at: c
-            .cfg
-            .now
-            .saturating_add(resp.expires_in().unwrap_or(DEFAULT_EXPIRES_IN)),
-    };
-    let shown = tokens::mint(c, provider, record.token_version, resp).await?;
     let region = endpoint.region.map(|r| pages::Region {
         name: &r.region,
         host: &r.hostname,
     });
-    Ok(Exchanged {
+    Ok(CodeExchanged {
         provider,
-        shown,
+        resp,
         region,
-        first,
     })
 }
 

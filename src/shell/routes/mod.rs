@@ -16,9 +16,11 @@ mod index;
 mod login;
 mod metadata;
 mod privacy;
+mod reauthorize;
 mod refresh;
 mod revocation;
 mod revoke;
+mod status;
 mod token;
 
 use std::future::Future;
@@ -67,6 +69,19 @@ const fn api(path: PathPattern, methods: &'static [Method], handler: Handler) ->
 const fn oauth(path: PathPattern, methods: &'static [Method], handler: Handler) -> Route<Handler> {
     Route {
         surface: Surface::OAuth,
+        ..page(path, methods, handler)
+    }
+}
+
+/// A route that answers a page to a browser and JSON to a machine that
+/// names its authid in `X-AuthID` (`crate::route::Surface::PageOrApi`).
+const fn page_or_api(
+    path: PathPattern,
+    methods: &'static [Method],
+    handler: Handler,
+) -> Route<Handler> {
+    Route {
+        surface: Surface::PageOrApi,
         ..page(path, methods, handler)
     }
 }
@@ -131,6 +146,17 @@ pub static ROUTES: &[Route<Handler>] = &[
         Box::pin(handoff::confirm(c))
     })),
     page(Exact("/revoke"), GET, |c| Box::pin(revoke::form(c))),
+    // A grant's status for its holder (`crate::status`): a D1 read and the
+    // per-grant limit. Not gated: only an authid's holder learns anything.
+    limited(page_or_api(Exact("/status"), GET_POST, |c| {
+        Box::pin(status::handle(c))
+    })),
+    // Re-authorization into the same authid (`crate::reauthorize`): its POST
+    // starts a login (a D1 write). Not gated: it needs a live authid, whose
+    // holder logged in here before, and changes only that authid's grant.
+    limited(page(Exact(crate::reauthorize::PATH), GET_POST, |c| {
+        Box::pin(reauthorize::page(c))
+    })),
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
     limited(page(Exact("/admin"), GET_POST, |c| {
         Box::pin(admin::page(c))

@@ -18,6 +18,7 @@ use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
 use crate::refresh::{first_version, Grants, Opened, ReadFrom, Status, LEASE_SECS};
 use crate::seal::{Sealed, ServerKeys};
+use crate::status::Facts;
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
 #[derive(Deserialize, Clone)]
@@ -32,6 +33,10 @@ struct GrantRow {
     lease_until: i64,
     /// Standby (successor) rows: the key hash of the row they replace.
     predecessor: Option<String>,
+    created_at: i64,
+    last_refresh_at: Option<i64>,
+    last_outcome: Option<String>,
+    last_ok_at: Option<i64>,
 }
 
 /// Deletes every pending (standby) successor of the row under `?1`.
@@ -49,6 +54,19 @@ struct Standby {
 /// case that matters: two refreshes at Akeeba's door at the same moment);
 /// minting one more deletes the oldest.
 const MAX_PENDING_SUCCESSORS: i64 = 4;
+
+/// Why a grant is re-sealed over its row, and so what the same statement
+/// records besides (`StoredGrant::reseal`).
+#[derive(Clone, Copy)]
+enum Reseal {
+    /// Another copy of the same grant (an operator's import): nothing.
+    Replaced,
+    /// An upstream refresh: its time and outcome (`ok`), and the last success.
+    Refreshed,
+    /// A new login of the same account: the last success (the idle clock
+    /// starts again); the last upstream refresh stays as it was.
+    Reauthorized,
+}
 
 /// Whether a row's status marks a tombstone: an authid revoked (kept so an
 /// oauth-handler authid is not moved in again) or replaced by its successor.
@@ -99,8 +117,8 @@ impl StoredGrant {
         let placeholders: Vec<String> = (1..=self.hashes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "SELECT key_hash, provider, key_version, nonce, ciphertext, version, status, \
-             lease_until, predecessor FROM grants WHERE key_hash IN ({}) \
-             LIMIT 1",
+             lease_until, predecessor, created_at, last_refresh_at, last_outcome, last_ok_at \
+             FROM grants WHERE key_hash IN ({}) LIMIT 1",
             placeholders.join(", ")
         );
         let args: Vec<JsValue> = self.hashes.iter().map(|(_, h)| h.as_str().into()).collect();
@@ -195,16 +213,74 @@ impl StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        self.reseal("replace_grant", read, provider, grant, now, false)
-            .await
+        self.reseal(
+            "replace_grant",
+            read,
+            provider,
+            grant,
+            now,
+            Reseal::Replaced,
+        )
+        .await
+    }
+
+    /// Re-authorization in place (`crate::reauthorize`): the grant read as
+    /// `read` becomes `grant` (the new login's, same account), active, its
+    /// "needs re-authorization" memo cleared, the lease freed and the version
+    /// bumped, by compare-and-swap on the version: a refresh in flight then
+    /// finds the row changed and keeps this newer grant, and its late
+    /// `invalid_grant` release no longer matches the lease. Whether the row
+    /// was still as read.
+    pub async fn reauthorize(
+        &self,
+        read: &Opened,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        self.reseal(
+            "reauthorize_grant",
+            read,
+            &read.provider,
+            grant,
+            now,
+            Reseal::Reauthorized,
+        )
+        .await
+    }
+
+    /// What the grant's holder may learn about it (`crate::status`), with
+    /// the grant as opened: opened with this authid first (a standby
+    /// successor takes over, as on any use), so only the authid's holder
+    /// learns anything.
+    pub async fn facts(&self) -> Result<(Facts, Opened), BrokerError> {
+        let row = self.find(ReadFrom::Primary).await?;
+        let row = match row {
+            Some(r) if !matches!(r.status.as_str(), "standby" | "replaced" | "revoked") => r,
+            // Tombstones and standby rows answer as `open` does (a standby
+            // row takes over first), then are read again.
+            _ => {
+                self.open(ReadFrom::Primary).await?;
+                self.find(ReadFrom::Primary)
+                    .await?
+                    .ok_or(BrokerError::UnknownAuthId)?
+            }
+        };
+        let facts = Facts {
+            provider: row.provider.clone(),
+            status: Status::parse(&row.status),
+            created_at: row.created_at,
+            last_refresh_at: row.last_refresh_at,
+            last_outcome: row.last_outcome.clone(),
+            last_ok_at: row.last_ok_at,
+        };
+        Ok((facts, self.open_row(row)?))
     }
 
     /// Seals `grant` for `provider` over the row read as `read`: compare-and-
     /// swap on the version alone, bumping it, with the lease freed and the
     /// status active. Re-seals under the current server-secret version, which
-    /// re-keys a row found under an older one. `refreshed`: the grant comes
-    /// from an upstream refresh, recorded as such (`last_outcome = 'ok'`, in
-    /// the same statement). Whether the row was still as read.
+    /// re-keys a row found under an older one. `why` says what else the same
+    /// statement records. Whether the row was still as read.
     async fn reseal(
         &self,
         statement: &'static str,
@@ -212,27 +288,24 @@ impl StoredGrant {
         provider: &ProviderId,
         grant: &Grant,
         now: i64,
-        refreshed: bool,
+        why: Reseal,
     ) -> Result<bool, BrokerError> {
         let (key_hash, sealed) = self.seal(provider, grant)?;
-        let sql = match refreshed {
-            true => {
-                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
-                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
-                 lease_id = NULL, updated_at = ?6, last_refresh_at = ?6, last_outcome = 'ok' \
-                 WHERE key_hash = ?7 AND version = ?8"
-            }
-            false => {
-                "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
-                 ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
-                 lease_id = NULL, updated_at = ?6 WHERE key_hash = ?7 AND version = ?8"
-            }
+        let records = match why {
+            Reseal::Replaced => "",
+            Reseal::Refreshed => ", last_refresh_at = ?6, last_outcome = 'ok', last_ok_at = ?6",
+            Reseal::Reauthorized => ", last_ok_at = ?6",
         };
+        let sql = format!(
+            "UPDATE grants SET key_hash = ?1, provider = ?2, key_version = ?3, nonce = ?4, \
+             ciphertext = ?5, version = version + 1, status = 'active', lease_until = 0, \
+             lease_id = NULL, updated_at = ?6{records} WHERE key_hash = ?7 AND version = ?8"
+        );
         let n = self
             .db()
             .changes(
                 statement,
-                sql,
+                &sql,
                 &[
                     key_hash.as_str().into(),
                     provider.as_str().into(),
@@ -545,8 +618,15 @@ impl Grants for StoredGrant {
         grant: &Grant,
         now: i64,
     ) -> Result<bool, BrokerError> {
-        self.reseal("write_refreshed", read, &read.provider, grant, now, true)
-            .await
+        self.reseal(
+            "write_refreshed",
+            read,
+            &read.provider,
+            grant,
+            now,
+            Reseal::Refreshed,
+        )
+        .await
     }
 
     /// Also records the refresh's outcome and time in the same statement

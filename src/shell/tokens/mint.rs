@@ -23,7 +23,7 @@ pub async fn mint(
         // uses the access token itself as the authid. Nothing is stored.
         return Ok(resp.access_token().to_string());
     }
-    let grant = Grant::from_code_exchange(resp, c.cfg.now)?;
+    let mut grant = Grant::from_code_exchange(resp.clone(), c.cfg.now)?;
     if token_version == 2 {
         // Stateless (Akeeba-style): the authid carries the refresh token; nothing
         // is stored. A token too long to be presented again as an authid is kept
@@ -34,6 +34,11 @@ pub async fn mint(
         if let Some(authid) = next_v2_authid(&provider.id, &rt) {
             return Ok(authid);
         }
+    }
+    // The account it was made with, hashed, so that the same authid can be
+    // re-authorized by a login of the same account (`crate::reauthorize`).
+    if let Some(id) = super::account::account_id(c, provider, &resp).await {
+        grant.account = Some(c.cfg.keys()?.account_hash(&provider.id, &id));
     }
     // On a shard drawn at random; the authid names it (`crate::authid`).
     let authid = AuthId::generate(c.cfg.shard_for_new_grant()?)?;

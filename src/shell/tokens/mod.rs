@@ -12,11 +12,14 @@
 //! - `redeem.rs`: authorization and device codes at the token endpoint;
 //! - `revoke.rs`: revocation by the holder, or on a replayed code.
 
+mod account;
 mod mint;
+mod reauthorize;
 mod redeem;
 mod revoke;
 
 pub use mint::mint;
+pub use reauthorize::{reauthorizable, reauthorize, status, StatusAnswer};
 pub use redeem::{redeem_code, redeem_device_code};
 pub use revoke::{revoke, revoke_authid, Revoker};
 
@@ -147,7 +150,7 @@ pub async fn successor(c: &Call, authid: AuthId) -> Result<Option<String>, Broke
 /// The per-grant limit's bucket for a pass-through refresh token: a hash of
 /// the provider (canonical) and the token, never the token. One key whichever
 /// door presents it (a v2 authid, Akeeba's raw token).
-fn pass_through_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
+pub(super) fn pass_through_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
     sha256_hex(&format!("{provider}\n{}", refresh_token.secret()))
 }
 
@@ -231,7 +234,7 @@ pub async fn pass_through(
     rate_limit(c, "RL_PER_GRANT", key.clone()).await?;
     let outcome =
         upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
-    let answer = refresh::pass_through(refresh_token, outcome, c.cfg.reauthorize());
+    let answer = refresh::pass_through(refresh_token, outcome, c.cfg.log_in_again());
     if let Err(e @ BrokerError::ReauthorizationRequired { .. }) = &answer {
         // The provider refused the token (`invalid_grant`): that is final, so
         // it is remembered and never asked again for a while, and it counts
