@@ -25,7 +25,7 @@ if [ -z "${ESBUILD_BIN:-}" ] && [ -x node_modules/@esbuild/linux-x64/bin/esbuild
 fi
 # wasm-opt: run here rather than inside worker-build, because worker-build always passes
 # `--debuginfo` (keeps the ~300 KB "function names" section: ~43 KB of the gzipped wasm)
-# and only `-O`. Size (issue 15, README "Size"): names stripped, producers stripped.
+# and only `-O`. Size (docs/develop.md, "Size"): names stripped, producers stripped.
 # BROKER_WASM_NAMES=1 keeps the names (readable wasm stack traces while debugging);
 # BROKER_NO_OPT=1 skips wasm-opt (the baseline bench/size.sh compares against).
 # `-ocimfs 10` (--one-caller-inline-max-function-size): a function with one caller is

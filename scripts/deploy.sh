@@ -418,7 +418,7 @@ if [ "${#missing_providers[@]}" -gt 0 ]; then
   remains+=("Providers not set up: ${missing_providers[*]} (run this script again, or docs/providers/README.md).")
 fi
 has_secret ADMIN_API_KEY || remains+=("ADMIN_API_KEY is not set: only /export and /import need it (moving grants between brokers): npx wrangler secret put ADMIN_API_KEY")
-has_secret ACCESS_KEYS || remains+=("ACCESS_KEYS is not set: the broker is open to anyone; for a private one, npx wrangler secret put ACCESS_KEYS (README, \"Configuration\")")
+has_secret ACCESS_KEYS || remains+=("ACCESS_KEYS is not set: the broker is open to anyone; for a private one, npx wrangler secret put ACCESS_KEYS (docs/operate.md, \"The access gate\")")
 if [ "$changed_toml" = 1 ]; then
   remains+=("Commit wrangler.toml (database_id, CLIENT_ID_* vars): later deploys, and .github/workflows/deploy.yml, read it.")
   [ "$deploy" = 1 ] || remains+=("Deploy, so the new [vars] take effect: npx wrangler deploy")

@@ -1,4 +1,4 @@
-// Size (issue 15, README "Size"): choose an order of the wasm's functions that
+// Size (docs/develop.md, "Size"): choose an order of the wasm's functions that
 // gzip compresses well, and write it into the "name" section as the names
 // "000000", "000001", ... so that `wasm-opt --reorder-functions-by-name` puts the
 // functions in that order (scripts/build.sh, which strips the names afterwards).

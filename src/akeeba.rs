@@ -20,7 +20,7 @@
 //! - Box's `fetch($method, $baseUrl, $relativeUrl, …)` builds
 //!   `$url = $baseUrl . ltrim($relativeUrl, '/')`; with the refresh URL as both,
 //!   the request target is the refresh URL's path followed directly by the whole
-//!   refresh URL (issue 14): [`refresh_engine`] reads both forms.
+//!   refresh URL: [`refresh_engine`] reads both forms.
 //! - The answer: every `refreshToken()` keeps the refresh token the answer
 //!   carries (the old one only when it has none): `$this->refreshToken =
 //!   $refreshResponse['refresh_token'] ?? $this->refreshToken;`. So each answer

@@ -31,7 +31,8 @@ use crate::request::{single, Params};
 
 /// Where the front door's endpoints live (the metadata advertises them).
 pub const TOKEN_PATH: &str = "/oauth/token";
-/// The path rclone users try first (issue 12): served like [`TOKEN_PATH`].
+/// The token endpoint at the root too, where people who write an rclone
+/// `token_url` by hand (without discovery) put it first: served like [`TOKEN_PATH`].
 pub const TOKEN_ALIAS_PATH: &str = "/token";
 pub const REVOCATION_PATH: &str = "/oauth/revoke";
 pub const AUTHORIZATION_PATH: &str = "/oauth/authorize";

@@ -269,7 +269,7 @@ mod tests {
         }
     }
 
-    /// Size (issue 15): `idna_adapter` is pinned to its 1.0 stub (Cargo.toml), so a
+    /// Size (docs/develop.md, "Size"): `idna_adapter` is pinned to its 1.0 stub (Cargo.toml), so a
     /// non-ASCII host is a parse error and is refused, where ICU4X would have mapped
     /// it to Punycode. ASCII hosts, Punycode ones included, are unchanged.
     #[test]

@@ -52,7 +52,7 @@ async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<(u16, Vec<u8>)
     }
     // web_sys's RequestInit rather than worker's: worker's converts its `cf`
     // properties (image resizing, Polish, ...) too, code and strings this
-    // broker never uses (size, issue 15). The same fields as worker 0.8.7's
+    // broker never uses (size: docs/develop.md, "Size"). The same fields as worker 0.8.7's
     // `From<&RequestInit>` sets for a default `cf`: headers, method, redirect
     // (`follow`, fetch's default), body.
     let init = web_sys::RequestInit::new();
