@@ -84,8 +84,15 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Why a request could not be read (answered with the status).
+/// Why a request could not be read (answered with the status). Status
+/// [`NO_REQUEST`]: the connection closed or stayed idle before a request
+/// began, which is answered with nothing (RFC 9112 §9.6: a server closes an
+/// idle connection; a browser's speculative preconnect is one, and a 400
+/// written to it would be read as the answer to the request it later sends).
 pub struct BadRequest(pub u16);
+
+/// [`BadRequest`] for a connection that never began a request.
+pub const NO_REQUEST: u16 = 0;
 
 fn read_line(r: &mut impl BufRead, budget: &mut usize) -> Result<String, BadRequest> {
     let mut line = Vec::new();
@@ -110,6 +117,9 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, BadRequest> {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut r = BufReader::new(stream);
     let mut budget = MAX_HEAD;
+    if r.fill_buf().map_or(true, |b| b.is_empty()) {
+        return Err(BadRequest(NO_REQUEST));
+    }
     let first = read_line(&mut r, &mut budget)?;
     let mut parts = first.split(' ');
     let (method, target) = match (parts.next(), parts.next(), parts.next()) {

@@ -561,6 +561,7 @@ fn serve(shared: &Shared, stream: TcpStream) {
             }
             resp
         }
+        Err(http::BadRequest(http::NO_REQUEST)) => return,
         Err(http::BadRequest(status)) => {
             Response::json(status, &json!({"error": "invalid_request"}))
         }

@@ -66,7 +66,7 @@ fn php_urlencode(s: &str) -> String {
 /// The connector's refresh request for `engine`, as bytes on the wire, when
 /// the profile's Refresh URL is `http://<host><refresh_path>` and it holds
 /// `refresh_token` and `access_token`.
-fn connector_request(
+pub(crate) fn connector_request(
     engine: &str,
     host: &str,
     refresh_path: &str,
@@ -105,7 +105,11 @@ fn connector_request(
 ///   `isset($response['error'])` (PHP: set and not null).
 /// - Then `refreshToken()`: `$refreshResponse['refresh_token'] ?? $this->refreshToken`,
 ///   the same for the access token.
-fn akeeba_reads(engine: &str, r: &Resp, old: (&str, &str)) -> Result<(String, String), String> {
+pub(crate) fn akeeba_reads(
+    engine: &str,
+    r: &Resp,
+    old: (&str, &str),
+) -> Result<(String, String), String> {
     if engine == "box" && r.status >= 400 {
         return Err(format!("Unexpected HTTP status {}", r.status));
     }
@@ -135,7 +139,7 @@ fn addr(b: &Broker) -> (SocketAddr, String) {
 }
 
 /// Sends a connector's request; the broker must answer within a minute.
-fn replay(b: &Broker, bytes: &[u8]) -> Resp {
+pub(crate) fn replay(b: &Broker, bytes: &[u8]) -> Resp {
     raw_exchange(addr(b).0, bytes, false, Duration::from_secs(60)).expect("an answer")
 }
 

@@ -148,6 +148,14 @@ const COVERAGE: &[(&str, Covered)] = &[
     ),
     ("Exact /privacy", NotATokenDoor("a static page")),
     (
+        "Exact /status",
+        NotATokenDoor("reads a grant for its holder (a successor's first use takes over, as on /refresh); never refreshes or mints"),
+    ),
+    (
+        "Exact /reauthorize",
+        NotATokenDoor("starts a login; the grant is rewritten at /callback/ (same account only)"),
+    ),
+    (
         "Exact /admin/status",
         NotATokenDoor("the doctor: reads the configuration and each shard's migration level"),
     ),

@@ -176,6 +176,10 @@ pub struct Options {
     pub v2_refusal_limit: u32,
     /// Reuse another run's local D1 (e.g. to restart with rotated secrets).
     pub state_dir: Option<PathBuf>,
+    /// Apply only the migrations up to this file name (inclusive): a D1 made
+    /// by an earlier schema, which a later start on the same `state_dir`
+    /// upgrades.
+    pub migrations_up_to: Option<&'static str>,
     /// More `OAUTH_PROVIDERS` entries (JSON objects, `{m}` is the mock's base
     /// URL), e.g. built-ins pointed at the mock; their secrets go in `extra_vars`.
     pub extra_providers: Vec<String>,
@@ -207,6 +211,7 @@ impl Default for Options {
             v2_network_limit: 100_000,
             v2_refusal_limit: 100_000,
             state_dir: None,
+            migrations_up_to: None,
             extra_providers: Vec::new(),
             d1_shards: 1,
             fault_build: false,
@@ -346,6 +351,21 @@ impl Broker {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("e2e dir");
         let config = dir.join("wrangler.toml");
+        let migrations = match opts.migrations_up_to {
+            None => repo().join("migrations"),
+            Some(last) => {
+                let some = dir.join("migrations");
+                std::fs::create_dir_all(&some).expect("migrations dir");
+                for e in std::fs::read_dir(repo().join("migrations")).expect("migrations") {
+                    let path = e.expect("entry").path();
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if name <= last {
+                        std::fs::copy(&path, some.join(name)).expect("copy a migration");
+                    }
+                }
+                some
+            }
+        };
         // One [[d1_databases]] per shard; shard 1 keeps the id it always had, so
         // a state directory from before sharding is shard 1 of a sharded broker.
         let shards: String = (1..=opts.d1_shards)
@@ -356,7 +376,7 @@ impl Broker {
                     binding = shard_binding(k),
                     name = shard_database_name(k),
                     id = if k == 1 { 0 } else { k },
-                    mig = repo().join("migrations").display(),
+                    mig = migrations.display(),
                 )
             })
             .collect();

@@ -15,6 +15,7 @@ mod device;
 mod doors;
 mod duplicati;
 mod gate;
+mod grant_life;
 mod grant_safety;
 mod hardening;
 mod harness;
@@ -69,6 +70,7 @@ fn main() {
         shards::TESTS,
         purge::TESTS,
         operator::TESTS,
+        grant_life::TESTS,
         leaks::TESTS,
     ]
     .concat();

@@ -55,6 +55,9 @@ const ROUTES: &[Route] = &[
     Route { path: "/revoked", methods: &["POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/admin", methods: &["GET", "POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/privacy", methods: &["GET"], surface: Page, ip_limited: false, gated: false },
+    // A page; JSON when the request names its authid in X-AuthID (tests/e2e/grant_life.rs).
+    Route { path: "/status", methods: &["GET", "POST"], surface: Page, ip_limited: true, gated: false },
+    Route { path: "/reauthorize", methods: &["GET", "POST"], surface: Page, ip_limited: true, gated: false },
     Route { path: "/admin/status", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/export", methods: &["GET"], surface: Api, ip_limited: true, gated: false },
     Route { path: "/import", methods: &["POST"], surface: Api, ip_limited: true, gated: false },
