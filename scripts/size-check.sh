@@ -6,11 +6,12 @@
 #   bash scripts/size-check.sh [wasm]   (default build/index_bg.wasm; run scripts/build.sh first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# 305000 with a grant's status page, re-authorization in place and account ids (about 298 KB);
 # 290000 since the doctor's page, grant counts and /privacy (about 279 KB: docs/develop.md,
 # "Size"); 280000 with the doctor's first part (about 270 KB); 270000 with claim ids,
 # pointer successors, structured logs and the gate's Continue page (about 262 KB); 260000 when the doors' promise landed (about
 # 256 KB); 250000 before, when the build was about 238 KB.
-SIZE_LIMIT_GZIP_BYTES=290000
+SIZE_LIMIT_GZIP_BYTES=305000
 wasm="${1:-build/index_bg.wasm}"
 [ -f "$wasm" ] || { echo "size-check: $wasm not built (run scripts/build.sh)" >&2; exit 1; }
 raw=$(wc -c < "$wasm")
