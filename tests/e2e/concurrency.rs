@@ -255,7 +255,7 @@ fn invalid_grant_is_remembered_and_never_retried_upstream(b: &Broker) {
     assert!(r
         .header("X-Reason")
         .unwrap_or("")
-        .contains("re-authorize at"));
+        .contains("re-authorize this authid at"));
     assert_eq!(b.mock.stats().refresh_calls, 1);
     b.mock.set_config(Config::default());
     for _ in 0..3 {

@@ -371,6 +371,10 @@ fn status_answers_only_the_holder_as_json_or_a_page(b: &Broker) {
     assert!(s["authorized_at"].is_i64());
     assert_eq!(s["reauthorize"]["in_place"], true, "{s}");
     assert!(!r.body.contains(&authid));
+    // Re-authorizing asks the provider for its consent page.
+    let go = b.post_form("/reauthorize", &format!("authid={}", enc(&authid)));
+    assert_eq!(go.status, 200, "{}", go.body);
+    assert!(link(&go.body, "continue").contains("prompt=consent"));
     // Box forgets idle grants: by when it must be used again.
     let boxed = b.login_at("/login?id=box.com");
     let (_, s) = status_json(b, &boxed);

@@ -151,10 +151,10 @@ pub static ROUTES: &[Route<Handler>] = &[
     limited(page_or_api(Exact("/status"), GET_POST, |c| {
         Box::pin(status::handle(c))
     })),
-    // Re-authorization into the same authid (`crate::reauthorize`): its POST
+    // Re-authorization into the same authid (`crate::reauthorize::PATH`): its POST
     // starts a login (a D1 write). Not gated: it needs a live authid, whose
     // holder logged in here before, and changes only that authid's grant.
-    limited(page(Exact(crate::reauthorize::PATH), GET_POST, |c| {
+    limited(page(Exact("/reauthorize"), GET_POST, |c| {
         Box::pin(reauthorize::page(c))
     })),
     limited(page(Exact("/revoked"), POST, |c| Box::pin(revoke::post(c)))),
