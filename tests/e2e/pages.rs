@@ -435,6 +435,17 @@ fn with_mock(b: &Broker, cfg: Config, f: impl FnOnce()) {
 }
 
 fn pages_an_error_page_names_what_happened_its_code_and_the_one_next_step(b: &Broker) {
+    // Without a browser: a provider's answer to a login this browser never
+    // started restarts at the same provider, on a page no cache keeps.
+    let r = b.get("/callback/box.com?state=not-a-login&code=c");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    assert!(r
+        .body
+        .contains("<code id=\"error-code\">invalid_state</code>"));
+    assert!(r
+        .body
+        .contains("id=\"try-again\" href=\"/login?id=box.com\""));
     let driver = Driver::start(&b.dir);
     for (width, height) in WIDTHS {
         driver.set_window_size(width, height);
