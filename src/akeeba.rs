@@ -224,14 +224,14 @@ pub fn result_page(
          <p>Logged in with {provider}. Copy both values into your Akeeba Backup profile \
          (Configuration, Post-processing engine <strong>{engine}</strong>). They are shown \
          only once.</p>\
-         <h2>Access Token</h2>\
-         <p><input class=\"authid\" id=\"access-token\" readonly value=\"{at}\" \
-         aria-label=\"Access Token\"></p>\
+         <h2><label for=\"access-token\">Access Token</label></h2>\
+         <textarea class=\"authid\" id=\"access-token\" readonly rows=\"{at_rows}\" \
+         spellcheck=\"false\">{at}</textarea>\
          <p><button type=\"button\" id=\"copy-access-token\" data-copy=\"access-token\">\
          Copy Access Token</button></p>\
-         <h2>Refresh Token</h2>\
-         <p><input class=\"authid\" id=\"refresh-token\" readonly value=\"{rt}\" \
-         aria-label=\"Refresh Token\"></p>\
+         <h2><label for=\"refresh-token\">Refresh Token</label></h2>\
+         <textarea class=\"authid\" id=\"refresh-token\" readonly rows=\"3\" \
+         spellcheck=\"false\">{rt}</textarea>\
          <p><button type=\"button\" id=\"copy-refresh-token\" data-copy=\"refresh-token\">\
          Copy Refresh Token</button></p>\
          <h2>Where they go</h2><ol>\
@@ -247,6 +247,9 @@ pub fn result_page(
         engine = escape(engine.name),
         provider = escape(provider_name),
         at = escape(access_token),
+        // The fallback height where `field-sizing` is unknown: about 30
+        // characters a line on a phone.
+        at_rows = access_token.len().div_ceil(30).clamp(2, 12),
         rt = escape(refresh_token),
         helper = escape(&urls.helper(engine)),
         refresh = escape(&urls.refresh(engine)),
@@ -378,8 +381,10 @@ mod tests {
         };
         let p = result_page(engine("box").unwrap(), "Box", "AT<1>", V1, urls);
         assert_eq!(p.status, 200);
-        assert!(p.html.contains("value=\"AT&lt;1&gt;\""), "escaped");
-        assert!(p.html.contains(&format!("value=\"{V1}\"")));
+        assert!(p.html.contains(">AT&lt;1&gt;</textarea>"), "escaped");
+        assert!(p.html.contains(&format!(">{V1}</textarea>")));
+        assert!(p.html.contains("<label for=\"access-token\">"));
+        assert!(p.html.contains("<label for=\"refresh-token\">"));
         assert!(p.html.contains("data-copy=\"access-token\""));
         assert!(p.html.contains("data-copy=\"refresh-token\""));
         assert!(p.html.contains("https://b.example/akeeba/box/refresh"));

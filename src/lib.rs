@@ -22,6 +22,7 @@ pub mod ids;
 pub mod login;
 pub mod memo;
 pub mod migrate;
+pub mod next_step;
 pub mod oauth2;
 pub mod opener;
 pub mod pages;

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::BrokerError;
+use crate::next_step::{self, Step};
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -24,26 +25,36 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}\
+/// The pages' one style sheet. Authids and tokens are shown and typed in
+/// `textarea.authid` (or `.paste` for a whole command line): a textarea wraps
+/// (`overflow-wrap:anywhere`), so a long value is never cut off at the edge as
+/// in a one-line `<input>`, and `field-sizing:content` grows it to its content
+/// (the `rows` attribute is the fallback). `line-height:1.5` everywhere a
+/// monospace value is shown: at `line-height:normal` the box ends at the font's
+/// descent and an underscore, drawn at the very bottom, is clipped away, so
+/// `a_b` read as `a b` and was retyped wrong.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.5}\
 h1{font-size:1.5rem}ul.providers{list-style:none;padding:0}ul.providers li{margin:.5rem 0}\
 a.button,button{display:inline-block;padding:.6rem 1rem;border:1px solid #346;border-radius:.3rem;background:#eef3fa;color:#123;text-decoration:none;font-size:1rem;cursor:pointer}\
-code,input.authid{font-family:ui-monospace,monospace}input.authid{width:100%;padding:.5rem;font-size:.9rem;box-sizing:border-box}\
+label{display:block;font-weight:600;margin:.25rem 0}\
+code,.authid,.paste{font-family:ui-monospace,monospace;overflow-wrap:anywhere}\
+.authid,.paste{display:block;width:100%;padding:.5rem;font-size:.9rem;line-height:1.5;box-sizing:border-box}\
+textarea.authid,textarea.paste{resize:vertical;field-sizing:content;white-space:pre-wrap}\
 .error{border-left:4px solid #b00;padding-left:1rem}.muted{color:#666;font-size:.9rem}";
 
-/// Copies the authid and hands it to Duplicati's UI through `window.opener`.
-/// The authid and the exact target origins (`crate::opener::OpenerOrigins::targets`)
-/// come from data attributes, never from script text. Any authid is posted,
-/// pCloud's access token (no `:`) too; the page exists only for a real one
-/// (errors are other pages, without this script).
+/// Hands the authid to Duplicati's UI through `window.opener` (its copy
+/// button is one of [`COPY_SCRIPT`]'s). The authid and the exact target origins
+/// (`crate::opener::OpenerOrigins::targets`) come from data attributes, never
+/// from script text. Any authid is posted, pCloud's access token (no `:`) too;
+/// the page exists only for a real one (errors are other pages, without this
+/// script).
 const RESULT_SCRIPT: &str = "(function(){var e=document.getElementById('authid');if(!e)return;\
-var v=e.getAttribute('data-authid')||'';var b=document.getElementById('copy');\
-if(b)b.addEventListener('click',function(){e.select();if(navigator.clipboard){navigator.clipboard.writeText(v).then(function(){b.textContent='Copied';});}else{document.execCommand('copy');b.textContent='Copied';}});\
-if(!v||!window.opener)return;\
+var v=e.getAttribute('data-authid')||'';if(!v||!window.opener)return;\
 (e.getAttribute('data-origins')||'').split(' ').forEach(function(o){if(o){try{window.opener.postMessage('authid:'+v,o);}catch(x){}}});})();";
 
-/// Copy buttons for pages that show more than one value (Akeeba's helper
-/// page, `crate::akeeba`): each `button[data-copy]` copies the value of the
-/// input its attribute names. Values come from the inputs, never script text.
+/// Copy buttons (the result page's, Akeeba's helper page's, `crate::akeeba`):
+/// each `button[data-copy]` copies exactly the value of the field its
+/// attribute names. Values come from the fields, never script text.
 const COPY_SCRIPT: &str = "(function(){document.querySelectorAll('button[data-copy]').forEach(function(b){\
 b.addEventListener('click',function(){var e=document.getElementById(b.getAttribute('data-copy'));if(!e)return;\
 e.select();var done=function(){b.textContent='Copied';};var old=function(){try{document.execCommand('copy');}catch(x){}done();};\
@@ -77,7 +88,7 @@ pub struct Page {
 
 pub(crate) fn layout(status: u16, title: &str, body: &str, script: bool) -> Page {
     let script = if script {
-        format!("<script>{RESULT_SCRIPT}</script>")
+        format!("<script>{RESULT_SCRIPT}</script><script>{COPY_SCRIPT}</script>")
     } else {
         String::new()
     };
@@ -208,6 +219,13 @@ pub fn index(providers: &[ProviderLink<'_>], opts: &IndexOptions) -> Page {
     layout(200, "OAuth broker", &body, false)
 }
 
+/// Where a Jottacloud user makes the CLI token ("personal login token"):
+/// rclone/rclone `docs/content/jottacloud.md`, "Standard authentication"
+/// (Settings, Security, "Personal login token", Generate), the link rclone's
+/// own configuration prints (`backend/jottacloud/jottacloud.go`, "Generate
+/// here"). The only CLI-token provider built in (`crate::providers`).
+pub const JOTTACLOUD_CLI_TOKEN_PAGE: &str = "https://www.jottacloud.com/web/secure";
+
 /// `GET /cli-token?id=<id>`: the form where the user pastes the provider's CLI
 /// token. Field names as oauth-handler's templates/cli-token.html L26-28 (`id`,
 /// `token`), plus the double-submit `csrf` value (`crate::cli_token`).
@@ -229,18 +247,28 @@ pub fn cli_token_form(
     };
     let body = format!(
         "<h1>Log in to {name}</h1>\
-         <p>Paste your {name} <strong>CLI token</strong>. Create one in your {name} account \
-         settings; the broker uses it once and keeps only the resulting authorization.</p>\
+         <p>Paste your {name} <strong>CLI token</strong>. {source}The broker uses it \
+         once and keeps only the resulting authorization.</p>\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"id\" value=\"{id}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <p><input class=\"authid\" id=\"token\" name=\"token\" autocomplete=\"off\" \
-         aria-label=\"CLI token\" placeholder=\"CLI token\" required></p>\
+         <p><label for=\"token\">CLI token</label><textarea class=\"authid\" id=\"token\" \
+         name=\"token\" rows=\"4\" autocomplete=\"off\" spellcheck=\"false\" required></textarea></p>\
          <p><button id=\"cli-login\" type=\"submit\">Log in</button></p></form>",
         name = escape(provider_name),
         action = escape(&action),
         id = escape(id),
         csrf = escape(csrf),
+        source = match id {
+            "jottacloud" => format!(
+                "Jottacloud calls it a <em>personal login token</em>: make one at \
+                 <a id=\"cli-token-source\" href=\"{u}\" rel=\"noopener noreferrer\" \
+                 target=\"_blank\">{u}</a> (<em>Settings</em>, <em>Security</em>, \
+                 <em>Personal login token</em>, <em>Generate</em>). ",
+                u = JOTTACLOUD_CLI_TOKEN_PAGE
+            ),
+            _ => format!("Create one in your {} account settings. ", escape(provider_name)),
+        },
     );
     layout(200, "Log in with a CLI token", &body, false)
 }
@@ -289,32 +317,105 @@ pub struct Region<'a> {
     pub host: &'a str,
 }
 
+/// The rclone backend of a provider whose authid is a refresh token at the
+/// broker's OAuth 2.0 token endpoint, with the settings the backend needs
+/// besides `client_id`, `token_url` and `token`: the providers for which the
+/// result page offers an `rclone config create` line. Not here: pCloud (its
+/// "authid" is the access token itself, never refreshed), Jottacloud (rclone's
+/// backend keeps its own `tokenURL` setting and logs in with the CLI token
+/// itself), OneDrive and SharePoint (rclone's `onedrive` also needs `drive_id`
+/// and `drive_type`, which its config asks the Graph API for).
+/// - rclone/rclone `docs/content/drive.md`, "scope": `drive.file` is "Access to
+///   files created by rclone only", the scope the broker's Google login grants
+///   (`crate::providers`).
+/// - `client_id`, `token_url` and `token` are every OAuth backend's settings
+///   (rclone/rclone `lib/oauthutil/oauthutil.go`, `SharedOptions`; README "Use
+///   with rclone"); `rclone config create … --non-interactive` writes them as
+///   given (checked with Debian's rclone 1.60.1 for these three backends).
+const RCLONE_BACKENDS: &[(&str, &str, &str)] = &[
+    ("googledrive", "drive", " scope=drive.file"),
+    ("dropbox", "dropbox", ""),
+    ("box.com", "box", ""),
+];
+
+/// The line that makes an rclone remote `<backend>` refreshing `authid` at the
+/// broker's token endpoint (an expiry in the past: rclone refreshes at once),
+/// or `None` where rclone cannot use it ([`RCLONE_BACKENDS`]). `oauth_url` is
+/// Duplicati's `--oauth-url` (`<origin>[/k/<key>]/refresh`): the token
+/// endpoint is `/oauth/token` beside it, behind the same gate prefix.
+pub fn rclone_line(provider_id: &str, authid: &str, oauth_url: &str) -> Option<String> {
+    let (_, backend, extra) = RCLONE_BACKENDS.iter().find(|(id, ..)| *id == provider_id)?;
+    let base = oauth_url.strip_suffix("/refresh")?;
+    Some(format!(
+        "rclone config create {backend} {backend} client_id={provider_id}{extra} \
+         token_url={base}/oauth/token \
+         token='{{\"access_token\":\"x\",\"token_type\":\"Bearer\",\"refresh_token\":\"{authid}\",\
+         \"expiry\":\"2000-01-01T00:00:00Z\"}}' --non-interactive"
+    ))
+}
+
+/// Duplicati's command-line options for `authid` at this broker.
+pub fn duplicati_line(authid: &str, oauth_url: &str) -> String {
+    format!("--authid={authid} --oauth-url={oauth_url}")
+}
+
+/// A read-only value with its label and its own copy button
+/// ([`COPY_SCRIPT`]): `id` names the field, `copy-<id>` the button.
+fn paste_field(id: &str, label: &str, value: &str) -> String {
+    format!(
+        "<label for=\"{id}\">{label}</label>\
+         <textarea class=\"paste\" id=\"{id}\" readonly rows=\"4\" spellcheck=\"false\">{v}</textarea>\
+         <p><button type=\"button\" id=\"copy-{id}\" data-copy=\"{id}\">Copy</button></p>",
+        v = escape(value),
+    )
+}
+
 /// The result page: shows the authid once, with copy button and instructions,
-/// posts it to `post_to` (exact opener origins, already checked against the
-/// allowlist), and asks before handing it to Duplicati's old UI. `oauth_url`
-/// is the `--oauth-url` Duplicati's command line needs for this broker.
+/// ready-to-paste lines for Duplicati's command line and (where it can use the
+/// provider, [`rclone_line`]) rclone, each with its own copy button; posts it
+/// to `post_to` (exact opener origins, already checked against the allowlist),
+/// and asks before handing it to Duplicati's old UI. `oauth_url` is the
+/// `--oauth-url` Duplicati's command line needs for this broker.
 pub fn result(
     authid: &str,
-    provider_name: &str,
+    provider: (&str, &str),
     region: Option<Region<'_>>,
     post_to: &[String],
     handoff: HandoffPrompt<'_>,
     oauth_url: &str,
 ) -> Page {
+    let (provider_id, provider_name) = provider;
+    // A gated broker's URLs carry a placeholder for the key, which no page shows.
+    let fill_in = match oauth_url.contains('<') {
+        true => {
+            "<p class=\"muted\">Replace <code>&lt;your access key&gt;</code> with this \
+                 broker's access key.</p>"
+        }
+        false => "",
+    };
+    let rclone = rclone_line(provider_id, authid, oauth_url)
+        .map(|line| {
+            format!(
+                "<li id=\"use-rclone\">{}{fill_in}</li>",
+                paste_field("paste-rclone", "rclone: create a remote", &line)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
         "<h1>Authorized with {name}</h1>\
          <p>This is your <strong>authid</strong>. It is shown only once: copy it now and keep it \
          secret, it is the key to your backups' storage.</p>\
-         <p><input class=\"authid\" id=\"authid\" readonly value=\"{a}\" data-authid=\"{a}\" \
-         data-origins=\"{o}\" aria-label=\"authid\"></p>\
-         <p><button id=\"copy\" type=\"button\">Copy authid</button></p>{region}{handoff}\
+         <label for=\"authid\">Your authid</label>\
+         <textarea class=\"authid\" id=\"authid\" readonly rows=\"3\" spellcheck=\"false\" \
+         data-authid=\"{a}\" data-origins=\"{o}\">{a}</textarea>\
+         <p><button id=\"copy\" type=\"button\" data-copy=\"authid\">Copy authid</button></p>\
+         {region}{handoff}\
          <h2>Use it</h2><ul id=\"use\">\
          <li><strong>Duplicati's web UI</strong>: if this page was opened by the <em>AuthID</em> \
          link of a destination, the authid reaches that <em>AuthID</em> field by itself{after}. \
          Otherwise paste it into the field.</li>\
-         <li><strong>Duplicati's command line</strong>: \
-         <code>--authid=&quot;&lt;authid&gt;&quot; --oauth-url={u}</code></li>\
-         <li><strong>rclone or any OAuth 2.0 client</strong>: it is the refresh token at this \
+         <li id=\"use-duplicati\">{duplicati}{fill_in}</li>{rclone}\
+         <li><strong>Any OAuth 2.0 client</strong>: it is the refresh token at this \
          broker's token endpoint (<code>/oauth/token</code>); a machine without a browser can \
          get one with a <a href=\"/device\">device login</a>.</li>\
          <li><strong>Other software</strong>: paste it where it asks for an authid.</li></ul>\
@@ -326,7 +427,11 @@ pub fn result(
             HandoffPrompt::Confirm(_) => " once you click <em>Send to Duplicati</em> above",
             _ => "",
         },
-        u = escape(oauth_url),
+        duplicati = paste_field(
+            "paste-duplicati",
+            "Duplicati's command line: add these options",
+            &duplicati_line(authid, oauth_url)
+        ),
         handoff = handoff_section(handoff),
         region = region
             .map(|r| format!(
@@ -349,14 +454,37 @@ pub fn handoff_sent() -> Page {
     layout(200, "Sent to Duplicati", body, false)
 }
 
-/// An error page for browser routes: same status and reason as the JSON error.
-pub fn error(err: &BrokerError) -> Page {
+/// An error page for browser routes: same status and reason as the JSON
+/// error, under what happened in plain words, with the stable code and the one
+/// next step (`crate::next_step`): *Try again* (`restart`, the link that
+/// starts the same login again, `crate::next_step::restart_href`; the start
+/// page without one), or tell the operator.
+pub fn error(err: &BrokerError, restart: Option<&str>) -> Page {
+    let row = next_step::for_code(err.code());
+    let step = match (row.step, restart) {
+        (Step::TellOperator, _) => "<p id=\"next-step\"><strong>Tell the operator of this \
+             broker</strong> (whoever gave you its address), with the error code above. Trying \
+             again will not help.</p>"
+            .to_string(),
+        (Step::TryAgain, Some(href)) => format!(
+            "<p id=\"next-step\"><a class=\"button\" id=\"try-again\" href=\"{}\">Try again</a></p>",
+            escape(href)
+        ),
+        (Step::Reauthorize, _) => format!(
+            "<p id=\"next-step\"><a class=\"button\" id=\"reauthorize-again\" \
+             href=\"{}\">Re-authorize again</a></p>",
+            crate::reauthorize::PATH
+        ),
+        (Step::TryAgain, None) | (Step::StartPage, _) => "<p id=\"next-step\"><a class=\"button\" \
+             id=\"start-page\" href=\"/\">Start again from the start page</a></p>"
+            .to_string(),
+    };
     let body = format!(
-        "<h1>Something went wrong</h1><p class=\"error\">{}</p>\
-         <p>Error code: <code id=\"error-code\">{}</code></p>\
-         <p><a href=\"/\">Back to the start page</a></p>",
-        escape(&err.reason()),
-        err.code()
+        "<h1 id=\"error-what\">{what}</h1><p class=\"error\" id=\"error-reason\">{reason}</p>\
+         <p>Error code: <code id=\"error-code\">{code}</code></p>{step}",
+        what = escape(row.what),
+        reason = escape(&err.reason()),
+        code = escape(err.code()),
     );
     layout(err.status(), "Error", &body, false)
 }
@@ -382,8 +510,8 @@ pub fn key_form(action: &str, keep: &[(String, String)], err: &BrokerError, refu
         "<h1>Access key needed</h1><p class=\"error\" id=\"key-error\">{reason}</p>\
          <p>This broker is private. Enter the access key its operator gave you.</p>\
          <form method=\"get\" action=\"{action}\">{hidden}{entered}\
-         <p><input class=\"authid\" id=\"key\" name=\"key\" type=\"password\" \
-         autocomplete=\"off\" aria-label=\"Access key\" placeholder=\"Access key\" required></p>\
+         <p><label for=\"key\">Access key</label><input class=\"authid\" id=\"key\" name=\"key\" \
+         type=\"password\" autocomplete=\"off\" required></p>\
          <p><button id=\"send-key\" type=\"submit\">Continue</button></p></form>",
         reason = escape(&reason),
         action = escape(action),
@@ -569,7 +697,9 @@ pub fn privacy(contact: &str) -> Page {
 /// access key if the request carried one); `prefill` is `?user_code=`.
 pub fn device_form(action: &str, prefill: Option<&str>) -> Page {
     let body = format!(
-        "<h1>Device login</h1><p>Enter the code your device shows. You will see which          provider it asks for before anything happens.</p>         <form method=\"post\" action=\"{action}\"><p><input name=\"user_code\"          value=\"{value}\" autocomplete=\"off\" autocapitalize=\"characters\"          aria-label=\"code\" placeholder=\"XXXX-XXXX\" required></p>\
+        "<h1>Device login</h1><p>Enter the code your device shows. You will see which          provider it asks for before anything happens.</p>         <form method=\"post\" action=\"{action}\"><p><label for=\"user_code\">Code</label>\
+         <input class=\"authid\" id=\"user_code\" name=\"user_code\" value=\"{value}\" \
+         autocomplete=\"off\" autocapitalize=\"characters\" placeholder=\"XXXX-XXXX\" required></p>\
          <p><button type=\"submit\">Next</button></p></form>",
         action = escape(action),
         value = escape(prefill.unwrap_or("")),
@@ -650,8 +780,9 @@ pub fn revoke_form() -> Page {
     let body = "<h1>Revoke an authid</h1>\
         <p>Revoking deletes the stored authorization and asks the provider to revoke it. \
         Backups using this authid stop working.</p>\
-        <form method=\"post\" action=\"/revoked\"><p><input class=\"authid\" name=\"authid\" \
-        autocomplete=\"off\" aria-label=\"authid\" placeholder=\"authid\" required></p>\
+        <form method=\"post\" action=\"/revoked\"><p><label for=\"authid\">Authid</label>\
+        <textarea class=\"authid\" id=\"authid\" name=\"authid\" rows=\"3\" autocomplete=\"off\" \
+        spellcheck=\"false\" required></textarea></p>\
         <p><button type=\"submit\">Revoke</button></p></form>";
     layout(200, "Revoke an authid", body, false)
 }
@@ -878,21 +1009,32 @@ mod tests {
 
     #[test]
     fn the_result_page_says_what_to_paste_where_for_each_duplicati_surface() {
-        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None, U);
+        let plain = result("k:s", ("demo", "Demo"), None, &[], HandoffPrompt::None, U);
         assert!(plain.html.contains("<strong>Duplicati's web UI</strong>"));
         assert!(plain
             .html
             .contains("reaches that <em>AuthID</em> field by itself."));
         assert!(plain.html.contains(
-            "<code>--authid=&quot;&lt;authid&gt;&quot; --oauth-url=https://broker.example/refresh</code>"
+            "id=\"paste-duplicati\" readonly rows=\"4\" spellcheck=\"false\">--authid=k:s \
+             --oauth-url=https://broker.example/refresh</textarea>"
         ));
-        let ask = result("k:s", "Demo", None, &[], HandoffPrompt::Confirm("c"), U);
+        assert!(plain.html.contains("data-copy=\"paste-duplicati\""));
+        assert!(plain.html.contains("<label for=\"paste-duplicati\">"));
+        assert!(!plain.html.contains("your access key"));
+        let ask = result(
+            "k:s",
+            ("demo", "Demo"),
+            None,
+            &[],
+            HandoffPrompt::Confirm("c"),
+            U,
+        );
         assert!(ask
             .html
             .contains("by itself once you click <em>Send to Duplicati</em> above."));
         let gated = result(
             "k:s",
-            "Demo",
+            ("demo", "Demo"),
             None,
             &[],
             HandoffPrompt::None,
@@ -901,13 +1043,120 @@ mod tests {
         assert!(gated
             .html
             .contains("--oauth-url=https://b/k/&lt;key&gt;/refresh"));
+        assert!(gated
+            .html
+            .contains("Replace <code>&lt;your access key&gt;</code>"));
+    }
+
+    #[test]
+    fn the_rclone_line_is_offered_only_for_a_provider_rclone_can_refresh_here() {
+        let line = rclone_line("googledrive", "a_b:c-d", U).expect("drive");
+        assert_eq!(
+            line,
+            "rclone config create drive drive client_id=googledrive scope=drive.file \
+             token_url=https://broker.example/oauth/token \
+             token='{\"access_token\":\"x\",\"token_type\":\"Bearer\",\"refresh_token\":\"a_b:c-d\",\
+             \"expiry\":\"2000-01-01T00:00:00Z\"}' --non-interactive"
+        );
+        assert!(rclone_line("box.com", "a:b", U)
+            .unwrap()
+            .contains(" box box client_id=box.com "));
+        assert!(rclone_line("dropbox", "a:b", U).is_some());
+        for not in ["pcloud", "jottacloud", "onedrivev2", "demo"] {
+            assert_eq!(rclone_line(not, "a:b", U), None, "{not}");
+        }
+        let gated = rclone_line("dropbox", "a:b", "https://b/k/<your access key>/refresh").unwrap();
+        assert!(gated.contains("token_url=https://b/k/<your access key>/oauth/token "));
+        // The page: a labelled field with its own copy button, only where offered.
+        let drive = result(
+            "a:b",
+            ("googledrive", "Google Drive"),
+            None,
+            &[],
+            HandoffPrompt::None,
+            U,
+        );
+        assert!(drive.html.contains("<label for=\"paste-rclone\">"));
+        assert!(drive.html.contains("data-copy=\"paste-rclone\""));
+        assert!(drive
+            .html
+            .contains("&quot;refresh_token&quot;:&quot;a:b&quot;"));
+        let pcloud = result(
+            "tok",
+            ("pcloud", "pCloud"),
+            None,
+            &[],
+            HandoffPrompt::None,
+            U,
+        );
+        assert!(!pcloud.html.contains("paste-rclone"));
+        assert!(pcloud.html.contains("paste-duplicati"));
+    }
+
+    #[test]
+    fn every_field_has_a_visible_label_and_authids_are_shown_in_wrapping_fields() {
+        let csrf_form = cli_token_form("jottacloud", "Jottacloud", "c", None, "");
+        let err = BrokerError::Forbidden {
+            code: "access_key_required",
+            what: "k",
+        };
+        let pages = [
+            result("a:b", ("demo", "Demo"), None, &[], HandoffPrompt::None, U),
+            revoke_form(),
+            key_form("/login", &[], &err, false),
+            doctor_form(false),
+            device_form("/device", None),
+            csrf_form,
+        ];
+        for p in &pages {
+            let html = &p.html;
+            // Every visible field (not hidden, not a button) has `<label for=its id>`.
+            for field in html
+                .split("<input")
+                .skip(1)
+                .chain(html.split("<textarea").skip(1))
+            {
+                let tag = &field[..field.find('>').unwrap()];
+                if tag.contains("type=\"hidden\"") {
+                    continue;
+                }
+                let id = tag.split("id=\"").nth(1).expect("a field with an id");
+                let id = &id[..id.find('"').unwrap()];
+                assert!(
+                    html.contains(&format!("<label for=\"{id}\">")),
+                    "{id}: {html}"
+                );
+            }
+            assert!(!html.contains("aria-label"), "a visible label instead");
+        }
+        // Authids are never in a one-line input (it cannot wrap).
+        assert!(!pages[0]
+            .html
+            .contains("<input class=\"authid\" id=\"authid\""));
+        assert!(pages[1]
+            .html
+            .contains("<textarea class=\"authid\" id=\"authid\" name=\"authid\""));
+        assert!(STYLE.contains("line-height:1.5") && STYLE.contains("overflow-wrap:anywhere"));
+    }
+
+    #[test]
+    fn the_jottacloud_page_links_to_where_the_cli_token_is_made() {
+        let j = cli_token_form("jottacloud", "Jottacloud", "c", None, "");
+        assert!(j
+            .html
+            .contains("href=\"https://www.jottacloud.com/web/secure\""));
+        let other = cli_token_form("mine", "Mine", "c", None, "");
+        assert!(!other.html.contains("jottacloud.com"));
+        assert!(other
+            .html
+            .contains("Create one in your Mine account settings."));
     }
 
     #[test]
     fn result_page_keeps_values_out_of_script() {
         let page = result(
             "0123:abc\"<x",
-            "Demo",
+            ("demo", "Demo"),
             None,
             &["http://localhost:8200".to_string()],
             HandoffPrompt::None,
@@ -927,7 +1176,7 @@ mod tests {
         };
         let page = result(
             "pcloudAccessToken",
-            "pCloud",
+            ("pcloud", "pCloud"),
             Some(eu),
             &["http://127.0.0.1:8300".to_string()],
             HandoffPrompt::None,
@@ -940,7 +1189,7 @@ mod tests {
         assert!(page.html.contains("data-origins=\"http://127.0.0.1:8300\""));
         // The script no longer skips an authid without `:` (pCloud's token).
         assert!(!RESULT_SCRIPT.contains("indexOf(':')"));
-        let plain = result("k:s", "Demo", None, &[], HandoffPrompt::None, U);
+        let plain = result("k:s", ("demo", "Demo"), None, &[], HandoffPrompt::None, U);
         assert!(!plain.html.contains("id=\"region\""));
         assert!(plain.html.contains("data-origins=\"\""));
     }
@@ -948,12 +1197,19 @@ mod tests {
     #[test]
     fn the_result_page_asks_before_handing_the_authid_to_duplicati() {
         let origins = ["http://localhost:8200".to_string()];
-        let plain = result("k:s", "Demo", None, &origins, HandoffPrompt::None, U);
+        let plain = result(
+            "k:s",
+            ("demo", "Demo"),
+            None,
+            &origins,
+            HandoffPrompt::None,
+            U,
+        );
         assert!(!plain.html.contains("<form"));
         assert!(!plain.html.contains("Duplicati window"));
         let ask = result(
             "k:s",
-            "Demo",
+            ("demo", "Demo"),
             None,
             &origins,
             HandoffPrompt::Confirm("c\"<1"),
@@ -973,7 +1229,14 @@ mod tests {
             assert!(page.html.contains("data-origins=\"http://localhost:8200\""));
             assert!(page.html.contains(RESULT_SCRIPT));
         }
-        let not_sent = result("k:s", "Demo", None, &origins, HandoffPrompt::NotSent, U);
+        let not_sent = result(
+            "k:s",
+            ("demo", "Demo"),
+            None,
+            &origins,
+            HandoffPrompt::NotSent,
+            U,
+        );
         assert!(not_sent.html.contains("not sent to Duplicati"));
         assert!(!not_sent.html.contains("<form"));
         let sent = handoff_sent();
@@ -994,9 +1257,41 @@ mod tests {
 
     #[test]
     fn error_page_carries_status_and_escaped_reason() {
-        let page = error(&BrokerError::InvalidLoginState);
+        let page = error(&BrokerError::InvalidLoginState, Some("/login?id=a&b"));
         assert_eq!(page.status, 400);
         assert!(page.html.contains("start the login again"));
+        assert!(page
+            .html
+            .contains("<code id=\"error-code\">invalid_state</code>"));
+        assert!(page.html.contains("This login has expired"));
+        assert!(page
+            .html
+            .contains("id=\"try-again\" href=\"/login?id=a&amp;b\">Try again</a>"));
+        assert!(!page.html.contains("start-page"));
+    }
+
+    #[test]
+    fn every_error_page_names_its_one_next_step() {
+        // Misconfiguration: tell the operator, and no retry link.
+        let op = error(&BrokerError::ProviderRejectedClient, Some("/login?id=demo"));
+        assert!(op.html.contains("Tell the operator of this broker"));
+        assert!(op.html.contains(">provider_misconfigured</code>"));
+        assert!(!op.html.contains("try-again") && !op.html.contains("start-page"));
+        // A login that failed at the provider: try the same login again.
+        let denied = error(&BrokerError::LoginDenied, Some("/login?id=demo"));
+        assert!(denied.html.contains("Access was not granted"));
+        assert!(denied
+            .html
+            .contains("href=\"/login?id=demo\">Try again</a>"));
+        // Nothing to restart, or nothing here: the start page.
+        for (e, restart) in [
+            (BrokerError::ProviderFailed, None),
+            (BrokerError::UnknownProvider, Some("/login?id=x")),
+        ] {
+            let p = error(&e, restart);
+            assert!(p.html.contains("id=\"start-page\" href=\"/\""), "{e:?}");
+            assert!(!p.html.contains("try-again"), "{e:?}");
+        }
     }
 
     #[test]
@@ -1006,7 +1301,7 @@ mod tests {
             ..IndexOptions::default()
         };
         assert!(index(&[], &opts).html.contains("href=\"/k/key/device\""));
-        let r = result("a:b", "Demo", None, &[], HandoffPrompt::None, U);
+        let r = result("a:b", ("demo", "Demo"), None, &[], HandoffPrompt::None, U);
         assert!(r.html.contains("href=\"/device\"") && r.html.contains("/oauth/token"));
     }
 

@@ -216,8 +216,8 @@ pub fn form_page() -> Page {
          provider again here <strong>as the same account</strong>: the same authid then works \
          again in every backup job, unchanged.</p>\
          <form method=\"post\" action=\"{PATH}\"><p><label for=\"authid\">Authid</label>\
-         <input class=\"authid\" id=\"authid\" name=\"authid\" autocomplete=\"off\" \
-         spellcheck=\"false\" required></p><p><button type=\"submit\">Next</button></p></form>\
+         <textarea class=\"authid\" id=\"authid\" name=\"authid\" rows=\"3\" \
+         autocomplete=\"off\" spellcheck=\"false\" required></textarea></p><p><button type=\"submit\">Next</button></p></form>\
          <p class=\"muted\"><a href=\"/status\">Check an authid's status first</a></p>"
     );
     layout(200, "Re-authorize", &body, false)

@@ -142,8 +142,8 @@ pub fn form(action: &str) -> Page {
          and re-authorize or revoke it. Paste the authid your backup uses; it is sent in the \
          form, never in a URL.</p>\
          <form method=\"post\" action=\"{action}\"><p><label for=\"authid\">Authid</label>\
-         <input class=\"authid\" id=\"authid\" name=\"authid\" autocomplete=\"off\" \
-         spellcheck=\"false\" required></p><p><button type=\"submit\">Show status</button></p>\
+         <textarea class=\"authid\" id=\"authid\" name=\"authid\" rows=\"3\" \
+         autocomplete=\"off\" spellcheck=\"false\" required></textarea></p><p><button type=\"submit\">Show status</button></p>\
          </form>",
         action = escape(action),
     );

@@ -96,7 +96,8 @@ pub fn finish(
                 Surface::Api | Surface::OAuth => {
                     reply(e.status(), "application/json", e.json_body())
                 }
-                Surface::Page | Surface::PageOrApi => html(pages::error(&e)),
+                // Without the request (a miss before any route): no restart link.
+                Surface::Page | Surface::PageOrApi => html(pages::error(&e, None)),
             };
             (r, Some(e))
         }
@@ -104,8 +105,9 @@ pub fn finish(
     build(r, err.as_ref(), https, allow)
 }
 
-/// An error on a browser route shown with its own page instead of
-/// [`pages::error`] (the access gate's key form), with the error's headers.
+/// An error on a browser route shown with a page made for it (the access
+/// gate's key form, or [`pages::error`] with the request's restart link),
+/// with the error's headers.
 pub fn finish_page(err: BrokerError, page: pages::Page, https: bool) -> worker::Result<Response> {
     build(html(page), Some(&err), https, None)
 }

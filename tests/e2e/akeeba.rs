@@ -143,13 +143,20 @@ pub(crate) fn replay(b: &Broker, bytes: &[u8]) -> Resp {
     raw_exchange(addr(b).0, bytes, false, Duration::from_secs(60)).expect("an answer")
 }
 
-/// The `value` of the input with `id` on a page.
+/// The value of the read-only field (a `<textarea>`) with `id` on a page.
 pub(crate) fn input_value(html: &str, id: &str) -> Option<String> {
     let start = html.find(&format!("id=\"{id}\""))?;
     let rest = &html[start..];
-    let v = rest.find("value=\"")? + "value=\"".len();
-    let end = rest[v..].find('"')? + v;
-    Some(rest[v..end].replace("&quot;", "\"").replace("&amp;", "&"))
+    let v = rest.find('>')? + 1;
+    let end = rest[v..].find("</textarea>")? + v;
+    Some(
+        rest[v..end]
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&"),
+    )
 }
 
 fn is_v1_authid(s: &str) -> bool {

@@ -25,6 +25,7 @@ mod moving;
 mod oauth_code;
 mod oauth_token;
 mod operator;
+mod pages;
 mod promise;
 mod purge;
 mod rclone;
@@ -54,6 +55,7 @@ fn main() {
         hardening::TESTS,
         abuse::TESTS,
         browser::TESTS,
+        pages::TESTS,
         routes::TESTS,
         jottacloud::TESTS,
         gate::TESTS,

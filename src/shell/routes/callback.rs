@@ -244,7 +244,7 @@ async fn result_page(
     let targets = c.cfg.opener_origins.targets(hint.as_deref());
     let page = pages::result(
         shown,
-        &provider.name,
+        (&provider.id, &provider.name),
         region,
         &targets,
         prompt,

@@ -75,7 +75,7 @@ pub async fn login(c: &mut Call) -> Out {
     let targets = cfg.opener_origins.targets(hint.as_deref());
     let page = pages::result(
         &shown,
-        &p.name,
+        (&p.id, &p.name),
         None,
         &targets,
         pages::HandoffPrompt::None,
