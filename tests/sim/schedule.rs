@@ -58,12 +58,32 @@ pub struct Outcome {
     pub violations: Vec<String>,
 }
 
+/// Cloudflare runs `wait_until` work up to 30 s past the response (or the
+/// client's hang-up), then cancels it.
+fn cut_off_detached_work(w: &Rc<World>, id: u32) {
+    let w = w.clone();
+    w.exec.clone().spawn(0, false, async move {
+        sleep(&w.exec, WAIT_UNTIL_MS).await;
+        if w.exec.kill(id, true) {
+            w.reqs.borrow_mut()[id as usize].cut_off = true;
+            bump(
+                &mut w.tally.borrow_mut().faults,
+                "wait_until cut off at 30 s",
+            );
+            w.note(|| format!("request {id}: wait_until work cut off"));
+        }
+    });
+}
+
+const WAIT_UNTIL_MS: u64 = 30_000;
+
 fn request(w: &Rc<World>, id: u32) -> impl std::future::Future<Output = ()> + 'static {
     let w = w.clone();
     async move {
         let req = Req { w: w.clone(), id };
         let answer = single_flight(&req, &req, &req, &reauth()).await;
         w.reqs.borrow_mut()[id as usize].answered = true;
+        cut_off_detached_work(&w, id);
         w.check("every answer documented");
         match answer_allowed(&w, id, &answer) {
             Ok(kind) => {
@@ -117,6 +137,7 @@ pub fn run(seed: u64, mutation: Mutation, trace: bool) -> Outcome {
             if w.exec.running(id) {
                 w.exec.kill(id, false);
                 w.reqs.borrow_mut()[id as usize].hung_up = true;
+                cut_off_detached_work(&w, id);
                 match hang_up {
                     true => {
                         bump(&mut w.tally.borrow_mut().faults, "client hang-up");
@@ -130,7 +151,7 @@ pub fn run(seed: u64, mutation: Mutation, trace: bool) -> Outcome {
             }
         });
     }
-    exec.run(|| {});
+    exec.run(|| w.after_step());
 
     // Faults stop. Once every lease is free and the cached token is under the
     // floor, one more request must refresh the grant (or say why it cannot).
@@ -161,12 +182,16 @@ pub fn run(seed: u64, mutation: Mutation, trace: bool) -> Outcome {
             *slot.borrow_mut() = Some(answer);
         });
     }
-    exec.run(|| {});
+    exec.run(|| w.after_step());
     finish(&w, slot.borrow_mut().take(), final_start);
 
     let mut tally = w.tally.borrow().clone();
     tally.schedules = 1;
     tally.steps = exec.steps.get();
+    *tally
+        .checks
+        .entry("stored refresh token never goes back")
+        .or_default() += tally.steps;
     let violations = w.violations.borrow().clone();
     Outcome { tally, violations }
 }
@@ -188,6 +213,7 @@ fn finish(
             match holder.map(|h| w.reqs.borrow()[h as usize].clone()) {
                 None => Some("answer never arrived (patience ran out)"),
                 Some(r) if r.isolate_died => Some("isolate died holding the only copy"),
+                Some(r) if r.cut_off => Some("wait_until's 30 s ran out holding the only copy"),
                 Some(r) if r.write_gave_up => Some("D1 refused every write of it"),
                 Some(_) => None,
             }

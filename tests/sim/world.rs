@@ -71,6 +71,8 @@ pub fn reauth() -> BrokerError {
 #[derive(Clone)]
 pub struct Row {
     pub grant: Rc<Grant>,
+    /// The grant's refresh token (kept beside it: checked after every step).
+    pub rt: Rc<str>,
     pub lineage: u32,
     pub version: i64,
     pub status: Status,
@@ -131,6 +133,8 @@ pub struct ReqInfo {
     pub got_5xx: bool,
     pub hung_up: bool,
     pub isolate_died: bool,
+    /// Its `wait_until` work was still running 30 s after the response.
+    pub cut_off: bool,
     pub write_gave_up: bool,
     pub answered: bool,
 }
@@ -200,6 +204,7 @@ pub struct World {
     pub refreshed: RefCell<HashMap<(u32, i64), (u32, i64)>>,
     pub spent: RefCell<Vec<SpentUse>>,
     pub tally: RefCell<Tally>,
+    went_back: Cell<bool>,
     pub violations: RefCell<Vec<String>>,
     pub trace: bool,
 }
@@ -236,6 +241,7 @@ impl World {
             refreshed: RefCell::new(HashMap::new()),
             spent: RefCell::new(Vec::new()),
             tally: RefCell::new(Tally::default()),
+            went_back: Cell::new(false),
             violations: RefCell::new(Vec::new()),
             trace,
         });
@@ -269,6 +275,23 @@ impl World {
         self.violations
             .borrow_mut()
             .push(format!("{invariant}: {detail}"));
+    }
+
+    /// After every step: the primary never holds a refresh token whose
+    /// successor the broker had already stored (a lost update, or a write of
+    /// a stale read).
+    pub fn after_step(&self) {
+        let db = self.db.borrow();
+        let Some(row) = db.primary() else { return };
+        if let Some(Rt::Spent { successor }) = self.prov.borrow().rts.get(&*row.rt) {
+            if self.persisted.borrow().contains(successor) && !self.went_back.get() {
+                self.went_back.set(true);
+                self.violate(
+                    "stored refresh token never goes back",
+                    format!("the row holds {} though {successor} was stored", row.rt),
+                );
+            }
+        }
     }
 
     pub fn check(&self, invariant: &'static str) {
@@ -345,6 +368,7 @@ impl World {
         let rt = grant.refresh_token().expect("rt").secret().to_string();
         self.persisted.borrow_mut().insert(rt);
         Row {
+            rt: rt_of(&grant).into(),
             grant: Rc::new(grant),
             lineage,
             version: 1_000 * lineage as i64,
@@ -638,6 +662,7 @@ impl Grants for Req {
             let rt = rt_of(grant);
             w.persisted.borrow_mut().insert(rt.clone());
             let next = Row {
+                rt: rt.as_str().into(),
                 grant: Rc::new(grant.clone()),
                 lineage: lineage_of(&rt),
                 version: row.version + 1,
