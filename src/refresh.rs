@@ -61,7 +61,9 @@
 //! one authid's row, [`Runtime`] for the clock, sleeping and the provider). The
 //! shell implements them over D1 and `fetch` (`src/shell/store/vault.rs`,
 //! `src/shell/routes/refresh.rs`); the tests here implement them in memory, so
-//! every branch runs natively.
+//! every branch runs natively, and `tests/sim/` runs [`single_flight`] itself
+//! under a seeded simulator (D1 with a lagging replica, a rotating provider,
+//! faults, hang-ups, isolate deaths) against the guarantees listed above.
 
 use crate::error::BrokerError;
 use crate::grant::{Grant, DEFAULT_EXPIRES_IN};
