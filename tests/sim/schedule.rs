@@ -12,6 +12,11 @@ use crate::world::{
     answer_allowed, bump, reauth, Death, Mutation, Plan, Req, Tally, World, START_MS,
 };
 
+fn stress_slow_d1() -> bool {
+    static SLOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SLOW.get_or_init(|| std::env::var("SIM_STRESS").is_ok_and(|v| v == "slow-d1"))
+}
+
 /// Draws a plan: about a fifth of schedules run without faults, the rest
 /// with rates that differ per schedule (so rare combinations come up).
 pub fn plan(seed: u64, mutation: Mutation) -> Plan {
@@ -21,8 +26,21 @@ pub fn plan(seed: u64, mutation: Mutation) -> Plan {
         true => r.range(1, max),
         false => 0,
     };
-    let (d1_fail, d1_spike, p5xx, invalid_grant, slow, lost) =
-        (rate(60), rate(40), rate(200), rate(40), rate(150), rate(80));
+    // `SIM_STRESS=slow-d1`: up to half of the D1 statements 0.2–2 s each way
+    // and most provider answers slower than the client's timeout (beyond the
+    // lease's timing assumptions; a bench, not the suite).
+    let (spike, slowness) = match stress_slow_d1() {
+        true => (500, 900),
+        false => (40, 150),
+    };
+    let (d1_fail, d1_spike, p5xx, invalid_grant, slow, lost) = (
+        rate(60),
+        rate(spike),
+        rate(200),
+        rate(40),
+        rate(slowness),
+        rate(80),
+    );
     let (hang_up, death, revoke_on_claim, reauth_on_claim) =
         (rate(300), rate(150), rate(60), rate(60));
     let lo = r.range(30, 120);
