@@ -24,25 +24,31 @@
 //! **Read replicas** (D1's Sessions API). The first read of a refresh may go to
 //! the nearest replica ([`FIRST_READ`]); every other read, the claim, the
 //! writes and the waiting run on the primary. [`trust`] decides whether a
-//! read may be acted on: from a replica, only a cache hit (an access token
-//! with more than 60 s left, [`Next::Serve`]) is; anything else (no row, a
-//! lease, an expiring token, `reauth_required`) is read again on the primary
-//! before anything is decided. What that guarantees:
+//! read may be acted on: from a replica, a cache hit (an access token with
+//! more than 60 s left, [`Next::Serve`]) is served, and an expiring token
+//! nobody holds a lease on ([`Next::Claim`]) is claimed on the primary with
+//! the version the replica read; anything else (no row, a lease,
+//! `reauth_required`) is read again on the primary before anything is
+//! decided, and so is a claim that lost. A cache miss thus costs two primary
+//! statements (claim, write), not three. What that guarantees:
 //!
-//! - *No lost grant, no spent-token reuse.* A replica read only ever serves
-//!   an access token; it never claims, never presents a refresh token
-//!   upstream, never writes. Every refresh decision is taken on a primary
-//!   read, and the claim and the write are compare-and-swap statements on the
-//!   primary (`version`, `lease_until`, `status`): a stale row could not win
-//!   them even if it reached them. A replica lagging behind a rotation serves
-//!   the previous access token only while that token itself has > 60 s left,
-//!   which is a token the provider issued and still honours.
+//! - *No lost grant, no spent-token reuse.* A replica read never presents a
+//!   refresh token upstream on its own word and never writes: the claim it
+//!   leads to is a compare-and-swap on the primary (`version`, `lease_until`,
+//!   `status`), and a version names one grant (every write bumps it; a row
+//!   starts at a random one, [`first_version`]), so the claim wins only if the
+//!   primary still holds the very grant the replica showed, active and with
+//!   no lease. A stale row loses it and is read again on the primary; the
+//!   write is a compare-and-swap too. A replica lagging behind a rotation
+//!   serves the previous access token only while that token itself has > 60 s
+//!   left, which is a token the provider issued and still honours.
 //! - *Unknown authid.* A grant just stored (a login seconds ago) may not have
 //!   reached the replica: "no row" on a replica is re-read on the primary
 //!   before anyone is told the authid is unknown (or a migration starts).
 //! - *Revoke.* A revoke reads and deletes on the primary. From the moment the
-//!   primary has the delete, no refresh of that grant can happen anywhere (the
-//!   refresh path only refreshes after a primary read). A replica that has not
+//!   primary has the delete, no refresh of that grant can start anywhere (the
+//!   refresh path only refreshes after winning a claim on the primary, which
+//!   needs the row). A replica that has not
 //!   replayed the delete yet may still serve the revoked grant's *cached access
 //!   token* (never a refreshed one) for as long as it lags: bounded by D1's
 //!   replica lag (Cloudflare documents no fixed figure; see docs/scale.md),
@@ -61,7 +67,9 @@
 //! one authid's row, [`Runtime`] for the clock, sleeping and the provider). The
 //! shell implements them over D1 and `fetch` (`src/shell/store/vault.rs`,
 //! `src/shell/routes/refresh.rs`); the tests here implement them in memory, so
-//! every branch runs natively.
+//! every branch runs natively, and `tests/sim/` runs [`single_flight`] itself
+//! under a seeded simulator (D1 with a lagging replica, a rotating provider,
+//! faults, hang-ups, isolate deaths) against the guarantees listed above.
 
 use crate::error::BrokerError;
 use crate::grant::{Grant, DEFAULT_EXPIRES_IN};
@@ -231,15 +239,14 @@ pub enum Trust {
 
 /// Decides what a read from `from` may lead to: `read` is the decision
 /// ([`next`]) on the row it found, or `None` when it found no row. A primary
-/// read is always acted on; a replica read only when it serves a cached token
-/// (the module doc says why that is safe and why nothing else is).
+/// read is always acted on; a replica read when it serves a cached token, or
+/// when it leads to a claim, which the primary checks against the version
+/// read (the module doc says why that is safe and why nothing else is).
 pub fn trust(from: ReadFrom, read: Option<&Next>) -> Trust {
     match (from, read) {
         (ReadFrom::Primary, _) => Trust::Act,
-        (ReadFrom::Replica, Some(Next::Serve(..))) => Trust::Act,
-        (ReadFrom::Replica, Some(Next::Claim | Next::Wait | Next::Reauthorize) | None) => {
-            Trust::ReadPrimary
-        }
+        (ReadFrom::Replica, Some(Next::Serve(..) | Next::Claim)) => Trust::Act,
+        (ReadFrom::Replica, Some(Next::Wait | Next::Reauthorize) | None) => Trust::ReadPrimary,
     }
 }
 
@@ -368,7 +375,7 @@ where
             continue;
         }
         // Every later read (after a lost claim, while waiting) is on the primary.
-        from = ReadFrom::Primary;
+        let read_from = std::mem::replace(&mut from, ReadFrom::Primary);
         match decided {
             Next::Serve(token, remaining) => {
                 return Ok(Served {
@@ -398,6 +405,10 @@ where
                         .finish(work, wait_ms)
                         .await
                         .unwrap_or(Err(BrokerError::ProviderTimeout));
+                }
+                // The replica's row is no longer the primary's: read it now.
+                if read_from == ReadFrom::Replica {
+                    continue;
                 }
             }
             Next::Wait => {}
@@ -1390,10 +1401,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_cache_hit_read_on_a_replica_is_acted_on() {
+    fn only_a_cache_hit_or_a_claim_read_on_a_replica_is_acted_on() {
         let at = || AccessToken::new("AT".into());
         assert_eq!(trust(Replica, Some(&Next::Serve(at(), 61))), Trust::Act);
-        for n in [Next::Claim, Next::Wait, Next::Reauthorize] {
+        assert_eq!(
+            trust(Replica, Some(&Next::Claim)),
+            Trust::Act,
+            "the claim checks the version on the primary"
+        );
+        for n in [Next::Wait, Next::Reauthorize] {
             assert_eq!(trust(Replica, Some(&n)), Trust::ReadPrimary, "{n:?}");
         }
         assert_eq!(trust(Replica, None), Trust::ReadPrimary, "no row yet");
@@ -1418,12 +1434,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_miss_on_the_replica_is_decided_claimed_and_written_on_the_primary() {
+    fn a_cache_miss_costs_one_replica_read_then_a_claim_and_a_write_on_the_primary() {
         let w = World::new(grant(30, NOW), NOW);
         w.answer(rotated());
         assert_eq!(w.run().unwrap().token.secret(), "AT2");
-        assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+        assert_eq!(*w.reads.borrow(), vec![Replica], "no primary read");
         assert_eq!((w.upstream_calls.get(), w.writes.get()), (1, 1));
+        assert_eq!(w.row.borrow().version, 2);
     }
 
     #[test]
@@ -1452,10 +1469,18 @@ mod tests {
 
     #[test]
     fn a_replica_that_saw_an_expiring_token_defers_to_a_fresh_one_on_the_primary() {
+        // The primary was refreshed since (version 2); the replica still has version 1.
         let w = World::new(grant(3600, NOW), NOW);
+        w.row.borrow_mut().version = 2;
         *w.replica.borrow_mut() = Some(Some(row_of(grant(30, NOW))));
         assert_eq!(w.run().unwrap().token.secret(), "AT");
         assert_eq!(*w.reads.borrow(), vec![Replica, Primary]);
+        assert_eq!(w.claims_lost.get(), 1, "the stale version's claim lost");
+        assert_eq!(
+            w.now_ms.get(),
+            NOW as u64 * 1000,
+            "read again at once, no poll"
+        );
         assert_eq!(
             w.upstream_calls.get(),
             0,

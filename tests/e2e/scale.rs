@@ -2,10 +2,11 @@
 //! D1 statements (`d1;desc="r=<replica reads> p=<primary statements> w=<writes>"`,
 //! `oauth_broker::d1work`), and the counts prove where the refresh protocol
 //! goes: a cache hit is one replica read and nothing else; a cache miss reads
-//! the replica, re-reads on the primary, claims the lease and writes the
-//! refreshed grant there. (`wrangler dev` has no replicas: both sessions reach
-//! the one local database, so this proves the routing and the counts, and
-//! `crate::refresh`'s unit tests prove the decisions against a lagging replica.)
+//! the replica, then claims the lease on the primary with the version it read
+//! and writes the refreshed grant there. (`wrangler dev` has no replicas: both
+//! sessions reach the one local database, so this proves the routing and the
+//! counts; `crate::refresh`'s unit tests and the simulator, `tests/sim/`, prove
+//! the decisions against a lagging replica.)
 
 use oauth_broker::authid::AuthId;
 use oauth_broker::d1work;
@@ -59,14 +60,15 @@ fn d1_work_of_a_cache_hit_and_a_cache_miss_is_reported_in_server_timing(b: &Brok
     );
     assert_eq!(b.mock.stats().refresh_calls, calls, "no upstream call");
 
-    // Cache miss: replica read, primary re-read, lease claim, compare-and-swap write.
+    // Cache miss: replica read, then on the primary only the lease claim (with
+    // the version the replica read) and the compare-and-swap write.
     w.expire_access_token(&authid);
     let miss = w.refresh(&authid);
     assert_eq!(miss.status, 200, "{}", miss.body);
     assert_eq!(
         d1_work(&miss),
-        (1, 3, 2),
-        "a miss: 1 replica read; on the primary 1 read + the claim + the write"
+        (1, 2, 2),
+        "a miss: 1 replica read; on the primary the claim + the write, no read"
     );
     assert_eq!(b.mock.stats().refresh_calls, calls + 1, "one upstream call");
 
