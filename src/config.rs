@@ -329,7 +329,7 @@ impl Config {
     /// grant, on this broker's re-authorization page (`crate::reauthorize`).
     pub fn reauthorize(&self) -> BrokerError {
         BrokerError::ReauthorizationRequired {
-            broker_url: format!("{}{}", self.origin, crate::reauthorize::PATH),
+            broker_url: format!("{}{}", self.origin, crate::error::REAUTHORIZE_PATH),
         }
     }
 

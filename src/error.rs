@@ -25,6 +25,10 @@
 
 use serde_json::json;
 
+/// The page a user re-authorizes a stored grant on (`crate::reauthorize`):
+/// every "re-authorize" answer for a stored grant names it.
+pub const REAUTHORIZE_PATH: &str = "/reauthorize";
+
 /// Everything a request can fail with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerError {
@@ -148,9 +152,7 @@ impl BrokerError {
             MissingAuthId => "No authid was sent (use the X-AuthID header)".into(),
             MalformedAuthId => "The authid is malformed; copy it again from the broker".into(),
             UnknownAuthId => "Unknown or wrong authid; it may have been revoked".into(),
-            ReauthorizationRequired { broker_url }
-                if broker_url.ends_with(crate::reauthorize::PATH) =>
-            {
+            ReauthorizationRequired { broker_url } if broker_url.ends_with(REAUTHORIZE_PATH) => {
                 format!(
                     "The provider no longer accepts this authorization; re-authorize this \
                      authid at {broker_url} (log in again as the same account, and every \

@@ -473,7 +473,7 @@ pub fn error(err: &BrokerError, restart: Option<&str>) -> Page {
         (Step::Reauthorize, _) => format!(
             "<p id=\"next-step\"><a class=\"button\" id=\"reauthorize-again\" \
              href=\"{}\">Re-authorize again</a></p>",
-            crate::reauthorize::PATH
+            crate::error::REAUTHORIZE_PATH
         ),
         (Step::TryAgain, None) | (Step::StartPage, _) => "<p id=\"next-step\"><a class=\"button\" \
              id=\"start-page\" href=\"/\">Start again from the start page</a></p>"

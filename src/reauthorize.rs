@@ -25,7 +25,7 @@ use crate::providers::{AccountSource, LoginKind, Provider};
 use crate::seal::{Pending, Sealed, ServerKeys};
 
 /// The page a user re-authorizes on (every "re-authorize" answer names it).
-pub const PATH: &str = "/reauthorize";
+pub const PATH: &str = crate::error::REAUTHORIZE_PATH;
 
 /// Why a grant cannot be re-authorized in place, or why a login did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
