@@ -419,7 +419,9 @@ pub fn result(
          broker's token endpoint (<code>/oauth/token</code>); a machine without a browser can \
          get one with a <a href=\"/device\">device login</a>.</li>\
          <li><strong>Other software</strong>: paste it where it asks for an authid.</li></ul>\
-         <p class=\"muted\">You can revoke it at any time on the <a href=\"/revoke\">revoke page</a>.</p>",
+         <p class=\"muted\">If a backup ever says <em>re-authorize</em>, the <a href=\"/status\">status \
+         page</a> shows why and lets you log in again into this same authid. You can revoke it at \
+         any time on the <a href=\"/revoke\">revoke page</a>.</p>",
         name = escape(provider_name),
         a = escape(authid),
         o = escape(&post_to.join(" ")),

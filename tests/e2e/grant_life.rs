@@ -31,6 +31,10 @@ pub const TESTS: &[crate::Test] = &[
         status_answers_only_the_holder_as_json_or_a_page,
     ),
     (
+        "grant_life_a_status_answer_counts_against_the_grants_limit_like_a_refresh",
+        a_status_answer_counts_against_the_grants_limit_like_a_refresh,
+    ),
+    (
         "grant_life_revoking_from_the_status_page_takes_its_ticket_and_a_confirmation",
         revoking_from_the_status_page_takes_its_ticket_and_a_confirmation,
     ),
@@ -84,6 +88,28 @@ fn box_grant(b: &Broker) -> String {
     authid
 }
 
+/// A refresh of the Box grant `authid` at the OAuth 2.0 token endpoint.
+fn token_endpoint(b: &Broker, authid: &str) -> Resp {
+    post(
+        &b.url("/oauth/token"),
+        &[],
+        &format!(
+            "grant_type=refresh_token&refresh_token={}&client_id=box.com",
+            enc(authid)
+        ),
+    )
+}
+
+/// A refresh of the Box grant `authid` at Akeeba's Refresh URL, as Akeeba's
+/// Box connector sends it.
+fn akeeba_refresh(b: &Broker, authid: &str) -> Resp {
+    let host = b.base.trim_start_matches("http://").to_string();
+    replay(
+        b,
+        &connector_request("box", &host, "/akeeba/box/refresh", authid, "old-at"),
+    )
+}
+
 /// The grant refused at the provider and marked by a refresh: every door's
 /// answer names the re-authorization page.
 fn refused(b: &Broker, authid: &str) {
@@ -99,24 +125,13 @@ fn refused(b: &Broker, authid: &str) {
         "Duplicati's 503 names {page}: {reason}"
     );
     // The OAuth 2.0 token endpoint: invalid_grant with error_uri.
-    let t = post(
-        &b.url("/oauth/token"),
-        &[],
-        &format!(
-            "grant_type=refresh_token&refresh_token={}&client_id=box.com",
-            enc(authid)
-        ),
-    );
+    let t = token_endpoint(b, authid);
     assert_eq!(t.status, 400, "{}", t.body);
     let v: Value = serde_json::from_str(&t.body).expect("json");
     assert_eq!(v["error"], "invalid_grant");
     assert_eq!(v["error_uri"], page.as_str());
     // Akeeba's Refresh URL: the connector throws with the description.
-    let host = b.base.trim_start_matches("http://").to_string();
-    let a = replay(
-        b,
-        &connector_request("box", &host, "/akeeba/box/refresh", authid, "old-at"),
-    );
+    let a = akeeba_refresh(b, authid);
     let v: Value = serde_json::from_str(&a.body).expect("json");
     assert!(
         v["error_description"]
@@ -142,23 +157,12 @@ fn works_again_everywhere(b: &Broker, authid: &str, before: &[String]) {
     let v: Value = serde_json::from_str(&r.body).expect("json");
     new(v["access_token"].as_str().expect("access_token"));
     b.expire_access_token(authid);
-    let t = post(
-        &b.url("/oauth/token"),
-        &[],
-        &format!(
-            "grant_type=refresh_token&refresh_token={}&client_id=box.com",
-            enc(authid)
-        ),
-    );
+    let t = token_endpoint(b, authid);
     assert_eq!(t.status, 200, "token endpoint: {}", t.body);
     let v: Value = serde_json::from_str(&t.body).expect("json");
     new(v["access_token"].as_str().expect("access_token"));
     b.expire_access_token(authid);
-    let host = b.base.trim_start_matches("http://").to_string();
-    let a = replay(
-        b,
-        &connector_request("box", &host, "/akeeba/box/refresh", authid, "old-at"),
-    );
+    let a = akeeba_refresh(b, authid);
     let (at, next) = akeeba_reads("box", &a, ("old-at", authid)).expect("Akeeba reads it");
     new(&at);
     b.remember(&next);
@@ -513,4 +517,32 @@ fn grants_from_the_previous_schema_keep_working_and_say_they_cannot_be_reauthori
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("cannot_reauthorize"));
     assert_eq!(new.mock.stats().spent_refresh_reuse, 0);
+}
+
+/// `/status` spends the per-grant budget (`RL_PER_GRANT`) as a refresh does,
+/// so it is no way around the limit.
+fn a_status_answer_counts_against_the_grants_limit_like_a_refresh(b: &Broker) {
+    let limited = Broker::start_with(
+        &b.mock,
+        Options {
+            per_grant_limit: 3,
+            ..Options::default()
+        },
+    );
+    b.mock.set_config(Config::default());
+    let authid = limited.login();
+    b.remember(&authid);
+    let seen = crate::harness::in_one_rate_limit_window(|| {
+        let mut seen: Vec<u16> = (0..3)
+            .map(|_| status_json(&limited, &authid).0.status)
+            .collect();
+        seen.push(limited.refresh(&authid).status);
+        seen.push(status_json(&limited, &authid).0.status);
+        seen
+    });
+    assert_eq!(
+        seen,
+        [200, 200, 200, 429, 429],
+        "three answers, then the limit"
+    );
 }
