@@ -1,4 +1,4 @@
-//! Fault soak of the real worker (issue 24 part 2), one invocation, loopback
+//! Fault soak of the real worker, one invocation, loopback
 //! only, every loop bounded by time and by a request cap:
 //!
 //! - grants logged in through the real flow, each with a door of its own:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault soak of the real worker (issue 24 part 2): the fault-injection build in
+# Fault soak of the real worker: the fault-injection build in
 # workerd, many grants x concurrent clients through Duplicati's /refresh, the
 # OAuth 2.0 token endpoint and Akeeba's Refresh URL, with the mock provider
 # failing, delaying and rotating at random, clients hanging up, and D1 errors
