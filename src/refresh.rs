@@ -509,9 +509,26 @@ async fn persist(
                 pause *= 2;
                 attempt += 1;
             }
+            // A failed attempt may have committed and lost only its answer:
+            // then the row holds this very grant (a retry's compare-and-swap
+            // finds the version moved, or fails too). Read back before
+            // reporting a loss or a newer grant that never happened.
+            Ok(false) if attempt > 1 => return Ok(holds(grants, grant).await),
+            Err(e) if holds(grants, grant).await => {
+                runtime.warn(&format!(
+                    "refresh: write answered an error but was stored: {}",
+                    e.cause().unwrap_or_default()
+                ));
+                return Ok(true);
+            }
             result => return result,
         }
     }
+}
+
+/// Whether the grant's row, read on the primary, holds `grant` itself.
+async fn holds(grants: &impl Grants, grant: &Grant) -> bool {
+    matches!(grants.open(ReadFrom::Primary).await, Ok(o) if o.grant == *grant)
 }
 
 /// One request's time: how long it may keep waiting for another request's
@@ -901,6 +918,9 @@ mod tests {
             pub upstream_delay_ms: Cell<u64>,
             /// How many writes fail (D1 down) before they succeed.
             pub write_failures: Cell<u32>,
+            /// Writes that run (commit or find the version moved) and then
+            /// answer an error anyway: an answer D1 lost.
+            pub write_answers_lost: Cell<u32>,
             pub writes: Cell<u32>,
         }
 
@@ -975,6 +995,7 @@ mod tests {
                     upstream_timeout_ms: Cell::new(UPSTREAM_TIMEOUT_MS),
                     upstream_delay_ms: Cell::new(0),
                     write_failures: Cell::new(0),
+                    write_answers_lost: Cell::new(0),
                     writes: Cell::new(0),
                 }))
             }
@@ -1052,20 +1073,29 @@ mod tests {
                     self.write_failures.set(self.write_failures.get() - 1);
                     return Err(BrokerError::storage("d1 write_refreshed: busy"));
                 }
-                let mut r = self.row.borrow_mut();
-                if self.steal_lease_before_write.get() {
-                    r.version += 1;
+                let written = {
+                    let mut r = self.row.borrow_mut();
+                    if self.steal_lease_before_write.get() {
+                        r.version += 1;
+                    }
+                    // Compare-and-swap on the version alone, as the vault's UPDATE does.
+                    if r.version != read.version {
+                        false
+                    } else {
+                        r.grant = grant.clone();
+                        r.version += 1;
+                        r.status = Status::Active;
+                        r.lease_until = 0;
+                        r.lease = None;
+                        true
+                    }
+                };
+                if self.write_answers_lost.get() > 0 {
+                    self.write_answers_lost
+                        .set(self.write_answers_lost.get() - 1);
+                    return Err(BrokerError::storage("d1 write_refreshed: answer lost"));
                 }
-                // Compare-and-swap on the version alone, as the vault's UPDATE does.
-                if r.version != read.version {
-                    return Ok(false);
-                }
-                r.grant = grant.clone();
-                r.version += 1;
-                r.status = Status::Active;
-                r.lease_until = 0;
-                r.lease = None;
-                Ok(true)
+                Ok(written)
             }
 
             async fn release(
@@ -1359,6 +1389,27 @@ mod tests {
         assert_eq!(w.run().unwrap().token.secret(), "AT2");
         assert_eq!(w.writes.get(), WRITE_ATTEMPTS, "bounded retries");
         assert!(w.warnings.borrow().iter().any(|m| m.contains("not stored")));
+    }
+
+    #[test]
+    fn a_write_whose_answers_were_lost_is_read_back_and_not_reported_as_a_loss() {
+        let w = World::new(grant(30, NOW), NOW);
+        w.write_answers_lost.set(WRITE_ATTEMPTS + 5);
+        w.answer(rotated());
+        assert_eq!(w.run().unwrap().token.secret(), "AT2");
+        assert_eq!(w.writes.get(), WRITE_ATTEMPTS, "bounded retries");
+        let row = w.row.borrow();
+        assert_eq!(row.grant.refresh_token().unwrap().secret(), "RT2");
+        assert_eq!(row.version, 2, "stored once");
+        let warnings = w.warnings.borrow();
+        assert!(
+            !warnings.iter().any(|m| m.contains("not stored")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|m| m.contains("was stored")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

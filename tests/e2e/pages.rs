@@ -6,7 +6,7 @@
 //! WebDriver), the rclone line copied from the page works with Debian's
 //! rclone, and an error page offers the one next step that helps.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mock_provider::Config;
@@ -291,13 +291,13 @@ fn pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone
     let dir = b.dir.join("pages-rclone");
     std::fs::create_dir_all(&dir).expect("dir");
     let conf = dir.join("rclone.conf");
-    let (ok, log) = run(clean("sh")
+    let (ok, log) = run(crate::rclone::without_proxy("sh")
         .args(["-c", &rclone_line])
         .env("RCLONE_CONFIG", &conf));
     assert!(ok, "the copied line runs: {log}");
     b.expire_access_token(&last_authid);
     let dead_proxy = format!("http://127.0.0.1:{}", free_port());
-    let (_, log) = run(clean("rclone")
+    let (_, log) = run(crate::rclone::without_proxy("rclone")
         .args([
             "lsjson",
             "box:",
@@ -328,51 +328,10 @@ fn pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone
     assert_eq!(saved["refresh_token"], last_authid.as_str());
 }
 
-/// `program` without the proxy settings of the caller's environment.
-fn clean(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    for k in [
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "https_proxy",
-        "http_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd
-}
-
 /// Runs `cmd` for at most two minutes; whether it exited 0, and its output.
 fn run(cmd: &mut Command) -> (bool, String) {
-    let out_path = std::env::temp_dir().join(format!(
-        "e2e-pages-{}-{}.log",
-        std::process::id(),
-        free_port()
-    ));
-    let out = std::fs::File::create(&out_path).expect("log file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("fd"))
-        .stderr(out)
-        .spawn()
-        .expect("run (apt-get install rclone)");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let ok = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s.success();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_path);
-    (ok, text)
+    let (status, text) = crate::rclone::run_bounded(cmd, Duration::from_secs(120));
+    (status == Some(0), text)
 }
 
 fn pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling(b: &Broker) {
@@ -449,24 +408,24 @@ fn pages_an_error_page_names_what_happened_its_code_and_the_one_next_step(b: &Br
         .body
         .contains("id=\"try-again\" href=\"/login?id=box.com\""));
     let driver = Driver::start(&b.dir);
+    // A Box login in the browser while the mock plays `config`, to its error page.
+    let login_to_an_error_page = |config: Config| {
+        with_mock(b, config, || {
+            driver.goto(&b.url("/login?id=box.com"));
+            driver.wait_for_url("/callback/box.com");
+            wait_until("the error page", || {
+                driver.source().contains("id=\"error-code\"").then_some(())
+            });
+        })
+    };
     for (width, height) in WIDTHS {
         driver.set_window_size(width, height);
         // The user says no at the provider: what happened, the code, and a
         // *Try again* that starts the same login; it works once they agree.
-        with_mock(
-            b,
-            Config {
-                deny: true,
-                ..Config::default()
-            },
-            || {
-                driver.goto(&b.url("/login?id=box.com"));
-                driver.wait_for_url("/callback/box.com");
-                wait_until("the error page", || {
-                    driver.source().contains("id=\"error-code\"").then_some(())
-                });
-            },
-        );
+        login_to_an_error_page(Config {
+            deny: true,
+            ..Config::default()
+        });
         assert_eq!(driver.text("#error-code"), "access_denied");
         assert_eq!(driver.text("#error-what"), "Access was not granted");
         assert!(driver.text("#error-reason").contains("not granted"));
@@ -486,20 +445,10 @@ fn pages_an_error_page_names_what_happened_its_code_and_the_one_next_step(b: &Br
         assert!(driver.current_url().contains("/callback/box.com"));
 
         // The broker's own credentials refused: tell the operator, no retry.
-        with_mock(
-            b,
-            Config {
-                client_rejected: true,
-                ..Config::default()
-            },
-            || {
-                driver.goto(&b.url("/login?id=box.com"));
-                driver.wait_for_url("/callback/box.com");
-                wait_until("the error page", || {
-                    driver.source().contains("id=\"error-code\"").then_some(())
-                });
-            },
-        );
+        login_to_an_error_page(Config {
+            client_rejected: true,
+            ..Config::default()
+        });
         assert_eq!(driver.text("#error-code"), "provider_misconfigured");
         assert!(driver.text("#next-step").contains("Tell the operator"));
         assert!(!driver.source().contains("id=\"try-again\""));

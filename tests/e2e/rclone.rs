@@ -38,15 +38,14 @@ pub const TESTS: &[crate::Test] = &[
 
 /// Runs rclone with `args` and `env`, killing it after `limit`; its output.
 fn rclone(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>, String) {
-    let dir = std::env::temp_dir();
-    let out_path = dir.join(format!("e2e-rclone-{}.log", std::process::id()));
-    let out = std::fs::File::create(&out_path).expect("rclone log");
-    let mut cmd = Command::new("rclone");
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("fd"))
-        .stderr(out);
-    // No proxy or CA settings from the caller's environment leak in.
+    let mut cmd = without_proxy("rclone");
+    cmd.args(args).envs(env.iter().copied());
+    run_bounded(&mut cmd, limit)
+}
+
+/// `program` without the proxy and CA settings of the caller's environment.
+pub(crate) fn without_proxy(program: &str) -> Command {
+    let mut cmd = Command::new(program);
     for k in [
         "HTTPS_PROXY",
         "HTTP_PROXY",
@@ -57,8 +56,24 @@ fn rclone(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>,
     ] {
         cmd.env_remove(k);
     }
-    cmd.envs(env.iter().copied());
-    let mut child = cmd.spawn().expect("run rclone (apt-get install rclone)");
+    cmd
+}
+
+/// Runs `cmd` (stdin closed), killing it after `limit`: its exit code
+/// (`None` if killed) and its output, stdout and stderr together.
+pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
+    let out_path = std::env::temp_dir().join(format!(
+        "e2e-run-{}-{}.log",
+        std::process::id(),
+        crate::harness::free_port()
+    ));
+    let out = std::fs::File::create(&out_path).expect("log file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("fd"))
+        .stderr(out)
+        .spawn()
+        .expect("run (scripts/setup.sh --test installs rclone)");
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
