@@ -33,6 +33,10 @@ pub struct Call {
     pub d1_work: Rc<D1Work>,
     /// The D1 faults this request asks for (test builds only: `super::faults`).
     pub faults: Faults,
+    /// Where an error page's *Try again* leads, when the handler knows better
+    /// than the request's path (`crate::next_step::restart_href`): a failed
+    /// re-authorization is tried again as one, not as a new login.
+    pub restart: Option<String>,
 }
 
 impl Call {
@@ -48,6 +52,7 @@ impl Call {
             path_key: None,
             base: String::new(),
             d1_work: Rc::default(),
+            restart: None,
         }
     }
 

@@ -128,8 +128,9 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
     let mut response = match out {
         // A page's error offers the link that starts its login again.
         Err(e) if surface == Surface::Page => {
-            let restart =
-                crate::next_step::restart_href(&path, &call.rest, &call.base, &call.query);
+            let restart = call.restart.clone().or_else(|| {
+                crate::next_step::restart_href(&path, &call.rest, &call.base, &call.query)
+            });
             let page = crate::pages::error(&e, restart.as_deref());
             respond::finish_page(e, page, https)?
         }

@@ -295,12 +295,32 @@ fn a_login_as_another_account_changes_nothing_and_says_why(b: &Broker) {
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.header("X-Error-Code"), Some("different_account"));
     assert!(r.body.contains("different account"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("id=\"reauthorize-again\" href=\"/reauthorize\""),
+        "the next step is to re-authorize again: {}",
+        r.body
+    );
     let (_, s) = status_json(b, &authid);
     assert_eq!(
         s["state"], "reauthorization_required",
         "nothing changed: {s}"
     );
     assert_eq!(b.refresh(&authid).status, 503);
+    // Alice says no at the provider: *Try again* re-authorizes, not a new login.
+    b.mock.set_config(Config {
+        deny: true,
+        ..Config::default()
+    });
+    let mut jar = Jar::default();
+    let cb = reauthorize_to_callback(b, &mut jar, &authid);
+    let r = callback(b, &mut jar, &cb);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("id=\"try-again\" href=\"/reauthorize\""),
+        "{}",
+        r.body
+    );
     // Alice herself then re-authorizes it.
     b.mock.set_config(Config::default());
     let before = b.mock.stats().issued_access_tokens;

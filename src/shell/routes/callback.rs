@@ -52,6 +52,9 @@ pub async fn get(c: &mut Call) -> Out {
     // OAuth 2.0 doors hear about a failure too (an `error=` redirect, a
     // denied device); the result page shows it as an error page.
     if let LoginEnding::Reauthorize { authid } = &record.ending {
+        // A failure here is tried again as a re-authorization (the same
+        // authid), never as a new login.
+        c.restart = Some(format!("{}{}", c.base, crate::error::REAUTHORIZE_PATH));
         let code = exchange_code(c, &record, &verifier).await?;
         return reauthorize::finish(c, authid, &cookie, code.provider, code.resp).await;
     }
