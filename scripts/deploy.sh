@@ -390,12 +390,10 @@ step="8/8 check"
 doctor_failed=0
 if [ -z "$url" ]; then
   say "no URL to check: run again with --url https://<your broker>"
-elif [ -f scripts/doctor.sh ]; then
+else
   say "bash scripts/doctor.sh $url"
   bash scripts/doctor.sh "$url" 2>&1 | indent || doctor_failed=1
   [ "$doctor_failed" = 0 ] || say "TO DO: the doctor found problems (above)"
-else
-  say "scripts/doctor.sh is not available in this checkout; check by hand: curl $url/healthz (answers ok)"
 fi
 
 host="${url:-$host_hint}"

@@ -108,7 +108,7 @@ case "${1:-} ${2:-}" in
 esac
 "#;
 
-/// Stands in for scripts/doctor.sh (written by another change): records its argument.
+/// Stands in for scripts/doctor.sh (the real one asks the deployed broker): records its argument.
 const FAKE_DOCTOR: &str = r#"#!/usr/bin/env bash
 echo "$*" >>"$FAKE_WRANGLER_STATE/doctor.log"
 echo "doctor (fake): $1/admin/status looks fine"
@@ -139,7 +139,7 @@ impl Sandbox {
         ] {
             std::fs::create_dir_all(root.join(dir)).expect("mkdir");
         }
-        // Not the whole scripts/: a scripts/doctor.sh there would make network calls.
+        // Not the whole scripts/: the real scripts/doctor.sh would make network calls (a fake stands in).
         for file in [
             "wrangler.toml",
             "scripts/deploy.sh",
@@ -157,6 +157,7 @@ impl Sandbox {
         }
         let sandbox = Sandbox { root };
         sandbox.write_executable("bin/wrangler", FAKE_WRANGLER);
+        sandbox.write_executable("scripts/doctor.sh", FAKE_DOCTOR);
         sandbox
     }
 
@@ -345,7 +346,14 @@ fn first_run_does_every_step_once_and_a_second_run_changes_nothing() {
         &first,
         &format!("[7/8 deploy] done: deployed to {WORKERS_DEV}"),
     );
-    assert_has(&first, &format!("scripts/doctor.sh is not available in this checkout; check by hand: curl {WORKERS_DEV}/healthz"));
+    assert_has(
+        &first,
+        &format!("[8/8 check] bash scripts/doctor.sh {WORKERS_DEV}"),
+    );
+    assert_has(
+        &first,
+        &format!("doctor (fake): {WORKERS_DEV}/admin/status looks fine"),
+    );
     assert_has(
         &first,
         &format!("dropbox: register the redirect URI {WORKERS_DEV}/callback/dropbox"),
@@ -355,8 +363,7 @@ fn first_run_does_every_step_once_and_a_second_run_changes_nothing() {
         "the client secret was printed"
     );
 
-    // Second run: everything is in place; the doctor exists by now.
-    sb.write_executable("scripts/doctor.sh", FAKE_DOCTOR);
+    // Second run: everything is in place.
     let (ok, second) = sb.run(&["--yes"], &[]);
     print_transcript("second run", &second);
     assert!(ok, "the second run failed");
@@ -404,7 +411,8 @@ fn first_run_does_every_step_once_and_a_second_run_changes_nothing() {
     assert!(!second.contains(DROPBOX_SECRET));
     assert_eq!(
         std::fs::read_to_string(sb.root.join("state/doctor.log")).expect("the doctor ran"),
-        format!("{WORKERS_DEV}\n")
+        format!("{WORKERS_DEV}\n{WORKERS_DEV}\n"),
+        "the doctor checked the deployed URL after each run"
     );
 }
 
