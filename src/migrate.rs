@@ -137,10 +137,7 @@ pub const UNKNOWN_MEMO_CAP: usize = 1024;
 /// would let anyone who knows a keyid keep its owner's right password from
 /// being asked for.
 fn unknown_key(authid: &AuthId) -> String {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(
-        format!("oauth-broker/v1/move-unknown|{}", authid.expose()).as_bytes(),
-    );
-    crate::random::hex(&digest)
+    crate::digest::domain_hex("oauth-broker/v1/move-unknown|", &authid.expose())
 }
 
 /// Whether an authid this broker does not know may be asked for at the old

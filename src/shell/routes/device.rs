@@ -4,6 +4,7 @@
 //! (called from `callback.rs`). Device codes are redeemed by the token service
 //! (`tokens::redeem_device_code`). Every decision is `crate::device`'s.
 
+use crate::cookie;
 use crate::device::{self, DeviceRecord, Status};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
@@ -182,7 +183,7 @@ pub async fn page(c: &mut Call) -> Out {
         );
         // The cookie binds the click to this browser AND to this device row.
         let bound = device::confirmation_binding(&token, &device_code_hash);
-        return Ok(html(page).with_cookie(login::cookie(
+        return Ok(html(page).with_cookie(cookie::set(
             CONFIRM_COOKIE,
             &bound,
             device::DEVICE_TTL_SECS,
@@ -190,7 +191,7 @@ pub async fn page(c: &mut Call) -> Out {
     };
     let cookie = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, CONFIRM_COOKIE))
+        .and_then(|h| cookie::value(&h, CONFIRM_COOKIE))
         .unwrap_or_default();
     let expected = device::confirmation_binding(confirm, &device_code_hash);
     if !ct_eq(cookie.as_bytes(), expected.as_bytes()) {
@@ -199,7 +200,7 @@ pub async fn page(c: &mut Call) -> Out {
             what: "this confirmation was not made in this browser; enter the code again",
         });
     }
-    let clear = login::cookie(CONFIRM_COOKIE, "", 0);
+    let clear = cookie::set(CONFIRM_COOKIE, "", 0);
     match single(&form, "decision")? {
         Some("approve") => {}
         Some("deny") => {

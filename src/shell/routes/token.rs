@@ -9,8 +9,8 @@
 
 use std::cell::RefCell;
 
+use crate::digest::sha256_hex;
 use crate::error::BrokerError;
-use crate::login::sha256_hex;
 use crate::oauth2::{self, FailureMemo, Grant};
 use crate::redeem::Redeemed;
 use crate::shell::call::Call;

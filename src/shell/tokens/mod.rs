@@ -31,9 +31,9 @@ use worker::Delay;
 
 use crate::authid::{next_v2_authid, parse_authid, plausible_refresh_token, AuthId, ParsedAuthId};
 use crate::config::Config;
+use crate::digest::sha256_hex;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
-use crate::login::sha256_hex;
 use crate::memo::Memo;
 use crate::migrate::{self, Export, Source};
 use crate::providers::{canonical_id, same_provider};
