@@ -64,7 +64,7 @@ pub const MAX_AUTHID_LEN: usize = 8192;
 /// Which service's spelling a stored (v1) authid has. The keyid locates the
 /// row and the secret keys the seal whatever the spelling; the format decides
 /// only what parses, what an imported secret must look like, and whether a
-/// grant may be fetched from an operator's oauth-handler (`crate::migrate`).
+/// grant may be fetched from an operator's oauth-handler (`crate::handler_move`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthIdFormat {
     /// Ours: `<32 hex>:<43 base64url>` (256-bit secret).

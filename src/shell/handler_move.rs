@@ -1,16 +1,18 @@
-//! The shell half of `crate::migrate`: asks the operator's oauth-handler for
+//! The shell half of `crate::handler_move`: asks the operator's oauth-handler for
 //! a grant this broker does not hold yet, and keeps it under the same authid:
 //! on shard 1, since oauth-handler spellings are never shard-tagged. Each
 //! export call spends the client's `RL_MOVE_PER_IP` budget; an authid the old
 //! service did not know is answered "unknown" from this isolate's memory for
-//! `migrate::UNKNOWN_MEMO_MS`, with no call.
+//! `handler_move::UNKNOWN_MEMO_MS`, with no call.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
+use crate::authid::AuthId;
 use crate::error::BrokerError;
+use crate::handler_move::{self, Export, Exported, Source};
 use crate::ids::ProviderId;
 use crate::memo::Memo;
-use crate::migrate::{self, Export, Exported, Source};
 use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::guard::rate_limit;
@@ -25,7 +27,33 @@ const MOVE_LIMIT: &str = "RL_MOVE_PER_IP";
 thread_local! {
     /// Authids (hashed: `Export::unknown_key`) the old service answered
     /// "unknown" for, lately, in this isolate.
-    static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(migrate::UNKNOWN_MEMO_CAP));
+    static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(handler_move::UNKNOWN_MEMO_CAP));
+}
+
+/// Where an oauth-handler authid this broker does not hold yet can be moved
+/// from, with the export request for it: `None` for an authid of ours, or
+/// when no move source is configured.
+pub fn source(c: &Call, authid: &AuthId) -> Result<Option<(Rc<Source>, Export)>, BrokerError> {
+    if !handler_move::may_move(authid) {
+        return Ok(None);
+    }
+    Ok(c.cfg.handler_move_source()?.map(|s| {
+        let export = s.export(authid);
+        (s, export)
+    }))
+}
+
+/// Whether the grant under `grant`, unknown here, was moved in from the
+/// operator's oauth-handler just now ([`adopt`]).
+pub async fn moved_in(
+    c: &Call,
+    grant: &StoredGrant,
+    source: &Option<(Rc<Source>, Export)>,
+) -> Result<bool, BrokerError> {
+    match source {
+        Some((source, export)) => adopt(c, grant, source, export).await,
+        None => Ok(false),
+    }
 }
 
 /// Moves the grant `export` names (see [`Source::export`]) from the old
@@ -55,7 +83,7 @@ pub async fn adopt(
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Err(BrokerError::ProviderFailed);
     }
-    let (service, moved) = match migrate::read_export(status, &body)? {
+    let (service, moved) = match handler_move::read_export(status, &body)? {
         Exported::Unknown => {
             let now = clock::now_ms();
             UNKNOWN.with_borrow_mut(|m| {
@@ -63,7 +91,7 @@ pub async fn adopt(
                     export.unknown_key.clone(),
                     &BrokerError::UnknownAuthId,
                     now,
-                    now + migrate::UNKNOWN_MEMO_MS,
+                    now + handler_move::UNKNOWN_MEMO_MS,
                 )
             });
             return Ok(false);

@@ -71,7 +71,7 @@ fn transport_protects_secrets(url: &url::Url) -> bool {
 }
 
 impl Source {
-    /// Reads the two settings. Neither set: `None` (no migration). One
+    /// Reads the two settings. Neither set: `None` (no handler move). One
     /// without the other, a URL with a query, or a URL that is not https
     /// (or http to a loopback host): misconfigured.
     pub fn from_settings(
@@ -143,7 +143,7 @@ fn unknown_key(authid: &AuthId) -> String {
 /// Whether an authid this broker does not know may be asked for at the old
 /// service: only oauth-handler's own spelling (oauth-server's and ours were
 /// never issued by it).
-pub fn may_migrate(authid: &AuthId) -> bool {
+pub fn may_move(authid: &AuthId) -> bool {
     authid.format() == AuthIdFormat::OauthHandler
 }
 
@@ -276,10 +276,10 @@ mod tests {
 
     #[test]
     fn only_oauth_handler_authids_are_asked_for() {
-        assert!(may_migrate(&authid(HANDLER)));
+        assert!(may_move(&authid(HANDLER)));
         let server = format!("{}:{}", "ab".repeat(16), "a1A!".repeat(8));
-        assert!(!may_migrate(&authid(&server)));
-        assert!(!may_migrate(
+        assert!(!may_move(&authid(&server)));
+        assert!(!may_move(
             &AuthId::generate(crate::ids::Shard::FIRST).unwrap()
         ));
     }
