@@ -55,7 +55,7 @@ pub struct LoginRecord {
 }
 
 /// How a login ends, once the callback has exchanged the code and kept the
-/// grant: which client dialect's page or redirect answers the browser. Every
+/// grant: which door's page or redirect answers the browser. Every
 /// door (Duplicati's pages, Akeeba's helper, the OAuth 2.0 authorization and
 /// device endpoints) starts the same login and differs only here.
 ///
