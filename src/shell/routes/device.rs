@@ -10,7 +10,6 @@ use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::oauth2;
 use crate::pages;
-use crate::providers::{LoginKind, Provider};
 use crate::redeem::Issuance;
 use crate::request::single;
 use crate::seal::Pending;
@@ -35,11 +34,6 @@ const EVERYONE: &str = "all";
 /// (`SameSite=Lax` keeps it off cross-site POSTs).
 const CONFIRM_COOKIE: &str = "__Host-broker-device";
 
-/// A provider a device may log in with: one with a browser login and a refresh token.
-fn device_capable(p: &Provider) -> bool {
-    p.login == LoginKind::AuthorizationCode && !p.access_token_is_authid
-}
-
 /// `POST /oauth/device_authorization` `client_id=<provider>` (RFC 8628 §3.1,
 /// §3.2). The client authenticates as at the token endpoint (RFC 6749
 /// §2.3.1, by HTTP Basic or in the body), so behind the access gate the key
@@ -61,7 +55,7 @@ pub async fn authorization(c: &mut Call) -> Out {
         BrokerError::UnknownProvider => unknown.clone(),
         other => other,
     })?;
-    if !device_capable(provider) {
+    if !provider.browser_login_with_refresh_token() {
         return Err(BrokerError::BadRequest {
             code: "unauthorized_client",
             what: "this provider cannot be used with the device flow",
