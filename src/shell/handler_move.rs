@@ -17,7 +17,7 @@ use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::guard::rate_limit;
 use crate::shell::store::vault::StoredGrant;
-use crate::shell::upstream_fetch;
+use crate::shell::upstream_fetch::{self, Answer};
 use crate::upstream::MAX_TOKEN_RESPONSE_BYTES;
 
 /// Per-IP budget of export calls: any caller can make up authids in
@@ -30,16 +30,22 @@ thread_local! {
     static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(handler_move::UNKNOWN_MEMO_CAP));
 }
 
+/// A move that may be made: where the grant would come from, and the export
+/// request for it.
+pub struct Move {
+    source: Rc<Source>,
+    export: Export,
+}
+
 /// Where an oauth-handler authid this broker does not hold yet can be moved
-/// from, with the export request for it: `None` for an authid of ours, or
-/// when no move source is configured.
-pub fn source(c: &Call, authid: &AuthId) -> Result<Option<(Rc<Source>, Export)>, BrokerError> {
+/// from: `None` for an authid of ours, or when no move source is configured.
+pub fn source(c: &Call, authid: &AuthId) -> Result<Option<Move>, BrokerError> {
     if !handler_move::may_move(authid) {
         return Ok(None);
     }
-    Ok(c.cfg.handler_move_source()?.map(|s| {
-        let export = s.export(authid);
-        (s, export)
+    Ok(c.cfg.handler_move_source()?.map(|source| {
+        let export = source.export(authid);
+        Move { source, export }
     }))
 }
 
@@ -48,10 +54,10 @@ pub fn source(c: &Call, authid: &AuthId) -> Result<Option<(Rc<Source>, Export)>,
 pub async fn moved_in(
     c: &Call,
     grant: &StoredGrant,
-    source: &Option<(Rc<Source>, Export)>,
+    source: &Option<Move>,
 ) -> Result<bool, BrokerError> {
     match source {
-        Some((source, export)) => adopt(c, grant, source, export).await,
+        Some(m) => adopt(c, grant, &m.source, &m.export).await,
         None => Ok(false),
     }
 }
@@ -74,7 +80,7 @@ pub async fn adopt(
         return Ok(false);
     }
     rate_limit(c, MOVE_LIMIT, c.client_key()?).await?;
-    let (status, body) = upstream_fetch::get(
+    let Answer { status, body } = upstream_fetch::get(
         &source.export_url,
         &export.headers,
         c.cfg.upstream_timeout_ms,
