@@ -1,7 +1,7 @@
 //! Minting: a fresh stored authid from the CSPRNG, drawn so that the
 //! platform's log redaction hides its secret.
 
-use super::{AuthId, AuthIdFormat};
+use super::v1::{AuthId, AuthIdFormat};
 use crate::ids::Shard;
 use crate::random::{self, RandomError};
 use crate::secret::AuthSecret;

@@ -3,7 +3,7 @@
 //! sharding keeps its spelling. The tag only routes: the key hash and the
 //! seal come from the keyid and secret alone (`docs/reference.md`, "Authids").
 
-use super::AuthIdError;
+use super::error::AuthIdError;
 use crate::ids::Shard;
 
 /// Takes the tag off `s`: the shard it names and the rest, or the first
@@ -44,7 +44,7 @@ fn parse(tag: &str) -> Option<Shard> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::v1;
+    use super::super::parse::test_support::v1;
     use crate::authid::{parse_authid, AuthId, AuthIdError, AuthIdFormat, ParsedAuthId};
     use crate::ids::Shard;
 

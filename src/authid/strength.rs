@@ -4,7 +4,7 @@
 //! clever choice.
 
 use super::v1::service_class;
-use super::{AuthId, AuthIdFormat};
+use super::v1::{AuthId, AuthIdFormat};
 use crate::error::BrokerError;
 use crate::secret::RefreshToken;
 
@@ -102,7 +102,7 @@ fn handler_secret_looks_generated(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{service_secret, v1};
+    use super::super::parse::test_support::{service_secret, v1};
     use super::*;
     use crate::authid::{parse_authid, ParsedAuthId};
     use crate::ids::Shard;

@@ -2,7 +2,8 @@
 //! have: ours and those of Duplicati's two services, whose grants move here
 //! keeping the authids their users pasted (`docs/reference.md`, "Authids").
 
-use super::{shard_tag, AuthIdError};
+use super::error::AuthIdError;
+use super::shard_tag;
 use crate::ids::Shard;
 use crate::random;
 use crate::secret::AuthSecret;
@@ -170,7 +171,7 @@ pub(super) fn service_class(b: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{service_secret, v1};
+    use super::super::parse::test_support::{service_secret, v1};
     use super::*;
     use crate::authid::parse_authid;
 

@@ -2,8 +2,11 @@
 //! stored, the token travels in the authid. Every token a provider may return
 //! has exactly one spelling, one header-safe word (`docs/reference.md`, "Authids").
 
-use super::{AuthIdError, ParsedAuthId, MAX_AUTHID_LEN};
 use crate::secret::RefreshToken;
+
+/// Longest input considered at all: a v2 authid still fits in one request header
+/// line (8 KiB). A v2 authid longer than this cannot be made (see [`next_v2_authid`]).
+pub const MAX_AUTHID_LEN: usize = 8192;
 
 /// Whether a token byte is written as it is in a v2 authid (else `%XX`).
 fn plain(b: u8) -> bool {
@@ -41,7 +44,7 @@ pub fn next_v2_authid(provider: &str, refresh_token: &RefreshToken) -> Option<St
 /// Reverses the escaping of [`v2_authid`]: only canonical escapes (uppercase hex
 /// of a byte that must be escaped) and a UTF-8 result, so each token has one
 /// spelling and a parsed authid prints back exactly as it was given.
-fn unescape_token(s: &str) -> Option<String> {
+pub(super) fn unescape_token(s: &str) -> Option<String> {
     let upper_hex = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'A'..=b'F' => Some(c - b'A' + 10),
@@ -71,30 +74,11 @@ fn unescape_token(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Parses what follows `v2:`: `<provider-id>:<escaped token>`.
-pub(super) fn parse(rest: &str) -> Result<ParsedAuthId, AuthIdError> {
-    let (provider, token) = rest.split_once(':').ok_or(AuthIdError::Malformed)?;
-    let provider_ok = (1..=64).contains(&provider.len())
-        && provider
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    let token = unescape_token(token)
-        .filter(|t| !t.is_empty())
-        .ok_or(AuthIdError::Malformed)?;
-    if !provider_ok {
-        return Err(AuthIdError::Malformed);
-    }
-    Ok(ParsedAuthId::V2 {
-        provider: provider.to_string(),
-        refresh_token: RefreshToken::new(token),
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::token_of;
+    use super::super::parse::test_support::token_of;
     use super::*;
-    use crate::authid::parse_authid;
+    use crate::authid::{parse_authid, AuthIdError, ParsedAuthId};
 
     /// A deterministic stream of characters from every class a JSON string can
     /// hold (xorshift; no randomness needed to cover them).
