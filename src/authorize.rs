@@ -16,15 +16,10 @@
 //!   [`code_hash`], is spent on its first presentation, and is bound to the
 //!   provider, the exact `redirect_uri` and the challenge.
 
+use crate::digest::sha256_hex;
 use crate::pkce::PkceVerifier;
 use crate::request::{single, Params};
 use crate::secret::ct_eq;
-
-/// Lowercase hex SHA-256 (as `login::sha256_hex`; computed here so this
-/// module does not import the login floor).
-fn sha256_hex(s: &str) -> String {
-    crate::random::hex(&<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()))
-}
 
 /// How long an authorization code may wait to be redeemed (RFC 6749 §4.1.2
 /// recommends at most 10 minutes; a native app redeems it at once).

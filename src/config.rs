@@ -14,8 +14,8 @@ use std::rc::Rc;
 
 use crate::access;
 use crate::error::BrokerError;
+use crate::handler_move;
 use crate::ids::Shard;
-use crate::migrate;
 use crate::opener::OpenerOrigins;
 use crate::providers::{Catalogue, Provider};
 use crate::refresh;
@@ -54,7 +54,7 @@ pub struct Config {
     providers: OnceCell<Result<Providers, BrokerError>>,
     /// Shared (not copied) with work that outlives the request.
     keys: OnceCell<Result<Rc<ServerKeys>, BrokerError>>,
-    migration: OnceCell<Result<Option<Rc<migrate::Source>>, BrokerError>>,
+    handler_move: OnceCell<Result<Option<Rc<handler_move::Source>>, BrokerError>>,
 }
 
 thread_local! {
@@ -142,17 +142,17 @@ impl Config {
             binding: Box::new(binding),
             providers: OnceCell::new(),
             keys: OnceCell::new(),
-            migration: OnceCell::new(),
+            handler_move: OnceCell::new(),
         }
     }
 
-    /// The oauth-handler grants move from (`crate::migrate`), if the operator
+    /// The oauth-handler grants move from (`crate::handler_move`), if the operator
     /// set one: `OAUTH_HANDLER_URL` and `OAUTH_HANDLER_API_KEY`.
-    pub fn migration_source(&self) -> Result<Option<Rc<migrate::Source>>, BrokerError> {
-        self.migration
+    pub fn handler_move_source(&self) -> Result<Option<Rc<handler_move::Source>>, BrokerError> {
+        self.handler_move
             .get_or_init(|| {
                 let get = |name: &str| nonblank((self.binding)(name));
-                migrate::Source::from_settings(
+                handler_move::Source::from_settings(
                     get("OAUTH_HANDLER_URL").as_deref(),
                     get("OAUTH_HANDLER_API_KEY").as_deref(),
                 )
@@ -457,18 +457,18 @@ mod tests {
 
     #[test]
     fn an_oauth_handler_to_move_grants_from_needs_its_url_and_api_key() {
-        assert!(config(&[]).migration_source().unwrap().is_none());
+        assert!(config(&[]).handler_move_source().unwrap().is_none());
         let c = config(&[
             ("OAUTH_HANDLER_URL", "https://old.example"),
             ("OAUTH_HANDLER_API_KEY", "0123456789"),
         ]);
         assert_eq!(
-            c.migration_source().unwrap().unwrap().export_url,
+            c.handler_move_source().unwrap().unwrap().export_url,
             "https://old.example/export"
         );
         let half = config(&[("OAUTH_HANDLER_URL", "https://old.example")]);
         assert_eq!(
-            half.migration_source().unwrap_err().code(),
+            half.handler_move_source().unwrap_err().code(),
             "server_misconfigured"
         );
     }
@@ -483,20 +483,20 @@ mod tests {
         };
         let plain = with_url("http://old.example");
         assert_eq!(
-            plain.migration_source().unwrap_err(),
+            plain.handler_move_source().unwrap_err(),
             BrokerError::Misconfigured {
                 what: "OAUTH_HANDLER_URL must be an https URL (plain http only to a loopback \
                        host: 127.0.0.1, [::1], localhost), set together with OAUTH_HANDLER_API_KEY",
             }
         );
-        assert!(plain.migration_source().unwrap_err().cause().is_some());
+        assert!(plain.handler_move_source().unwrap_err().cause().is_some());
         for local in [
             "http://127.0.0.1:8080",
             "http://[::1]:8080",
             "http://localhost:8080",
         ] {
             assert!(
-                with_url(local).migration_source().unwrap().is_some(),
+                with_url(local).handler_move_source().unwrap().is_some(),
                 "{local}"
             );
         }

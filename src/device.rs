@@ -16,14 +16,9 @@
 //!   grows by 5 s for good, §3.5), `access_denied`, `expired_token`, and once
 //!   the authid.
 
+use crate::digest::sha256_hex;
 use crate::random;
 use crate::redeem::Redeemed;
-
-/// Lowercase hex SHA-256 (as `login::sha256_hex`; computed here so this
-/// module does not import the login floor).
-fn sha256_hex(s: &str) -> String {
-    crate::random::hex(&<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()))
-}
 
 /// §3.2 `expires_in`.
 pub const DEVICE_TTL_SECS: i64 = 600;

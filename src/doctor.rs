@@ -403,7 +403,7 @@ pub fn diagnose(
         });
     }
 
-    if let Err(e) = cfg.migration_source() {
+    if let Err(e) = cfg.handler_move_source() {
         problems.push(Problem {
             area: "oauth_handler",
             what: format!("the oauth-handler move is misconfigured: {}", e.reason()),

@@ -22,8 +22,8 @@
 //! 4. only a confirmed hand-off is ever answered by `/fetch`.
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use crate::digest::domain_hex;
 use crate::error::BrokerError;
 use crate::random;
 use crate::request::{single, Params};
@@ -127,10 +127,7 @@ pub fn token_param(query: &Params) -> Result<Option<&str>, BrokerError> {
 /// (unlike a grant's `key_hash`) so the row key stays the same across a
 /// server-secret rotation; it opens nothing, as the hand-off key also needs `S_v`.
 pub fn token_hash(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"oauth-broker/v1/fetch-token|");
-    h.update(token.as_bytes());
-    random::hex(&h.finalize())
+    domain_hex("oauth-broker/v1/fetch-token|", token)
 }
 
 secret_type!(
@@ -166,7 +163,7 @@ impl HandoffBinding {
 
     /// Its storage form (`fetch_tokens.binding_hash`).
     pub fn hash(&self) -> String {
-        domain_hash(b"oauth-broker/v1/handoff-binding|", self.secret())
+        domain_hex("oauth-broker/v1/handoff-binding|", self.secret())
     }
 }
 
@@ -178,15 +175,8 @@ impl ConfirmToken {
 
     /// Its storage form (`fetch_tokens.confirm_hash`).
     pub fn hash(&self) -> String {
-        domain_hash(b"oauth-broker/v1/handoff-confirm|", self.secret())
+        domain_hex("oauth-broker/v1/handoff-confirm|", self.secret())
     }
-}
-
-fn domain_hash(domain: &[u8], value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(domain);
-    h.update(value.as_bytes());
-    random::hex(&h.finalize())
 }
 
 /// The `confirm` field of the confirming POST. A value of another shape cannot
@@ -486,7 +476,7 @@ mod tests {
         assert_ne!(ConfirmToken::new(v.clone()).hash(), token_hash(&v));
         assert_ne!(
             ConfirmToken::new(v.clone()).hash(),
-            crate::login::sha256_hex(&v)
+            crate::digest::sha256_hex(&v)
         );
     }
 
@@ -682,6 +672,6 @@ mod tests {
     #[test]
     fn token_hash_is_domain_separated() {
         assert_eq!(token_hash("t").len(), 64);
-        assert_ne!(token_hash("t"), crate::login::sha256_hex("t"));
+        assert_ne!(token_hash("t"), crate::digest::sha256_hex("t"));
     }
 }

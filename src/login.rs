@@ -20,8 +20,9 @@
 //!   intercepted callback URL yields the verifier.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::cookie;
+use crate::digest::sha256_hex;
 use crate::error::BrokerError;
 use crate::pkce::PkceVerifier;
 use crate::providers::Provider;
@@ -33,11 +34,6 @@ pub const LOGIN_TTL_SECS: i64 = 600;
 
 /// Name of the browser-binding cookie. `__Host-` forces Secure, Path=/ and no Domain.
 pub const COOKIE_NAME: &str = "__Host-broker-login";
-
-/// Lowercase hex SHA-256, the storage form of single-use random values.
-pub fn sha256_hex(s: &str) -> String {
-    random::hex(&Sha256::digest(s.as_bytes()))
-}
 
 /// Storage form of a binding cookie (`login_states.binding_hash`).
 pub fn binding_hash(cookie: &StateToken) -> String {
@@ -59,7 +55,7 @@ pub struct LoginRecord {
 }
 
 /// How a login ends, once the callback has exchanged the code and kept the
-/// grant: which client dialect's page or redirect answers the browser. Every
+/// grant: which door's page or redirect answers the browser. Every
 /// door (Duplicati's pages, Akeeba's helper, the OAuth 2.0 authorization and
 /// device endpoints) starts the same login and differs only here.
 ///
@@ -221,36 +217,19 @@ pub fn start(
     })
 }
 
-/// A `Set-Cookie` value for a login cookie: `__Host-` prefixed names need
-/// Secure and Path=/; HttpOnly keeps scripts out; Lax lets the provider's
-/// top-level redirect back carry it.
-pub fn cookie(name: &str, value: &str, max_age: i64) -> String {
-    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
-}
-
 /// The `Set-Cookie` value binding the login to this browser.
 pub fn set_cookie(binding: &StateToken) -> String {
-    cookie(COOKIE_NAME, binding.secret(), LOGIN_TTL_SECS)
+    cookie::set(COOKIE_NAME, binding.secret(), LOGIN_TTL_SECS)
 }
 
 /// The `Set-Cookie` value that clears the binding once the callback used it.
 pub fn clear_cookie() -> String {
-    cookie(COOKIE_NAME, "", 0)
-}
-
-/// A non-empty cookie value from a `Cookie` header.
-pub fn cookie_value(header: &str, name: &str) -> Option<String> {
-    header
-        .split(';')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
+    cookie::set(COOKIE_NAME, "", 0)
 }
 
 /// Reads the binding cookie from a `Cookie` header.
 pub fn cookie_from_header(header: &str) -> Option<StateToken> {
-    cookie_value(header, COOKIE_NAME).map(StateToken::new)
+    cookie::value(header, COOKIE_NAME).map(StateToken::new)
 }
 
 /// Why a callback is refused (every one becomes a 4xx page).

@@ -46,21 +46,22 @@ pub const METADATA_PATH_INSERTED_KEY: &str = "/.well-known/oauth-authorization-s
 /// RFC 8628 §3.4's grant type.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// What a token request asks for (RFC 6749 §4.1.3, §6; RFC 8628 §3.4). The
-/// one-time codes stay in the form: the door that issued them reads them.
-pub enum Grant {
+/// A token request's `grant_type` (RFC 6749 §4.1.3, §6; RFC 8628 §3.4), with
+/// the refresh token it carries. The one-time codes stay in the form: the
+/// door that issued them reads them.
+pub enum GrantType {
     /// `grant_type=refresh_token`: the authid (v1 or v2), as sent.
     RefreshToken(String),
     AuthorizationCode,
     DeviceCode,
 }
 
-impl std::fmt::Debug for Grant {
+impl std::fmt::Debug for GrantType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Grant::RefreshToken(_) => f.write_str("RefreshToken([redacted])"),
-            Grant::AuthorizationCode => f.write_str("AuthorizationCode"),
-            Grant::DeviceCode => f.write_str("DeviceCode"),
+            GrantType::RefreshToken(_) => f.write_str("RefreshToken([redacted])"),
+            GrantType::AuthorizationCode => f.write_str("AuthorizationCode"),
+            GrantType::DeviceCode => f.write_str("DeviceCode"),
         }
     }
 }
@@ -90,7 +91,7 @@ impl std::fmt::Debug for Client {
 /// A parsed token request.
 #[derive(Debug)]
 pub struct TokenRequest {
-    pub grant: Grant,
+    pub grant_type: GrantType,
     pub client: Client,
 }
 
@@ -178,7 +179,7 @@ pub fn parse_token_request(
     form: &Params,
 ) -> Result<TokenRequest, BrokerError> {
     let client = client_auth(authorization, form)?;
-    let grant = match single(form, "grant_type")? {
+    let grant_type = match single(form, "grant_type")? {
         None | Some("") => {
             return Err(bad("invalid_request", "grant_type is missing"));
         }
@@ -187,19 +188,19 @@ pub fn parse_token_request(
             if token.is_empty() {
                 return Err(bad("invalid_request", "refresh_token is missing"));
             }
-            Grant::RefreshToken(token.to_string())
+            GrantType::RefreshToken(token.to_string())
         }
         Some("authorization_code") => {
             if single(form, "code")?.is_none_or(str::is_empty) {
                 return Err(bad("invalid_request", "code is missing"));
             }
-            Grant::AuthorizationCode
+            GrantType::AuthorizationCode
         }
         Some(DEVICE_CODE_GRANT) => {
             if single(form, "device_code")?.is_none_or(str::is_empty) {
                 return Err(bad("invalid_request", "device_code is missing"));
             }
-            Grant::DeviceCode
+            GrantType::DeviceCode
         }
         Some(_) => {
             return Err(bad(
@@ -208,7 +209,7 @@ pub fn parse_token_request(
             ))
         }
     };
-    Ok(TokenRequest { grant, client })
+    Ok(TokenRequest { grant_type, client })
 }
 
 /// RFC 6749 §5.1: the successful answer. `expires_in` is what the token
@@ -513,17 +514,19 @@ mod tests {
     fn grant_type_dispatch_and_missing_parameters() {
         let p = |s: &str| parse_token_request(None, &parse_params(s));
         assert!(
-            matches!(p("grant_type=refresh_token&refresh_token=x").unwrap().grant, Grant::RefreshToken(t) if t == "x")
+            matches!(p("grant_type=refresh_token&refresh_token=x").unwrap().grant_type, GrantType::RefreshToken(t) if t == "x")
         );
         assert!(matches!(
-            p("grant_type=authorization_code&code=c").unwrap().grant,
-            Grant::AuthorizationCode
+            p("grant_type=authorization_code&code=c")
+                .unwrap()
+                .grant_type,
+            GrantType::AuthorizationCode
         ));
         let dev = format!(
             "grant_type={}&device_code=d",
             DEVICE_CODE_GRANT.replace(':', "%3A")
         );
-        assert!(matches!(p(&dev).unwrap().grant, Grant::DeviceCode));
+        assert!(matches!(p(&dev).unwrap().grant_type, GrantType::DeviceCode));
         for (body, code) in [
             ("", "invalid_request"),
             ("grant_type=refresh_token", "invalid_request"),

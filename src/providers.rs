@@ -128,6 +128,15 @@ pub struct TokenEndpoint<'a> {
 pub struct UnknownRegion;
 
 impl Provider {
+    /// Whether a browser login at this provider yields a refresh token the
+    /// broker can hand out as an authid: an authorization-code login (not
+    /// Jottacloud's CLI token) at a provider that issues refresh tokens (not
+    /// pCloud, whose access token is the authid). Only such a provider can
+    /// take the OAuth 2.0 authorization and device doors.
+    pub fn browser_login_with_refresh_token(&self) -> bool {
+        self.login == LoginKind::AuthorizationCode && !self.access_token_is_authid
+    }
+
     /// The provider-specific authorize parameters of a login: the extra ones,
     /// plus the consent ones when `ask_consent` (a hand-off is pending).
     pub fn authorize_params(&self, ask_consent: bool) -> Vec<(&str, &str)> {
@@ -840,6 +849,19 @@ fn apply(p: &mut Provider, o: ProviderOverride) -> Result<(), ProviderConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_code_login_with_a_refresh_token_can_take_the_oauth_doors() {
+        let c = Catalogue::load(None).unwrap();
+        assert!(c.get("box.com").unwrap().browser_login_with_refresh_token());
+        // pCloud: the access token is the authid, no refresh token.
+        assert!(!c.get("pcloud").unwrap().browser_login_with_refresh_token());
+        // Jottacloud: a CLI token, no browser login.
+        assert!(!c
+            .get("jottacloud")
+            .unwrap()
+            .browser_login_with_refresh_token());
+    }
 
     #[test]
     fn secret_binding_names_follow_the_spec() {

@@ -44,7 +44,7 @@
 //!   left, which is a token the provider issued and still honours.
 //! - *Unknown authid.* A grant just stored (a login seconds ago) may not have
 //!   reached the replica: "no row" on a replica is re-read on the primary
-//!   before anyone is told the authid is unknown (or a migration starts).
+//!   before anyone is told the authid is unknown (or a handler move starts).
 //! - *Revoke.* A revoke reads and deletes on the primary. From the moment the
 //!   primary has the delete, no refresh of that grant can start anywhere (the
 //!   refresh path only refreshes after winning a claim on the primary, which

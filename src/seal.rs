@@ -311,7 +311,7 @@ impl ServerSecret {
         format!(
             "{}|{}|{}",
             purpose.label(),
-            random::hex(&<Sha256 as sha2::Digest>::digest(secret.as_bytes())),
+            crate::digest::sha256_hex(secret),
             self.version
         )
     }

@@ -2,7 +2,7 @@
 //! exists only for a valid callback and starts with the fixed prefix.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use oauth_broker::{handoff, login, request};
+use oauth_broker::{cookie, handoff, login, request};
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
@@ -21,5 +21,5 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(t)) = request::single(&params, "token") {
         let _ = handoff::valid_token(t);
     }
-    let _ = login::cookie_value(&s, login::COOKIE_NAME);
+    let _ = cookie::value(&s, login::COOKIE_NAME);
 });

@@ -1,6 +1,6 @@
 //! A small fake of duplicati/oauth-handler's `GET /export` (main.py
 //! L922-998), served by the mock under `/_oauth-handler`, so that the broker's
-//! lazy migration (`src/migrate.rs`) is tested against the answers the real
+//! lazy handler move (`src/handler_move.rs`) is tested against the answers the real
 //! service gives. Entries are what oauth-handler stores per authid: the
 //! keyid, the password that decrypts the entry, the provider's token JSON and
 //! the `service`. Like the original, it splits the authid at the first `:`

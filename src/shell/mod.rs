@@ -6,12 +6,14 @@
 //! the core modules; see `docs/architecture.md`. The Cron Trigger's runs go
 //! to `scheduled` (the purge of expired short-lived rows).
 
+mod bindings;
 mod call;
+mod clock;
 mod detach;
 mod faults;
 mod guard;
+mod handler_move;
 pub(crate) mod log;
-mod migration;
 mod respond;
 mod routes;
 mod scheduled;
@@ -22,28 +24,9 @@ mod upstream_fetch;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::access;
-use crate::config::Config;
 use crate::error::BrokerError;
 use crate::request::parse_params;
 use crate::route::{self, Method, Resolved, Surface};
-
-/// The runtime's clock.
-pub mod clock {
-    /// Unix milliseconds.
-    pub fn now_ms() -> u64 {
-        worker::Date::now().as_millis()
-    }
-
-    /// Unix seconds.
-    pub fn now() -> i64 {
-        (now_ms() / 1000) as i64
-    }
-}
-
-/// Reads a string binding (var or secret).
-fn binding(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string())
-}
 
 #[event(fetch)]
 async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -75,14 +58,7 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
             return respond::finish(Err(err), surface, https, allow);
         }
     };
-    let cfg = Config::from_bindings(
-        {
-            let env = env.clone();
-            move |name: &str| binding(&env, name)
-        },
-        url.origin().ascii_serialization(),
-        clock::now(),
-    );
+    let cfg = bindings::config(&env, url.origin().ascii_serialization());
     let query = parse_params(url.query().unwrap_or(""));
     let mut call = call::Call::new(req, env, ctx, cfg, query);
     call.rest = rest;

@@ -17,7 +17,7 @@ pub struct Reply {
     pub location: Option<String>,
     /// `Set-Cookie` values, in order.
     pub cookies: Vec<String>,
-    /// Headers a dialect adds beside the usual ones (the OAuth 2.0 front
+    /// Headers a door adds beside the usual ones (the OAuth 2.0 front
     /// door's `Pragma`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(&'static str, String)>,
 }

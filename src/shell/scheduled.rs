@@ -9,29 +9,20 @@
 //! names tables and columns, never a bound value) and the D1 work. Background:
 //! `docs/storage.md`, "Expiry".
 
-use crate::shell::log;
 use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 use worker::Env;
 
-use super::clock;
 use super::faults::Faults;
 use super::store::purge::PURGES;
 use super::store::{D1Work, Db};
-use crate::config::Config;
+use super::{bindings, clock, log};
 
 /// Runs the purge for the trigger `cron` and logs what it did.
 pub async fn run(cron: &str, env: Env) {
     let started = clock::now_ms();
-    let cfg = Config::from_bindings(
-        {
-            let env = env.clone();
-            move |name: &str| super::binding(&env, name)
-        },
-        String::new(),
-        clock::now(),
-    );
+    let cfg = bindings::config(&env, String::new());
     let work = Rc::new(D1Work::default());
     let mut deleted: Vec<usize> = vec![0; PURGES.len()];
     let mut failures: Vec<Value> = Vec::new();

@@ -35,7 +35,13 @@ impl<'a> Outbound<'a> {
     }
 }
 
-async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<(u16, Vec<u8>), BrokerError> {
+/// What an upstream server answered: its status and its body, unread.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<Answer, BrokerError> {
     let headers = Headers::new();
     let set = |k: &str, v: &str| {
         headers
@@ -81,12 +87,15 @@ async fn call(out: &Outbound<'_>, signal: &AbortSignal) -> Result<(u16, Vec<u8>)
         .bytes()
         .await
         .map_err(|_| BrokerError::ProviderFailed)?;
-    Ok((resp.status_code(), body))
+    Ok(Answer {
+        status: resp.status_code(),
+        body,
+    })
 }
 
 /// Sends `out`, giving up (and aborting the request) after the timeout: a
 /// provider that hangs must not hold the refresh lease or the client.
-async fn bounded(out: &Outbound<'_>, timeout_ms: u64) -> Result<(u16, Vec<u8>), BrokerError> {
+async fn bounded(out: &Outbound<'_>, timeout_ms: u64) -> Result<Answer, BrokerError> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let timeout = Delay::from(Duration::from_millis(timeout_ms));
@@ -106,7 +115,7 @@ pub async fn get(
     url: &str,
     headers: &[(&str, String)],
     timeout_ms: u64,
-) -> Result<(u16, Vec<u8>), BrokerError> {
+) -> Result<Answer, BrokerError> {
     let out = Outbound {
         method: Method::Get,
         url,
@@ -116,23 +125,23 @@ pub async fn get(
     bounded(&out, timeout_ms).await
 }
 
-/// POSTs a token request to `provider` (`grant`: its grant type) and
+/// POSTs a token request to `provider` (`grant_type`: its grant type) and
 /// classifies the answer. Each call is one log line (`upstream_token`): the
 /// provider, the grant type, the upstream status and OAuth error code, the
 /// outcome and how long it took; never the body.
 pub async fn post_form(
     post: &FormPost,
     provider: &str,
-    grant: &'static str,
+    grant_type: &'static str,
     timeout_ms: u64,
 ) -> Result<Upstream, BrokerError> {
     let started = clock::now_ms();
     let answered = bounded(&Outbound::form(post), timeout_ms).await;
     let (result, status, oauth_error) = match answered {
-        Ok((status, body)) if body.len() > MAX_TOKEN_RESPONSE_BYTES => {
+        Ok(Answer { status, body }) if body.len() > MAX_TOKEN_RESPONSE_BYTES => {
             (Ok(Upstream::Failed), Some(status), None)
         }
-        Ok((status, body)) => (
+        Ok(Answer { status, body }) => (
             Ok(classify(status, &body)),
             Some(status),
             upstream::oauth_error(&body),
@@ -153,7 +162,7 @@ pub async fn post_form(
         "upstream_token",
         serde_json::json!({
             "provider": provider,
-            "grant": grant,
+            "grant": grant_type,
             "outcome": outcome,
             "upstream_status": status,
             "oauth_error": oauth_error,
@@ -195,7 +204,7 @@ pub async fn revoke(
         return RevokeOutcome::NoProviderEndpoint;
     };
     match bounded(&Outbound::form(&post), cfg.upstream_timeout_ms).await {
-        Ok((status, _)) if (200..300).contains(&status) => RevokeOutcome::ProviderRevoked,
+        Ok(Answer { status, .. }) if (200..300).contains(&status) => RevokeOutcome::ProviderRevoked,
         _ => RevokeOutcome::ProviderFailed,
     }
 }

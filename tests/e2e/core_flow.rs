@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mock_provider::Config;
 use oauth_broker::authid::{parse_authid, ParsedAuthId};
-use oauth_broker::login::sha256_hex;
+use oauth_broker::digest::sha256_hex;
 use oauth_broker::seal::ServerKeys;
 
 use crate::harness::{extract_authid, request, Broker, SEALING_SECRET};

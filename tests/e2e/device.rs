@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use oauth_broker::login::sha256_hex;
+use oauth_broker::digest::sha256_hex;
 use serde_json::Value;
 
 use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Options, Resp};

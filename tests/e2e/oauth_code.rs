@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use oauth_broker::login::sha256_hex;
+use oauth_broker::digest::sha256_hex;
 use serde_json::{json, Value};
 
 use crate::harness::{request, Broker, Jar, Resp};

@@ -6,7 +6,7 @@
 //! authid goes to another party asks the provider for consent.
 
 use mock_provider::Config;
-use oauth_broker::login::sha256_hex;
+use oauth_broker::digest::sha256_hex;
 
 use crate::device::{approve, device_start, link, poll, post_device};
 use crate::harness::{mock_account, request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};

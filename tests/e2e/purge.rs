@@ -8,8 +8,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use oauth_broker::digest::sha256_hex;
 use oauth_broker::handoff::token_hash;
-use oauth_broker::login::sha256_hex;
 use serde_json::Value;
 
 use crate::device::device_start;

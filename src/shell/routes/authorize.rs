@@ -8,7 +8,6 @@ use crate::authorize::{self, CodeRecord, Refusal, CODE_TTL_SECS};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::oauth2;
-use crate::providers::LoginKind;
 use crate::redeem::Issuance;
 use crate::seal::{Pending, SealError, Sealed};
 use crate::secret::StateToken;
@@ -49,7 +48,7 @@ pub async fn get(c: &mut Call) -> Out {
     };
     // An unknown client_id is also a page (404 unknown_provider).
     let (provider, _) = c.cfg.provider(&req.client_id)?;
-    if provider.login != LoginKind::AuthorizationCode || provider.access_token_is_authid {
+    if !provider.browser_login_with_refresh_token() {
         // Jottacloud (no authorize endpoint) and pCloud (no refresh token, so
         // no authid to hand out as a refresh token) cannot take this door.
         return error_back(

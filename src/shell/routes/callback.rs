@@ -5,6 +5,7 @@
 //! confirmation (`handoff.rs`).
 
 use super::{akeeba, authorize, device, handoff, reauthorize};
+use crate::cookie;
 use crate::error::BrokerError;
 use crate::grant::DEFAULT_EXPIRES_IN;
 use crate::login::{self, LoginEnding, LoginRecord};
@@ -243,7 +244,7 @@ async fn result_page(
     };
     let hint = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
+        .and_then(|h| cookie::value(&h, opener::HINT_COOKIE));
     let targets = c.cfg.opener_origins.targets(hint.as_deref());
     let page = pages::result(
         shown,
@@ -255,7 +256,7 @@ async fn result_page(
     );
     let mut out = html(page)
         .with_cookie(login::clear_cookie())
-        .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0));
+        .with_cookie(cookie::set(opener::HINT_COOKIE, "", 0));
     if let Some(clear) = clear_carrier {
         out = out.with_cookie(clear);
     }

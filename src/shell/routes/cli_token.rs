@@ -9,8 +9,8 @@
 
 use crate::cli_token::{self, CliToken, CliTokenError, CSRF_COOKIE, CSRF_TTL_SECS};
 use crate::config::Config;
+use crate::cookie;
 use crate::error::BrokerError;
-use crate::login;
 use crate::opener;
 use crate::pages;
 use crate::providers::{LoginKind, Provider};
@@ -45,7 +45,7 @@ pub async fn form(c: &mut Call) -> Out {
     let (p, _) = provider(&c.cfg, c.query("id")?)?;
     let csrf = cli_token::new_csrf()?;
     let page = pages::cli_token_form(&p.id, &p.name, csrf.secret(), c.query("key")?, &c.base);
-    Ok(html(page).with_cookie(login::cookie(CSRF_COOKIE, csrf.secret(), CSRF_TTL_SECS)))
+    Ok(html(page).with_cookie(cookie::set(CSRF_COOKIE, csrf.secret(), CSRF_TTL_SECS)))
 }
 
 /// The form's POST (`id`, `token`, `csrf`): the CLI token becomes an authid.
@@ -53,7 +53,7 @@ pub async fn login(c: &mut Call) -> Out {
     let form = c.form().await?;
     let cookie = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, CSRF_COOKIE));
+        .and_then(|h| cookie::value(&h, CSRF_COOKIE));
     cli_token::check_csrf(cookie.as_deref(), single(&form, "csrf")?)?;
     let cfg = c.cfg.clone();
     let (p, secret) = provider(&cfg, single(&form, "id")?)?;
@@ -71,7 +71,7 @@ pub async fn login(c: &mut Call) -> Out {
     // kept (`crate::opener`), checked against the allowlist again.
     let hint = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, opener::HINT_COOKIE));
+        .and_then(|h| cookie::value(&h, opener::HINT_COOKIE));
     let targets = cfg.opener_origins.targets(hint.as_deref());
     let page = pages::result(
         &shown,
@@ -82,6 +82,6 @@ pub async fn login(c: &mut Call) -> Out {
         &c.cfg.oauth_url(),
     );
     Ok(html(page)
-        .with_cookie(login::cookie(CSRF_COOKIE, "", 0))
-        .with_cookie(login::cookie(opener::HINT_COOKIE, "", 0)))
+        .with_cookie(cookie::set(CSRF_COOKIE, "", 0))
+        .with_cookie(cookie::set(opener::HINT_COOKIE, "", 0)))
 }

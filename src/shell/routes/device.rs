@@ -4,12 +4,12 @@
 //! (called from `callback.rs`). Device codes are redeemed by the token service
 //! (`tokens::redeem_device_code`). Every decision is `crate::device`'s.
 
+use crate::cookie;
 use crate::device::{self, DeviceRecord, Status};
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::oauth2;
 use crate::pages;
-use crate::providers::{LoginKind, Provider};
 use crate::redeem::Issuance;
 use crate::request::single;
 use crate::seal::Pending;
@@ -34,11 +34,6 @@ const EVERYONE: &str = "all";
 /// (`SameSite=Lax` keeps it off cross-site POSTs).
 const CONFIRM_COOKIE: &str = "__Host-broker-device";
 
-/// A provider a device may log in with: one with a browser login and a refresh token.
-fn device_capable(p: &Provider) -> bool {
-    p.login == LoginKind::AuthorizationCode && !p.access_token_is_authid
-}
-
 /// `POST /oauth/device_authorization` `client_id=<provider>` (RFC 8628 §3.1,
 /// §3.2). The client authenticates as at the token endpoint (RFC 6749
 /// §2.3.1, by HTTP Basic or in the body), so behind the access gate the key
@@ -60,7 +55,7 @@ pub async fn authorization(c: &mut Call) -> Out {
         BrokerError::UnknownProvider => unknown.clone(),
         other => other,
     })?;
-    if !device_capable(provider) {
+    if !provider.browser_login_with_refresh_token() {
         return Err(BrokerError::BadRequest {
             code: "unauthorized_client",
             what: "this provider cannot be used with the device flow",
@@ -182,7 +177,7 @@ pub async fn page(c: &mut Call) -> Out {
         );
         // The cookie binds the click to this browser AND to this device row.
         let bound = device::confirmation_binding(&token, &device_code_hash);
-        return Ok(html(page).with_cookie(login::cookie(
+        return Ok(html(page).with_cookie(cookie::set(
             CONFIRM_COOKIE,
             &bound,
             device::DEVICE_TTL_SECS,
@@ -190,7 +185,7 @@ pub async fn page(c: &mut Call) -> Out {
     };
     let cookie = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, CONFIRM_COOKIE))
+        .and_then(|h| cookie::value(&h, CONFIRM_COOKIE))
         .unwrap_or_default();
     let expected = device::confirmation_binding(confirm, &device_code_hash);
     if !ct_eq(cookie.as_bytes(), expected.as_bytes()) {
@@ -199,7 +194,7 @@ pub async fn page(c: &mut Call) -> Out {
             what: "this confirmation was not made in this browser; enter the code again",
         });
     }
-    let clear = login::cookie(CONFIRM_COOKIE, "", 0);
+    let clear = cookie::set(CONFIRM_COOKIE, "", 0);
     match single(&form, "decision")? {
         Some("approve") => {}
         Some("deny") => {

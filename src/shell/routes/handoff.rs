@@ -6,6 +6,7 @@
 //! once from `GET /fetch` (JSON or JSONP) and learns from `GET /token-state`
 //! that it was collected.
 
+use crate::cookie;
 use crate::error::BrokerError;
 use crate::handoff::{
     self, token_hash, ConfirmError, ConfirmToken, FetchAnswer, FetchStage, HandoffBinding,
@@ -21,7 +22,7 @@ use crate::shell::respond::{html, javascript, json_ok, Out};
 /// The browser's binding cookie, if it sent one of the shape we issue.
 fn binding(c: &Call) -> Option<HandoffBinding> {
     c.header("Cookie")
-        .and_then(|h| login::cookie_value(&h, BINDING_COOKIE))
+        .and_then(|h| cookie::value(&h, BINDING_COOKIE))
         .and_then(|v| HandoffBinding::from_cookie_value(&v))
 }
 
@@ -29,7 +30,7 @@ fn binding(c: &Call) -> Option<HandoffBinding> {
 /// reach `/login` and the callback (top-level navigations) and the confirming
 /// POST (same-site); a cross-site POST or script request never carries it.
 fn binding_cookie(b: &HandoffBinding) -> String {
-    login::cookie(BINDING_COOKIE, b.secret(), FETCH_TTL_SECS)
+    cookie::set(BINDING_COOKIE, b.secret(), FETCH_TTL_SECS)
 }
 
 /// The registration of `token` as stored now, if any.
@@ -67,7 +68,7 @@ pub async fn check_login(c: &Call, token: &str) -> Result<(), BrokerError> {
 
 /// The cookie that carries the token from `/login` to the callback.
 pub fn carry_cookie(token: &str) -> String {
-    login::cookie(COOKIE_NAME, token, login::LOGIN_TTL_SECS)
+    cookie::set(COOKIE_NAME, token, login::LOGIN_TTL_SECS)
 }
 
 /// At the callback of a login that carried a token (`expected_hash`, from the
@@ -83,7 +84,7 @@ pub async fn leave_for_confirmation(
 ) -> Result<(Option<ConfirmToken>, String), BrokerError> {
     let token = c
         .header("Cookie")
-        .and_then(|h| login::cookie_value(&h, COOKIE_NAME))
+        .and_then(|h| cookie::value(&h, COOKIE_NAME))
         .filter(|t| ct_eq(token_hash(t).as_bytes(), expected_hash.as_bytes()));
     let left = match (token, binding(c)) {
         (Some(token), Some(binding)) => {
@@ -96,7 +97,7 @@ pub async fn leave_for_confirmation(
         }
         _ => None,
     };
-    Ok((left, login::cookie(COOKIE_NAME, "", 0)))
+    Ok((left, cookie::set(COOKIE_NAME, "", 0)))
 }
 
 /// The result page's prompt for a login that carried a token.

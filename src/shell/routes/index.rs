@@ -6,6 +6,7 @@
 //! allowed opener origin, is kept in a cookie for the result page (`crate::opener`).
 
 use super::handoff;
+use crate::cookie;
 use crate::login;
 use crate::opener;
 use crate::pages::{self, IndexOptions, ProviderLink};
@@ -41,8 +42,8 @@ pub async fn get(c: &mut Call) -> Out {
     let referer = c.header("Referer");
     out = out.with_cookie(
         match c.cfg.opener_origins.hint_from_referer(referer.as_deref()) {
-            Some(origin) => login::cookie(opener::HINT_COOKIE, &origin, login::LOGIN_TTL_SECS),
-            None => login::cookie(opener::HINT_COOKIE, "", 0),
+            Some(origin) => cookie::set(opener::HINT_COOKIE, &origin, login::LOGIN_TTL_SECS),
+            None => cookie::set(opener::HINT_COOKIE, "", 0),
         },
     );
     if let Some(cookie) = binding_cookie {

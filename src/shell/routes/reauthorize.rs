@@ -8,6 +8,7 @@
 use worker::Method;
 
 use crate::authid::{parse_authid, ParsedAuthId};
+use crate::cookie;
 use crate::error::BrokerError;
 use crate::login::{self, LoginEnding};
 use crate::providers::Provider;
@@ -73,7 +74,7 @@ pub(super) fn authid_or_ticket(c: &Call, form: &Params) -> Result<String, Broker
     if let Some(ticket) = single(form, "ticket")?.filter(|t| !t.is_empty()) {
         let cookie = c
             .header("Cookie")
-            .and_then(|h| login::cookie_value(&h, Ticket::COOKIE));
+            .and_then(|h| cookie::value(&h, Ticket::COOKIE));
         return Ticket::open(c.cfg.keys()?, cookie.as_deref(), ticket, c.cfg.now);
     }
     single(form, "authid")?

@@ -6,8 +6,8 @@
 
 use worker::Method;
 
+use crate::cookie;
 use crate::error::BrokerError;
-use crate::login;
 use crate::random;
 use crate::reauthorize::Ticket;
 use crate::request::single;
@@ -43,13 +43,11 @@ async fn page(c: &mut Call) -> Out {
             let cookie = random::token_b64url(32)
                 .map_err(|_| BrokerError::internal("no randomness for a status ticket"))?;
             let ticket = Ticket::seal(c.cfg.keys()?, &cookie, raw.trim(), c.cfg.now)?;
-            Ok(
-                html(status::page(&view, &ticket)).with_cookie(login::cookie(
-                    Ticket::COOKIE,
-                    &cookie,
-                    Ticket::TTL_SECS,
-                )),
-            )
+            Ok(html(status::page(&view, &ticket)).with_cookie(cookie::set(
+                Ticket::COOKIE,
+                &cookie,
+                Ticket::TTL_SECS,
+            )))
         }
         StatusAnswer::PassThrough { .. } => Ok(html(status::note_page(true))),
         StatusAnswer::Replaced => Ok(html(status::note_page(false))),

@@ -9,9 +9,9 @@
 
 use std::cell::RefCell;
 
+use crate::digest::sha256_hex;
 use crate::error::BrokerError;
-use crate::login::sha256_hex;
-use crate::oauth2::{self, FailureMemo, Grant};
+use crate::oauth2::{self, FailureMemo, GrantType};
 use crate::redeem::Redeemed;
 use crate::shell::call::Call;
 use crate::shell::clock;
@@ -32,13 +32,13 @@ pub async fn post(c: &mut Call) -> Out {
     let request = oauth2::parse_token_request(authorization.as_deref(), &form)?;
     admit_client(c, request.client.secret.as_deref())?;
     let client_id = request.client.id.as_deref();
-    match request.grant {
-        Grant::RefreshToken(raw) => refresh(c, &raw, client_id).await,
-        Grant::AuthorizationCode => {
+    match request.grant_type {
+        GrantType::RefreshToken(raw) => refresh(c, &raw, client_id).await,
+        GrantType::AuthorizationCode => {
             let r = tokens::redeem_code(c, &form, client_id).await?;
             redeemed(c, r).await
         }
-        Grant::DeviceCode => {
+        GrantType::DeviceCode => {
             let r = tokens::redeem_device_code(c, &form, client_id).await?;
             redeemed(c, r).await
         }

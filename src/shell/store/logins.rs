@@ -6,8 +6,9 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{num, Db};
+use crate::digest::sha256_hex;
 use crate::error::BrokerError;
-use crate::login::{sha256_hex, LoginEnding, LoginRecord};
+use crate::login::{LoginEnding, LoginRecord};
 use crate::secret::StateToken;
 
 #[derive(Deserialize)]

@@ -10,7 +10,8 @@ use serde_json::json;
 use crate::account::{self, Found};
 use crate::providers::Provider;
 use crate::shell::call::Call;
-use crate::shell::{log, upstream_fetch};
+use crate::shell::log;
+use crate::shell::upstream_fetch::{self, Answer};
 use crate::upstream::TokenResponse;
 
 /// The account id `provider` names for the login that answered `resp`.
@@ -35,11 +36,13 @@ pub async fn account_id(c: &Call, provider: &Provider, resp: &TokenResponse) -> 
             )
             .await;
             match answer {
-                Ok((200, body)) => match account::from_endpoint_answer(&body, &field) {
-                    Found::Id(id) => Some(id),
-                    _ => unknown("not in the account endpoint's answer", Some(200)),
-                },
-                Ok((status, _)) => unknown("the account endpoint refused", Some(status)),
+                Ok(Answer { status: 200, body }) => {
+                    match account::from_endpoint_answer(&body, &field) {
+                        Found::Id(id) => Some(id),
+                        _ => unknown("not in the account endpoint's answer", Some(200)),
+                    }
+                }
+                Ok(Answer { status, .. }) => unknown("the account endpoint refused", Some(status)),
                 Err(e) => unknown(e.code(), None),
             }
         }

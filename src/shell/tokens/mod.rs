@@ -6,46 +6,43 @@
 //! every door is limited alike. The promise each path keeps: docs/storage.md,
 //! "Redemption" and "Concurrency".
 //!
-//! - this file: an access token for an authid ([`for_authid`], [`stored`],
-//!   [`pass_through`]);
+//! - this file: an access token for an authid ([`for_authid`], [`stored`]);
+//! - `pass_through.rs`: a raw provider refresh token, storing nothing;
 //! - `mint.rs`: a new grant from a login's code exchange;
 //! - `redeem.rs`: authorization and device codes at the token endpoint;
 //! - `revoke.rs`: revocation by the holder, or on a replayed code.
 
 mod account;
 mod mint;
+mod pass_through;
 mod reauthorize;
 mod redeem;
 mod revoke;
 
 pub use mint::mint;
+pub use pass_through::pass_through;
 pub use reauthorize::{reauthorizable, reauthorize, status, StatusAnswer};
 pub use redeem::{redeem_code, redeem_device_code};
-pub use revoke::{revoke, revoke_authid, Revoker};
+pub use revoke::revoke_authid;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use worker::Delay;
 
-use crate::authid::{next_v2_authid, parse_authid, plausible_refresh_token, AuthId, ParsedAuthId};
+use crate::authid::{next_v2_authid, parse_authid, AuthId, ParsedAuthId};
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::ids::ProviderId;
-use crate::login::sha256_hex;
-use crate::memo::Memo;
-use crate::migrate::{self, Export, Source};
 use crate::providers::{canonical_id, same_provider};
-use crate::refresh::{self, Grants, PassThrough, ReadFrom, Runtime};
+use crate::refresh::{self, Grants, ReadFrom, Runtime};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::detach::WaitUntil;
-use crate::shell::guard::{count_miss, rate_limit, refuse_if_spent};
+use crate::shell::guard::rate_limit;
+use crate::shell::handler_move;
 use crate::shell::log;
-use crate::shell::migration;
-use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
 use crate::upstream::Upstream;
 
@@ -147,51 +144,18 @@ pub async fn successor(c: &Call, authid: AuthId) -> Result<Option<String>, Broke
     Ok(minted.then_some(shown))
 }
 
-/// The per-grant limit's bucket for a pass-through refresh token: a hash of
-/// the provider (canonical) and the token, never the token. One key whichever
-/// door presents it (a v2 authid, Akeeba's raw token).
-pub(super) fn pass_through_grant_key(provider: &str, refresh_token: &RefreshToken) -> String {
-    sha256_hex(&format!("{provider}\n{}", refresh_token.secret()))
-}
-
-/// Where an oauth-handler authid this broker does not hold yet can be moved
-/// from (`crate::migrate`), with the export request for it: `None` for an
-/// authid of ours, or when no move source is configured.
-fn move_source(c: &Call, authid: &AuthId) -> Result<Option<(Rc<Source>, Export)>, BrokerError> {
-    if !migrate::may_migrate(authid) {
-        return Ok(None);
-    }
-    Ok(c.cfg.migration_source()?.map(|s| {
-        let export = s.export(authid);
-        (s, export)
-    }))
-}
-
-/// Whether the grant under `grant`, unknown here, was moved in from the
-/// operator's oauth-handler just now (`shell::migration::adopt`).
-async fn moved_in(
-    c: &Call,
-    grant: &StoredGrant,
-    source: &Option<(Rc<Source>, Export)>,
-) -> Result<bool, BrokerError> {
-    match source {
-        Some((source, export)) => migration::adopt(c, grant, source, export).await,
-        None => Ok(false),
-    }
-}
-
 /// A stored (v1) grant: the single-flight refresh over the vault. An
 /// oauth-handler authid this broker does not hold yet is first moved from the
-/// operator's oauth-handler, if one is configured (`crate::migrate`).
+/// operator's oauth-handler, if one is configured (`crate::handler_move`).
 pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
-    let source = move_source(c, &authid)?;
+    let source = handler_move::source(c, &authid)?;
     let grant = c.vault()?.grant(authid)?;
     rate_limit(c, "RL_PER_GRANT", grant.limit_key()).await?;
     let runtime = WorkerRuntime(c.cfg.clone());
     let detach = WaitUntil(&c.ctx);
     let reauthorize = c.cfg.reauthorize();
     let served = match refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await {
-        Err(BrokerError::UnknownAuthId) if moved_in(c, &grant, &source).await? => {
+        Err(BrokerError::UnknownAuthId) if handler_move::moved_in(c, &grant, &source).await? => {
             refresh::single_flight(&grant, &runtime, &detach, &reauthorize).await?
         }
         other => other?,
@@ -202,66 +166,6 @@ pub async fn stored(c: &Call, authid: AuthId) -> Result<Issued, BrokerError> {
         provider: served.provider.as_str().to_string(),
         next_authid: None,
     })
-}
-
-/// Refreshes a raw provider refresh token (a v2 authid's, Akeeba's raw
-/// token) upstream, storing nothing, behind every pass-through limit: the
-/// answer carries the token to present next time (the rotated one, or the
-/// same).
-pub async fn pass_through(
-    c: &Call,
-    provider: &str,
-    refresh_token: &RefreshToken,
-) -> Result<PassThrough, BrokerError> {
-    // Every new pass-through token is a new grant bucket and a provider call
-    // with our client credentials. In order, each before any provider call:
-    // obvious garbage is answered here; a token the provider refused lately
-    // is answered from memory; the provider's refusal budget (everyone's);
-    // the address's budget per /64 and per network (/48, IPv4 /24); then the
-    // token's own (cache hits do not exist here: nothing is stored).
-    if !plausible_refresh_token(refresh_token) {
-        return Err(BrokerError::MalformedAuthId);
-    }
-    let provider = canonical_id(provider);
-    let key = pass_through_grant_key(provider, refresh_token);
-    let now = clock::now_ms();
-    if let Some(e) = REFUSED.with_borrow_mut(|m| m.recall(&key, now)) {
-        return Err(e);
-    }
-    refuse_if_spent(PASS_THROUGH_REFUSALS, provider)?;
-    rate_limit(c, "RL_V2_PER_IP", c.client_key()?).await?;
-    rate_limit(c, "RL_V2_PER_48", c.network_key()?).await?;
-    rate_limit(c, "RL_PER_GRANT", key.clone()).await?;
-    let outcome =
-        upstream_fetch::refresh(&c.cfg, provider, refresh_token, c.cfg.upstream_timeout_ms).await;
-    let answer = refresh::pass_through(refresh_token, outcome, c.cfg.log_in_again());
-    if let Err(e @ BrokerError::ReauthorizationRequired { .. }) = &answer {
-        // The provider refused the token (`invalid_grant`): that is final, so
-        // it is remembered and never asked again for a while, and it counts
-        // against the provider's refusal budget. A refusal is the client's
-        // token, not a failure of the broker: nothing is logged.
-        REFUSED.with_borrow_mut(|m| m.remember(key, e, now, now + REFUSED_MEMO_MS));
-        // The refusal is this answer either way; a budget it spent refuses
-        // the next ones.
-        let _spent = count_miss(c, PASS_THROUGH_REFUSALS, provider).await;
-    }
-    answer
-}
-
-/// Per provider, pass-through tokens the provider may refuse a minute (a
-/// global budget: refused tokens are what a flood of made-up ones looks like,
-/// and each refusal is a call with our client credentials). Once spent, this
-/// isolate refuses that provider's pass-through refreshes (429) until the
-/// window ends; stored (v1) grants are never affected.
-const PASS_THROUGH_REFUSALS: &str = "RL_V2_REFUSED";
-
-/// How long a refused pass-through token is answered from memory.
-const REFUSED_MEMO_MS: u64 = 10 * 60 * 1000;
-
-thread_local! {
-    /// Pass-through tokens the provider refused lately, per isolate, by
-    /// [`pass_through_grant_key`] (never the token).
-    static REFUSED: RefCell<Memo> = RefCell::new(Memo::new(1024));
 }
 
 /// The Workers runtime as the single-flight loop sees it. Owns (shares) the

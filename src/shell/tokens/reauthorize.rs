@@ -35,7 +35,7 @@ pub async fn status(c: &Call, raw: &str) -> Result<StatusAnswer, BrokerError> {
             refresh_token,
         } => {
             let provider = canonical_id(&provider).to_string();
-            let key = super::pass_through_grant_key(&provider, &refresh_token);
+            let key = super::pass_through::grant_key(&provider, &refresh_token);
             rate_limit(c, "RL_PER_GRANT", key).await?;
             let name = c.cfg.catalogue()?.get(&provider).map(|p| p.name.clone());
             Ok(StatusAnswer::PassThrough { provider, name })

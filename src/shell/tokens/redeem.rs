@@ -4,7 +4,7 @@
 //! before the code is spent. The decisions are `crate::authorize`'s and
 //! `crate::device`'s.
 
-use super::{revoke, Revoker};
+use super::revoke::{revoke, Revoker};
 use crate::authorize;
 use crate::device::{self, Poll};
 use crate::error::BrokerError;

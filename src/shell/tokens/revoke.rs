@@ -3,7 +3,6 @@
 //! provider's revocation ends decides whether the broker calls it
 //! (`crate::providers::Revocation`).
 
-use super::{move_source, moved_in};
 use crate::authid::{parse_authid, plausible_refresh_token, AuthId, ParsedAuthId};
 use crate::error::BrokerError;
 use crate::pages::RevokeOutcome;
@@ -11,6 +10,7 @@ use crate::providers::{canonical_id, Revocation};
 use crate::refresh::{Grants, ReadFrom};
 use crate::shell::call::Call;
 use crate::shell::guard::rate_limit;
+use crate::shell::handler_move;
 use crate::shell::upstream_fetch;
 
 /// Who revokes a grant, which decides whether the provider is called too.
@@ -34,15 +34,15 @@ pub enum Revoker {
 /// when a move source is configured, and then revoked: else the grant would
 /// move on its next refresh as if never revoked.
 pub async fn revoke(c: &Call, authid: AuthId, by: Revoker) -> Result<RevokeOutcome, BrokerError> {
-    let source = move_source(c, &authid)?;
-    let keep_tombstone = crate::migrate::may_migrate(&authid);
+    let source = handler_move::source(c, &authid)?;
+    let keep_tombstone = crate::handler_move::may_move(&authid);
     let vault = c.vault()?;
     let stored = vault.grant(authid)?;
     // Read and deleted on the primary: from then on no refresh of this grant
     // can happen (a replica may serve its cached access token until it has
     // replayed the delete; see `crate::refresh`).
     let opened = match stored.open(ReadFrom::Primary).await {
-        Err(BrokerError::UnknownAuthId) if moved_in(c, &stored, &source).await? => {
+        Err(BrokerError::UnknownAuthId) if handler_move::moved_in(c, &stored, &source).await? => {
             stored.open(ReadFrom::Primary).await?
         }
         other => other?,

@@ -1,21 +1,23 @@
-//! The shell half of `crate::migrate`: asks the operator's oauth-handler for
+//! The shell half of `crate::handler_move`: asks the operator's oauth-handler for
 //! a grant this broker does not hold yet, and keeps it under the same authid:
 //! on shard 1, since oauth-handler spellings are never shard-tagged. Each
 //! export call spends the client's `RL_MOVE_PER_IP` budget; an authid the old
 //! service did not know is answered "unknown" from this isolate's memory for
-//! `migrate::UNKNOWN_MEMO_MS`, with no call.
+//! `handler_move::UNKNOWN_MEMO_MS`, with no call.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
+use crate::authid::AuthId;
 use crate::error::BrokerError;
+use crate::handler_move::{self, Export, Exported, Source};
 use crate::ids::ProviderId;
 use crate::memo::Memo;
-use crate::migrate::{self, Export, Exported, Source};
 use crate::shell::call::Call;
 use crate::shell::clock;
 use crate::shell::guard::rate_limit;
 use crate::shell::store::vault::StoredGrant;
-use crate::shell::upstream_fetch;
+use crate::shell::upstream_fetch::{self, Answer};
 use crate::upstream::MAX_TOKEN_RESPONSE_BYTES;
 
 /// Per-IP budget of export calls: any caller can make up authids in
@@ -25,7 +27,39 @@ const MOVE_LIMIT: &str = "RL_MOVE_PER_IP";
 thread_local! {
     /// Authids (hashed: `Export::unknown_key`) the old service answered
     /// "unknown" for, lately, in this isolate.
-    static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(migrate::UNKNOWN_MEMO_CAP));
+    static UNKNOWN: RefCell<Memo> = RefCell::new(Memo::new(handler_move::UNKNOWN_MEMO_CAP));
+}
+
+/// A move that may be made: where the grant would come from, and the export
+/// request for it.
+pub struct Move {
+    source: Rc<Source>,
+    export: Export,
+}
+
+/// Where an oauth-handler authid this broker does not hold yet can be moved
+/// from: `None` for an authid of ours, or when no move source is configured.
+pub fn source(c: &Call, authid: &AuthId) -> Result<Option<Move>, BrokerError> {
+    if !handler_move::may_move(authid) {
+        return Ok(None);
+    }
+    Ok(c.cfg.handler_move_source()?.map(|source| {
+        let export = source.export(authid);
+        Move { source, export }
+    }))
+}
+
+/// Whether the grant under `grant`, unknown here, was moved in from the
+/// operator's oauth-handler just now ([`adopt`]).
+pub async fn moved_in(
+    c: &Call,
+    grant: &StoredGrant,
+    source: &Option<Move>,
+) -> Result<bool, BrokerError> {
+    match source {
+        Some(m) => adopt(c, grant, &m.source, &m.export).await,
+        None => Ok(false),
+    }
 }
 
 /// Moves the grant `export` names (see [`Source::export`]) from the old
@@ -46,7 +80,7 @@ pub async fn adopt(
         return Ok(false);
     }
     rate_limit(c, MOVE_LIMIT, c.client_key()?).await?;
-    let (status, body) = upstream_fetch::get(
+    let Answer { status, body } = upstream_fetch::get(
         &source.export_url,
         &export.headers,
         c.cfg.upstream_timeout_ms,
@@ -55,7 +89,7 @@ pub async fn adopt(
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Err(BrokerError::ProviderFailed);
     }
-    let (service, moved) = match migrate::read_export(status, &body)? {
+    let (service, moved) = match handler_move::read_export(status, &body)? {
         Exported::Unknown => {
             let now = clock::now_ms();
             UNKNOWN.with_borrow_mut(|m| {
@@ -63,7 +97,7 @@ pub async fn adopt(
                     export.unknown_key.clone(),
                     &BrokerError::UnknownAuthId,
                     now,
-                    now + migrate::UNKNOWN_MEMO_MS,
+                    now + handler_move::UNKNOWN_MEMO_MS,
                 )
             });
             return Ok(false);

@@ -1,36 +1,19 @@
-//! Moving grants from an operator's Duplicati oauth-handler, lazily.
+//! The handler move: grants move lazily from an operator's Duplicati
+//! oauth-handler (`OAUTH_HANDLER_URL`, `OAUTH_HANDLER_API_KEY`). The first
+//! refresh of an authid in oauth-handler's spelling
+//! ([`AuthIdFormat::OauthHandler`]) that is not stored here asks the old
+//! service's `GET <url>/export` (main.py `export`, L922-998) and seals the
+//! grant here under the same authid, so no user logs in again.
 //!
-//! An operator who runs duplicati/oauth-handler sets its URL
-//! (`OAUTH_HANDLER_URL`) and API key (`OAUTH_HANDLER_API_KEY`). When an
-//! authid in oauth-handler's spelling ([`AuthIdFormat::OauthHandler`]) is not
-//! stored here, its first refresh asks the old service for the grant
-//! (`GET <url>/export` with `X-APIKey` and `X-AuthID`, main.py `export`
-//! L922-998), seals it here under the same authid and serves it from then on:
-//! no user logs in again, and the authid in every backup job keeps working.
-//!
-//! The old service answers (main.py `export`): 200 with the provider's token
-//! JSON plus `service`; 404 `No such key`; 400 `Invalid authid password` (or a
-//! malformed or v2 authid); 403 `Invalid API key` (also when its own key is
-//! shorter than 10 characters); 500 on its own errors. Only a 200 moves a
-//! grant; 404 and 400 mean the authid is unknown there too (our 401, as for
-//! any unknown authid); 403 is the operator's misconfiguration and 5xx or no
-//! answer a transient fault (both retryable 5xx, nothing stored). Bodies are
-//! never echoed or logged.
-//!
-//! What a move may cost the operator is bounded: the export call carries the
-//! operator's API key and brings back a refresh token, so `OAUTH_HANDLER_URL`
-//! must be https (plain http only to a loopback host, where nothing crosses a
-//! network); and since any caller can make up authids in oauth-handler's
-//! spelling, each one an export call, the shell spends a per-IP budget
-//! (`RL_MOVE_PER_IP`) on each call it is about to make and remembers, per
-//! isolate and for [`UNKNOWN_MEMO_MS`], each authid the old service did not
-//! know ([`Export::unknown_key`]), so asking again at once costs no call.
-//!
-//! After the move the old service still holds its copy of the refresh token.
-//! Where a provider rotates refresh tokens (Box, Jottacloud, OneDrive at
-//! times), whichever service refreshes second gets `invalid_grant`: once
-//! grants move, every client must use this broker (README, "Moving from
-//! oauth-handler").
+//! Its answers ([`read_export`]): only a 200 moves a grant; 404 `No such key`
+//! and 400 `Invalid authid password` mean unknown there too (our 401); 403 is
+//! the operator's misconfiguration, 5xx or no answer a transient fault (both
+//! retryable, nothing stored). Bodies are never echoed or logged. The cost is
+//! bounded: the URL must be https (http only to a loopback host), each call
+//! spends the client's `RL_MOVE_PER_IP`, and an authid the old service did
+//! not know is answered from memory for [`UNKNOWN_MEMO_MS`]
+//! ([`Export::unknown_key`]). For the operator: `docs/operate.md`, "Moving
+//! from Duplicati's own service".
 
 use crate::authid::{AuthId, AuthIdFormat};
 use crate::error::BrokerError;
@@ -71,7 +54,7 @@ fn transport_protects_secrets(url: &url::Url) -> bool {
 }
 
 impl Source {
-    /// Reads the two settings. Neither set: `None` (no migration). One
+    /// Reads the two settings. Neither set: `None` (no handler move). One
     /// without the other, a URL with a query, or a URL that is not https
     /// (or http to a loopback host): misconfigured.
     pub fn from_settings(
@@ -137,16 +120,13 @@ pub const UNKNOWN_MEMO_CAP: usize = 1024;
 /// would let anyone who knows a keyid keep its owner's right password from
 /// being asked for.
 fn unknown_key(authid: &AuthId) -> String {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(
-        format!("oauth-broker/v1/move-unknown|{}", authid.expose()).as_bytes(),
-    );
-    crate::random::hex(&digest)
+    crate::digest::domain_hex("oauth-broker/v1/move-unknown|", &authid.expose())
 }
 
 /// Whether an authid this broker does not know may be asked for at the old
 /// service: only oauth-handler's own spelling (oauth-server's and ours were
 /// never issued by it).
-pub fn may_migrate(authid: &AuthId) -> bool {
+pub fn may_move(authid: &AuthId) -> bool {
     authid.format() == AuthIdFormat::OauthHandler
 }
 
@@ -279,10 +259,10 @@ mod tests {
 
     #[test]
     fn only_oauth_handler_authids_are_asked_for() {
-        assert!(may_migrate(&authid(HANDLER)));
+        assert!(may_move(&authid(HANDLER)));
         let server = format!("{}:{}", "ab".repeat(16), "a1A!".repeat(8));
-        assert!(!may_migrate(&authid(&server)));
-        assert!(!may_migrate(
+        assert!(!may_move(&authid(&server)));
+        assert!(!may_move(
             &AuthId::generate(crate::ids::Shard::FIRST).unwrap()
         ));
     }
