@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let Some(p) = cat.get("demo") else { return };
-    let Ok(started) = login::start(p, "https://broker.example", 1, None, 0) else {
+    let Ok(started) = login::start(p, "https://broker.example", 1, None, login::LoginEnding::ResultPage, 0) else {
         return;
     };
     let params = request::parse_params(query);
