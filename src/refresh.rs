@@ -75,7 +75,7 @@ use crate::error::BrokerError;
 use crate::grant::{Grant, DEFAULT_EXPIRES_IN};
 use crate::ids::{KeyHash, LeaseId, ProviderId};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::upstream::Upstream;
+use crate::upstream::{self, Failure, Upstream};
 
 /// The client's whole budget for one token call: Duplicati gives up after 25 s
 /// (duplicati/duplicati, Duplicati/Library/Backend/OAuthHelper/OAuthHelperHttpClient.cs:
@@ -289,7 +289,7 @@ pub trait Grants {
         now: i64,
     ) -> Result<bool, BrokerError>;
     /// Releases `lease` (if still held) without writing the grant, leaving
-    /// `status` and recording the failed refresh's `outcome` ([`outcome_of`]).
+    /// `status` and recording the failed refresh's `outcome` ([`upstream::outcome`]).
     async fn release(
         &self,
         read: &Opened,
@@ -464,25 +464,14 @@ async fn refresh_with_lease(
                 provider: read.provider,
             })
         }
-        Settle::Release { status, error } => {
-            grants
-                .release(&read, &lease, status, outcome_of(&error), now)
-                .await?;
+        Settle::Release {
+            status,
+            error,
+            outcome,
+        } => {
+            grants.release(&read, &lease, status, outcome, now).await?;
             Err(error)
         }
-    }
-}
-
-/// What an upstream refresh that failed with `error` is recorded as
-/// (`grants.last_outcome`, the doctor's 24-hour counts); a successful one is
-/// `ok` (written with the grant).
-pub fn outcome_of(error: &BrokerError) -> &'static str {
-    match error {
-        BrokerError::ReauthorizationRequired { .. } => "invalid_grant",
-        BrokerError::ProviderRejectedClient => "client_rejected",
-        BrokerError::ProviderTimeout => "timeout",
-        BrokerError::ProviderFailed => "failed",
-        _ => "error",
     }
 }
 
@@ -571,8 +560,13 @@ pub enum Settle {
         remaining: i64,
     },
     /// Release the lease without touching the sealed grant, leave the row with
-    /// `status`, and answer `error`.
-    Release { status: Status, error: BrokerError },
+    /// `status` and the upstream call's `outcome` ([`upstream::outcome`]), and
+    /// answer `error`.
+    Release {
+        status: Status,
+        error: BrokerError,
+        outcome: &'static str,
+    },
 }
 
 /// Decides what to persist and answer after the upstream refresh of `grant`.
@@ -585,6 +579,7 @@ pub fn settle(
     now: i64,
     reauthorize: BrokerError,
 ) -> Settle {
+    let recorded = upstream::outcome(&outcome);
     match outcome {
         Ok(Upstream::Ok(resp)) => {
             grant.apply_refresh(resp, now);
@@ -601,6 +596,7 @@ pub fn settle(
                 None => Settle::Release {
                     status: Status::Active,
                     error: BrokerError::ProviderFailed,
+                    outcome: upstream::outcome(&Ok(Upstream::Failed(Failure::Malformed))),
                 },
             }
         }
@@ -608,19 +604,23 @@ pub fn settle(
         Ok(Upstream::InvalidGrant) => Settle::Release {
             status: Status::ReauthRequired,
             error: reauthorize,
+            outcome: recorded,
         },
-        Ok(Upstream::Failed) => Settle::Release {
+        Ok(Upstream::Failed(_)) => Settle::Release {
             status: Status::Active,
             error: BrokerError::ProviderFailed,
+            outcome: recorded,
         },
         // The operator's client is refused, not the grant: kept as it is.
         Ok(Upstream::ClientRejected) => Settle::Release {
             status: Status::Active,
             error: BrokerError::ProviderRejectedClient,
+            outcome: recorded,
         },
         Err(error) => Settle::Release {
             status: Status::Active,
             error,
+            outcome: recorded,
         },
     }
 }
@@ -649,7 +649,7 @@ pub fn pass_through(
         Err(e) => return Err(e),
         Ok(Upstream::Ok(resp)) => resp,
         Ok(Upstream::InvalidGrant) => return Err(reauthorize),
-        Ok(Upstream::Failed) => return Err(BrokerError::ProviderFailed),
+        Ok(Upstream::Failed(_)) => return Err(BrokerError::ProviderFailed),
         Ok(Upstream::ClientRejected) => return Err(BrokerError::ProviderRejectedClient),
     };
     Ok(PassThrough {
@@ -781,28 +781,40 @@ mod tests {
             s,
             Settle::Release {
                 status: Status::ReauthRequired,
-                error: reauth()
+                error: reauth(),
+                outcome: "invalid_grant"
             }
         );
     }
 
     #[test]
     fn a_provider_failure_releases_the_lease_and_leaves_the_grant_active() {
-        let s = settle(grant(30, 0), Ok(Upstream::Failed), 100, reauth());
-        assert_eq!(
-            s,
-            Settle::Release {
-                status: Status::Active,
-                error: BrokerError::ProviderFailed
-            }
-        );
-        for e in [BrokerError::ProviderTimeout, BrokerError::UnknownProvider] {
+        for (failure, outcome) in [
+            (Failure::Unavailable, "provider_5xx"),
+            (Failure::Refused, "provider_4xx"),
+            (Failure::Malformed, "malformed"),
+        ] {
+            let s = settle(grant(30, 0), Ok(Upstream::Failed(failure)), 100, reauth());
+            assert_eq!(
+                s,
+                Settle::Release {
+                    status: Status::Active,
+                    error: BrokerError::ProviderFailed,
+                    outcome
+                }
+            );
+        }
+        for (e, outcome) in [
+            (BrokerError::ProviderTimeout, "timeout"),
+            (BrokerError::UnknownProvider, "unreachable"),
+        ] {
             let s = settle(grant(30, 0), Err(e.clone()), 100, reauth());
             assert_eq!(
                 s,
                 Settle::Release {
                     status: Status::Active,
-                    error: e
+                    error: e,
+                    outcome
                 }
             );
         }
@@ -833,7 +845,7 @@ mod tests {
             Err(reauth())
         );
         assert_eq!(
-            pass_through(&rt, Ok(Upstream::Failed), reauth()),
+            pass_through(&rt, Ok(Upstream::Failed(Failure::Unavailable)), reauth()),
             Err(BrokerError::ProviderFailed)
         );
         assert_eq!(
@@ -1148,7 +1160,7 @@ mod tests {
                 self.answers
                     .borrow_mut()
                     .pop_front()
-                    .unwrap_or(Ok(Upstream::Failed))
+                    .unwrap_or(Ok(Upstream::Failed(Failure::Unavailable)))
             }
 
             fn warn(&self, message: &str) {
@@ -1270,7 +1282,10 @@ mod tests {
 
     #[test]
     fn a_provider_failure_or_timeout_leaves_the_grant_as_it_was_and_the_lease_free() {
-        for failure in [Ok(Upstream::Failed), Err(BrokerError::ProviderTimeout)] {
+        for failure in [
+            Ok(Upstream::Failed(Failure::Unavailable)),
+            Err(BrokerError::ProviderTimeout),
+        ] {
             let w = World::new(grant(30, NOW), NOW);
             let expected = match &failure {
                 Ok(_) => BrokerError::ProviderFailed,

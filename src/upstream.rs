@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use url::form_urlencoded::Serializer;
 
 use crate::cli_token::CliToken;
+use crate::error::BrokerError;
 use crate::providers::Provider;
 use crate::secret::{ClientSecret, RefreshToken};
 
@@ -195,21 +196,51 @@ pub enum Upstream {
     /// expired client secret, a deleted app. The operator must act; the grant
     /// is not at fault and is kept as it is.
     ClientRejected,
-    /// Anything else: error status, non-JSON, no access token. Retryable for clients.
-    Failed,
+    /// Anything else: retryable for clients; why, for the operator ([`Failure`]).
+    Failed(Failure),
+}
+
+/// Why a token endpoint answer that is no token and no verdict on the grant
+/// or the client failed: what the doctor counts and the log line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Another 4xx (a request the provider refused, e.g. `invalid_request`).
+    Refused,
+    /// A 5xx (or any other non-2xx status): the provider is down or overloaded.
+    Unavailable,
+    /// A 2xx that is no token answer (not JSON, no access token, too large).
+    Malformed,
+}
+
+/// How one upstream token call ended, as recorded (`grants.last_outcome`,
+/// the doctor's 24-hour counts) and logged (`upstream_token`'s `outcome`):
+/// `answer` is the classified answer, or why there was none.
+pub fn outcome(answer: &Result<Upstream, BrokerError>) -> &'static str {
+    match answer {
+        Ok(Upstream::Ok(_)) => "ok",
+        Ok(Upstream::InvalidGrant) => "invalid_grant",
+        Ok(Upstream::ClientRejected) => "client_rejected",
+        Ok(Upstream::Failed(Failure::Refused)) => "provider_4xx",
+        Ok(Upstream::Failed(Failure::Unavailable)) => "provider_5xx",
+        Ok(Upstream::Failed(Failure::Malformed)) => "malformed",
+        Err(BrokerError::ProviderTimeout) => "timeout",
+        Err(_) => "unreachable",
+    }
 }
 
 /// Classifies a token endpoint answer by status and body. Never returns the body.
 pub fn classify(status: u16, body: &[u8]) -> Upstream {
     if (200..300).contains(&status) {
-        return TokenResponse::parse(body).map_or(Upstream::Failed, Upstream::Ok);
+        return TokenResponse::parse(body)
+            .map_or(Upstream::Failed(Failure::Malformed), Upstream::Ok);
     }
     match (status, oauth_error(body).as_deref()) {
         (400 | 401, Some("invalid_grant")) => Upstream::InvalidGrant,
         (400 | 401, Some("invalid_client" | "unauthorized_client")) | (401, _) => {
             Upstream::ClientRejected
         }
-        _ => Upstream::Failed,
+        (400..=499, _) => Upstream::Failed(Failure::Refused),
+        _ => Upstream::Failed(Failure::Unavailable),
     }
 }
 
@@ -331,9 +362,18 @@ mod tests {
             classify(200, br#"{"access_token":"a","expires_in":"3599"}"#),
             Upstream::Ok(r) if r.expires_in() == Some(3599) && r.access_token() == "a"
         ));
-        assert_eq!(classify(200, b"<html>"), Upstream::Failed);
-        assert_eq!(classify(200, br#"{"access_token":""}"#), Upstream::Failed);
-        assert_eq!(classify(200, br#"[1]"#), Upstream::Failed);
+        assert_eq!(
+            classify(200, b"<html>"),
+            Upstream::Failed(Failure::Malformed)
+        );
+        assert_eq!(
+            classify(200, br#"{"access_token":""}"#),
+            Upstream::Failed(Failure::Malformed)
+        );
+        assert_eq!(
+            classify(200, br#"[1]"#),
+            Upstream::Failed(Failure::Malformed)
+        );
         assert_eq!(
             classify(400, br#"{"error":"invalid_grant"}"#),
             Upstream::InvalidGrant
@@ -355,17 +395,47 @@ mod tests {
             Upstream::ClientRejected
         );
         assert_eq!(classify(401, b"<html>"), Upstream::ClientRejected);
+        assert_eq!(classify(404, b""), Upstream::Failed(Failure::Refused));
+        assert_eq!(classify(302, b""), Upstream::Failed(Failure::Unavailable));
         assert_eq!(
             classify(400, br#"{"error":"invalid_request"}"#),
-            Upstream::Failed
+            Upstream::Failed(Failure::Refused)
         );
         assert_eq!(
             classify(500, br#"{"error":"invalid_grant"}"#),
-            Upstream::Failed
+            Upstream::Failed(Failure::Unavailable)
         );
-        assert_eq!(classify(503, b""), Upstream::Failed);
+        assert_eq!(classify(503, b""), Upstream::Failed(Failure::Unavailable));
         let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
-        assert_eq!(classify(200, &huge), Upstream::Failed);
+        assert_eq!(classify(200, &huge), Upstream::Failed(Failure::Malformed));
+    }
+
+    #[test]
+    fn each_way_a_token_call_ends_has_its_own_recorded_outcome() {
+        let all = [
+            Ok(classify(200, br#"{"access_token":"a"}"#)),
+            Ok(classify(400, br#"{"error":"invalid_grant"}"#)),
+            Ok(classify(401, b"")),
+            Ok(classify(400, br#"{"error":"invalid_request"}"#)),
+            Ok(classify(503, b"")),
+            Ok(classify(200, b"<html>")),
+            Err(BrokerError::ProviderTimeout),
+            Err(BrokerError::ProviderFailed),
+        ];
+        let names: Vec<&str> = all.iter().map(outcome).collect();
+        assert_eq!(
+            names,
+            [
+                "ok",
+                "invalid_grant",
+                "client_rejected",
+                "provider_4xx",
+                "provider_5xx",
+                "malformed",
+                "timeout",
+                "unreachable"
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::BrokerError;
 use crate::pages::RevokeOutcome;
 use crate::secret::RefreshToken;
 use crate::shell::{clock, log};
-use crate::upstream::{self, classify, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
+use crate::upstream::{self, classify, Failure, FormPost, Upstream, MAX_TOKEN_RESPONSE_BYTES};
 
 /// One outbound request: what `call` sends (a body is a form).
 struct Outbound<'a> {
@@ -139,7 +139,7 @@ pub async fn post_form(
     let answered = bounded(&Outbound::form(post), timeout_ms).await;
     let (result, status, oauth_error) = match answered {
         Ok(Answer { status, body }) if body.len() > MAX_TOKEN_RESPONSE_BYTES => {
-            (Ok(Upstream::Failed), Some(status), None)
+            (Ok(Upstream::Failed(Failure::Malformed)), Some(status), None)
         }
         Ok(Answer { status, body }) => (
             Ok(classify(status, &body)),
@@ -148,14 +148,11 @@ pub async fn post_form(
         ),
         Err(e) => (Err(e), None, None),
     };
-    let (outcome, level) = match &result {
-        Ok(Upstream::Ok(_)) => ("ok", log::Level::Info),
+    let level = match &result {
+        Ok(Upstream::Ok(_)) => log::Level::Info,
         // The user's grant or code, not the broker: a warning.
-        Ok(Upstream::InvalidGrant) => ("invalid_grant", log::Level::Warn),
-        Ok(Upstream::ClientRejected) => ("client_rejected", log::Level::Error),
-        Ok(Upstream::Failed) => ("failed", log::Level::Error),
-        Err(BrokerError::ProviderTimeout) => ("timeout", log::Level::Error),
-        Err(_) => ("unreachable", log::Level::Error),
+        Ok(Upstream::InvalidGrant) => log::Level::Warn,
+        _ => log::Level::Error,
     };
     log::write(
         level,
@@ -163,7 +160,7 @@ pub async fn post_form(
         serde_json::json!({
             "provider": provider,
             "grant": grant_type,
-            "outcome": outcome,
+            "outcome": upstream::outcome(&result),
             "upstream_status": status,
             "oauth_error": oauth_error,
             "duration_ms": clock::now_ms().saturating_sub(started),

@@ -287,17 +287,19 @@ fn the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admi
     assert!(!text.contains(ADMIN_API_KEY));
 }
 
-/// The doctor's `grants` row for `provider` on shard 1, as
-/// `[active, reauthorization_required, idle_soon]`.
-fn grant_counts(b: &Broker, provider: &str) -> [i64; 4] {
+/// The doctor's `grants` row for `provider` on shard 1, then its last 24
+/// hours' outcomes, as `[active, reauthorization_required, idle_soon,
+/// invalid_grant, provider_4xx, provider_5xx]`.
+fn grant_counts(b: &Broker, provider: &str) -> [i64; 6] {
     let v = status(b, Some(ADMIN_API_KEY)).json();
-    let invalid = v["last_refresh_24h"]
+    let last_24h = v["last_refresh_24h"]
         .as_array()
         .expect("last_refresh_24h")
         .iter()
         .find(|g| g["provider"] == provider)
-        .and_then(|g| g["invalid_grant"].as_i64())
-        .unwrap_or(0);
+        .cloned()
+        .unwrap_or_default();
+    let outcome = |k: &str| last_24h[k].as_i64().unwrap_or(0);
     let row = v["grants"]
         .as_array()
         .expect("grants")
@@ -310,13 +312,15 @@ fn grant_counts(b: &Broker, provider: &str) -> [i64; 4] {
         n("active"),
         n("reauthorization_required"),
         n("idle_soon"),
-        invalid,
+        outcome("invalid_grant"),
+        outcome("provider_4xx"),
+        outcome("provider_5xx"),
     ]
 }
 
 fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &Broker) {
     let before = grant_counts(b, "box.com");
-    // Three Box logins: one left alone, one whose user revoked the app
+    // Box logins: one left alone, one whose user revoked the app
     // (the provider answers invalid_grant), one not refreshed for 50 days
     // (Box forgets a refresh token after 60: due within the doctor's 14).
     let fresh = b.login_at("/login?id=box.com");
@@ -328,6 +332,17 @@ fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &
     });
     b.expire_access_token(&revoked);
     assert_eq!(b.refresh(&revoked).status, 503);
+    // Two whose refresh met a failing provider: a 5xx, then a refused request.
+    let unavailable = b.login_at("/login?id=box.com");
+    let refused = b.login_at("/login?id=box.com");
+    for (authid, fail_status) in [(&unavailable, 503), (&refused, 400)] {
+        b.mock.set_config(Config {
+            fail_status: Some(fail_status),
+            ..Config::default()
+        });
+        b.expire_access_token(authid);
+        assert_eq!(b.refresh(authid).status, 502, "upstream {fail_status}");
+    }
     b.mock.set_config(Config::default());
     use oauth_broker::authid::{parse_authid, ParsedAuthId};
     let keys =
@@ -343,9 +358,9 @@ fn the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence(b: &
     let delta: Vec<i64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     assert_eq!(
         delta,
-        [2, 1, 1, 1],
-        "[active, reauthorization_required, idle_soon, last refresh invalid_grant in 24 h] \
-         before {before:?}, after {after:?}"
+        [4, 1, 1, 1, 1, 1],
+        "[active, reauthorization_required, idle_soon, last refresh in 24 h: invalid_grant, \
+         provider_4xx, provider_5xx] before {before:?}, after {after:?}"
     );
     assert_eq!(b.refresh(&fresh).status, 200);
 }

@@ -17,7 +17,7 @@ use oauth_broker::refresh::{
     UPSTREAM_PATIENCE_MS,
 };
 use oauth_broker::secret::RefreshToken;
-use oauth_broker::upstream::{TokenResponse, Upstream};
+use oauth_broker::upstream::{Failure, TokenResponse, Upstream};
 
 use crate::exec::{sleep, timeout, Collect, Exec, Handoff};
 
@@ -475,7 +475,7 @@ impl World {
             self.fault("provider 5xx");
             self.info(id, |r| r.got_5xx = true);
             self.note(|| format!("provider: 503 for {rt}"));
-            return (Ok(Upstream::Failed), None);
+            return (Ok(Upstream::Failed(Failure::Unavailable)), None);
         }
         if self.chance(self.plan.invalid_grant) {
             self.fault("provider invalid_grant");

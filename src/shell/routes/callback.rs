@@ -207,7 +207,7 @@ async fn exchange_code<'c>(
     {
         Upstream::Ok(r) => r,
         Upstream::InvalidGrant => return Err(BrokerError::InvalidLoginState),
-        Upstream::Failed => return Err(BrokerError::ProviderFailed),
+        Upstream::Failed(_) => return Err(BrokerError::ProviderFailed),
         Upstream::ClientRejected => return Err(BrokerError::ProviderRejectedClient),
     };
     let region = endpoint.region.map(|r| pages::Region {

@@ -63,7 +63,7 @@ pub async fn login(c: &mut Call) -> Out {
         match upstream_fetch::post_form(&post, &p.id, "password", cfg.upstream_timeout_ms).await? {
             Upstream::Ok(r) => r,
             Upstream::InvalidGrant => return Err(CliTokenError::Rejected.into()),
-            Upstream::Failed => return Err(BrokerError::ProviderFailed),
+            Upstream::Failed(_) => return Err(BrokerError::ProviderFailed),
             Upstream::ClientRejected => return Err(BrokerError::ProviderRejectedClient),
         };
     let shown = tokens::mint(c, p, 1, resp).await?;
