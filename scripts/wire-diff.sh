@@ -10,8 +10,11 @@
 #
 # Prints `wire-diff: N requests, M identical, K differ` and the unified diff of each
 # differing answer; exits 1 if any differ (2 on a usage or setup error). Transcripts
-# (base and head, raw and normalized) go to target/wire/; the cargo target dir is
-# target/wire/cargo (shared by both sides, so repeat runs build incrementally).
+# (base and head, raw and normalized) go to target/wire/; each side has its own
+# cargo target dir, target/wire/cargo-base and target/wire/cargo-head, kept so repeat
+# runs build incrementally. Never one for both: cargo fingerprints a workspace crate by
+# its path relative to the workspace and by mtimes, so the second checkout, older than
+# the first one's build, would pass for fresh and the head would be the base's wasm.
 # A revision is checked out into a temporary git worktree (this checkout's
 # node_modules by symlink), removed on exit. Loopback only. Needs the toolchain that
 # scripts/setup.sh installs (run it once first).
@@ -29,7 +32,6 @@ for rev in "$base_rev" ${head_rev:+"$head_rev"}; do
 done
 
 out="$repo/target/wire"
-export CARGO_TARGET_DIR="$repo/target/wire/cargo"
 tmp="$(mktemp -d)"
 worktrees=()
 groups=()
@@ -65,12 +67,12 @@ checkout() { # name rev
 build() { # label dir
   local log="$out/$1/build.log" t0=$SECONDS
   say "$1: building ($2, log $log)"
-  if ! (cd "$2" && bash scripts/build.sh) >"$log" 2>&1; then
+  if ! (cd "$2" && CARGO_TARGET_DIR="$out/cargo-$1" bash scripts/build.sh) >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     say "$1: build failed"
     exit 2
   fi
-  say "$1: built in $((SECONDS - t0)) s"
+  say "$1: built in $((SECONDS - t0)) s, wasm sha256 $(sha256sum "$2/build/index_bg.wasm" | cut -c1-16)"
 }
 
 free_port() {
