@@ -36,19 +36,19 @@ tmp="$(mktemp -d)"
 worktrees=()
 groups=()
 cleanup() {
-  local g wt i
-  for g in "${groups[@]}"; do
-    kill -TERM -- "-$g" 2>/dev/null || true
-  done
-  for g in "${groups[@]}"; do
-    for i in $(seq 1 50); do kill -0 -- "-$g" 2>/dev/null || break; [ "$i" -lt 50 ] && sleep 0.2; done
-    kill -KILL -- "-$g" 2>/dev/null || true
-  done
+  local g wt
+  for g in "${groups[@]}"; do stop_group "$g"; done
   for wt in "${worktrees[@]}"; do
     git -C "$repo" worktree remove --force "$wt" >/dev/null 2>&1 || true
   done
-  git -C "$repo" worktree prune >/dev/null 2>&1 || true
   rm -rf "$tmp"
+}
+# Ends a process group this script started (setsid: its leader's pid), TERM then,
+# after up to 10 s, KILL.
+stop_group() { # pgid
+  kill -TERM -- "-$1" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 -- "-$1" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$1" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -136,12 +136,8 @@ run_side() { # label checkout
     exit 2
   fi
   node "$repo/scripts/wire-corpus.mjs" "http://127.0.0.1:$broker_port" "http://127.0.0.1:$mock_port" "$d/answers" >&2
-  local g
-  for g in "$worker_pid" "$mock_pid"; do
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 -- "-$g" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$g" 2>/dev/null || true
-  done
+  stop_group "$worker_pid"
+  stop_group "$mock_pid"
   groups=()
   say "$label: corpus run in $((SECONDS - t0)) s"
 }
