@@ -3,7 +3,8 @@
 //!
 //! One worker serves every test (starting workerd takes seconds); tests run in
 //! order and each makes its own grants. `cargo test --test e2e -- <filter>` runs
-//! the tests whose name contains a filter word.
+//! the tests whose name contains a filter word; `-- --list` names them without
+//! running any.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod abuse;
@@ -41,10 +42,9 @@ use std::time::Instant;
 pub type Test = (&'static str, fn(&harness::Broker));
 
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let list = args.iter().any(|a| a == "--list");
+    let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     // Leak checks run last: they inspect everything the other tests left behind.
     let all: Vec<Test> = [
         skeleton::TESTS,
@@ -80,6 +80,14 @@ fn main() {
         .into_iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    if list {
+        // `--list` names the selected tests in libtest's format and runs none.
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        println!("\n{} tests", selected.len());
+        return;
+    }
     println!("running {} e2e tests", selected.len());
     if selected.is_empty() {
         println!("0 passed, 0 failed");
