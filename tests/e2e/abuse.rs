@@ -13,39 +13,15 @@ use crate::harness::{
     in_one_rate_limit_window, raw_exchange, request, Broker, Jar, Options, Resp, ADMIN_API_KEY,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget",
-        pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget,
-    ),
-    (
-        "a_body_declared_too_large_is_refused_before_any_of_it_is_read",
-        a_body_declared_too_large_is_refused_before_any_of_it_is_read,
-    ),
-    (
-        "a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end",
-        a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end,
-    ),
-    (
-        "every_route_that_writes_to_d1_is_limited_per_client_address",
-        every_route_that_writes_to_d1_is_limited_per_client_address,
-    ),
-    (
-        "v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider",
-        v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider,
-    ),
-    (
-        "a_v2_refresh_token_of_any_characters_round_trips_through_its_authid",
-        a_v2_refresh_token_of_any_characters_round_trips_through_its_authid,
-    ),
-    (
-        "import_mints_the_authid_or_takes_only_one_that_could_have_been_minted",
-        import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
-    ),
-    (
-        "device_code_guessing_is_limited_per_48_and_globally_counting_only_misses",
-        device_code_guessing_is_limited_per_48_and_globally_counting_only_misses,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget,
+    a_body_declared_too_large_is_refused_before_any_of_it_is_read,
+    a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end,
+    every_route_that_writes_to_d1_is_limited_per_client_address,
+    v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider,
+    a_v2_refresh_token_of_any_characters_round_trips_through_its_authid,
+    import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
+    device_code_guessing_is_limited_per_48_and_globally_counting_only_misses,
 ];
 
 /// Bounds every wait for an answer on a raw connection. Generous (a loaded

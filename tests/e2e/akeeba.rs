@@ -26,23 +26,11 @@ use crate::harness::{
     mock_account, raw_exchange, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes",
-        akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes,
-    ),
-    (
-        "akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token",
-        akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token,
-    ),
-    (
-        "akeeba_failures_are_errors_to_every_connector",
-        akeeba_failures_are_errors_to_every_connector,
-    ),
-    (
-        "akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned",
-        akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes,
+    akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token,
+    akeeba_failures_are_errors_to_every_connector,
+    akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned,
 ];
 
 const KEY: &str = "akeeba-key-1";

@@ -10,31 +10,13 @@ use serde_json::{json, Value};
 
 use crate::harness::{duplicati_token, free_port, request, Broker};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "browser_clicks_through_login_and_the_authid_refreshes",
-        browser_clicks_through_login_and_the_authid_refreshes,
-    ),
-    (
-        "browser_popup_on_a_non_default_loopback_port_receives_the_authid",
-        browser_popup_on_a_non_default_loopback_port_receives_the_authid,
-    ),
-    (
-        "browser_popup_posts_pcloud_access_token_to_a_loopback_opener",
-        browser_popup_posts_pcloud_access_token_to_a_loopback_opener,
-    ),
-    (
-        "browser_popup_from_a_non_loopback_opener_receives_nothing",
-        browser_popup_from_a_non_loopback_opener_receives_nothing,
-    ),
-    (
-        "browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click",
-        browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
-    ),
-    (
-        "browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid",
-        browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    browser_clicks_through_login_and_the_authid_refreshes,
+    browser_popup_on_a_non_default_loopback_port_receives_the_authid,
+    browser_popup_posts_pcloud_access_token_to_a_loopback_opener,
+    browser_popup_from_a_non_loopback_opener_receives_nothing,
+    browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
+    browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid,
 ];
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

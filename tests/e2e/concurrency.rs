@@ -7,47 +7,17 @@ use std::time::Duration;
 
 use crate::harness::{try_request_bytes, Broker, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "fifty_concurrent_refreshes_single_use_rotation_one_upstream_call",
-        |b| fifty_concurrent_refreshes(b, Rotation::SingleUse),
-    ),
-    (
-        "fifty_concurrent_refreshes_keep_old_rotation_one_upstream_call",
-        |b| fifty_concurrent_refreshes(b, Rotation::KeepOld),
-    ),
-    (
-        "fifty_concurrent_refreshes_no_rotation_one_upstream_call",
-        |b| fifty_concurrent_refreshes(b, Rotation::Never),
-    ),
-    (
-        "ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk",
-        ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk,
-    ),
-    (
-        "provider_5xx_is_502_grant_untouched_and_recovers",
-        provider_5xx_is_502_grant_untouched_and_recovers,
-    ),
-    (
-        "malformed_provider_json_is_502_grant_untouched",
-        malformed_provider_json_is_502_grant_untouched,
-    ),
-    (
-        "invalid_grant_is_remembered_and_never_retried_upstream",
-        invalid_grant_is_remembered_and_never_retried_upstream,
-    ),
-    (
-        "d1_failure_is_a_retryable_500_storage_unavailable",
-        d1_failure_is_a_retryable_500_storage_unavailable,
-    ),
-    (
-        "a_crashed_winners_lease_expires_and_the_grant_refreshes",
-        a_crashed_winners_lease_expires_and_the_grant_refreshes,
-    ),
-    (
-        "a_lease_held_past_the_wait_budget_gives_a_retryable_504",
-        a_lease_held_past_the_wait_budget_gives_a_retryable_504,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    fifty_concurrent_refreshes_single_use_rotation_one_upstream_call => |b| fifty_concurrent_refreshes(b, Rotation::SingleUse),
+    fifty_concurrent_refreshes_keep_old_rotation_one_upstream_call => |b| fifty_concurrent_refreshes(b, Rotation::KeepOld),
+    fifty_concurrent_refreshes_no_rotation_one_upstream_call => |b| fifty_concurrent_refreshes(b, Rotation::Never),
+    ten_grants_refreshed_concurrently_make_ten_upstream_calls_without_cross_talk,
+    provider_5xx_is_502_grant_untouched_and_recovers,
+    malformed_provider_json_is_502_grant_untouched,
+    invalid_grant_is_remembered_and_never_retried_upstream,
+    d1_failure_is_a_retryable_500_storage_unavailable,
+    a_crashed_winners_lease_expires_and_the_grant_refreshes,
+    a_lease_held_past_the_wait_budget_gives_a_retryable_504,
 ];
 
 /// A grant whose access token the broker already considers expired (30 s < 60 s),

@@ -12,39 +12,15 @@ use serde_json::Value;
 use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Options, Resp};
 use crate::oauth_code::{refresh_at_token_endpoint, token_endpoint};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes",
-        device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes,
-    ),
-    (
-        "device_login_polls_pending_then_slow_down_then_once_the_authid",
-        device_login_polls_pending_then_slow_down_then_once_the_authid,
-    ),
-    (
-        "device_login_refused_by_the_user_or_the_provider_answers_access_denied",
-        device_login_refused_by_the_user_or_the_provider_answers_access_denied,
-    ),
-    (
-        "device_code_past_its_expiry_answers_expired_token",
-        device_code_past_its_expiry_answers_expired_token,
-    ),
-    (
-        "device_verification_refuses_wrong_codes_and_rate_limits_guessing",
-        device_verification_refuses_wrong_codes_and_rate_limits_guessing,
-    ),
-    (
-        "device_confirmation_needs_the_browser_that_saw_the_provider",
-        device_confirmation_needs_the_browser_that_saw_the_provider,
-    ),
-    (
-        "device_login_with_curl_over_plain_http",
-        device_login_with_curl_over_plain_http,
-    ),
-    (
-        "front_door_logins_behind_an_access_gate_need_the_key_and_keep_it",
-        front_door_logins_behind_an_access_gate_need_the_key_and_keep_it,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes,
+    device_login_polls_pending_then_slow_down_then_once_the_authid,
+    device_login_refused_by_the_user_or_the_provider_answers_access_denied,
+    device_code_past_its_expiry_answers_expired_token,
+    device_verification_refuses_wrong_codes_and_rate_limits_guessing,
+    device_confirmation_needs_the_browser_that_saw_the_provider,
+    device_login_with_curl_over_plain_http,
+    front_door_logins_behind_an_access_gate_need_the_key_and_keep_it,
 ];
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");

@@ -63,59 +63,20 @@ fn assert_no_key_in(authorize: &str) {
     );
 }
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key",
-        gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key,
-    ),
-    (
-        "gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url",
-        gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url,
-    ),
-    (
-        "gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key",
-        gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key,
-    ),
-    (
-        "gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json",
-        gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json,
-    ),
-    (
-        "a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key",
-        a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key,
-    ),
-    (
-        "a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss",
-        a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss,
-    ),
-    (
-        "device_authorization_takes_the_gate_key_as_client_secret",
-        device_authorization_takes_the_gate_key_as_client_secret,
-    ),
-    (
-        "gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key",
-        gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key,
-    ),
-    (
-        "gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid",
-        gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid,
-    ),
-    (
-        "gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens",
-        gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens,
-    ),
-    (
-        "gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code",
-        gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code,
-    ),
-    (
-        "gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid",
-        gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid,
-    ),
-    (
-        "gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed",
-        gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key,
+    gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url,
+    gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key,
+    gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json,
+    a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key,
+    a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss,
+    device_authorization_takes_the_gate_key_as_client_secret,
+    gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key,
+    gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid,
+    gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens,
+    gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code,
+    gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid,
+    gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
 ];
 
 /// The command line sends `--oauth-url` verbatim (with `X-AuthID`), and derives

@@ -8,19 +8,10 @@ use mock_provider::{Config, Rotation};
 
 use crate::harness::{get_and_hang_up, wait_for, Broker, Options};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "a_client_that_hangs_up_mid_refresh_loses_no_grant",
-        a_client_that_hangs_up_mid_refresh_loses_no_grant,
-    ),
-    (
-        "a_provider_answering_after_the_client_gave_up_still_has_its_rotated_token_kept",
-        a_provider_answering_after_the_client_gave_up_still_has_its_rotated_token_kept,
-    ),
-    (
-        "a_late_waiter_answers_retryably_within_the_clients_25_s_and_leaves_the_lease_free",
-        a_late_waiter_answers_retryably_within_the_clients_25_s_and_leaves_the_lease_free,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    a_client_that_hangs_up_mid_refresh_loses_no_grant,
+    a_provider_answering_after_the_client_gave_up_still_has_its_rotated_token_kept,
+    a_late_waiter_answers_retryably_within_the_clients_25_s_and_leaves_the_lease_free,
 ];
 
 /// A grant whose access token is due for refresh, at a provider whose refresh

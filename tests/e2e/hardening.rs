@@ -11,27 +11,12 @@ use crate::harness::{
     SEALING_SECRET,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "rate_limits_answer_429_with_retry_after_per_grant_and_per_ip",
-        rate_limits_answer_429_with_retry_after_per_grant_and_per_ip,
-    ),
-    (
-        "access_gate_requires_a_key_on_login_and_refresh",
-        access_gate_requires_a_key_on_login_and_refresh,
-    ),
-    (
-        "every_step_of_the_documented_secret_rotation_keeps_every_route_working",
-        every_step_of_the_documented_secret_rotation_keeps_every_route_working,
-    ),
-    (
-        "every_response_carries_the_security_headers",
-        every_response_carries_the_security_headers,
-    ),
-    (
-        "hostile_requests_get_stable_4xx_and_grants_survive",
-        hostile_requests_get_stable_4xx_and_grants_survive,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    rate_limits_answer_429_with_retry_after_per_grant_and_per_ip,
+    access_gate_requires_a_key_on_login_and_refresh,
+    every_step_of_the_documented_secret_rotation_keeps_every_route_working,
+    every_response_carries_the_security_headers,
+    hostile_requests_get_stable_4xx_and_grants_survive,
 ];
 
 fn rate_limits_answer_429_with_retry_after_per_grant_and_per_ip(b: &Broker) {

@@ -9,19 +9,10 @@ use mock_provider::Config;
 
 use crate::harness::{extract_authid, Broker, Jar, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in",
-        jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in,
-    ),
-    (
-        "jottacloud_authid_refreshes_with_single_use_rotation_and_revokes",
-        jottacloud_authid_refreshes_with_single_use_rotation_and_revokes,
-    ),
-    (
-        "jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages",
-        jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in,
+    jottacloud_authid_refreshes_with_single_use_rotation_and_revokes,
+    jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages,
 ];
 
 /// A CLI token as Jottacloud shows it: base64url JSON.

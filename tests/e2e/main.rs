@@ -7,6 +7,17 @@
 //! running any.
 #![cfg(not(target_arch = "wasm32"))]
 
+/// A file's tests in the order they run, each name written once:
+/// `tests![a, b]` registers the functions `a` and `b` under their own names,
+/// and `name => |b| …` registers a closure (or another function) as `name`.
+macro_rules! tests {
+    ($($name:ident $(=> $run:expr)?),* $(,)?) => {
+        &[$((stringify!($name), tests!(@run $name $(, $run)?))),*]
+    };
+    (@run $name:ident) => { $name };
+    (@run $name:ident, $run:expr) => { $run };
+}
+
 mod abuse;
 mod akeeba;
 mod browser;

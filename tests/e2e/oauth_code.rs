@@ -13,39 +13,15 @@ use serde_json::{json, Value};
 
 use crate::harness::{request, Broker, Jar, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim",
-        authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim,
-    ),
-    (
-        "authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect",
-        authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect,
-    ),
-    (
-        "authorize_errors_after_validation_go_back_to_the_client_with_its_state",
-        authorize_errors_after_validation_go_back_to_the_client_with_its_state,
-    ),
-    (
-        "code_grant_redeems_once_for_an_authid_that_refreshes",
-        code_grant_redeems_once_for_an_authid_that_refreshes,
-    ),
-    (
-        "code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code",
-        code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code,
-    ),
-    (
-        "code_grant_enforces_the_pkce_challenge_the_client_sent",
-        code_grant_enforces_the_pkce_challenge_the_client_sent,
-    ),
-    (
-        "code_grant_refuses_an_expired_code",
-        code_grant_refuses_an_expired_code,
-    ),
-    (
-        "authorization_responses_carry_the_issuer_and_the_metadata_says_so",
-        authorization_responses_carry_the_issuer_and_the_metadata_says_so,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim,
+    authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect,
+    authorize_errors_after_validation_go_back_to_the_client_with_its_state,
+    code_grant_redeems_once_for_an_authid_that_refreshes,
+    code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code,
+    code_grant_enforces_the_pkce_challenge_the_client_sent,
+    code_grant_refuses_an_expired_code,
+    authorization_responses_carry_the_issuer_and_the_metadata_says_so,
 ];
 
 /// A client's loopback redirect URI (nothing listens there: the test reads

@@ -8,39 +8,15 @@ use mock_provider::{Config, Rotation};
 
 use crate::harness::{request, Broker, Options, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "oauth_metadata_names_every_front_door_endpoint",
-        oauth_metadata_names_every_front_door_endpoint,
-    ),
-    (
-        "oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in",
-        oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in,
-    ),
-    (
-        "oauth_token_errors_follow_rfc_6749_5_2",
-        oauth_token_errors_follow_rfc_6749_5_2,
-    ),
-    (
-        "oauth_refresh_token_is_answered_only_when_a_v2_authid_changes",
-        oauth_refresh_token_is_answered_only_when_a_v2_authid_changes,
-    ),
-    (
-        "oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call",
-        oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call,
-    ),
-    (
-        "oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call",
-        oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call,
-    ),
-    (
-        "oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant",
-        oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant,
-    ),
-    (
-        "oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401",
-        oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    oauth_metadata_names_every_front_door_endpoint,
+    oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in,
+    oauth_token_errors_follow_rfc_6749_5_2,
+    oauth_refresh_token_is_answered_only_when_a_v2_authid_changes,
+    oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call,
+    oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call,
+    oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant,
+    oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
 ];
 
 /// The front door's endpoints, as RFC 8414 metadata names them.

@@ -15,23 +15,11 @@ use serde_json::{json, Value};
 use crate::browser::{wait_until, Driver};
 use crate::harness::{free_port, Broker};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px",
-        pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px,
-    ),
-    (
-        "pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works",
-        pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works,
-    ),
-    (
-        "pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling",
-        pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling,
-    ),
-    (
-        "pages_an_error_page_names_what_happened_its_code_and_the_one_next_step",
-        pages_an_error_page_names_what_happened_its_code_and_the_one_next_step,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px,
+    pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works,
+    pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling,
+    pages_an_error_page_names_what_happened_its_code_and_the_one_next_step,
 ];
 
 /// A desktop window and a phone held upright (as `gate.rs`).

@@ -18,19 +18,10 @@ use crate::harness::{
 };
 use crate::oauth_code::{param, query_of, through_login, token_post, LOOPBACK};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger",
-        expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger,
-    ),
-    (
-        "expired_hand_offs_and_device_logins_are_never_used_before_the_purge",
-        expired_hand_offs_and_device_logins_are_never_used_before_the_purge,
-    ),
-    (
-        "the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other",
-        the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger,
+    expired_hand_offs_and_device_logins_are_never_used_before_the_purge,
+    the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other,
 ];
 
 /// Every short-lived table and the column that keys its rows.

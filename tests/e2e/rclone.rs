@@ -25,15 +25,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{free_port, Broker, Options};
 use crate::oauth_token::discover;
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token",
-        rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
-    ),
-    (
-        "rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret",
-        rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
+    rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret,
 ];
 
 /// Runs rclone with `args` and `env`, killing it after `limit`; its output.
