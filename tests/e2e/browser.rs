@@ -287,7 +287,7 @@ fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_t
         .contains("Return to your device"));
     let polled = request(
         "POST",
-        &crate::oauth_code::token_endpoint(b),
+        &crate::harness::token_endpoint(b),
         &[("Content-Type", "application/x-www-form-urlencoded")],
         Some(&format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=demo\
@@ -313,11 +313,7 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
     assert!(authid.len() >= 65 && authid.contains(':'), "authid shape");
     let r = b.refresh(&authid);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(b
-        .mock
-        .stats()
-        .issued_access_tokens
-        .contains(&r.json()["access_token"].as_str().unwrap_or("").to_string()));
+    assert!(b.provider_issued(r.json()["access_token"].as_str().unwrap_or("")));
 }
 
 /// Plays Duplicati's new UI: the page at `opener_url` (the mock's stand-in)
@@ -367,7 +363,7 @@ fn browser_popup_posts_pcloud_access_token_to_a_loopback_opener(b: &Broker) {
     let driver = Driver::start(&b.dir);
     let (authid, opener) = popup_login(&driver, b, &b.mock.base_url(), "pcloud");
     assert!(!authid.contains(':'));
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     driver.switch_to(&opener);
     let got = wait_until("the opener received a message", || {
         Some(driver.text("#got")).filter(|t| !t.is_empty())

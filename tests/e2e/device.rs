@@ -9,8 +9,10 @@ use std::process::Command;
 use oauth_broker::login::sha256_hex;
 use serde_json::Value;
 
-use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Options, Resp};
-use crate::oauth_code::{refresh_at_token_endpoint, token_endpoint};
+use crate::harness::{
+    enc, in_one_rate_limit_window, refresh_at_token_endpoint, request, token_endpoint, Broker, Jar,
+    Options, Resp,
+};
 
 pub const TESTS: &[crate::Test] = tests![
     device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes,
@@ -25,10 +27,6 @@ pub const TESTS: &[crate::Test] = tests![
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 /// `POST /oauth/device_authorization client_id=<client_id>`.
 fn start(b: &Broker, client_id: &str) -> Resp {
@@ -381,7 +379,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
         assert!(out.status.success(), "curl failed");
         serde_json::from_slice(&out.stdout).expect("JSON from the broker")
     };
-    let meta = crate::oauth_code::metadata(b);
+    let meta = crate::harness::metadata(b);
     let device_endpoint = meta["device_authorization_endpoint"]
         .as_str()
         .expect("device_authorization_endpoint")
@@ -433,7 +431,7 @@ fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Bro
     assert_eq!(error_of(&refused), "invalid_client");
     let page = w.get(&format!(
         "/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
-        enc(crate::oauth_code::LOOPBACK)
+        enc(crate::harness::LOOPBACK)
     ));
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.header("Location").is_none());
@@ -471,7 +469,7 @@ fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Bro
         "GET",
         &w.url(&format!(
             "/k/{KEY}/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
-            enc(crate::oauth_code::LOOPBACK)
+            enc(crate::harness::LOOPBACK)
         )),
         &[],
         None,

@@ -26,10 +26,9 @@ use serde_json::json;
 
 use crate::akeeba::input_value;
 use crate::harness::{
-    duplicati_token, extract_authid, extract_confirm, try_request_bytes, Broker, Jar, Options,
-    Resp, ADMIN_API_KEY,
+    duplicati_token, enc, extract_authid, extract_confirm, through_login, try_request_bytes,
+    Broker, Jar, Options, Resp, ADMIN_API_KEY, LOOPBACK,
 };
-use crate::oauth_code::{enc, through_login, LOOPBACK};
 use crate::promise::code_at;
 
 pub const TESTS: &[crate::Test] = tests![

@@ -808,7 +808,7 @@ fn pcloud_login_shows_the_access_token_as_authid_and_stores_nothing(b: &Broker) 
         !authid.contains(':'),
         "Duplicati treats it as a raw access token"
     );
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     assert_eq!(rows(), before, "nothing stored");
 }
 
@@ -826,7 +826,7 @@ fn pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region(b: 
     assert_eq!(page.status, 200, "{}", page.body);
     let authid = extract_authid(&page.body).expect("authid");
     b.remember(&authid);
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     assert_eq!(b.mock.stats().wrong_region_exchanges, 0);
     assert!(page
         .body

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::browser::Driver;
-use crate::harness::{extract_authid, extract_confirm, request, Broker, Jar, Options, Resp};
-use crate::oauth_code::{
-    enc, judge, param, query_of, through_login, CHALLENGE, LOOPBACK, VERIFIER,
+use crate::harness::{
+    enc, extract_authid, extract_confirm, param, query_of, request, through_login, Broker, Jar,
+    Options, Resp, LOOPBACK,
 };
+use crate::oauth_code::{judge, CHALLENGE, VERIFIER};
 
 const KEY: &str = "gate-key-1";
 
@@ -623,7 +624,7 @@ fn gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens(b: 
         let rt = driver.value("#refresh-token");
         b.remember(&rt);
         assert!(
-            g.mock.stats().issued_access_tokens.contains(&at),
+            g.provider_issued(&at),
             "{width} px: the provider's access token"
         );
         let r = g.get(&format!(

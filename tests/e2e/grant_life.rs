@@ -10,8 +10,7 @@ use serde_json::Value;
 
 use crate::akeeba::{akeeba_reads, connector_request, replay};
 use crate::browser::Driver;
-use crate::harness::{request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
-use crate::oauth_token::{enc, post};
+use crate::harness::{enc, post, request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
 
 pub const TESTS: &[crate::Test] = tests![
     grant_life_a_refused_grant_shows_on_status_and_is_reauthorized_in_place_in_chromium => a_refused_grant_shows_on_status_and_is_reauthorized_in_place_in_chromium,
@@ -128,7 +127,7 @@ fn refused(b: &Broker, authid: &str) {
 fn works_again_everywhere(b: &Broker, authid: &str, before: &[String]) {
     let new = |at: &str| {
         assert!(!before.iter().any(|t| t == at), "a new access token");
-        assert!(b.mock.stats().issued_access_tokens.iter().any(|t| t == at));
+        assert!(b.provider_issued(at));
     };
     b.expire_access_token(authid);
     let r = b.refresh(authid);

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use mock_provider::Config;
 
-use crate::harness::{extract_authid, Broker, Jar, Resp};
+use crate::harness::{enc, extract_authid, Broker, Jar, Resp};
 
 pub const TESTS: &[crate::Test] = tests![
     jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in,
@@ -29,10 +29,6 @@ fn cli_token(username: &str, auth_token: &str) -> String {
 pub fn good_token() -> String {
     let cfg = Config::default();
     cli_token(&cfg.password_username, &cfg.password)
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The form's hidden `name` value.

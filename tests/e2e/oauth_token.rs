@@ -6,7 +6,7 @@
 use base64::Engine;
 use mock_provider::{Config, Rotation};
 
-use crate::harness::{request, Broker, Options, Resp};
+use crate::harness::{discover, enc, post, Broker, Options, Resp};
 
 pub const TESTS: &[crate::Test] = tests![
     oauth_metadata_names_every_front_door_endpoint,
@@ -18,40 +18,6 @@ pub const TESTS: &[crate::Test] = tests![
     oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant,
     oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
 ];
-
-/// The front door's endpoints, as RFC 8414 metadata names them.
-pub struct Endpoints {
-    pub token: String,
-    pub revocation: String,
-}
-
-/// Discovers the endpoints (every test starts here, as a client would).
-pub fn discover(b: &Broker) -> Endpoints {
-    let r = b.get("/.well-known/oauth-authorization-server");
-    assert_eq!(r.status, 200, "metadata: {}", r.body);
-    let v = r.json();
-    let url = |k: &str| {
-        v[k].as_str()
-            .unwrap_or_else(|| panic!("{k} in metadata"))
-            .to_string()
-    };
-    Endpoints {
-        token: url("token_endpoint"),
-        revocation: url("revocation_endpoint"),
-    }
-}
-
-/// POST a form to `url` with extra headers.
-pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
-    h.extend_from_slice(headers);
-    request("POST", url, &h, Some(body))
-}
-
-/// `application/x-www-form-urlencoded` of one value.
-pub fn enc(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
 
 /// `Authorization: Basic` as RFC 6749 §2.3.1 says: each half form-urlencoded first.
 fn basic(id: &str, secret: &str) -> String {
@@ -155,12 +121,7 @@ fn oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in(b
     );
     assert_eq!(v["token_type"], "Bearer");
     let token = v["access_token"].as_str().expect("access_token");
-    assert!(b
-        .mock
-        .stats()
-        .issued_access_tokens
-        .iter()
-        .any(|t| t == token));
+    assert!(b.provider_issued(token));
     assert!(
         v.get("refresh_token").is_none(),
         "a v1 authid never changes"

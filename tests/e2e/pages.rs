@@ -306,11 +306,7 @@ fn pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone
             .unwrap_or_else(|| panic!("no token for [box]:\n{log}"));
     let access = saved["access_token"].as_str().unwrap_or("");
     assert!(
-        b.mock
-            .stats()
-            .issued_access_tokens
-            .iter()
-            .any(|t| t == access),
+        b.provider_issued(access),
         "rclone saved an access token the provider issued:\n{log}"
     );
     assert_eq!(saved["refresh_token"], last_authid.as_str());

@@ -9,10 +9,9 @@ use mock_provider::Config;
 use oauth_broker::login::sha256_hex;
 
 use crate::device::{approve, device_start, link, poll, post_device};
-use crate::harness::{mock_account, request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
-use crate::oauth_code::{
-    enc, param, query_of, refresh_at_token_endpoint, through_login, token_endpoint, token_post,
-    LOOPBACK,
+use crate::harness::{
+    enc, mock_account, param, query_of, refresh_at_token_endpoint, request, through_login,
+    token_endpoint, token_post, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET, LOOPBACK,
 };
 
 pub const TESTS: &[crate::Test] = tests![

@@ -22,8 +22,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, Broker, Options};
-use crate::oauth_token::discover;
+use crate::harness::{discover, free_port, Broker, Options};
 
 pub const TESTS: &[crate::Test] = tests![
     rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
@@ -183,11 +182,7 @@ fn assert_saved_fresh(b: &Broker, saved: &serde_json::Value, log: &str, authid: 
         "rclone saved no new token:\n{log}"
     );
     assert!(
-        b.mock
-            .stats()
-            .issued_access_tokens
-            .iter()
-            .any(|t| t == access),
+        b.provider_issued(access),
         "the saved access token is one the provider issued for this grant"
     );
     assert_eq!(
@@ -218,10 +213,10 @@ fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_acc
     assert_eq!(b.mock.stats().issued_access_tokens.len(), issued_before);
     // Revoked (RFC 7009, as a user would with curl): rclone is told
     // invalid_grant (permanent), keeps its old token and fails.
-    let r = crate::oauth_token::post(
+    let r = crate::harness::post(
         &e.revocation,
         &[],
-        &format!("token={}", crate::oauth_token::enc(&authid)),
+        &format!("token={}", crate::harness::enc(&authid)),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let (saved, log) = refresh_with_rclone(b, &e.token, "", &authid);

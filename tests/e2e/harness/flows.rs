@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use super::{request, Broker, Jar, Resp};
+use serde_json::Value;
+
+use super::{enc, request, Broker, Jar, Resp};
 
 impl Broker {
     /// Browser-less login: /login → mock authorize → /callback with the cookie.
@@ -168,4 +170,110 @@ pub fn extract_authid(html: &str) -> Option<String> {
     let start = html.find("data-authid=\"")? + "data-authid=\"".len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
+}
+
+// The OAuth front door as a client meets it: discovery, the token endpoint,
+// a login through the mock, the redirect back to a loopback client.
+
+/// A client's loopback redirect URI (nothing listens there: the test reads
+/// the `Location` the broker sends, as a browser would follow it).
+pub const LOOPBACK: &str = "http://127.0.0.1:53682/cb?x=1";
+
+/// The RFC 8414 metadata document.
+pub fn metadata(b: &Broker) -> Value {
+    let r = b.get("/.well-known/oauth-authorization-server");
+    assert_eq!(r.status, 200, "metadata: {}", r.body);
+    r.json()
+}
+
+/// The front door's endpoints, as RFC 8414 metadata names them.
+pub struct Endpoints {
+    pub token: String,
+    pub revocation: String,
+}
+
+/// Discovers the endpoints (every test starts here, as a client would).
+pub fn discover(b: &Broker) -> Endpoints {
+    let v = metadata(b);
+    let url = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("{k} in metadata"))
+            .to_string()
+    };
+    Endpoints {
+        token: url("token_endpoint"),
+        revocation: url("revocation_endpoint"),
+    }
+}
+
+/// The token endpoint, as a client discovers it.
+pub fn token_endpoint(b: &Broker) -> String {
+    let m = metadata(b);
+    m["token_endpoint"]
+        .as_str()
+        .expect("token_endpoint in the metadata")
+        .to_string()
+}
+
+/// POSTs a form to the token endpoint.
+pub fn token_post(b: &Broker, body: &str) -> Resp {
+    request(
+        "POST",
+        &token_endpoint(b),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body),
+    )
+}
+
+/// The query pairs of a URL.
+pub fn query_of(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .expect("a URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
+}
+
+/// A browser at `path` on the broker (a login start), through the mock
+/// provider (which consents at once unless told to deny) and back to the
+/// callback: the callback's answer.
+pub fn through_login(b: &Broker, jar: &mut Jar, path: &str) -> Resp {
+    let start = b.get_in(jar, path);
+    assert_eq!(start.status, 302, "login start {path}: {}", start.body);
+    let authorize = start.header("Location").expect("Location").to_string();
+    assert!(
+        authorize.starts_with(&b.mock.base_url()),
+        "the login goes to the provider"
+    );
+    let consent = request("GET", &authorize, &[], None);
+    assert_eq!(consent.status, 302, "mock authorize");
+    let callback = consent.header("Location").expect("callback").to_string();
+    let path = callback
+        .strip_prefix(&b.base)
+        .expect("the provider sends the browser back to the broker");
+    b.get_in(jar, path)
+}
+
+/// A refresh at the token endpoint with `authid` as the refresh token.
+pub fn refresh_at_token_endpoint(b: &Broker, authid: &str) -> Resp {
+    token_post(
+        b,
+        &format!("grant_type=refresh_token&refresh_token={}", enc(authid)),
+    )
+}
+
+impl Broker {
+    /// Whether the mock provider issued `access` (an access token a client got
+    /// from the broker is the provider's, not one the broker made up).
+    pub fn provider_issued(&self, access: &str) -> bool {
+        self.mock
+            .stats()
+            .issued_access_tokens
+            .iter()
+            .any(|t| t == access)
+    }
 }

@@ -222,3 +222,15 @@ pub(super) fn parse_response(raw: &[u8]) -> Option<Resp> {
     let len: usize = resp.header("Content-Length")?.parse().ok()?;
     (raw.len() >= start + len).then_some(resp)
 }
+
+/// POST a form to `url` with extra headers.
+pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    h.extend_from_slice(headers);
+    request("POST", url, &h, Some(body))
+}
+
+/// `application/x-www-form-urlencoded` of one value.
+pub fn enc(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
