@@ -320,15 +320,7 @@ fn unknown_provider_login_is_a_404_page_not_a_redirect(b: &Broker) {
 }
 
 fn invalid_grant_upstream_asks_the_user_to_reauthorize(b: &Broker) {
-    b.mock.set_config(Config {
-        access_token_ttl: 30,
-        ..Config::default()
-    });
-    let authid = b.login();
-    b.mock.set_config(Config {
-        invalid_grant: true,
-        ..Config::default()
-    });
+    let authid = b.login_then_provider_refuses();
     let r = b.refresh(&authid);
     assert_error(&r, 503, "reauthorization_required");
     assert!(r.header("X-Reason").unwrap_or("").contains(&b.base));

@@ -218,15 +218,7 @@ fn oauth_token_errors_follow_rfc_6749_5_2(b: &Broker) {
     );
     assert_error(&r, 400, "invalid_request", "two different secrets");
     // Re-authorization needed is permanent too: 400 invalid_grant, not /refresh's 503.
-    b.mock.set_config(Config {
-        access_token_ttl: 30,
-        ..Config::default()
-    });
-    let authid = b.login();
-    b.mock.set_config(Config {
-        invalid_grant: true,
-        ..Config::default()
-    });
+    let authid = b.login_then_provider_refuses();
     let r = post(&e.token, &[], &refresh_body(&authid));
     assert_error(&r, 400, "invalid_grant", "provider said invalid_grant");
     // A provider failure is transient: 5xx temporarily_unavailable + Retry-After.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use mock_provider::Config;
 use serde_json::Value;
 
 use super::{enc, request, Broker, Jar, Resp};
@@ -267,6 +268,22 @@ pub fn refresh_at_token_endpoint(b: &Broker, authid: &str) -> Resp {
 }
 
 impl Broker {
+    /// A login whose access token is due at once (30 s left), after which the
+    /// provider answers every refresh `invalid_grant`, as when the user revoked
+    /// the app: the authid of a grant that needs re-authorization.
+    pub fn login_then_provider_refuses(&self) -> String {
+        self.mock.set_config(Config {
+            access_token_ttl: 30,
+            ..Config::default()
+        });
+        let authid = self.login();
+        self.mock.set_config(Config {
+            invalid_grant: true,
+            ..Config::default()
+        });
+        authid
+    }
+
     /// Whether the mock provider issued `access` (an access token a client got
     /// from the broker is the provider's, not one the broker made up).
     pub fn provider_issued(&self, access: &str) -> bool {
