@@ -31,6 +31,7 @@ mod grant_life;
 mod grant_safety;
 mod hardening;
 mod harness;
+mod hostile;
 mod jottacloud;
 mod leaks;
 mod moving;
@@ -64,6 +65,7 @@ fn main() {
         grant_safety::TESTS,
         duplicati::TESTS,
         hardening::TESTS,
+        hostile::TESTS,
         abuse::TESTS,
         browser::TESTS,
         pages::TESTS,
