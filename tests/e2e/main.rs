@@ -21,7 +21,6 @@ macro_rules! tests {
 mod abuse;
 mod akeeba;
 mod browser;
-mod concurrency;
 mod core_flow;
 mod device;
 mod doors;
@@ -61,7 +60,6 @@ fn main() {
     let all: Vec<Test> = [
         skeleton::TESTS,
         core_flow::TESTS,
-        concurrency::TESTS,
         grant_safety::TESTS,
         duplicati::TESTS,
         hardening::TESTS,

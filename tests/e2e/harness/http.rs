@@ -234,3 +234,17 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
 pub fn enc(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
+
+/// `Authorization: Basic` as RFC 6749 §2.3.1 says: each half form-urlencoded first.
+pub fn basic(id: &str, secret: &str) -> String {
+    basic_raw(&format!("{}:{}", enc(id), enc(secret)))
+}
+
+/// `Authorization: Basic` of `pair` as it is (no form-urlencoding).
+pub fn basic_raw(pair: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
