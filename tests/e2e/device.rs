@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::harness::{
     enc, in_one_rate_limit_window, refresh_at_token_endpoint, request, token_endpoint, Broker, Jar,
-    Options, Resp,
+    Resp,
 };
 
 pub const TESTS: &[crate::Test] = tests![
@@ -417,13 +417,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
 /// verification URI and in the page's links, so the user's browser keeps it.
 fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Broker) {
     const KEY: &str = "front-door-gate-key";
-    let w = Broker::start_with(
-        &shared.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
+    let w = Broker::start_gated(&shared.mock, KEY);
     // Without the key: the device's request is refused (RFC 6749 §5.2 shape),
     // the authorization endpoint asks for the key on a page, never redirects.
     let refused = start(&w, "demo");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::browser::Driver;
 use crate::harness::{
     basic, basic_raw, discover, enc, extract_authid, extract_confirm, param, post, query_of,
-    request, through_login, Broker, Jar, Options, Resp, LOOPBACK,
+    request, through_login, Broker, Jar, Resp, LOOPBACK,
 };
 use crate::oauth_code::{judge, CHALLENGE, VERIFIER};
 use crate::oauth_token::assert_error;
@@ -38,12 +38,9 @@ static GATED: Mutex<Option<Arc<Broker>>> = Mutex::new(None);
 fn gated(b: &Broker) -> Arc<Broker> {
     let mut shared = GATED.lock().unwrap_or_else(|e| e.into_inner());
     let g = shared.get_or_insert_with(|| {
-        Arc::new(Broker::start_with(
+        Arc::new(Broker::start_gated(
             &b.mock,
-            Options {
-                extra_vars: vec![("ACCESS_KEYS".into(), format!("other-key, {KEY}, {ODD_KEY}"))],
-                ..Options::default()
-            },
+            &format!("other-key, {KEY}, {ODD_KEY}"),
         ))
     });
     Arc::clone(g)
@@ -859,13 +856,7 @@ fn gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed(b: &B
 }
 
 fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
-    let gated = Broker::start_with(
-        &b.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), "key-one, key-two".into())],
-            ..Options::default()
-        },
-    );
+    let gated = Broker::start_gated(&b.mock, "key-one, key-two");
     let r = gated.get("/refresh");
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["error"], "access_key_required");
@@ -924,13 +915,7 @@ fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
 fn oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401(b: &Broker) {
     // Characters that RFC 6749 §2.3.1's form-urlencoding changes: ':' '+' '%' '/'.
     const KEY: &str = "gate:k+y%41/z";
-    let w = Broker::start_with(
-        &b.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
+    let w = Broker::start_gated(&b.mock, KEY);
     let e = discover(&w);
     let authid = w.login_at(&format!("/login?id=demo&key={}", enc(KEY)));
     let form = format!("grant_type=refresh_token&refresh_token={}", enc(&authid));

@@ -22,7 +22,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{discover, free_port, Broker, Options};
+use crate::harness::{discover, free_port, Broker};
 
 pub const TESTS: &[crate::Test] = tests![
     rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
@@ -231,13 +231,7 @@ fn rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client
     b: &Broker,
 ) {
     const KEY: &str = "rclone-gate-key";
-    let w = Broker::start_with(
-        &b.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
+    let w = Broker::start_gated(&b.mock, KEY);
     let e = discover(&w);
     let authid = w.login_at(&format!("/login?id=demo&key={KEY}"));
     // The key in the path; rclone 1.60 still sends its own Drive secret.

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use mock_provider::Config;
+use std::sync::Arc;
+
+use mock_provider::{Config, MockProvider};
 use serde_json::Value;
 
-use super::{enc, request, Broker, Jar, Resp};
+use super::{enc, request, Broker, Jar, Options, Resp};
 
 impl Broker {
     /// Browser-less login: /login → mock authorize → /callback with the cookie.
@@ -268,6 +270,18 @@ pub fn refresh_at_token_endpoint(b: &Broker, authid: &str) -> Resp {
 }
 
 impl Broker {
+    /// A worker of its own behind the operator's access gate: `keys` is its
+    /// `ACCESS_KEYS` (one key, or several separated by commas).
+    pub fn start_gated(mock: &Arc<MockProvider>, keys: &str) -> Broker {
+        Broker::start_with(
+            mock,
+            Options {
+                extra_vars: vec![("ACCESS_KEYS".into(), keys.into())],
+                ..Options::default()
+            },
+        )
+    }
+
     /// A login whose access token is due at once (30 s left), after which the
     /// provider answers every refresh `invalid_grant`, as when the user revoked
     /// the app: the authid of a grant that needs re-authorization.
