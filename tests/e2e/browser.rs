@@ -295,11 +295,7 @@ fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_t
         )),
     );
     assert_eq!(polled.status, 200, "{}", polled.body);
-    let authid = polled.json()["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&polled.json());
     assert_eq!(b.refresh(&authid).status, 200);
 }
 

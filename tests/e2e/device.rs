@@ -218,11 +218,7 @@ fn device_login_polls_pending_then_slow_down_then_once_the_authid(b: &Broker) {
     assert!(t["access_token"]
         .as_str()
         .is_some_and(|a| a.starts_with("mockAT_")));
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&t);
     assert!(authid.contains(':') && !authid.starts_with("v2:"));
     let refreshed = refresh_at_token_endpoint(b, &authid);
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
@@ -397,11 +393,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
     let done = approve(b, "198.51.100.25", &user_code);
     assert_eq!(done.status, 200, "{}", done.body);
     let t = curl(&token, &poll_data);
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    b.remember_refresh_token(&t);
     assert_eq!(
         t["token_type"]
             .as_str()

@@ -736,11 +736,7 @@ fn gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback
             Some(&body),
         );
         assert_eq!(r.status, 200, "{width} px: {}", r.body);
-        let authid = r.json()["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_string();
-        b.remember(&authid);
+        let authid = b.remember_refresh_token(&r.json());
         let again = request("GET", &oauth_url(&g), &[("X-AuthID", &authid)], None);
         assert_eq!(again.status, 200, "{width} px: {}", again.body);
     }
@@ -791,11 +787,7 @@ fn gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_auth
             )),
         );
         assert_eq!(polled.status, 200, "{width} px: {}", polled.body);
-        let authid = polled.json()["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_string();
-        b.remember(&authid);
+        b.remember_refresh_token(&polled.json());
 
         driver.goto(&format!("{}?type=jottacloud", g.base));
         driver.click("#login-jottacloud");

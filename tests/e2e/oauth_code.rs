@@ -260,11 +260,7 @@ fn code_grant_redeems_once_for_an_authid_that_refreshes(b: &Broker) {
         .is_some_and(|t| t.starts_with("mockAT_")));
     let expires_in = v["expires_in"].as_i64().expect("expires_in");
     assert!((3000..=3600).contains(&expires_in), "{expires_in}");
-    let authid = v["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&v);
     assert!(
         authid.contains(':') && !authid.starts_with("v2:"),
         "a stored v1 authid"

@@ -64,11 +64,7 @@ fn tokens_of(b: &Broker, r: &Resp, what: &str) -> (String, String, i64) {
     assert_eq!(r.status, 200, "{what}: {}", r.body);
     assert_eq!(r.header("Cache-Control"), Some("no-store"), "{what}");
     let t = r.json();
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&t);
     (
         t["access_token"]
             .as_str()

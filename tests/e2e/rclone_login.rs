@@ -224,11 +224,7 @@ fn rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_
         .and_then(|mut f| f.read_to_string(&mut text))
         .expect("read rclone.conf");
     let token = saved_token(&text, "gd").unwrap_or_else(|| panic!("no token saved:\n{log}"));
-    let authid = token["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    shared.remember(&authid);
+    let authid = shared.remember_refresh_token(&token);
     assert!(
         authid.contains(':') && !authid.starts_with("v2:"),
         "rclone saved a stored (v1) authid as its refresh token"

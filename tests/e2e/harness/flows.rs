@@ -298,6 +298,17 @@ impl Broker {
         authid
     }
 
+    /// The refresh token a token answer (`answer`, its JSON) names, which is an
+    /// authid, remembered for the leak checks.
+    pub fn remember_refresh_token(&self, answer: &Value) -> String {
+        let authid = answer["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_string();
+        self.remember(&authid);
+        authid
+    }
+
     /// Whether the mock provider issued `access` (an access token a client got
     /// from the broker is the provider's, not one the broker made up).
     pub fn provider_issued(&self, access: &str) -> bool {
