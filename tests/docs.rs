@@ -235,3 +235,36 @@ fn the_checks_themselves_see_what_they_look_for() {
     assert!(is_external_or_anchor("https://example.org/a"));
     assert!(!is_external_or_anchor("docs/operate.md"));
 }
+
+/// The files named in backquotes (`` `name.rs` ``) in the table rows of the
+/// e2e suite's module doc (`tests/e2e/main.rs`), its index from feature to file.
+fn e2e_index(main_rs: &str) -> Vec<String> {
+    main_rs
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! |"))
+        .flat_map(|row| row.split('`').skip(1).step_by(2).map(str::to_string))
+        .filter(|name| name.ends_with(".rs"))
+        .collect()
+}
+
+#[test]
+fn the_e2e_index_names_every_test_file_and_only_files_that_exist() {
+    let dir = root().join("tests/e2e");
+    let main_rs = fs::read_to_string(dir.join("main.rs")).expect("tests/e2e/main.rs");
+    let index = e2e_index(&main_rs);
+    let missing: Vec<&String> = index.iter().filter(|f| !dir.join(f).is_file()).collect();
+    assert!(
+        missing.is_empty(),
+        "the e2e index names files that do not exist: {missing:?}"
+    );
+    let unindexed: Vec<String> = fs::read_dir(&dir)
+        .expect("tests/e2e")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".rs") && f != "main.rs" && f != "harness.rs")
+        .filter(|f| !index.contains(f))
+        .collect();
+    assert!(
+        unindexed.is_empty(),
+        "add a row for each to the index in tests/e2e/main.rs's module doc: {unindexed:?}"
+    );
+}

@@ -1,6 +1,8 @@
-//! Abuse that costs the operator: bodies read before their size is checked,
+//! Rate limits and abuse that costs the operator: the per-grant and per-IP
+//! limits (429 with `Retry-After`), bodies read before their size is checked,
 //! D1 writes and provider calls without a per-IP budget, authids and tokens of
-//! the caller's choosing. Each test names the behaviour it proves.
+//! the caller's choosing. Each test names the behaviour it proves. Which routes
+//! count against the per-IP limit is the route table's (`routes.rs`).
 
 use std::time::Duration;
 
@@ -13,39 +15,16 @@ use crate::harness::{
     in_one_rate_limit_window, raw_exchange, request, Broker, Jar, Options, Resp, ADMIN_API_KEY,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget",
-        pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget,
-    ),
-    (
-        "a_body_declared_too_large_is_refused_before_any_of_it_is_read",
-        a_body_declared_too_large_is_refused_before_any_of_it_is_read,
-    ),
-    (
-        "a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end",
-        a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end,
-    ),
-    (
-        "every_route_that_writes_to_d1_is_limited_per_client_address",
-        every_route_that_writes_to_d1_is_limited_per_client_address,
-    ),
-    (
-        "v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider",
-        v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider,
-    ),
-    (
-        "a_v2_refresh_token_of_any_characters_round_trips_through_its_authid",
-        a_v2_refresh_token_of_any_characters_round_trips_through_its_authid,
-    ),
-    (
-        "import_mints_the_authid_or_takes_only_one_that_could_have_been_minted",
-        import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
-    ),
-    (
-        "device_code_guessing_is_limited_per_48_and_globally_counting_only_misses",
-        device_code_guessing_is_limited_per_48_and_globally_counting_only_misses,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_refusals_have_a_budget,
+    a_body_declared_too_large_is_refused_before_any_of_it_is_read,
+    a_chunked_body_is_refused_once_it_passes_the_cap_without_waiting_for_its_end,
+    every_route_that_writes_to_d1_is_limited_per_client_address,
+    v2_refreshes_have_a_per_ip_budget_and_garbage_never_reaches_the_provider,
+    a_v2_refresh_token_of_any_characters_round_trips_through_its_authid,
+    import_mints_the_authid_or_takes_only_one_that_could_have_been_minted,
+    device_code_guessing_is_limited_per_48_and_globally_counting_only_misses,
+    rate_limits_answer_429_with_retry_after_per_grant_and_per_ip,
 ];
 
 /// Bounds every wait for an answer on a raw connection. Generous (a loaded
@@ -551,4 +530,44 @@ fn pass_through_refreshes_are_limited_per_48_refused_tokens_are_remembered_and_r
         after, 3,
         "the token after the budget was spent never reached the provider"
     );
+}
+
+fn rate_limits_answer_429_with_retry_after_per_grant_and_per_ip(b: &Broker) {
+    let limited = Broker::start_with(
+        &b.mock,
+        Options {
+            per_grant_limit: 5,
+            per_ip_limit: 25,
+            ..Options::default()
+        },
+    );
+    // Every count below must land in one window of the local limiter (nothing
+    // limited has hit this fresh worker before).
+    let (statuses, over, other_grant, hit, login, healthz) = in_one_rate_limit_window(|| {
+        let first = limited.login();
+        let second = limited.login();
+        let statuses: Vec<u16> = (0..8).map(|_| limited.refresh(&first).status).collect();
+        let over = limited.refresh(&first);
+        let other_grant = limited.refresh(&second).status;
+        // Per IP: /fetch (and every other limited route) from this address runs out.
+        let hit = (0..30).any(|_| limited.get("/fetch?token=abc").status == 429);
+        let login = limited.get("/login?id=demo");
+        let healthz = limited.get("/healthz").status;
+        (statuses, over, other_grant, hit, login, healthz)
+    });
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    assert_eq!(over.status, 429, "{statuses:?}");
+    assert_eq!(over.header("Retry-After"), Some("60"));
+    assert_eq!(over.json()["error"], "rate_limited");
+    assert!(over
+        .header("X-Reason")
+        .is_some_and(|r| r.contains("retry after")));
+    assert_eq!(other_grant, 200, "the limit is per grant");
+    assert!(hit, "per-IP limit reached");
+    assert_eq!(login.status, 429);
+    assert!(login
+        .header("Content-Type")
+        .unwrap_or("")
+        .starts_with("text/html"));
+    assert_eq!(healthz, 200, "liveness is never limited");
 }

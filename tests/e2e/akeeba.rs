@@ -26,23 +26,11 @@ use crate::harness::{
     mock_account, raw_exchange, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes",
-        akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes,
-    ),
-    (
-        "akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token",
-        akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token,
-    ),
-    (
-        "akeeba_failures_are_errors_to_every_connector",
-        akeeba_failures_are_errors_to_every_connector,
-    ),
-    (
-        "akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned",
-        akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes,
+    akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_token,
+    akeeba_failures_are_errors_to_every_connector,
+    akeeba_raw_provider_token_is_passed_through_and_the_rotated_one_returned,
 ];
 
 const KEY: &str = "akeeba-key-1";
@@ -212,7 +200,7 @@ fn akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes(b:
         let rt = driver.value("#refresh-token");
         g.remember(&rt);
         assert!(
-            g.mock.stats().issued_access_tokens.contains(&at),
+            g.provider_issued(&at),
             "{engine}: the access token is the provider's"
         );
         assert!(
@@ -264,7 +252,7 @@ fn akeeba_every_engine_logs_in_shows_both_tokens_and_each_connector_refreshes(b:
         let r = replay(&g, &connector_request(engine, &host, &path, &rt, &at));
         let (new_at, new_rt) = akeeba_reads(engine, &r, (&at, &rt)).expect("success");
         assert_ne!(new_at, at, "{engine}: a new access token");
-        assert!(g.mock.stats().issued_access_tokens.contains(&new_at));
+        assert!(g.provider_issued(&new_at));
         assert!(
             is_v1_authid(&new_rt) && new_rt != rt,
             "{engine}: and a new authid"
@@ -369,7 +357,7 @@ fn akeeba_box_twenty_refreshes_in_a_row_and_twenty_at_once_never_reuse_a_spent_t
         let (a, r2) = akeeba_reads("box", r, (&at, &rt)).expect("every one succeeds");
         assert!(is_v1_authid(&r2), "an authid to keep");
         b.remember(&r2);
-        assert!(b.mock.stats().issued_access_tokens.contains(&a));
+        assert!(b.provider_issued(&a));
     }
     let s = b.mock.stats();
     assert!(s.refresh_successes >= 1, "went upstream");

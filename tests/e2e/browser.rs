@@ -10,31 +10,13 @@ use serde_json::{json, Value};
 
 use crate::harness::{duplicati_token, free_port, request, Broker};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "browser_clicks_through_login_and_the_authid_refreshes",
-        browser_clicks_through_login_and_the_authid_refreshes,
-    ),
-    (
-        "browser_popup_on_a_non_default_loopback_port_receives_the_authid",
-        browser_popup_on_a_non_default_loopback_port_receives_the_authid,
-    ),
-    (
-        "browser_popup_posts_pcloud_access_token_to_a_loopback_opener",
-        browser_popup_posts_pcloud_access_token_to_a_loopback_opener,
-    ),
-    (
-        "browser_popup_from_a_non_loopback_opener_receives_nothing",
-        browser_popup_from_a_non_loopback_opener_receives_nothing,
-    ),
-    (
-        "browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click",
-        browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
-    ),
-    (
-        "browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid",
-        browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    browser_clicks_through_login_and_the_authid_refreshes,
+    browser_popup_on_a_non_default_loopback_port_receives_the_authid,
+    browser_popup_posts_pcloud_access_token_to_a_loopback_opener,
+    browser_popup_from_a_non_loopback_opener_receives_nothing,
+    browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click,
+    browser_device_login_clicks_through_to_the_provider_and_the_device_collects_the_authid,
 ];
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -305,7 +287,7 @@ fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_t
         .contains("Return to your device"));
     let polled = request(
         "POST",
-        &crate::oauth_code::token_endpoint(b),
+        &crate::harness::token_endpoint(b),
         &[("Content-Type", "application/x-www-form-urlencoded")],
         Some(&format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=demo\
@@ -313,11 +295,7 @@ fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_t
         )),
     );
     assert_eq!(polled.status, 200, "{}", polled.body);
-    let authid = polled.json()["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&polled.json());
     assert_eq!(b.refresh(&authid).status, 200);
 }
 
@@ -331,11 +309,7 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
     assert!(authid.len() >= 65 && authid.contains(':'), "authid shape");
     let r = b.refresh(&authid);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(b
-        .mock
-        .stats()
-        .issued_access_tokens
-        .contains(&r.json()["access_token"].as_str().unwrap_or("").to_string()));
+    assert!(b.provider_issued(r.json()["access_token"].as_str().unwrap_or("")));
 }
 
 /// Plays Duplicati's new UI: the page at `opener_url` (the mock's stand-in)
@@ -385,7 +359,7 @@ fn browser_popup_posts_pcloud_access_token_to_a_loopback_opener(b: &Broker) {
     let driver = Driver::start(&b.dir);
     let (authid, opener) = popup_login(&driver, b, &b.mock.base_url(), "pcloud");
     assert!(!authid.contains(':'));
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     driver.switch_to(&opener);
     let got = wait_until("the opener received a message", || {
         Some(driver.text("#got")).filter(|t| !t.is_empty())

@@ -10,68 +10,23 @@ use oauth_broker::seal::ServerKeys;
 
 use crate::harness::{extract_authid, request, Broker, SEALING_SECRET};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "refresh_answers_the_spec_shape_with_no_store",
-        refresh_answers_the_spec_shape_with_no_store,
-    ),
-    (
-        "refresh_within_validity_is_served_from_cache_and_after_expiry_exactly_one_upstream_call",
-        refresh_within_validity_is_served_from_cache_and_after_expiry_exactly_one_upstream_call,
-    ),
-    (
-        "rotated_refresh_token_is_persisted_before_answering",
-        rotated_refresh_token_is_persisted_before_answering,
-    ),
-    (
-        "authid_is_accepted_from_form_and_query_too",
-        authid_is_accepted_from_form_and_query_too,
-    ),
-    (
-        "bad_authids_get_4xx_with_x_reason_never_5xx",
-        bad_authids_get_4xx_with_x_reason_never_5xx,
-    ),
-    (
-        "tampered_ciphertext_fails_closed_and_grant_survives",
-        tampered_ciphertext_fails_closed_and_grant_survives,
-    ),
-    (
-        "row_copied_under_another_key_fails_closed",
-        row_copied_under_another_key_fails_closed,
-    ),
-    ("login_state_is_single_use", login_state_is_single_use),
-    (
-        "callback_without_or_with_another_browsers_cookie_is_refused",
-        callback_without_or_with_another_browsers_cookie_is_refused,
-    ),
-    (
-        "a_state_with_a_foreign_cookie_consumes_nothing",
-        a_state_with_a_foreign_cookie_consumes_nothing,
-    ),
-    (
-        "expired_login_state_is_refused",
-        expired_login_state_is_refused,
-    ),
-    (
-        "provider_access_denied_gives_a_4xx_page",
-        provider_access_denied_gives_a_4xx_page,
-    ),
-    (
-        "callback_for_another_provider_is_refused",
-        callback_for_another_provider_is_refused,
-    ),
-    (
-        "unknown_provider_login_is_a_404_page_not_a_redirect",
-        unknown_provider_login_is_a_404_page_not_a_redirect,
-    ),
-    (
-        "invalid_grant_upstream_asks_the_user_to_reauthorize",
-        invalid_grant_upstream_asks_the_user_to_reauthorize,
-    ),
-    (
-        "revoke_deletes_the_grant_and_revokes_upstream",
-        revoke_deletes_the_grant_and_revokes_upstream,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    refresh_answers_the_spec_shape_with_no_store,
+    refresh_within_validity_is_served_from_cache_and_after_expiry_exactly_one_upstream_call,
+    rotated_refresh_token_is_persisted_before_answering,
+    authid_is_accepted_from_form_and_query_too,
+    bad_authids_get_4xx_with_x_reason_never_5xx,
+    tampered_ciphertext_fails_closed_and_grant_survives,
+    row_copied_under_another_key_fails_closed,
+    login_state_is_single_use,
+    callback_without_or_with_another_browsers_cookie_is_refused,
+    a_state_with_a_foreign_cookie_consumes_nothing,
+    expired_login_state_is_refused,
+    provider_access_denied_gives_a_4xx_page,
+    callback_for_another_provider_is_refused,
+    unknown_provider_login_is_a_404_page_not_a_redirect,
+    invalid_grant_upstream_asks_the_user_to_reauthorize,
+    revoke_deletes_the_grant_and_revokes_upstream,
 ];
 
 pub fn key_hash(authid: &str) -> String {
@@ -365,15 +320,7 @@ fn unknown_provider_login_is_a_404_page_not_a_redirect(b: &Broker) {
 }
 
 fn invalid_grant_upstream_asks_the_user_to_reauthorize(b: &Broker) {
-    b.mock.set_config(Config {
-        access_token_ttl: 30,
-        ..Config::default()
-    });
-    let authid = b.login();
-    b.mock.set_config(Config {
-        invalid_grant: true,
-        ..Config::default()
-    });
+    let authid = b.login_then_provider_refuses();
     let r = b.refresh(&authid);
     assert_error(&r, 503, "reauthorization_required");
     assert!(r.header("X-Reason").unwrap_or("").contains(&b.base));

@@ -9,50 +9,24 @@ use std::process::Command;
 use oauth_broker::digest::sha256_hex;
 use serde_json::Value;
 
-use crate::harness::{in_one_rate_limit_window, request, Broker, Jar, Options, Resp};
-use crate::oauth_code::{refresh_at_token_endpoint, token_endpoint};
+use crate::harness::{
+    enc, in_one_rate_limit_window, refresh_at_token_endpoint, request, token_endpoint, Broker, Jar,
+    Resp,
+};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes",
-        device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes,
-    ),
-    (
-        "device_login_polls_pending_then_slow_down_then_once_the_authid",
-        device_login_polls_pending_then_slow_down_then_once_the_authid,
-    ),
-    (
-        "device_login_refused_by_the_user_or_the_provider_answers_access_denied",
-        device_login_refused_by_the_user_or_the_provider_answers_access_denied,
-    ),
-    (
-        "device_code_past_its_expiry_answers_expired_token",
-        device_code_past_its_expiry_answers_expired_token,
-    ),
-    (
-        "device_verification_refuses_wrong_codes_and_rate_limits_guessing",
-        device_verification_refuses_wrong_codes_and_rate_limits_guessing,
-    ),
-    (
-        "device_confirmation_needs_the_browser_that_saw_the_provider",
-        device_confirmation_needs_the_browser_that_saw_the_provider,
-    ),
-    (
-        "device_login_with_curl_over_plain_http",
-        device_login_with_curl_over_plain_http,
-    ),
-    (
-        "front_door_logins_behind_an_access_gate_need_the_key_and_keep_it",
-        front_door_logins_behind_an_access_gate_need_the_key_and_keep_it,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    device_authorization_answers_every_rfc_8628_field_and_stores_only_hashes,
+    device_login_polls_pending_then_slow_down_then_once_the_authid,
+    device_login_refused_by_the_user_or_the_provider_answers_access_denied,
+    device_code_past_its_expiry_answers_expired_token,
+    device_verification_refuses_wrong_codes_and_rate_limits_guessing,
+    device_confirmation_needs_the_browser_that_saw_the_provider,
+    device_login_with_curl_over_plain_http,
+    front_door_logins_behind_an_access_gate_need_the_key_and_keep_it,
 ];
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 /// `POST /oauth/device_authorization client_id=<client_id>`.
 fn start(b: &Broker, client_id: &str) -> Resp {
@@ -244,11 +218,7 @@ fn device_login_polls_pending_then_slow_down_then_once_the_authid(b: &Broker) {
     assert!(t["access_token"]
         .as_str()
         .is_some_and(|a| a.starts_with("mockAT_")));
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&t);
     assert!(authid.contains(':') && !authid.starts_with("v2:"));
     let refreshed = refresh_at_token_endpoint(b, &authid);
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
@@ -405,7 +375,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
         assert!(out.status.success(), "curl failed");
         serde_json::from_slice(&out.stdout).expect("JSON from the broker")
     };
-    let meta = crate::oauth_code::metadata(b);
+    let meta = crate::harness::metadata(b);
     let device_endpoint = meta["device_authorization_endpoint"]
         .as_str()
         .expect("device_authorization_endpoint")
@@ -423,11 +393,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
     let done = approve(b, "198.51.100.25", &user_code);
     assert_eq!(done.status, 200, "{}", done.body);
     let t = curl(&token, &poll_data);
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    b.remember_refresh_token(&t);
     assert_eq!(
         t["token_type"]
             .as_str()
@@ -443,13 +409,7 @@ fn device_login_with_curl_over_plain_http(b: &Broker) {
 /// verification URI and in the page's links, so the user's browser keeps it.
 fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Broker) {
     const KEY: &str = "front-door-gate-key";
-    let w = Broker::start_with(
-        &shared.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
+    let w = Broker::start_gated(&shared.mock, KEY);
     // Without the key: the device's request is refused (RFC 6749 §5.2 shape),
     // the authorization endpoint asks for the key on a page, never redirects.
     let refused = start(&w, "demo");
@@ -457,7 +417,7 @@ fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Bro
     assert_eq!(error_of(&refused), "invalid_client");
     let page = w.get(&format!(
         "/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
-        enc(crate::oauth_code::LOOPBACK)
+        enc(crate::harness::LOOPBACK)
     ));
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.header("Location").is_none());
@@ -495,7 +455,7 @@ fn front_door_logins_behind_an_access_gate_need_the_key_and_keep_it(shared: &Bro
         "GET",
         &w.url(&format!(
             "/k/{KEY}/oauth/authorize?response_type=code&client_id=demo&redirect_uri={}",
-            enc(crate::oauth_code::LOOPBACK)
+            enc(crate::harness::LOOPBACK)
         )),
         &[],
         None,

@@ -26,59 +26,25 @@ use serde_json::json;
 
 use crate::akeeba::input_value;
 use crate::harness::{
-    duplicati_token, extract_authid, extract_confirm, try_request_bytes, Broker, Jar, Options,
-    Resp, ADMIN_API_KEY,
+    duplicati_token, enc, extract_authid, extract_confirm, through_login, try_request_bytes,
+    Broker, Jar, Options, Resp, ADMIN_API_KEY, LOOPBACK,
 };
-use crate::oauth_code::{enc, through_login, LOOPBACK};
 use crate::promise::code_at;
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "doors_every_route_of_the_table_has_a_row_or_a_reason",
-        |_| doors_every_route_of_the_table_has_a_row_or_a_reason(),
-    ),
-    ("doors_refresh_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "refresh")
-    }),
-    (
-        "doors_token_endpoint_refresh_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "token_refresh"),
-    ),
-    (
-        "doors_akeeba_refresh_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "akeeba_refresh"),
-    ),
-    (
-        "doors_code_redemption_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "code_redemption"),
-    ),
-    (
-        "doors_device_redemption_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "device_redemption"),
-    ),
-    ("doors_callback_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "callback")
-    }),
-    (
-        "doors_cli_token_login_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "cli_token_login"),
-    ),
-    ("doors_revoked_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "revoked")
-    }),
-    (
-        "doors_oauth_revoke_keeps_the_promise_under_every_fault",
-        |b| run_door(b, "oauth_revoke"),
-    ),
-    ("doors_export_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "export")
-    }),
-    ("doors_import_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "import")
-    }),
-    ("doors_fetch_keeps_the_promise_under_every_fault", |b| {
-        run_door(b, "fetch")
-    }),
+pub const TESTS: &[crate::Test] = tests![
+    doors_every_route_of_the_table_has_a_row_or_a_reason => |_| doors_every_route_of_the_table_has_a_row_or_a_reason(),
+    doors_refresh_keeps_the_promise_under_every_fault => |b| run_door(b, "refresh"),
+    doors_token_endpoint_refresh_keeps_the_promise_under_every_fault => |b| run_door(b, "token_refresh"),
+    doors_akeeba_refresh_keeps_the_promise_under_every_fault => |b| run_door(b, "akeeba_refresh"),
+    doors_code_redemption_keeps_the_promise_under_every_fault => |b| run_door(b, "code_redemption"),
+    doors_device_redemption_keeps_the_promise_under_every_fault => |b| run_door(b, "device_redemption"),
+    doors_callback_keeps_the_promise_under_every_fault => |b| run_door(b, "callback"),
+    doors_cli_token_login_keeps_the_promise_under_every_fault => |b| run_door(b, "cli_token_login"),
+    doors_revoked_keeps_the_promise_under_every_fault => |b| run_door(b, "revoked"),
+    doors_oauth_revoke_keeps_the_promise_under_every_fault => |b| run_door(b, "oauth_revoke"),
+    doors_export_keeps_the_promise_under_every_fault => |b| run_door(b, "export"),
+    doors_import_keeps_the_promise_under_every_fault => |b| run_door(b, "import"),
+    doors_fetch_keeps_the_promise_under_every_fault => |b| run_door(b, "fetch"),
 ];
 
 // ---------------------------------------------------------------------------

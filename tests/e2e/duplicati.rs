@@ -7,91 +7,28 @@ use crate::harness::{
     duplicati_token, extract_authid, extract_confirm, request, Broker, Jar, Resp, ADMIN_API_KEY,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "duplicati_token_call_shape_is_answered",
-        duplicati_token_call_shape_is_answered,
-    ),
-    (
-        "duplicati_oauth_url_with_a_query_still_works",
-        duplicati_oauth_url_with_a_query_still_works,
-    ),
-    (
-        "duplicati_error_matrix_uses_statuses_and_x_reason_it_understands",
-        duplicati_error_matrix_uses_statuses_and_x_reason_it_understands,
-    ),
-    (
-        "box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid",
-        box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid,
-    ),
-    (
-        "a_brief_d1_outage_is_retried_by_every_duplicati_backend",
-        a_brief_d1_outage_is_retried_by_every_duplicati_backend,
-    ),
-    (
-        "duplicati_login_url_derivation_lands_on_the_filtered_index",
-        duplicati_login_url_derivation_lands_on_the_filtered_index,
-    ),
-    (
-        "new_ui_refresh_type_redirects_to_the_index",
-        new_ui_refresh_type_redirects_to_the_index,
-    ),
-    (
-        "old_ui_token_and_jsonp_fetch_hand_off_the_authid_once",
-        old_ui_token_and_jsonp_fetch_hand_off_the_authid_once,
-    ),
-    (
-        "an_attacker_chosen_fetch_token_yields_nothing",
-        an_attacker_chosen_fetch_token_yields_nothing,
-    ),
-    (
-        "the_confirmation_is_single_use_and_bound_to_the_registering_browser",
-        the_confirmation_is_single_use_and_bound_to_the_registering_browser,
-    ),
-    (
-        "short_fetch_tokens_are_refused",
-        short_fetch_tokens_are_refused,
-    ),
-    (
-        "a_login_with_a_pending_hand_off_asks_the_provider_for_consent",
-        a_login_with_a_pending_hand_off_asks_the_provider_for_consent,
-    ),
-    (
-        "jsonp_callback_injection_is_refused",
-        jsonp_callback_injection_is_refused,
-    ),
-    (
-        "new_ui_result_page_posts_to_allowlisted_origins_only",
-        new_ui_result_page_posts_to_allowlisted_origins_only,
-    ),
-    (
-        "duplicati_provider_ids_and_box_alias_work",
-        duplicati_provider_ids_and_box_alias_work,
-    ),
-    (
-        "pcloud_login_shows_the_access_token_as_authid_and_stores_nothing",
-        pcloud_login_shows_the_access_token_as_authid_and_stores_nothing,
-    ),
-    (
-        "pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region",
-        pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region,
-    ),
-    (
-        "pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched",
-        pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched,
-    ),
-    (
-        "v2_authid_survives_five_single_use_rotations_and_stores_nothing",
-        v2_authid_survives_five_single_use_rotations_and_stores_nothing,
-    ),
-    (
-        "export_from_one_broker_imports_into_another",
-        export_from_one_broker_imports_into_another,
-    ),
-    (
-        "export_and_import_refuse_without_a_valid_api_key",
-        export_and_import_refuse_without_a_valid_api_key,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    duplicati_token_call_shape_is_answered,
+    duplicati_oauth_url_with_a_query_still_works,
+    duplicati_error_matrix_uses_statuses_and_x_reason_it_understands,
+    box_and_dropbox_users_see_our_reason_for_an_unknown_wrong_or_revoked_authid,
+    a_brief_d1_outage_is_retried_by_every_duplicati_backend,
+    duplicati_login_url_derivation_lands_on_the_filtered_index,
+    new_ui_refresh_type_redirects_to_the_index,
+    old_ui_token_and_jsonp_fetch_hand_off_the_authid_once,
+    an_attacker_chosen_fetch_token_yields_nothing,
+    the_confirmation_is_single_use_and_bound_to_the_registering_browser,
+    short_fetch_tokens_are_refused,
+    a_login_with_a_pending_hand_off_asks_the_provider_for_consent,
+    jsonp_callback_injection_is_refused,
+    new_ui_result_page_posts_to_allowlisted_origins_only,
+    duplicati_provider_ids_and_box_alias_work,
+    pcloud_login_shows_the_access_token_as_authid_and_stores_nothing,
+    pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region,
+    pcloud_callback_naming_an_unknown_host_is_refused_and_nothing_is_fetched,
+    v2_authid_survives_five_single_use_rotations_and_stores_nothing,
+    export_from_one_broker_imports_into_another,
+    export_and_import_refuse_without_a_valid_api_key,
 ];
 
 const UA: &str = "Duplicati v2.1.0.5";
@@ -871,7 +808,7 @@ fn pcloud_login_shows_the_access_token_as_authid_and_stores_nothing(b: &Broker) 
         !authid.contains(':'),
         "Duplicati treats it as a raw access token"
     );
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     assert_eq!(rows(), before, "nothing stored");
 }
 
@@ -889,7 +826,7 @@ fn pcloud_eu_callback_exchanges_at_the_eu_host_and_the_page_names_the_region(b: 
     assert_eq!(page.status, 200, "{}", page.body);
     let authid = extract_authid(&page.body).expect("authid");
     b.remember(&authid);
-    assert!(b.mock.stats().issued_access_tokens.contains(&authid));
+    assert!(b.provider_issued(&authid));
     assert_eq!(b.mock.stats().wrong_region_exchanges, 0);
     assert!(page
         .body

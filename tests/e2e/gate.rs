@@ -2,6 +2,12 @@
 //! oauth-url, `<broker>/k/<key>/refresh`, and every surface builds its URLs from
 //! it exactly as its code does (duplicati/duplicati 66cfb242, duplicati/ngclient
 //! e0e370f0). A page reached without the key asks for it.
+//!
+//! Every test of the gate is here: a key required on login and refresh, the
+//! key as the client secret at the token endpoint (Basic with RFC 6749 §2.3.1's
+//! encoding, or in the body) and at device authorization, the gated issuer's
+//! metadata, and the typed key in a browser. Which routes are gated at all is
+//! the route table's (`routes.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -9,13 +15,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-
 use crate::browser::Driver;
-use crate::harness::{extract_authid, extract_confirm, request, Broker, Jar, Options, Resp};
-use crate::oauth_code::{
-    enc, judge, param, query_of, through_login, CHALLENGE, LOOPBACK, VERIFIER,
+use crate::harness::{
+    basic, basic_raw, discover, enc, extract_authid, extract_confirm, param, post, query_of,
+    request, through_login, Broker, Jar, Resp, LOOPBACK,
 };
+use crate::oauth_code::{judge, CHALLENGE, VERIFIER};
+use crate::oauth_token::assert_error;
 
 const KEY: &str = "gate-key-1";
 
@@ -32,12 +38,9 @@ static GATED: Mutex<Option<Arc<Broker>>> = Mutex::new(None);
 fn gated(b: &Broker) -> Arc<Broker> {
     let mut shared = GATED.lock().unwrap_or_else(|e| e.into_inner());
     let g = shared.get_or_insert_with(|| {
-        Arc::new(Broker::start_with(
+        Arc::new(Broker::start_gated(
             &b.mock,
-            Options {
-                extra_vars: vec![("ACCESS_KEYS".into(), format!("other-key, {KEY}, {ODD_KEY}"))],
-                ..Options::default()
-            },
+            &format!("other-key, {KEY}, {ODD_KEY}"),
         ))
     });
     Arc::clone(g)
@@ -63,59 +66,22 @@ fn assert_no_key_in(authorize: &str) {
     );
 }
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key",
-        gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key,
-    ),
-    (
-        "gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url",
-        gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url,
-    ),
-    (
-        "gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key",
-        gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key,
-    ),
-    (
-        "gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json",
-        gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json,
-    ),
-    (
-        "a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key",
-        a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key,
-    ),
-    (
-        "a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss",
-        a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss,
-    ),
-    (
-        "device_authorization_takes_the_gate_key_as_client_secret",
-        device_authorization_takes_the_gate_key_as_client_secret,
-    ),
-    (
-        "gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key",
-        gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key,
-    ),
-    (
-        "gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid",
-        gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid,
-    ),
-    (
-        "gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens",
-        gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens,
-    ),
-    (
-        "gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code",
-        gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code,
-    ),
-    (
-        "gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid",
-        gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid,
-    ),
-    (
-        "gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed",
-        gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    gate_cli_oauth_url_with_a_key_prefix_refreshes_and_its_login_link_asks_for_the_key,
+    gate_old_ui_builds_index_and_fetch_from_the_key_prefixed_oauth_url,
+    gate_new_ui_type_link_on_the_key_prefixed_oauth_url_keeps_the_key,
+    gate_a_page_without_a_key_asks_for_it_and_an_api_answers_json,
+    a_gated_broker_serves_path_inserted_metadata_whose_endpoints_carry_the_key,
+    a_gated_login_through_the_keyed_issuer_gets_that_issuer_as_iss,
+    device_authorization_takes_the_gate_key_as_client_secret,
+    gate_the_key_forms_request_gets_a_continue_link_to_the_same_request_with_the_key,
+    gate_browser_duplicatis_printed_login_link_takes_the_typed_key_through_to_an_authid,
+    gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens,
+    gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback_code,
+    gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid,
+    gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
+    access_gate_requires_a_key_on_login_and_refresh,
+    oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
 ];
 
 /// The command line sends `--oauth-url` verbatim (with `X-AuthID`), and derives
@@ -452,13 +418,6 @@ fn device_authorization_takes_the_gate_key_as_client_secret(b: &Broker) {
         h.extend_from_slice(headers);
         request("POST", &url, &h, Some(body))
     };
-    let basic = |id: &str, secret: &str| {
-        let pair = format!("{}:{}", enc(id), enc(secret));
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
-    };
     let issued = |r: &Resp, what: &str| {
         assert_eq!(r.status, 200, "{what}: {}", r.body);
         let v = r.json();
@@ -662,7 +621,7 @@ fn gate_browser_akeeba_helper_url_takes_the_typed_key_through_to_both_tokens(b: 
         let rt = driver.value("#refresh-token");
         b.remember(&rt);
         assert!(
-            g.mock.stats().issued_access_tokens.contains(&at),
+            g.provider_issued(&at),
             "{width} px: the provider's access token"
         );
         let r = g.get(&format!(
@@ -777,11 +736,7 @@ fn gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback
             Some(&body),
         );
         assert_eq!(r.status, 200, "{width} px: {}", r.body);
-        let authid = r.json()["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_string();
-        b.remember(&authid);
+        let authid = b.remember_refresh_token(&r.json());
         let again = request("GET", &oauth_url(&g), &[("X-AuthID", &authid)], None);
         assert_eq!(again.status, 200, "{width} px: {}", again.body);
     }
@@ -832,11 +787,7 @@ fn gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_auth
             )),
         );
         assert_eq!(polled.status, 200, "{width} px: {}", polled.body);
-        let authid = polled.json()["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_string();
-        b.remember(&authid);
+        b.remember_refresh_token(&polled.json());
 
         driver.goto(&format!("{}?type=jottacloud", g.base));
         driver.click("#login-jottacloud");
@@ -894,4 +845,127 @@ fn gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed(b: &B
     for e in g.tail_events() {
         assert!(!e["logs"].to_string().contains(TYPED), "logged: {e}");
     }
+}
+
+fn access_gate_requires_a_key_on_login_and_refresh(b: &Broker) {
+    let gated = Broker::start_gated(&b.mock, "key-one, key-two");
+    let r = gated.get("/refresh");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "access_key_required");
+    assert!(r.header("X-Reason").is_some());
+    assert_eq!(gated.get("/refresh?key=wrong").status, 403);
+    assert_eq!(
+        gated.get("/refresh?key=key-one").status,
+        400,
+        "past the gate"
+    );
+    // An empty X-Access-Key header counts as absent: it does not hide `key=`.
+    let empty = [("X-Access-Key", "")];
+    let r = request("GET", &gated.url("/refresh?key=key-one"), &empty, None);
+    assert_eq!(r.status, 400, "an empty header hid key=: {}", r.body);
+    let r = request("GET", &gated.url("/refresh"), &empty, None);
+    assert_eq!(r.json()["error"], "access_key_required");
+    let page = gated.get("/login?id=demo");
+    assert_eq!(page.status, 403);
+    assert!(page
+        .header("Content-Type")
+        .unwrap_or("")
+        .starts_with("text/html"));
+    // The index passes the key on; Duplicati's `…/refresh?key=K` works unchanged.
+    let index = gated.get("/?key=key-two");
+    assert!(index.body.contains("login?id=demo&amp;key=key-two"));
+    let authid = gated.login_at("/login?id=demo&key=key-two");
+    let r = request(
+        "GET",
+        &gated.url("/refresh?key=key-one"),
+        &[("X-AuthID", &authid)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        "GET",
+        &gated.url("/refresh"),
+        &[("X-AuthID", &authid), ("X-Access-Key", "key-two")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let r = request(
+        "GET",
+        &gated.url("/refresh"),
+        &[("X-AuthID", &authid)],
+        None,
+    );
+    assert_eq!(r.status, 403);
+    let redirect = gated.get("/refresh?type=demo&key=key-one");
+    assert_eq!(
+        redirect.header("Location"),
+        Some(format!("{}/?type=demo&key=key-one", gated.base).as_str())
+    );
+    b.remember(&authid);
+}
+
+fn oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401(b: &Broker) {
+    // Characters that RFC 6749 §2.3.1's form-urlencoding changes: ':' '+' '%' '/'.
+    const KEY: &str = "gate:k+y%41/z";
+    let w = Broker::start_gated(&b.mock, KEY);
+    let e = discover(&w);
+    let authid = w.login_at(&format!("/login?id=demo&key={}", enc(KEY)));
+    let form = format!("grant_type=refresh_token&refresh_token={}", enc(&authid));
+    let ok = |r: &Resp, what: &str| {
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        assert!(r.json()["access_token"].is_string(), "{what}");
+    };
+    // Accepted: Basic (encoded as §2.3.1 says), body, and the usual header.
+    ok(
+        &post(&e.token, &[("Authorization", &basic("demo", KEY))], &form),
+        "Basic",
+    );
+    ok(
+        &post(
+            &e.token,
+            &[],
+            &format!("{form}&client_id=demo&client_secret={}", enc(KEY)),
+        ),
+        "body",
+    );
+    ok(
+        &post(&e.token, &[("X-Access-Key", KEY)], &form),
+        "X-Access-Key",
+    );
+    // Refused with 401 invalid_client and a Basic challenge: no key, a wrong
+    // one, and the key sent by Basic without the form-urlencoding ('+' is then
+    // a space and "%41" an 'A').
+    for (what, headers, body) in [
+        ("no key", vec![], form.clone()),
+        (
+            "wrong key in the body",
+            vec![],
+            format!("{form}&client_secret=wrong"),
+        ),
+        (
+            "wrong key by Basic",
+            vec![("Authorization", basic("demo", "wrong"))],
+            form.clone(),
+        ),
+        (
+            "key by Basic not form-urlencoded",
+            vec![("Authorization", basic_raw(&format!("demo:{KEY}")))],
+            form.clone(),
+        ),
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = post(&e.token, &h, &body);
+        assert_error(&r, 401, "invalid_client", what);
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some(r#"Basic realm="oauth-broker""#),
+            "{what}"
+        );
+    }
+    // The metadata is public; the key is never echoed or logged.
+    assert_eq!(w.get("/.well-known/oauth-authorization-server").status, 200);
+    let log = w.log_text();
+    drop(w);
+    assert!(!log.contains(KEY), "the access key is in the worker log");
+    assert!(!log.contains(&authid), "the authid is in the worker log");
 }

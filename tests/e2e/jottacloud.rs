@@ -7,21 +7,12 @@
 use base64::Engine as _;
 use mock_provider::Config;
 
-use crate::harness::{extract_authid, Broker, Jar, Resp};
+use crate::harness::{enc, extract_authid, Broker, Jar, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in",
-        jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in,
-    ),
-    (
-        "jottacloud_authid_refreshes_with_single_use_rotation_and_revokes",
-        jottacloud_authid_refreshes_with_single_use_rotation_and_revokes,
-    ),
-    (
-        "jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages",
-        jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    jottacloud_index_leads_to_the_cli_token_page_and_a_pasted_token_logs_in,
+    jottacloud_authid_refreshes_with_single_use_rotation_and_revokes,
+    jottacloud_bad_cli_tokens_and_forged_forms_get_400_pages,
 ];
 
 /// A CLI token as Jottacloud shows it: base64url JSON.
@@ -38,10 +29,6 @@ fn cli_token(username: &str, auth_token: &str) -> String {
 pub fn good_token() -> String {
     let cfg = Config::default();
     cli_token(&cfg.password_username, &cfg.password)
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The form's hidden `name` value.

@@ -4,23 +4,11 @@
 
 use crate::harness::Broker;
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "database_files_contain_no_token_authid_or_account_in_plaintext",
-        database_files_contain_no_token_authid_or_account_in_plaintext,
-    ),
-    (
-        "worker_logs_contain_no_authid_token_or_code",
-        worker_logs_contain_no_authid_token_or_code,
-    ),
-    (
-        "a_log_that_keeps_query_strings_holds_no_authid_token_or_code",
-        a_log_that_keeps_query_strings_holds_no_authid_token_or_code,
-    ),
-    (
-        "every_line_the_worker_logged_is_one_json_object_naming_its_event",
-        every_line_the_worker_logged_is_one_json_object_naming_its_event,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    database_files_contain_no_token_authid_or_account_in_plaintext,
+    worker_logs_contain_no_authid_token_or_code,
+    a_log_that_keeps_query_strings_holds_no_authid_token_or_code,
+    every_line_the_worker_logged_is_one_json_object_naming_its_event,
 ];
 
 /// Every secret value the run produced: the mock's tokens and codes, the authids

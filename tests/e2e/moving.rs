@@ -21,47 +21,17 @@ use crate::harness::{
     CLIENT_SECRET,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it",
-        revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it,
-    ),
-    (
-        "duplicati_service_authids_import_from_an_oauth_handler_export_as_is",
-        duplicati_service_authids_import_from_an_oauth_handler_export_as_is,
-    ),
-    (
-        "importing_again_overwrites_until_the_first_refresh_and_another_secret_never",
-        importing_again_overwrites_until_the_first_refresh_and_another_secret_never,
-    ),
-    (
-        "a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version",
-        a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version,
-    ),
-    (
-        "an_oauth_handler_authid_moves_lazily_on_its_first_refresh",
-        an_oauth_handler_authid_moves_lazily_on_its_first_refresh,
-    ),
-    (
-        "concurrent_first_refreshes_move_one_grant_and_refresh_it_once",
-        concurrent_first_refreshes_move_one_grant_and_refresh_it_once,
-    ),
-    (
-        "an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing",
-        an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing,
-    ),
-    (
-        "a_plain_http_oauth_handler_url_is_server_misconfigured",
-        a_plain_http_oauth_handler_url_is_server_misconfigured,
-    ),
-    (
-        "an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache",
-        an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache,
-    ),
-    (
-        "moving_from_oauth_handler_has_a_per_ip_budget",
-        moving_from_oauth_handler_has_a_per_ip_budget,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    revoking_an_oauth_handler_authid_not_moved_yet_moves_it_then_revokes_it,
+    duplicati_service_authids_import_from_an_oauth_handler_export_as_is,
+    importing_again_overwrites_until_the_first_refresh_and_another_secret_never,
+    a_grant_stored_again_under_a_revoked_authid_never_restarts_its_version,
+    an_oauth_handler_authid_moves_lazily_on_its_first_refresh,
+    concurrent_first_refreshes_move_one_grant_and_refresh_it_once,
+    an_unreachable_oauth_handler_is_a_retryable_error_and_stores_nothing,
+    a_plain_http_oauth_handler_url_is_server_misconfigured,
+    an_unknown_handler_authid_is_asked_for_once_then_answered_from_the_negative_cache,
+    moving_from_oauth_handler_has_a_per_ip_budget,
 ];
 
 fn urandom(n: usize) -> Vec<u8> {

@@ -11,113 +11,25 @@ use std::process::{Command, Stdio};
 use oauth_broker::digest::sha256_hex;
 use serde_json::{json, Value};
 
-use crate::harness::{request, Broker, Jar, Resp};
+use crate::harness::{
+    enc, metadata, param, query_of, refresh_at_token_endpoint, request, through_login, token_post,
+    Broker, Jar, Resp, LOOPBACK,
+};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim",
-        authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim,
-    ),
-    (
-        "authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect",
-        authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect,
-    ),
-    (
-        "authorize_errors_after_validation_go_back_to_the_client_with_its_state",
-        authorize_errors_after_validation_go_back_to_the_client_with_its_state,
-    ),
-    (
-        "code_grant_redeems_once_for_an_authid_that_refreshes",
-        code_grant_redeems_once_for_an_authid_that_refreshes,
-    ),
-    (
-        "code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code",
-        code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code,
-    ),
-    (
-        "code_grant_enforces_the_pkce_challenge_the_client_sent",
-        code_grant_enforces_the_pkce_challenge_the_client_sent,
-    ),
-    (
-        "code_grant_refuses_an_expired_code",
-        code_grant_refuses_an_expired_code,
-    ),
-    (
-        "authorization_responses_carry_the_issuer_and_the_metadata_says_so",
-        authorization_responses_carry_the_issuer_and_the_metadata_says_so,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    authorize_redirects_to_the_loopback_client_with_a_code_and_its_state_verbatim,
+    authorize_with_a_bad_client_or_redirect_uri_is_an_error_page_never_a_redirect,
+    authorize_errors_after_validation_go_back_to_the_client_with_its_state,
+    code_grant_redeems_once_for_an_authid_that_refreshes,
+    code_grant_refuses_wrong_redirect_uri_client_id_and_a_replayed_code,
+    code_grant_enforces_the_pkce_challenge_the_client_sent,
+    code_grant_refuses_an_expired_code,
+    authorization_responses_carry_the_issuer_and_the_metadata_says_so,
 ];
-
-/// A client's loopback redirect URI (nothing listens there: the test reads
-/// the `Location` the broker sends, as a browser would follow it).
-pub const LOOPBACK: &str = "http://127.0.0.1:53682/cb?x=1";
 
 /// RFC 7636 Appendix B (as in `src/pkce.rs`'s test).
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-pub fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The RFC 8414 metadata document.
-pub fn metadata(b: &Broker) -> Value {
-    let r = b.get("/.well-known/oauth-authorization-server");
-    assert_eq!(r.status, 200, "metadata: {}", r.body);
-    r.json()
-}
-
-/// The token endpoint, as a client discovers it.
-pub fn token_endpoint(b: &Broker) -> String {
-    let m = metadata(b);
-    m["token_endpoint"]
-        .as_str()
-        .expect("token_endpoint in the metadata")
-        .to_string()
-}
-
-/// POSTs a form to the token endpoint.
-pub fn token_post(b: &Broker, body: &str) -> Resp {
-    request(
-        "POST",
-        &token_endpoint(b),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        Some(body),
-    )
-}
-
-/// The query pairs of a URL.
-pub fn query_of(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url)
-        .expect("a URL")
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    q.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
-}
-
-/// A browser at `path` on the broker (a login start), through the mock
-/// provider (which consents at once unless told to deny) and back to the
-/// callback: the callback's answer.
-pub fn through_login(b: &Broker, jar: &mut Jar, path: &str) -> Resp {
-    let start = b.get_in(jar, path);
-    assert_eq!(start.status, 302, "login start {path}: {}", start.body);
-    let authorize = start.header("Location").expect("Location").to_string();
-    assert!(
-        authorize.starts_with(&b.mock.base_url()),
-        "the login goes to the provider"
-    );
-    let consent = request("GET", &authorize, &[], None);
-    assert_eq!(consent.status, 302, "mock authorize");
-    let callback = consent.header("Location").expect("callback").to_string();
-    let path = callback
-        .strip_prefix(&b.base)
-        .expect("the provider sends the browser back to the broker");
-    b.get_in(jar, path)
-}
 
 /// `/oauth/authorize` for `demo` with `extra` query, through the login: the
 /// callback's answer (a 302 to the client).
@@ -330,14 +242,6 @@ fn authorize_errors_after_validation_go_back_to_the_client_with_its_state(b: &Br
     assert!(param(&q, "code").is_none());
 }
 
-/// A refresh at the token endpoint with `authid` as the refresh token.
-pub fn refresh_at_token_endpoint(b: &Broker, authid: &str) -> Resp {
-    token_post(
-        b,
-        &format!("grant_type=refresh_token&refresh_token={}", enc(authid)),
-    )
-}
-
 fn code_grant_redeems_once_for_an_authid_that_refreshes(b: &Broker) {
     let code = code_for(b, "&state=s1");
     let r = redeem(b, &code, "");
@@ -356,11 +260,7 @@ fn code_grant_redeems_once_for_an_authid_that_refreshes(b: &Broker) {
         .is_some_and(|t| t.starts_with("mockAT_")));
     let expires_in = v["expires_in"].as_i64().expect("expires_in");
     assert!((3000..=3600).contains(&expires_in), "{expires_in}");
-    let authid = v["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&v);
     assert!(
         authid.contains(':') && !authid.starts_with("v2:"),
         "a stored v1 authid"

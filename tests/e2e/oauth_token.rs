@@ -3,91 +3,19 @@
 //! the refresh token being the authid, client authentication by HTTP Basic
 //! (RFC 6749 §2.3.1) or in the body, §5.1/§5.2 answers, RFC 7009 revocation.
 
-use base64::Engine;
 use mock_provider::{Config, Rotation};
 
-use crate::harness::{request, Broker, Options, Resp};
+use crate::harness::{basic, discover, enc, post, Broker, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "oauth_metadata_names_every_front_door_endpoint",
-        oauth_metadata_names_every_front_door_endpoint,
-    ),
-    (
-        "oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in",
-        oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in,
-    ),
-    (
-        "oauth_token_errors_follow_rfc_6749_5_2",
-        oauth_token_errors_follow_rfc_6749_5_2,
-    ),
-    (
-        "oauth_refresh_token_is_answered_only_when_a_v2_authid_changes",
-        oauth_refresh_token_is_answered_only_when_a_v2_authid_changes,
-    ),
-    (
-        "oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call",
-        oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call,
-    ),
-    (
-        "oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call",
-        oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call,
-    ),
-    (
-        "oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant",
-        oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant,
-    ),
-    (
-        "oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401",
-        oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    oauth_metadata_names_every_front_door_endpoint,
+    oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in,
+    oauth_token_errors_follow_rfc_6749_5_2,
+    oauth_refresh_token_is_answered_only_when_a_v2_authid_changes,
+    oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call,
+    oauth_x_oauth2_basic_then_body_probe_gets_one_answer_from_one_upstream_call,
+    oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant,
 ];
-
-/// The front door's endpoints, as RFC 8414 metadata names them.
-pub struct Endpoints {
-    pub token: String,
-    pub revocation: String,
-}
-
-/// Discovers the endpoints (every test starts here, as a client would).
-pub fn discover(b: &Broker) -> Endpoints {
-    let r = b.get("/.well-known/oauth-authorization-server");
-    assert_eq!(r.status, 200, "metadata: {}", r.body);
-    let v = r.json();
-    let url = |k: &str| {
-        v[k].as_str()
-            .unwrap_or_else(|| panic!("{k} in metadata"))
-            .to_string()
-    };
-    Endpoints {
-        token: url("token_endpoint"),
-        revocation: url("revocation_endpoint"),
-    }
-}
-
-/// POST a form to `url` with extra headers.
-pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
-    h.extend_from_slice(headers);
-    request("POST", url, &h, Some(body))
-}
-
-/// `application/x-www-form-urlencoded` of one value.
-pub fn enc(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
-/// `Authorization: Basic` as RFC 6749 §2.3.1 says: each half form-urlencoded first.
-fn basic(id: &str, secret: &str) -> String {
-    basic_raw(&format!("{}:{}", enc(id), enc(secret)))
-}
-
-fn basic_raw(pair: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
 
 /// A refresh_token grant for `authid` with the client id in the body.
 fn refresh_body(authid: &str) -> String {
@@ -110,7 +38,7 @@ fn assert_rfc_headers(r: &Resp, what: &str) {
 }
 
 /// Asserts an RFC 6749 §5.2 error answer.
-fn assert_error(r: &Resp, status: u16, error: &str, what: &str) {
+pub(crate) fn assert_error(r: &Resp, status: u16, error: &str, what: &str) {
     assert_eq!(r.status, status, "{what}: {}", r.body);
     assert_rfc_headers(r, what);
     let v = r.json();
@@ -179,12 +107,7 @@ fn oauth_refresh_grant_serves_a_v1_authid_as_rfc_6749_5_1_with_real_expires_in(b
     );
     assert_eq!(v["token_type"], "Bearer");
     let token = v["access_token"].as_str().expect("access_token");
-    assert!(b
-        .mock
-        .stats()
-        .issued_access_tokens
-        .iter()
-        .any(|t| t == token));
+    assert!(b.provider_issued(token));
     assert!(
         v.get("refresh_token").is_none(),
         "a v1 authid never changes"
@@ -281,15 +204,7 @@ fn oauth_token_errors_follow_rfc_6749_5_2(b: &Broker) {
     );
     assert_error(&r, 400, "invalid_request", "two different secrets");
     // Re-authorization needed is permanent too: 400 invalid_grant, not /refresh's 503.
-    b.mock.set_config(Config {
-        access_token_ttl: 30,
-        ..Config::default()
-    });
-    let authid = b.login();
-    b.mock.set_config(Config {
-        invalid_grant: true,
-        ..Config::default()
-    });
+    let authid = b.login_then_provider_refuses();
     let r = post(&e.token, &[], &refresh_body(&authid));
     assert_error(&r, 400, "invalid_grant", "provider said invalid_grant");
     // A provider failure is transient: 5xx temporarily_unavailable + Retry-After.
@@ -345,7 +260,7 @@ fn oauth_refresh_token_is_answered_only_when_a_v2_authid_changes(b: &Broker) {
     b.mock.set_config(Config::default());
 }
 
-/// Like `concurrency.rs`'s proof for /refresh, through the token endpoint, on
+/// Like `grant_safety.rs`'s proof for /refresh, through the token endpoint, on
 /// Box's grant (single-use refresh tokens).
 fn oauth_fifty_concurrent_refreshes_of_one_authid_make_one_upstream_call(b: &Broker) {
     let e = discover(b);
@@ -494,76 +409,4 @@ fn oauth_revocation_is_200_for_unknown_and_revoked_authids_then_invalid_grant(b:
         "invalid_request",
         "no token",
     );
-}
-
-fn oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401(b: &Broker) {
-    // Characters that RFC 6749 §2.3.1's form-urlencoding changes: ':' '+' '%' '/'.
-    const KEY: &str = "gate:k+y%41/z";
-    let w = Broker::start_with(
-        &b.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
-    let e = discover(&w);
-    let authid = w.login_at(&format!("/login?id=demo&key={}", enc(KEY)));
-    let form = format!("grant_type=refresh_token&refresh_token={}", enc(&authid));
-    let ok = |r: &Resp, what: &str| {
-        assert_eq!(r.status, 200, "{what}: {}", r.body);
-        assert!(r.json()["access_token"].is_string(), "{what}");
-    };
-    // Accepted: Basic (encoded as §2.3.1 says), body, and the usual header.
-    ok(
-        &post(&e.token, &[("Authorization", &basic("demo", KEY))], &form),
-        "Basic",
-    );
-    ok(
-        &post(
-            &e.token,
-            &[],
-            &format!("{form}&client_id=demo&client_secret={}", enc(KEY)),
-        ),
-        "body",
-    );
-    ok(
-        &post(&e.token, &[("X-Access-Key", KEY)], &form),
-        "X-Access-Key",
-    );
-    // Refused with 401 invalid_client and a Basic challenge: no key, a wrong
-    // one, and the key sent by Basic without the form-urlencoding ('+' is then
-    // a space and "%41" an 'A').
-    for (what, headers, body) in [
-        ("no key", vec![], form.clone()),
-        (
-            "wrong key in the body",
-            vec![],
-            format!("{form}&client_secret=wrong"),
-        ),
-        (
-            "wrong key by Basic",
-            vec![("Authorization", basic("demo", "wrong"))],
-            form.clone(),
-        ),
-        (
-            "key by Basic not form-urlencoded",
-            vec![("Authorization", basic_raw(&format!("demo:{KEY}")))],
-            form.clone(),
-        ),
-    ] {
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let r = post(&e.token, &h, &body);
-        assert_error(&r, 401, "invalid_client", what);
-        assert_eq!(
-            r.header("WWW-Authenticate"),
-            Some(r#"Basic realm="oauth-broker""#),
-            "{what}"
-        );
-    }
-    // The metadata is public; the key is never echoed or logged.
-    assert_eq!(w.get("/.well-known/oauth-authorization-server").status, 200);
-    let log = w.log_text();
-    drop(w);
-    assert!(!log.contains(KEY), "the access key is in the worker log");
-    assert!(!log.contains(&authid), "the authid is in the worker log");
 }

@@ -7,19 +7,10 @@ use serde_json::Value;
 
 use crate::harness::{request, Broker, Jar, Options, ADMIN_API_KEY};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status",
-        a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status,
-    ),
-    (
-        "the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key",
-        the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key,
-    ),
-    (
-        "the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence",
-        the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    a_provider_refusing_the_brokers_client_sends_the_user_to_the_operator_and_logs_the_upstream_status,
+    the_doctor_names_each_planted_fault_with_its_fix_and_nothing_without_the_admin_key,
+    the_doctor_counts_grants_by_provider_and_state_after_a_scripted_sequence,
 ];
 
 /// The worker's JSON log lines (each console line is one object; wrangler

@@ -15,23 +15,11 @@ use serde_json::{json, Value};
 use crate::browser::{wait_until, Driver};
 use crate::harness::{free_port, Broker};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px",
-        pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px,
-    ),
-    (
-        "pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works",
-        pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works,
-    ),
-    (
-        "pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling",
-        pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling,
-    ),
-    (
-        "pages_an_error_page_names_what_happened_its_code_and_the_one_next_step",
-        pages_an_error_page_names_what_happened_its_code_and_the_one_next_step,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px,
+    pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone_line_works,
+    pages_akeeba_helper_page_and_every_form_fit_390_px_without_sideways_scrolling,
+    pages_an_error_page_names_what_happened_its_code_and_the_one_next_step,
 ];
 
 /// A desktop window and a phone held upright (as `gate.rs`).
@@ -318,11 +306,7 @@ fn pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone
             .unwrap_or_else(|| panic!("no token for [box]:\n{log}"));
     let access = saved["access_token"].as_str().unwrap_or("");
     assert!(
-        b.mock
-            .stats()
-            .issued_access_tokens
-            .iter()
-            .any(|t| t == access),
+        b.provider_issued(access),
         "rclone saved an access token the provider issued:\n{log}"
     );
     assert_eq!(saved["refresh_token"], last_authid.as_str());

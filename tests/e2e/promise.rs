@@ -9,53 +9,22 @@ use mock_provider::Config;
 use oauth_broker::digest::sha256_hex;
 
 use crate::device::{approve, device_start, link, poll, post_device};
-use crate::harness::{mock_account, request, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET};
-use crate::oauth_code::{
-    enc, param, query_of, refresh_at_token_endpoint, through_login, token_endpoint, token_post,
-    LOOPBACK,
+use crate::harness::{
+    enc, mock_account, param, query_of, refresh_at_token_endpoint, request, through_login,
+    token_endpoint, token_post, Broker, Jar, Options, Resp, CLIENT_ID, CLIENT_SECRET, LOOPBACK,
 };
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "promise_a_code_redemption_answers_from_its_login_when_the_provider_fails_after_the_spend",
-        promise_a_code_redemption_answers_from_its_login_when_the_provider_fails_after_the_spend,
-    ),
-    (
-        "promise_a_device_poll_answers_from_its_login_when_the_provider_fails_after_the_take",
-        promise_a_device_poll_answers_from_its_login_when_the_provider_fails_after_the_take,
-    ),
-    (
-        "promise_a_presentation_refused_for_the_clients_own_mistake_spends_nothing",
-        promise_a_presentation_refused_for_the_clients_own_mistake_spends_nothing,
-    ),
-    (
-        "promise_an_expired_code_is_plain_invalid_grant_and_revokes_nothing",
-        promise_an_expired_code_is_plain_invalid_grant_and_revokes_nothing,
-    ),
-    (
-        "promise_a_true_replay_deletes_the_grant_and_calls_the_provider_only_where_that_ends_this_grant_alone",
-        promise_a_true_replay_deletes_the_grant_and_calls_the_provider_only_where_that_ends_this_grant_alone,
-    ),
-    (
-        "promise_a_refresh_naming_another_providers_client_id_is_invalid_grant",
-        promise_a_refresh_naming_another_providers_client_id_is_invalid_grant,
-    ),
-    (
-        "promise_every_login_whose_authid_goes_to_another_party_asks_the_provider_for_consent",
-        promise_every_login_whose_authid_goes_to_another_party_asks_the_provider_for_consent,
-    ),
-    (
-        "promise_the_device_page_says_when_and_warns_and_its_confirmation_decides_only_its_own_code",
-        promise_the_device_page_says_when_and_warns_and_its_confirmation_decides_only_its_own_code,
-    ),
-    (
-        "promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_cannot",
-        promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_cannot,
-    ),
-    (
-        "promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used",
-        promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    promise_a_code_redemption_answers_from_its_login_when_the_provider_fails_after_the_spend,
+    promise_a_device_poll_answers_from_its_login_when_the_provider_fails_after_the_take,
+    promise_a_presentation_refused_for_the_clients_own_mistake_spends_nothing,
+    promise_an_expired_code_is_plain_invalid_grant_and_revokes_nothing,
+    promise_a_true_replay_deletes_the_grant_and_calls_the_provider_only_where_that_ends_this_grant_alone,
+    promise_a_refresh_naming_another_providers_client_id_is_invalid_grant,
+    promise_every_login_whose_authid_goes_to_another_party_asks_the_provider_for_consent,
+    promise_the_device_page_says_when_and_warns_and_its_confirmation_decides_only_its_own_code,
+    promise_revoking_a_pass_through_token_revokes_it_at_the_provider_or_says_it_cannot,
+    promise_akeeba_gets_a_new_authid_on_every_refresh_and_a_logged_one_dies_once_its_successor_is_used,
 ];
 
 /// A fresh authorization code for `client_id` at the loopback client.
@@ -95,11 +64,7 @@ fn tokens_of(b: &Broker, r: &Resp, what: &str) -> (String, String, i64) {
     assert_eq!(r.status, 200, "{what}: {}", r.body);
     assert_eq!(r.header("Cache-Control"), Some("no-store"), "{what}");
     let t = r.json();
-    let authid = t["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    b.remember(&authid);
+    let authid = b.remember_refresh_token(&t);
     (
         t["access_token"]
             .as_str()

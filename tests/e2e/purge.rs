@@ -14,23 +14,14 @@ use serde_json::Value;
 
 use crate::device::device_start;
 use crate::harness::{
-    duplicati_token, extract_authid, extract_confirm, request, wait_for, Broker, Jar, Options, Resp,
+    duplicati_token, enc, extract_authid, extract_confirm, param, query_of, request, through_login,
+    token_post, wait_for, Broker, Jar, Options, Resp, LOOPBACK,
 };
-use crate::oauth_code::{param, query_of, through_login, token_post, LOOPBACK};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger",
-        expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger,
-    ),
-    (
-        "expired_hand_offs_and_device_logins_are_never_used_before_the_purge",
-        expired_hand_offs_and_device_logins_are_never_used_before_the_purge,
-    ),
-    (
-        "the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other",
-        the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    expired_rows_of_every_short_lived_table_are_purged_by_the_cron_trigger,
+    expired_hand_offs_and_device_logins_are_never_used_before_the_purge,
+    the_purge_runs_on_every_shard_and_a_failing_one_stops_no_other,
 ];
 
 /// Every short-lived table and the column that keys its rows.
@@ -42,10 +33,6 @@ const SHORT_LIVED: [(&str, &str); 4] = [
 ];
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 /// Unix seconds on this machine, the worker's clock too.
 fn unix_now() -> i64 {

@@ -22,18 +22,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, Broker, Options};
-use crate::oauth_token::discover;
+use crate::harness::{discover, free_port, Broker};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token",
-        rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
-    ),
-    (
-        "rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret",
-        rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_access_token,
+    rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client_secret,
 ];
 
 /// Runs rclone with `args` and `env`, killing it after `limit`; its output.
@@ -189,11 +182,7 @@ fn assert_saved_fresh(b: &Broker, saved: &serde_json::Value, log: &str, authid: 
         "rclone saved no new token:\n{log}"
     );
     assert!(
-        b.mock
-            .stats()
-            .issued_access_tokens
-            .iter()
-            .any(|t| t == access),
+        b.provider_issued(access),
         "the saved access token is one the provider issued for this grant"
     );
     assert_eq!(
@@ -224,10 +213,10 @@ fn rclone_refreshes_a_pasted_authid_through_the_token_endpoint_and_saves_the_acc
     assert_eq!(b.mock.stats().issued_access_tokens.len(), issued_before);
     // Revoked (RFC 7009, as a user would with curl): rclone is told
     // invalid_grant (permanent), keeps its old token and fails.
-    let r = crate::oauth_token::post(
+    let r = crate::harness::post(
         &e.revocation,
         &[],
-        &format!("token={}", crate::oauth_token::enc(&authid)),
+        &format!("token={}", crate::harness::enc(&authid)),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let (saved, log) = refresh_with_rclone(b, &e.token, "", &authid);
@@ -242,13 +231,7 @@ fn rclone_behind_an_access_gate_refreshes_with_the_key_in_token_url_or_as_client
     b: &Broker,
 ) {
     const KEY: &str = "rclone-gate-key";
-    let w = Broker::start_with(
-        &b.mock,
-        Options {
-            extra_vars: vec![("ACCESS_KEYS".into(), KEY.into())],
-            ..Default::default()
-        },
-    );
+    let w = Broker::start_gated(&b.mock, KEY);
     let e = discover(&w);
     let authid = w.login_at(&format!("/login?id=demo&key={KEY}"));
     // The key in the path; rclone 1.60 still sends its own Drive secret.

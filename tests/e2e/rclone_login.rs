@@ -24,8 +24,9 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{request, try_request_bytes, Broker, Jar, Options};
-use crate::oauth_code::{metadata, refresh_at_token_endpoint};
+use crate::harness::{
+    metadata, refresh_at_token_endpoint, request, try_request_bytes, Broker, Jar, Options,
+};
 use crate::rclone::saved_token;
 
 pub const TESTS: &[crate::Test] = &[(
@@ -190,7 +191,7 @@ fn rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_
         .strip_prefix(&b.base)
         .expect("rclone sends the browser to the broker's authorization endpoint");
     let mut jar = Jar::default();
-    let back = crate::oauth_code::through_login(b, &mut jar, path);
+    let back = crate::harness::through_login(b, &mut jar, path);
     assert_eq!(back.status, 302, "callback: {}", back.body);
     let to_rclone = back.header("Location").expect("Location").to_string();
     assert!(to_rclone.starts_with(RCLONE_REDIRECT), "{to_rclone}");
@@ -223,22 +224,14 @@ fn rclone_config_create_logs_in_through_the_authorization_endpoint_and_saves_an_
         .and_then(|mut f| f.read_to_string(&mut text))
         .expect("read rclone.conf");
     let token = saved_token(&text, "gd").unwrap_or_else(|| panic!("no token saved:\n{log}"));
-    let authid = token["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    shared.remember(&authid);
+    let authid = shared.remember_refresh_token(&token);
     assert!(
         authid.contains(':') && !authid.starts_with("v2:"),
         "rclone saved a stored (v1) authid as its refresh token"
     );
     let access = token["access_token"].as_str().unwrap_or_default();
     assert!(
-        b.mock
-            .stats()
-            .issued_access_tokens
-            .iter()
-            .any(|t| t == access),
+        b.provider_issued(access),
         "the saved access token is one the provider issued"
     );
     assert!(token["expiry"].as_str().unwrap_or_default() > "2026");

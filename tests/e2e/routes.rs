@@ -6,19 +6,10 @@
 
 use crate::harness::{in_one_rate_limit_window, request, request_bytes, Broker, Options, Resp};
 
-pub const TESTS: &[crate::Test] = &[
-    (
-        "a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface",
-        a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface,
-    ),
-    (
-        "only_gated_routes_ask_for_the_access_key_and_only_limited_routes_count_against_the_per_ip_limit",
-        only_gated_routes_ask_for_the_access_key_and_only_limited_routes_count_against_the_per_ip_limit,
-    ),
-    (
-        "a_bad_body_on_a_page_route_gets_an_html_error_page",
-        a_bad_body_on_a_page_route_gets_an_html_error_page,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    a_wrong_method_gets_405_with_the_routes_allow_header_on_its_surface,
+    only_gated_routes_ask_for_the_access_key_and_only_limited_routes_count_against_the_per_ip_limit,
+    a_bad_body_on_a_page_route_gets_an_html_error_page,
 ];
 
 /// Who reads a route's errors: a person in a browser (HTML) or a program (JSON).

@@ -2,21 +2,12 @@
 
 use crate::harness::Broker;
 
-pub const TESTS: &[crate::Test] = &[
-    ("healthz_answers_ok", healthz_answers_ok),
-    (
-        "index_lists_the_configured_demo_provider",
-        index_lists_the_configured_demo_provider,
-    ),
-    (
-        "unknown_route_is_a_json_404_with_x_reason",
-        unknown_route_is_a_json_404_with_x_reason,
-    ),
-    ("wrong_method_is_405", wrong_method_is_405),
-    (
-        "worker_runs_in_workerd_with_d1_and_outbound_fetch",
-        worker_runs_in_workerd_with_d1_and_outbound_fetch,
-    ),
+pub const TESTS: &[crate::Test] = tests![
+    healthz_answers_ok,
+    index_lists_the_configured_demo_provider,
+    unknown_route_is_a_json_404_with_x_reason,
+    wrong_method_is_405,
+    worker_runs_in_workerd_with_d1_and_outbound_fetch,
 ];
 
 fn healthz_answers_ok(b: &Broker) {
