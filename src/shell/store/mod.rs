@@ -10,6 +10,8 @@
 //! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
 //! - [`shards`]: which database each of those lives in.
 //! - [`purge`]: the Cron Trigger's purge of the short-lived tables' expired rows.
+//! - [`contract`]: all of the above under the core's storage contract
+//!   (`crate::storage`), and the fault-injection build's conformance hook.
 //!
 //! Where each table lives (sharding; the contract: `D1_SHARDS` in
 //! `crate::config`, the authid's tag in `crate::authid`): grants are spread
@@ -17,7 +19,7 @@
 //! A new grant goes to a shard drawn uniformly at random, and its authid
 //! carries the shard (`s<k>:` for k >= 2, untagged for shard 1), so finding a
 //! grant reads no directory: parsing the authid names the database, and
-//! [`shards::Vault::grant`] opens that shard's `grants`. Authids minted before
+//! [`vault::Vault::grant`] opens that shard's `grants`. Authids minted before
 //! sharding, and the Duplicati services' spellings (lazily migrated grants),
 //! are untagged and so live on shard 1, where they always were; adding a
 //! shard (appending a binding to `D1_SHARDS`) moves nothing. `login_states`,
@@ -42,6 +44,7 @@
 //! request touched: the `Server-Timing` header reports it when `SERVER_TIMING=1`.
 
 pub mod codes;
+pub mod contract;
 pub mod devices;
 pub mod handoffs;
 pub mod logins;

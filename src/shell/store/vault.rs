@@ -11,13 +11,17 @@ use std::rc::Rc;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::{num, Db};
+use worker::Env;
+
+use super::{num, D1Work, Db};
 use crate::authid::{parse_authid, AuthId, ParsedAuthId};
+use crate::config::Config;
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
 use crate::refresh::{first_version, Grants, Opened, ReadFrom, Status, LEASE_SECS};
 use crate::seal::{Sealed, ServerKeys};
+use crate::shell::faults::Faults;
 use crate::status::Facts;
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
@@ -654,5 +658,54 @@ impl Grants for StoredGrant {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The grants of every shard, opened with the server keys.
+pub struct Vault {
+    env: Env,
+    cfg: Rc<Config>,
+    work: Rc<D1Work>,
+    keys: Rc<ServerKeys>,
+    faults: Faults,
+}
+
+impl Vault {
+    pub fn new(
+        env: Env,
+        cfg: Rc<Config>,
+        work: Rc<D1Work>,
+        keys: Rc<ServerKeys>,
+        faults: Faults,
+    ) -> Vault {
+        Vault {
+            env,
+            cfg,
+            work,
+            keys,
+            faults,
+        }
+    }
+
+    /// The grant stored (or to be stored) under `authid`, on the shard it
+    /// names. A shard the configuration lacks answers like an unknown authid
+    /// (logged as such, never the authid): an authid from another
+    /// deployment, or a shard removed against the rule.
+    pub fn grant(&self, authid: AuthId) -> Result<StoredGrant, BrokerError> {
+        let Some(db) = super::shards::open(
+            &self.env,
+            &self.cfg,
+            authid.shard(),
+            &self.work,
+            self.faults.clone(),
+        )?
+        else {
+            crate::shell::log::warn(
+                "unknown_shard",
+                serde_json::json!({ "what": "an authid names a shard not in D1_SHARDS" }),
+            );
+            return Err(BrokerError::UnknownAuthId);
+        };
+        Ok(StoredGrant::new(db, self.keys.clone(), authid))
     }
 }
