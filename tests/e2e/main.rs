@@ -34,6 +34,7 @@ mod routes;
 mod scale;
 mod shards;
 mod skeleton;
+mod storage_contract;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -73,6 +74,7 @@ fn main() {
         purge::TESTS,
         operator::TESTS,
         grant_life::TESTS,
+        storage_contract::TESTS,
         leaks::TESTS,
     ]
     .concat();
