@@ -17,9 +17,9 @@ use worker::Env;
 
 use super::clock;
 use super::faults::Faults;
-use super::store::purge::PURGES;
 use super::store::{D1Work, Db};
 use crate::config::Config;
+use crate::storage::{Expiry as _, ShortLived};
 
 /// Runs the purge for the trigger `cron` and logs what it did.
 pub async fn run(cron: &str, env: Env) {
@@ -33,7 +33,7 @@ pub async fn run(cron: &str, env: Env) {
         clock::now(),
     );
     let work = Rc::new(D1Work::default());
-    let mut deleted: Vec<usize> = vec![0; PURGES.len()];
+    let mut deleted: Vec<usize> = vec![0; ShortLived::ALL.len()];
     let mut failures: Vec<Value> = Vec::new();
     let shards = match cfg.shards() {
         Ok(shards) => shards,
@@ -51,21 +51,21 @@ pub async fn run(cron: &str, env: Env) {
                 continue;
             }
         };
-        for (purge, count) in PURGES.iter().zip(deleted.iter_mut()) {
-            match db.purge_expired(purge, cfg.now).await {
+        for (table, count) in ShortLived::ALL.into_iter().zip(deleted.iter_mut()) {
+            match db.purge_expired(table, cfg.now).await {
                 Ok(n) => *count = count.saturating_add(n),
                 Err(e) => failures.push(json!({
                     "shard": shard,
-                    "table": purge.table,
+                    "table": table.table(),
                     "cause": e.cause().unwrap_or_default(),
                 })),
             }
         }
     }
-    let per_table: Map<String, Value> = PURGES
+    let per_table: Map<String, Value> = ShortLived::ALL
         .iter()
         .zip(&deleted)
-        .map(|(purge, n)| (purge.table.to_string(), json!(n)))
+        .map(|(table, n)| (table.table().to_string(), json!(n)))
         .collect();
     let (_, statements, writes) = work.counts();
     let failures_empty = failures.is_empty();

@@ -10,8 +10,10 @@
 //! - [`devices`]: `device_codes`, RFC 8628 device authorizations.
 //! - [`shards`]: which database each of those lives in.
 //! - [`purge`]: the Cron Trigger's purge of the short-lived tables' expired rows.
-//! - [`contract`]: all of the above under the core's storage contract
-//!   (`crate::storage`), and the fault-injection build's conformance hook.
+//!
+//! Each table's file implements its trait of the core's storage contract
+//! (`crate::storage`) directly; the handlers call through the traits.
+//! Why, and how D1 gives each guarantee: `docs/storage.md`.
 //!
 //! Where each table lives (sharding; the contract: `D1_SHARDS` in
 //! `crate::config`, the authid's tag in `crate::authid`): grants are spread
@@ -44,7 +46,6 @@
 //! request touched: the `Server-Timing` header reports it when `SERVER_TIMING=1`.
 
 pub mod codes;
-pub mod contract;
 pub mod devices;
 pub mod handoffs;
 pub mod logins;

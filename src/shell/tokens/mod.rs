@@ -47,6 +47,7 @@ use crate::shell::log;
 use crate::shell::migration;
 use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch;
+use crate::storage::GrantVault as _;
 use crate::upstream::Upstream;
 
 /// An access token served for an authid.
