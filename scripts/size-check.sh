@@ -28,4 +28,9 @@ if grep -aqi 'x-broker-fault' "$wasm"; then
   echo "size-check: FAIL: $wasm contains the test-only X-Broker-Fault seam (built with fault-injection?)" >&2
   exit 1
 fi
+# Nor the storage contract's conformance hook (src/shell/conformance.rs).
+if grep -aq '__conformance' "$wasm"; then
+  echo "size-check: FAIL: $wasm contains the test-only /__conformance hook (built with fault-injection?)" >&2
+  exit 1
+fi
 echo "   no test-only fault seam in it"

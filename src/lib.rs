@@ -39,6 +39,7 @@ pub mod route;
 pub mod seal;
 pub mod secret;
 pub mod status;
+pub mod storage;
 pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]

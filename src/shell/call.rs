@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use worker::{Context, Env, Request};
 
 use super::faults::Faults;
-use super::store::shards::{self, Vault};
+use super::store::shards;
+use super::store::vault::Vault;
 use super::store::{D1Work, Db};
 use crate::authid::AuthId;
 use crate::config::Config;

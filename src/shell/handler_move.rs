@@ -18,6 +18,7 @@ use crate::shell::clock;
 use crate::shell::guard::rate_limit;
 use crate::shell::store::vault::StoredGrant;
 use crate::shell::upstream_fetch::{self, Answer};
+use crate::storage::GrantStore as _;
 use crate::upstream::MAX_TOKEN_RESPONSE_BYTES;
 
 /// Per-IP budget of export calls: any caller can make up authids in

@@ -9,6 +9,8 @@
 mod bindings;
 mod call;
 mod clock;
+#[cfg(feature = "fault-injection")]
+mod conformance;
 mod detach;
 mod faults;
 mod guard;
@@ -47,6 +49,11 @@ async fn main(req: Request, env: Env, ctx: Context) -> worker::Result<Response> 
     // `/k/<key>/<route>`: the key is presented at the gate, the route resolved.
     let keyed = access::split_key_prefix(url.path());
     let path = keyed.as_ref().map_or(url.path(), |k| k.path).to_string();
+    // The storage contract's checks against D1 (test build only: `conformance`).
+    #[cfg(feature = "fault-injection")]
+    if conformance::asks(&path, method) {
+        return conformance::answer(req, env, ctx, url.origin().ascii_serialization()).await;
+    }
     let (route, rest) = match route::resolve(routes::ROUTES, &path, method) {
         Resolved::Found { route, rest } => (route, rest.to_string()),
         miss => {

@@ -15,16 +15,16 @@ use serde_json::{json, Map, Value};
 use worker::Env;
 
 use super::faults::Faults;
-use super::store::purge::PURGES;
 use super::store::{D1Work, Db};
 use super::{bindings, clock, log};
+use crate::storage::{Expiry as _, ShortLived};
 
 /// Runs the purge for the trigger `cron` and logs what it did.
 pub async fn run(cron: &str, env: Env) {
     let started = clock::now_ms();
     let cfg = bindings::config(&env, String::new());
     let work = Rc::new(D1Work::default());
-    let mut deleted: Vec<usize> = vec![0; PURGES.len()];
+    let mut deleted: Vec<usize> = vec![0; ShortLived::ALL.len()];
     let mut failures: Vec<Value> = Vec::new();
     let shards = match cfg.shards() {
         Ok(shards) => shards,
@@ -42,21 +42,21 @@ pub async fn run(cron: &str, env: Env) {
                 continue;
             }
         };
-        for (purge, count) in PURGES.iter().zip(deleted.iter_mut()) {
-            match db.purge_expired(purge, cfg.now).await {
+        for (table, count) in ShortLived::ALL.into_iter().zip(deleted.iter_mut()) {
+            match db.purge_expired(table, cfg.now).await {
                 Ok(n) => *count = count.saturating_add(n),
                 Err(e) => failures.push(json!({
                     "shard": shard,
-                    "table": purge.table,
+                    "table": table.table(),
                     "cause": e.cause().unwrap_or_default(),
                 })),
             }
         }
     }
-    let per_table: Map<String, Value> = PURGES
+    let per_table: Map<String, Value> = ShortLived::ALL
         .iter()
         .zip(&deleted)
-        .map(|(purge, n)| (purge.table.to_string(), json!(n)))
+        .map(|(table, n)| (table.table().to_string(), json!(n)))
         .collect();
     let (_, statements, writes) = work.counts();
     let failures_empty = failures.is_empty();

@@ -33,6 +33,7 @@
 //! | never lose a grant at `/refresh`: single flight, faults mid-refresh | `grant_safety.rs` |
 //! | the OAuth doors keep the promise (redemptions, replays, consent) | `promise.rs` |
 //! | every door under every fault, as one table (fault-injection build) | `doors.rs` |
+//! | the storage contract's conformance checks against D1 (fault-injection build) | `storage_contract.rs` |
 //! | the operator access gate, everywhere it applies | `gate.rs` |
 //! | rate limits, body caps and other abuse that costs the operator | `abuse.rs` |
 //! | the hostile-request table (stable 4xx, nothing echoed) | `hostile.rs` |
@@ -84,6 +85,7 @@ mod routes;
 mod scale;
 mod shards;
 mod skeleton;
+mod storage_contract;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -122,6 +124,7 @@ fn main() {
         purge::TESTS,
         operator::TESTS,
         grant_life::TESTS,
+        storage_contract::TESTS,
         leaks::TESTS,
     ]
     .concat();

@@ -17,6 +17,7 @@ use crate::refresh::{Grants, ReadFrom};
 use crate::request::single;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, json_ok, Out};
+use crate::storage::{GrantStore as _, GrantVault as _};
 
 fn check_api_key(c: &Call) -> Result<(), BrokerError> {
     c.cfg.check_admin_key(c.header("X-APIKey").as_deref())

@@ -17,6 +17,7 @@ use crate::providers::Provider;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, json_ok, redirect, Out};
 use crate::shell::tokens::{self, ForClient};
+use crate::storage::Logins as _;
 
 /// `GET /akeeba/<engine>`: starts the login at the engine's provider.
 pub async fn helper(c: &mut Call) -> Out {

@@ -13,6 +13,7 @@ use crate::seal::{Pending, SealError, Sealed};
 use crate::secret::StateToken;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
+use crate::storage::{Codes as _, Logins as _};
 
 /// A 302 back to a validated redirect URI with an RFC 6749 §4.1.2.1 error
 /// and the `issuer` (RFC 9207).

@@ -19,6 +19,7 @@ use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
 use crate::shell::tokens;
 use crate::shell::upstream_fetch;
+use crate::storage::Logins as _;
 use crate::upstream::{self, Upstream};
 
 pub async fn get(c: &mut Call) -> Out {

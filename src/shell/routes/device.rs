@@ -18,6 +18,7 @@ use crate::shell::call::Call;
 use crate::shell::guard::{admit_client, count_miss, rate_limit, refuse_if_spent};
 use crate::shell::respond::{html, oauth_ok, redirect, Out};
 use crate::shell::store::Db;
+use crate::storage::{Devices as _, Logins as _};
 
 /// Per-IP limit on the verification page's code checks (RFC 8628 §5.1:
 /// user codes are short, so guessing must be rate-limited).

@@ -18,6 +18,7 @@ use crate::seal::SealError;
 use crate::secret::ct_eq;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, javascript, json_ok, Out};
+use crate::storage::Handoffs as _;
 
 /// The browser's binding cookie, if it sent one of the shape we issue.
 fn binding(c: &Call) -> Option<HandoffBinding> {

@@ -11,6 +11,7 @@ use crate::pages::{self, IndexOptions, ProviderLink};
 use crate::providers::LoginKind;
 use crate::shell::call::Call;
 use crate::shell::respond::{redirect, Out};
+use crate::storage::Logins as _;
 
 pub async fn get(c: &mut Call) -> Out {
     let id = c.query("id")?.ok_or(BrokerError::BadRequest {

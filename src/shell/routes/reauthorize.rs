@@ -19,6 +19,7 @@ use crate::secret::StateToken;
 use crate::shell::call::Call;
 use crate::shell::respond::{html, Out};
 use crate::shell::tokens;
+use crate::storage::Logins as _;
 use crate::upstream::TokenResponse;
 
 pub async fn page(c: &mut Call) -> Out {

@@ -16,6 +16,7 @@ use crate::authorize::CodeRecord;
 use crate::error::BrokerError;
 use crate::ids::ClaimId;
 use crate::seal::Sealed;
+use crate::storage::Codes;
 
 #[derive(Deserialize)]
 struct CodeRow {
@@ -28,9 +29,9 @@ struct CodeRow {
     expires_at: i64,
 }
 
-impl Db {
+impl Codes for Db {
     /// Stores an issued code and drops expired ones.
-    pub async fn insert_code(
+    async fn insert_code(
         &self,
         code_hash: &str,
         r: &CodeRecord,
@@ -62,7 +63,7 @@ impl Db {
     /// The code's row, as issued; counts nothing (a refused presentation
     /// must not spend the code). An expired row is read too, so that it is
     /// refused as expired (`authorize::check_redemption`), never used.
-    pub async fn code(&self, code_hash: &str) -> Result<Option<(CodeRecord, Sealed)>, BrokerError> {
+    async fn code(&self, code_hash: &str) -> Result<Option<(CodeRecord, Sealed)>, BrokerError> {
         let row: Option<CodeRow> = self
             .first(
                 "code",
@@ -93,7 +94,7 @@ impl Db {
     /// has expired. The first spend writes its claim id (`redeemed_by`), so a
     /// spend whose answer D1 lost is still this presentation's: the broker's
     /// own failure never turns the client's retry into a replay.
-    pub async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Option<i64>, BrokerError> {
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> Result<Option<i64>, BrokerError> {
         #[derive(Deserialize)]
         struct Count {
             redeemed: i64,

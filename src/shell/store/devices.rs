@@ -13,6 +13,7 @@ use crate::device::{DeviceRecord, Status};
 use crate::error::BrokerError;
 use crate::ids::ClaimId;
 use crate::seal::Sealed;
+use crate::storage::Devices;
 
 #[derive(Deserialize)]
 struct DeviceRow {
@@ -46,11 +47,11 @@ struct SealedRow {
     ciphertext: Option<String>,
 }
 
-impl Db {
+impl Devices for Db {
     /// Stores a new device authorization (pending) and drops expired ones.
     /// False when the user code is already taken by a live row (the caller
     /// draws another).
-    pub async fn insert_device(
+    async fn insert_device(
         &self,
         device_code_hash: &str,
         user_code_hash: &str,
@@ -81,10 +82,7 @@ impl Db {
     }
 
     /// The device row under `device_code_hash`, expired or not.
-    pub async fn device(
-        &self,
-        device_code_hash: &str,
-    ) -> Result<Option<DeviceRecord>, BrokerError> {
+    async fn device(&self, device_code_hash: &str) -> Result<Option<DeviceRecord>, BrokerError> {
         let row: Option<DeviceRow> = self
             .first(
                 "device",
@@ -97,7 +95,7 @@ impl Db {
 
     /// The pending, unexpired device row the user code names: its device code
     /// hash and record.
-    pub async fn pending_device_by_user_code(
+    async fn pending_device_by_user_code(
         &self,
         user_code_hash: &str,
         now: i64,
@@ -122,7 +120,7 @@ impl Db {
     }
 
     /// Records a poll of a pending row (and its possibly grown interval).
-    pub async fn record_poll(
+    async fn record_poll(
         &self,
         device_code_hash: &str,
         interval: i64,
@@ -139,7 +137,7 @@ impl Db {
     }
 
     /// Approves a pending, unexpired row with the sealed authid; true if it was.
-    pub async fn approve_device(
+    async fn approve_device(
         &self,
         device_code_hash: &str,
         sealed: &Sealed,
@@ -164,7 +162,7 @@ impl Db {
     }
 
     /// Marks a pending row denied (the user or the provider refused).
-    pub async fn deny_device(&self, device_code_hash: &str) -> Result<(), BrokerError> {
+    async fn deny_device(&self, device_code_hash: &str) -> Result<(), BrokerError> {
         self.changes(
             "deny_device",
             "UPDATE device_codes SET status = 'denied' WHERE device_code_hash = ?1 \
@@ -181,7 +179,7 @@ impl Db {
     /// wins. The sealed answer for that poll, `None` for every other (or if
     /// none is approved). A collection D1 committed but whose answer it lost
     /// is still this poll's (`collected_by`), so the authid is not lost.
-    pub async fn take_approved_device(
+    async fn take_approved_device(
         &self,
         device_code_hash: &str,
         now: i64,

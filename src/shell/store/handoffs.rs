@@ -18,6 +18,7 @@ use crate::handoff::{
 };
 use crate::ids::ClaimId;
 use crate::seal::Sealed;
+use crate::storage::Handoffs;
 
 /// A `fetch_tokens` row.
 #[derive(Deserialize)]
@@ -59,11 +60,11 @@ impl HandoffRow {
     }
 }
 
-impl Db {
+impl Handoffs for Db {
     /// Registers a UI token for the browser `binding` (a no-op when the token
     /// is already registered, by whichever browser) and drops expired ones.
-    /// Read the row back with [`Db::handoff`] to learn whose it is.
-    pub async fn register_handoff(
+    /// Read the row back with [`Handoffs::handoff`] to learn whose it is.
+    async fn register_handoff(
         &self,
         token_hash: &str,
         binding: &HandoffBinding,
@@ -90,7 +91,7 @@ impl Db {
     /// more). Only on the row the same browser registered and not yet confirmed
     /// or collected (a second login replaces an unconfirmed authid, and its
     /// confirmation token). True if left.
-    pub async fn seal_handoff(
+    async fn seal_handoff(
         &self,
         token_hash: &str,
         binding: &HandoffBinding,
@@ -122,7 +123,7 @@ impl Db {
     }
 
     /// The unexpired hand-off under `token_hash`, if any.
-    pub async fn handoff(
+    async fn handoff(
         &self,
         token_hash: &str,
         now: i64,
@@ -140,7 +141,7 @@ impl Db {
     }
 
     /// The unexpired hand-off waiting for the confirmation `confirm`, if any.
-    pub async fn handoff_to_confirm(
+    async fn handoff_to_confirm(
         &self,
         confirm: &ConfirmToken,
         now: i64,
@@ -159,7 +160,7 @@ impl Db {
 
     /// Confirms the hand-off `confirm` names for the browser `binding`, once:
     /// the confirmation token is erased as it is used. True for exactly one caller.
-    pub async fn confirm_handoff(
+    async fn confirm_handoff(
         &self,
         confirm: &ConfirmToken,
         binding: &HandoffBinding,
@@ -186,7 +187,7 @@ impl Db {
     /// single use), never for a row that expired since it was read. The
     /// caller's claim id goes with it (`collected_by`), so a collection D1
     /// committed but whose answer it lost is still that caller's.
-    pub async fn collect_handoff(&self, token_hash: &str, now: i64) -> Result<bool, BrokerError> {
+    async fn collect_handoff(&self, token_hash: &str, now: i64) -> Result<bool, BrokerError> {
         let claim = ClaimId::generate()?;
         let collected = self
             .changes(

@@ -10,6 +10,7 @@ use crate::digest::sha256_hex;
 use crate::error::BrokerError;
 use crate::login::{LoginEnding, LoginRecord};
 use crate::secret::StateToken;
+use crate::storage::Logins;
 
 #[derive(Deserialize)]
 struct LoginRow {
@@ -34,9 +35,9 @@ impl LoginRow {
     }
 }
 
-impl Db {
+impl Logins for Db {
     /// Stores a started login and drops expired ones.
-    pub async fn insert_login(
+    async fn insert_login(
         &self,
         state: &StateToken,
         r: &LoginRecord,
@@ -65,7 +66,7 @@ impl Db {
 
     /// Reads an unexpired login without consuming it (the callback checks it
     /// first). An expired row, waiting for the purge, is absent.
-    pub async fn find_login(
+    async fn find_login(
         &self,
         state: &StateToken,
         now: i64,
@@ -83,10 +84,10 @@ impl Db {
 
     /// Deletes and returns a login, only if it is still bound to the browser
     /// whose cookie hashes to `binding_hash` and has not expired (a login that
-    /// expired since [`Db::find_login`] is not consumed: the purge takes it):
+    /// expired since [`Logins::find_login`] is not consumed: the purge takes it):
     /// a state can be consumed exactly once, and never by a request carrying
     /// another browser's cookie.
-    pub async fn take_login(
+    async fn take_login(
         &self,
         state: &StateToken,
         binding_hash: &str,

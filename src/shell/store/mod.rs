@@ -11,14 +11,18 @@
 //! - [`shards`]: which database each of those lives in.
 //! - [`purge`]: the Cron Trigger's purge of the short-lived tables' expired rows.
 //!
+//! Each table's file implements its trait of the core's storage contract
+//! (`crate::storage`) directly; the handlers call through the traits.
+//! Why, and how D1 gives each guarantee: `docs/storage.md`.
+//!
 //! Where each table lives (sharding; the contract: `D1_SHARDS` in
 //! `crate::config`, the authid's tag in `crate::authid`): grants are spread
 //! over N D1 databases, each with the full schema (the same `migrations/`).
 //! A new grant goes to a shard drawn uniformly at random, and its authid
 //! carries the shard (`s<k>:` for k >= 2, untagged for shard 1), so finding a
 //! grant reads no directory: parsing the authid names the database, and
-//! [`shards::Vault::grant`] opens that shard's `grants`. Authids minted before
-//! sharding, and the Duplicati services' spellings (lazily migrated grants),
+//! [`vault::Vault::grant`] opens that shard's `grants`. Authids minted before
+//! sharding, and the Duplicati services' spellings (grants moved in lazily from oauth-handler),
 //! are untagged and so live on shard 1, where they always were; adding a
 //! shard (appending a binding to `D1_SHARDS`) moves nothing. `login_states`,
 //! `fetch_tokens`, `authorization_codes` and `device_codes` stay on shard 1:

@@ -4,21 +4,28 @@
 //! hashes, key versions, nonces and ciphertext never leave this file (the
 //! construction is `crate::seal`, the layout `docs/storage.md`). A
 //! [`StoredGrant`] is also the D1 side of the single-flight protocol
-//! (`crate::refresh::Grants`): the lease and compare-and-swap statements.
+//! (`crate::refresh::Grants`): the lease and compare-and-swap statements; and
+//! of the storage contract's `GrantStore` (with [`Vault`] as its
+//! `GrantVault`), which it implements directly (`docs/storage.md`).
 
 use std::rc::Rc;
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::{num, Db};
+use worker::Env;
+
+use super::{num, D1Work, Db};
 use crate::authid::{parse_authid, AuthId, ParsedAuthId};
+use crate::config::Config;
 use crate::error::BrokerError;
 use crate::grant::Grant;
 use crate::ids::{KeyHash, LeaseId, ProviderId};
 use crate::refresh::{first_version, Grants, Opened, ReadFrom, Status, LEASE_SECS};
 use crate::seal::{Sealed, ServerKeys};
+use crate::shell::faults::Faults;
 use crate::status::Facts;
+use crate::storage::{GrantStore, GrantVault};
 
 /// A `grants` row as read (ciphertext only; see schema.sql).
 #[derive(Deserialize, Clone)]
@@ -125,127 +132,11 @@ impl StoredGrant {
         self.db().first_from(from, "find_grant", &sql, &args).await
     }
 
-    /// Whether a grant is stored under this authid (asked of the primary); a
-    /// tombstone (a revoked or replaced authid) is none.
-    pub async fn exists(&self) -> Result<bool, BrokerError> {
-        Ok(self
-            .find(ReadFrom::Primary)
-            .await?
-            .is_some_and(|r| !is_tombstone(&r.status)))
-    }
-
-    /// Whether this authid has any row, a tombstone included: a revoked
-    /// oauth-handler authid is never moved in again (`shell::migration`).
-    pub async fn known(&self) -> Result<bool, BrokerError> {
-        Ok(self.find(ReadFrom::Primary).await?.is_some())
-    }
-
     /// Seals `grant` under the current server-secret version.
     fn seal(&self, provider: &ProviderId, grant: &Grant) -> Result<(KeyHash, Sealed), BrokerError> {
         Ok(self
             .keys
             .seal(&self.authid, provider.as_str(), &grant.to_bytes())?)
-    }
-
-    /// Stores a new grant under a freshly minted authid. A row already there
-    /// would mean a keyid collision (2^-128): refused, never overwritten.
-    pub async fn insert(
-        &self,
-        provider: &ProviderId,
-        grant: &Grant,
-        now: i64,
-    ) -> Result<(), BrokerError> {
-        if self.insert_if_absent(provider, grant, now).await? {
-            Ok(())
-        } else {
-            Err(BrokerError::internal("a new authid's key hash is taken"))
-        }
-    }
-
-    /// Stores a new grant unless one is stored under this authid's current
-    /// key hash already (two first refreshes moving the same grant: the
-    /// second finds the first's row); a tombstone is overwritten (an operator
-    /// importing a revoked authid again), starting at a fresh version.
-    /// Whether this call stored it.
-    pub async fn insert_if_absent(
-        &self,
-        provider: &ProviderId,
-        grant: &Grant,
-        now: i64,
-    ) -> Result<bool, BrokerError> {
-        let (key_hash, sealed) = self.seal(provider, grant)?;
-        let n = self
-            .db()
-            .changes(
-                "insert_grant_if_absent",
-                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
-                 version, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6) \
-                 ON CONFLICT (key_hash) DO UPDATE SET provider = excluded.provider, \
-                 key_version = excluded.key_version, nonce = excluded.nonce, \
-                 ciphertext = excluded.ciphertext, version = excluded.version, \
-                 status = 'active', lease_until = 0, lease_id = NULL, successor = NULL, \
-                 predecessor = NULL, predecessor_version = NULL, \
-                 created_at = excluded.created_at, updated_at = excluded.updated_at \
-                 WHERE grants.status IN ('revoked', 'replaced')",
-                &[
-                    key_hash.as_str().into(),
-                    provider.as_str().into(),
-                    num(sealed.key_version.into()),
-                    sealed.nonce.into(),
-                    sealed.ciphertext.into(),
-                    num(now),
-                    num(first_version()?),
-                ],
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    /// Replaces the grant read as `read` (opened with this very authid) with
-    /// `grant` for `provider`: compare-and-swap on the version, so a refresh
-    /// in flight cannot write its older result over it, and the lease and
-    /// status start afresh. Whether the row was still as read.
-    pub async fn replace(
-        &self,
-        read: &Opened,
-        provider: &ProviderId,
-        grant: &Grant,
-        now: i64,
-    ) -> Result<bool, BrokerError> {
-        self.reseal(
-            "replace_grant",
-            read,
-            provider,
-            grant,
-            now,
-            Reseal::Replaced,
-        )
-        .await
-    }
-
-    /// Re-authorization in place (`crate::reauthorize`): the grant read as
-    /// `read` becomes `grant` (the new login's, same account), active, its
-    /// "needs re-authorization" memo cleared, the lease freed and the version
-    /// bumped, by compare-and-swap on the version: a refresh in flight then
-    /// finds the row changed and keeps this newer grant, and its late
-    /// `invalid_grant` release no longer matches the lease. Whether the row
-    /// was still as read.
-    pub async fn reauthorize(
-        &self,
-        read: &Opened,
-        grant: &Grant,
-        now: i64,
-    ) -> Result<bool, BrokerError> {
-        self.reseal(
-            "reauthorize_grant",
-            read,
-            &read.provider,
-            grant,
-            now,
-            Reseal::Reauthorized,
-        )
-        .await
     }
 
     /// What the grant's holder may learn about it (`crate::status`), with
@@ -319,42 +210,6 @@ impl StoredGrant {
             )
             .await?;
         Ok(n == 1)
-    }
-
-    /// Revokes the grant read as `read`: deletes its row, or, with
-    /// `tombstone`, keeps its key hash as a `revoked` tombstone (nonce and
-    /// ciphertext wiped) so that an authid the operator's oauth-handler also
-    /// holds is not moved in again by its next refresh (it answers like an
-    /// unknown one). Its pending (standby) successors go with it either way:
-    /// a revoked grant lives on in no other row. A revocation whose answer D1
-    /// lost is read back, so that its success is not reported as a failure.
-    pub async fn revoke(&self, read: &Opened, tombstone: bool) -> Result<(), BrokerError> {
-        let key: &[JsValue] = &[read.key_hash.as_str().into()];
-        let this = match tombstone {
-            true => {
-                "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
-                 lease_until = 0, lease_id = NULL, \
-                 version = version + 1 WHERE key_hash = ?1"
-            }
-            false => "DELETE FROM grants WHERE key_hash = ?1",
-        };
-        let revoked = self
-            .db()
-            .batch(
-                "revoke_grant",
-                &[(DELETE_PENDING_SUCCESSORS, key), (this, key)],
-            )
-            .await;
-        match revoked {
-            Ok(_) => Ok(()),
-            // D1 may have committed it and lost only the answer: the row read
-            // back gone (or a `revoked` tombstone) is this revocation, done.
-            Err(e) => match self.find(ReadFrom::Primary).await {
-                Ok(None) => Ok(()),
-                Ok(Some(row)) if tombstone && row.status == "revoked" => Ok(()),
-                _ => Err(e),
-            },
-        }
     }
 
     /// Stores `next` as a pending successor of the grant read as `read`
@@ -654,5 +509,196 @@ impl Grants for StoredGrant {
             )
             .await?;
         Ok(())
+    }
+}
+
+impl GrantStore for StoredGrant {
+    /// Stores a new grant unless one is stored under this authid's current
+    /// key hash already (two first refreshes moving the same grant: the
+    /// second finds the first's row); a tombstone is overwritten (an operator
+    /// importing a revoked authid again), starting at a fresh version.
+    /// Whether this call stored it.
+    async fn insert_if_absent(
+        &self,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let (key_hash, sealed) = self.seal(provider, grant)?;
+        let n = self
+            .db()
+            .changes(
+                "insert_grant_if_absent",
+                "INSERT INTO grants (key_hash, provider, key_version, nonce, ciphertext, \
+                 version, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, 'active', ?6, ?6) \
+                 ON CONFLICT (key_hash) DO UPDATE SET provider = excluded.provider, \
+                 key_version = excluded.key_version, nonce = excluded.nonce, \
+                 ciphertext = excluded.ciphertext, version = excluded.version, \
+                 status = 'active', lease_until = 0, lease_id = NULL, successor = NULL, \
+                 predecessor = NULL, predecessor_version = NULL, \
+                 created_at = excluded.created_at, updated_at = excluded.updated_at \
+                 WHERE grants.status IN ('revoked', 'replaced')",
+                &[
+                    key_hash.as_str().into(),
+                    provider.as_str().into(),
+                    num(sealed.key_version.into()),
+                    sealed.nonce.into(),
+                    sealed.ciphertext.into(),
+                    num(now),
+                    num(first_version()?),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Replaces the grant read as `read` (opened with this very authid) with
+    /// `grant` for `provider`: compare-and-swap on the version, so a refresh
+    /// in flight cannot write its older result over it, and the lease and
+    /// status start afresh. Whether the row was still as read.
+    async fn replace(
+        &self,
+        read: &Opened,
+        provider: &ProviderId,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        self.reseal(
+            "replace_grant",
+            read,
+            provider,
+            grant,
+            now,
+            Reseal::Replaced,
+        )
+        .await
+    }
+
+    /// Re-authorization in place (`crate::reauthorize`): the grant read as
+    /// `read` becomes `grant` (the new login's, same account), active, its
+    /// "needs re-authorization" memo cleared, the lease freed and the version
+    /// bumped, by compare-and-swap on the version: a refresh in flight then
+    /// finds the row changed and keeps this newer grant, and its late
+    /// `invalid_grant` release no longer matches the lease. Whether the row
+    /// was still as read.
+    async fn reauthorize(
+        &self,
+        read: &Opened,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        self.reseal(
+            "reauthorize_grant",
+            read,
+            &read.provider,
+            grant,
+            now,
+            Reseal::Reauthorized,
+        )
+        .await
+    }
+
+    /// Revokes the grant read as `read`: deletes its row, or, with
+    /// `tombstone`, keeps its key hash as a `revoked` tombstone (nonce and
+    /// ciphertext wiped) so that an authid the operator's oauth-handler also
+    /// holds is not moved in again by its next refresh (it answers like an
+    /// unknown one). Its pending (standby) successors go with it either way:
+    /// a revoked grant lives on in no other row. A revocation whose answer D1
+    /// lost is read back, so that its success is not reported as a failure.
+    async fn revoke(&self, read: &Opened, tombstone: bool) -> Result<(), BrokerError> {
+        let key: &[JsValue] = &[read.key_hash.as_str().into()];
+        let this = match tombstone {
+            true => {
+                "UPDATE grants SET status = 'revoked', nonce = '', ciphertext = '', \
+                 lease_until = 0, lease_id = NULL, \
+                 version = version + 1 WHERE key_hash = ?1"
+            }
+            false => "DELETE FROM grants WHERE key_hash = ?1",
+        };
+        let revoked = self
+            .db()
+            .batch(
+                "revoke_grant",
+                &[(DELETE_PENDING_SUCCESSORS, key), (this, key)],
+            )
+            .await;
+        match revoked {
+            Ok(_) => Ok(()),
+            // D1 may have committed it and lost only the answer: the row read
+            // back gone (or a `revoked` tombstone) is this revocation, done.
+            Err(e) => match self.find(ReadFrom::Primary).await {
+                Ok(None) => Ok(()),
+                Ok(Some(row)) if tombstone && row.status == "revoked" => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Whether a grant is stored under this authid (asked of the primary); a
+    /// tombstone (a revoked or replaced authid) is none.
+    async fn exists(&self) -> Result<bool, BrokerError> {
+        Ok(self
+            .find(ReadFrom::Primary)
+            .await?
+            .is_some_and(|r| !is_tombstone(&r.status)))
+    }
+
+    /// Whether this authid has any row, a tombstone included: a revoked
+    /// oauth-handler authid is never moved in again (`shell::handler_move`).
+    async fn known(&self) -> Result<bool, BrokerError> {
+        Ok(self.find(ReadFrom::Primary).await?.is_some())
+    }
+}
+
+/// The grants of every shard, opened with the server keys.
+pub struct Vault {
+    env: Env,
+    cfg: Rc<Config>,
+    work: Rc<D1Work>,
+    keys: Rc<ServerKeys>,
+    faults: Faults,
+}
+
+impl Vault {
+    pub fn new(
+        env: Env,
+        cfg: Rc<Config>,
+        work: Rc<D1Work>,
+        keys: Rc<ServerKeys>,
+        faults: Faults,
+    ) -> Vault {
+        Vault {
+            env,
+            cfg,
+            work,
+            keys,
+            faults,
+        }
+    }
+}
+
+impl GrantVault for Vault {
+    type Grant = StoredGrant;
+    /// The grant stored (or to be stored) under `authid`, on the shard it
+    /// names. A shard the configuration lacks answers like an unknown authid
+    /// (logged as such, never the authid): an authid from another
+    /// deployment, or a shard removed against the rule.
+    fn grant(&self, authid: AuthId) -> Result<StoredGrant, BrokerError> {
+        let Some(db) = super::shards::open(
+            &self.env,
+            &self.cfg,
+            authid.shard(),
+            &self.work,
+            self.faults.clone(),
+        )?
+        else {
+            crate::shell::log::warn(
+                "unknown_shard",
+                serde_json::json!({ "what": "an authid names a shard not in D1_SHARDS" }),
+            );
+            return Err(BrokerError::UnknownAuthId);
+        };
+        Ok(StoredGrant::new(db, self.keys.clone(), authid))
     }
 }

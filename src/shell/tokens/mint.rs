@@ -8,6 +8,7 @@ use crate::grant::Grant;
 use crate::ids::ProviderId;
 use crate::providers::Provider;
 use crate::shell::call::Call;
+use crate::storage::{GrantStore as _, GrantVault as _};
 use crate::upstream::TokenResponse;
 
 /// What the result page shows for a completed code exchange: a new stored (v1)

@@ -44,6 +44,7 @@ use crate::shell::guard::rate_limit;
 use crate::shell::handler_move;
 use crate::shell::log;
 use crate::shell::upstream_fetch;
+use crate::storage::GrantVault as _;
 use crate::upstream::Upstream;
 
 /// An access token served for an authid.

@@ -13,6 +13,7 @@ use crate::shell::call::Call;
 use crate::shell::guard::rate_limit;
 use crate::shell::upstream_fetch;
 use crate::status::View;
+use crate::storage::{GrantStore as _, GrantVault as _};
 use crate::upstream::TokenResponse;
 
 /// What `/status` says about an authid.

@@ -12,6 +12,7 @@ use crate::redeem::{Issuance, Redeemed};
 use crate::request::{single, Params};
 use crate::seal::{Pending, SealError, Sealed};
 use crate::shell::call::Call;
+use crate::storage::{Codes as _, Devices as _};
 
 /// Opens the first answer sealed with a code (`purpose`, under `secret`):
 /// `None` if it does not open or is not one (a tampered or foreign row).

@@ -12,6 +12,7 @@ use crate::shell::call::Call;
 use crate::shell::guard::rate_limit;
 use crate::shell::handler_move;
 use crate::shell::upstream_fetch;
+use crate::storage::{GrantStore as _, GrantVault as _};
 
 /// Who revokes a grant, which decides whether the provider is called too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
