@@ -247,6 +247,32 @@ impl Drop for Driver {
     }
 }
 
+/// The person approves a device login in `driver`, on the page that names
+/// the provider: *Continue*, the mock's login, "Return to your device". Then
+/// the device polls `token_url` once with `client` (its client fields, e.g.
+/// `client_id=demo`) and `device_code`: the answer.
+pub(crate) fn approve_device_and_poll(
+    driver: &Driver,
+    token_url: &str,
+    client: &str,
+    device_code: &str,
+) -> crate::harness::Resp {
+    driver.click("#approve");
+    driver.wait_for_url("/callback/demo");
+    assert!(driver
+        .text("#device-done")
+        .contains("Return to your device"));
+    request(
+        "POST",
+        token_url,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&{client}\
+             &device_code={device_code}"
+        )),
+    )
+}
+
 /// RFC 8628 in a real browser, under the pages' CSP (`form-action 'self'`,
 /// which Chromium also applies to redirects after a form post): open
 /// `verification_uri_complete`, submit the code, click *Continue*, log in at
@@ -280,19 +306,11 @@ fn browser_device_login_clicks_through_to_the_provider_and_the_device_collects_t
             .then_some(())
     });
     assert!(driver.text("#device-ask").contains("Demo provider"));
-    driver.click("#approve");
-    driver.wait_for_url("/callback/demo");
-    assert!(driver
-        .text("#device-done")
-        .contains("Return to your device"));
-    let polled = request(
-        "POST",
+    let polled = approve_device_and_poll(
+        &driver,
         &crate::harness::token_endpoint(b),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        Some(&format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=demo\
-             &device_code={device_code}"
-        )),
+        "client_id=demo",
+        &device_code,
     );
     assert_eq!(polled.status, 200, "{}", polled.body);
     let authid = b.remember_refresh_token(&polled.json());
@@ -312,14 +330,11 @@ fn browser_clicks_through_login_and_the_authid_refreshes(b: &Broker) {
     assert!(b.provider_issued(r.json()["access_token"].as_str().unwrap_or("")));
 }
 
-/// Plays Duplicati's new UI: the page at `opener_url` (the mock's stand-in)
-/// opens `/?type=<provider>` in a popup, the user logs in, and the popup shows
-/// the result page. Returns the authid and the opener's window handle, with the
-/// driver switched to the popup.
-fn popup_login(driver: &Driver, b: &Broker, opener_base: &str, provider: &str) -> (String, String) {
-    let target: String =
-        url::form_urlencoded::byte_serialize(b.url(&format!("/?type={provider}")).as_bytes())
-            .collect();
+/// The mock's stand-in for Duplicati's UI at `opener_base` opens `target` in
+/// a popup (the user clicks its button): the opener's window handle, with
+/// the driver switched to the popup.
+fn open_popup(driver: &Driver, opener_base: &str, target: &str) -> String {
+    let target: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
     let opener_url = format!("{opener_base}/_mock/opener?target={target}");
     driver.call("POST", "/url", Some(json!({ "url": opener_url })));
     let opener = driver.handles();
@@ -329,12 +344,21 @@ fn popup_login(driver: &Driver, b: &Broker, opener_base: &str, provider: &str) -
         driver.handles().into_iter().find(|h| !opener.contains(h))
     });
     driver.switch_to(&popup);
+    opener[0].clone()
+}
+
+/// Plays Duplicati's new UI: the page at `opener_url` (the mock's stand-in)
+/// opens `/?type=<provider>` in a popup, the user logs in, and the popup shows
+/// the result page. Returns the authid and the opener's window handle, with the
+/// driver switched to the popup.
+fn popup_login(driver: &Driver, b: &Broker, opener_base: &str, provider: &str) -> (String, String) {
+    let opener = open_popup(driver, opener_base, &b.url(&format!("/?type={provider}")));
     driver.wait_for_url(&format!("type={provider}"));
     driver.click(&format!("#login-{provider}"));
     driver.wait_for_url(&format!("/callback/{provider}"));
     let authid = driver.value("#authid");
     b.remember(&authid);
-    (authid, opener[0].clone())
+    (authid, opener)
 }
 
 /// Duplicati's new UI opens the broker in a popup and waits for
@@ -402,16 +426,7 @@ fn browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click(b: &Brok
     let driver = Driver::start(&b.dir);
     let token = duplicati_token();
     let start = b.url(&format!("/?type=demo&token={token}"));
-    let target: String = url::form_urlencoded::byte_serialize(start.as_bytes()).collect();
-    let opener_url = format!("{}/_mock/opener?target={target}", b.mock.base_url());
-    driver.call("POST", "/url", Some(json!({ "url": opener_url })));
-    let opener = driver.handles();
-    assert_eq!(opener.len(), 1);
-    driver.click("#open");
-    let popup = wait_until("a popup opened", || {
-        driver.handles().into_iter().find(|h| !opener.contains(h))
-    });
-    driver.switch_to(&popup);
+    let opener = open_popup(&driver, &b.mock.base_url(), &start);
     driver.wait_for_url("token=");
     driver.click("#login-demo");
     driver.wait_for_url("/callback/demo");
@@ -428,7 +443,7 @@ fn browser_old_ui_popup_hands_the_authid_to_fetch_after_the_users_click(b: &Brok
     driver.wait_for_url("/handoff");
     assert!(driver.text("#handoff-sent").contains("Duplicati"));
     // The poll as the old UI makes it: a JSONP <script> from its own page.
-    driver.switch_to(&opener[0]);
+    driver.switch_to(&opener);
     let jsonp = format!("{}/fetch?callback=oldUiPoll&token={token}", b.base);
     let got = driver.execute_async(
         "var done = arguments[arguments.length - 1];\

@@ -914,9 +914,7 @@ fn approved_device(b: &Broker) -> Subject {
 fn confirmed_handoff(b: &Broker) -> Subject {
     let token = duplicati_token();
     let mut popup = Jar::default();
-    let index = b.get_in(&mut popup, &format!("/?type=demo&token={token}"));
-    assert_eq!(index.status, 200);
-    let (page, _) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    let (page, _) = b.handoff_login_in(&mut popup, &token);
     assert_eq!(page.status, 200, "{}", page.body);
     let authid = extract_authid(&page.body).expect("authid on the result page");
     b.remember(&authid);

@@ -521,12 +521,7 @@ fn an_attacker_chosen_fetch_token_yields_nothing(b: &Broker) {
     // victim's browser registers it) and logs in: the authid is the victim's to
     // copy, but it goes nowhere without the victim's own click.
     let t3 = duplicati_token();
-    assert_eq!(
-        b.get_in(&mut victim, &format!("/?type=demo&token={t3}"))
-            .status,
-        200
-    );
-    let (page, _) = b.login_in(&mut victim, &format!("/login?id=demo&token={t3}"));
+    let (page, _) = b.handoff_login_in(&mut victim, &t3);
     assert_eq!(page.status, 200, "{}", page.body);
     let authid = extract_authid(&page.body).expect("the victim still gets the authid");
     b.remember(&authid);
@@ -563,12 +558,7 @@ fn an_attacker_chosen_fetch_token_yields_nothing(b: &Broker) {
 fn the_confirmation_is_single_use_and_bound_to_the_registering_browser(b: &Broker) {
     let token = duplicati_token();
     let mut popup = Jar::default();
-    assert_eq!(
-        b.get_in(&mut popup, &format!("/?type=demo&token={token}"))
-            .status,
-        200
-    );
-    let (page, _) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    let (page, _) = b.handoff_login_in(&mut popup, &token);
     let authid = extract_authid(&page.body).expect("authid");
     b.remember(&authid);
     let confirm = extract_confirm(&page.body).expect("the confirmation form");
@@ -682,12 +672,7 @@ fn a_login_with_a_pending_hand_off_asks_the_provider_for_consent(b: &Broker) {
     };
     let token = duplicati_token();
     let mut popup = Jar::default();
-    assert_eq!(
-        b.get_in(&mut popup, &format!("/?type=demo&token={token}"))
-            .status,
-        200
-    );
-    let (page, authorize) = b.login_in(&mut popup, &format!("/login?id=demo&token={token}"));
+    let (page, authorize) = b.handoff_login_in(&mut popup, &token);
     assert_eq!(prompt(&authorize).as_deref(), Some("consent"));
     assert_eq!(page.status, 200, "the mock accepts the consent parameter");
     b.remember(&extract_authid(&page.body).expect("authid"));

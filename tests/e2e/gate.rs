@@ -750,13 +750,14 @@ fn gate_browser_authorization_endpoint_takes_the_typed_key_through_to_a_loopback
 fn gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_authid(b: &Broker) {
     let g = gated(b);
     let driver = Driver::start(&g.dir);
+    let client = format!("client_id=demo&client_secret={}", enc(KEY));
     for (width, height) in WIDTHS {
         driver.set_window_size(width, height);
         let started = request(
             "POST",
             &g.url("/oauth/device_authorization"),
             &[("Content-Type", "application/x-www-form-urlencoded")],
-            Some(&format!("client_id=demo&client_secret={}", enc(KEY))),
+            Some(&client),
         );
         assert_eq!(started.status, 200, "{}", started.body);
         let v = started.json();
@@ -771,20 +772,11 @@ fn gate_browser_device_and_cli_token_pages_take_the_typed_key_through_to_an_auth
         wait_in(&driver, "the device's provider and Continue", |s| {
             s.contains("id=\"approve\"")
         });
-        driver.click("#approve");
-        driver.wait_for_url("/callback/demo");
-        assert!(driver
-            .text("#device-done")
-            .contains("Return to your device"));
-        let polled = request(
-            "POST",
+        let polled = crate::browser::approve_device_and_poll(
+            &driver,
             &g.url("/oauth/token"),
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            Some(&format!(
-                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code\
-                 &client_id=demo&client_secret={}&device_code={device_code}",
-                enc(KEY)
-            )),
+            &client,
+            &device_code,
         );
         assert_eq!(polled.status, 200, "{width} px: {}", polled.body);
         b.remember_refresh_token(&polled.json());

@@ -85,6 +85,44 @@ fn concurrently(n: usize, f: impl Fn(usize) -> Resp + Sync) -> Vec<Resp> {
         .collect()
 }
 
+/// Fifty concurrent refreshes of one grant (`results`, the answers that came)
+/// kept the single flight: each a 200 or a 504 `pending_error`, at least 45
+/// served, all the same access token, and the mock saw exactly one upstream
+/// refresh and no spent refresh token. Prints `label` and the counts; returns
+/// the mock's counters and the token. (Also `oauth_token.rs`'s proof.)
+pub(crate) fn assert_single_flight(
+    b: &Broker,
+    results: &[Resp],
+    pending_error: &str,
+    label: &str,
+) -> (mock_provider::Stats, String) {
+    let mut tokens = std::collections::BTreeSet::new();
+    for r in results {
+        match r.status {
+            200 => {
+                tokens.insert(r.json()["access_token"].as_str().unwrap_or("").to_string());
+            }
+            504 => assert_eq!(r.json()["error"], pending_error),
+            other => panic!("unexpected status {other}: {}", r.body),
+        }
+    }
+    let ok = results.iter().filter(|r| r.status == 200).count();
+    let s = b.mock.stats();
+    println!(
+        "    {label}{ok}/50 served, {} upstream refresh call(s)",
+        s.refresh_calls
+    );
+    assert_eq!(s.refresh_calls, 1, "exactly one upstream refresh");
+    assert_eq!(s.spent_refresh_reuse, 0, "no spent refresh token upstream");
+    assert!(
+        ok >= 45,
+        "most requests are served the winner's token ({ok})"
+    );
+    assert_eq!(tokens.len(), 1, "everyone got the winner's token");
+    let token = tokens.into_iter().next().expect("token");
+    (s, token)
+}
+
 fn fifty_concurrent_refreshes(b: &Broker, rotation: Rotation) {
     let authid = expired_grant(b, rotation);
     // Fifty clients with Duplicati-like patience (its token call gives up
@@ -107,38 +145,15 @@ fn fifty_concurrent_refreshes(b: &Broker, rotation: Rotation) {
     }
     assert!(gave_up <= 5, "{gave_up} of 50 clients got no answer");
     let results: Vec<Resp> = attempts.into_iter().filter_map(Result::ok).collect();
-    let mut tokens = std::collections::BTreeSet::new();
-    for r in &results {
-        match r.status {
-            200 => {
-                tokens.insert(r.json()["access_token"].as_str().unwrap_or("").to_string());
-            }
-            504 => assert_eq!(r.json()["error"], "refresh_pending"),
-            other => panic!("unexpected status {other}: {}", r.body),
-        }
-    }
-    let ok = results.iter().filter(|r| r.status == 200).count();
     // A client that gave up left its request running: give the runtime time
     // to finish it before the counters are read.
     if gave_up > 0 {
         std::thread::sleep(Duration::from_secs(10));
     }
-    let s = b.mock.stats();
-    println!(
-        "    {rotation:?}: {ok}/50 served, {} upstream refresh call(s)",
-        s.refresh_calls
-    );
-    assert_eq!(s.refresh_calls, 1, "exactly one upstream refresh");
-    assert_eq!(s.spent_refresh_reuse, 0, "no spent refresh token upstream");
+    let (s, token) =
+        assert_single_flight(b, &results, "refresh_pending", &format!("{rotation:?}: "));
     assert_eq!(s.max_concurrent_refresh, 1);
-    assert!(
-        ok >= 45,
-        "most requests are served the winner's token ({ok})"
-    );
-    assert_eq!(tokens.len(), 1, "everyone got the winner's token");
-    assert!(s
-        .issued_access_tokens
-        .contains(tokens.iter().next().expect("token")));
+    assert!(s.issued_access_tokens.contains(&token));
     // The grant still refreshes upstream afterwards: expire its cached token.
     b.expire_access_token(&authid);
     let next = b.refresh(&authid);

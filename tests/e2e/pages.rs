@@ -13,7 +13,7 @@ use mock_provider::Config;
 use serde_json::{json, Value};
 
 use crate::browser::{wait_until, Driver};
-use crate::harness::{free_port, Broker};
+use crate::harness::Broker;
 
 pub const TESTS: &[crate::Test] = tests![
     pages_authid_fields_show_every_character_and_underscores_at_1280_and_390_px,
@@ -284,23 +284,7 @@ fn pages_copy_buttons_copy_exactly_the_authid_and_each_paste_line_and_the_rclone
         .env("RCLONE_CONFIG", &conf));
     assert!(ok, "the copied line runs: {log}");
     b.expire_access_token(&last_authid);
-    let dead_proxy = format!("http://127.0.0.1:{}", free_port());
-    let (_, log) = run(crate::rclone::without_proxy("rclone")
-        .args([
-            "lsjson",
-            "box:",
-            "--retries",
-            "1",
-            "--low-level-retries",
-            "1",
-            "--contimeout",
-            "5s",
-            "--timeout",
-            "10s",
-        ])
-        .env("RCLONE_CONFIG", &conf)
-        .env("HTTPS_PROXY", &dead_proxy)
-        .env("HTTP_PROXY", &dead_proxy));
+    let (_, log) = crate::rclone::lsjson_offline(&conf, "box:", &[]);
     let saved =
         crate::rclone::saved_token(&std::fs::read_to_string(&conf).expect("rclone.conf"), "box")
             .unwrap_or_else(|| panic!("no token for [box]:\n{log}"));

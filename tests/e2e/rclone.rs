@@ -84,6 +84,37 @@ pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<i32>, S
     (status, text)
 }
 
+/// `rclone lsjson <remote>` with config file `conf` (and `extra` flags),
+/// offline: a refresh is a loopback request, which Go never sends through a
+/// proxy, so it reaches the broker; the provider's API call then goes to a
+/// closed local "proxy" and fails at once (one try, short timeouts). Its exit
+/// code (`None` if killed after two minutes) and its output.
+pub(crate) fn lsjson_offline(
+    conf: &std::path::Path,
+    remote: &str,
+    extra: &[&str],
+) -> (Option<i32>, String) {
+    let dead_proxy = format!("http://127.0.0.1:{}", free_port());
+    let mut cmd = without_proxy("rclone");
+    cmd.arg("--config")
+        .arg(conf)
+        .args(["lsjson", remote])
+        .args(extra)
+        .args([
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "1",
+            "--contimeout",
+            "5s",
+            "--timeout",
+            "10s",
+        ])
+        .env("HTTPS_PROXY", &dead_proxy)
+        .env("HTTP_PROXY", &dead_proxy);
+    run_bounded(&mut cmd, Duration::from_secs(120))
+}
+
 /// The `token = …` JSON of remote `name` in an rclone config file (also
 /// read by `rclone_login.rs`).
 pub(crate) fn saved_token(config: &str, name: &str) -> Option<serde_json::Value> {
@@ -132,30 +163,9 @@ fn refresh_with_rclone(
         ),
     )
     .expect("write rclone.conf");
-    // A listing: rclone refreshes the expired token (a loopback request, which
-    // Go never sends through a proxy), saves it, then calls Google's API,
-    // which goes to a closed local "proxy" and fails at once: no internet.
-    let dead_proxy = format!("http://127.0.0.1:{}", free_port());
-    let conf_arg = conf.to_string_lossy().to_string();
-    let (status, log) = rclone(
-        &[
-            "--config",
-            &conf_arg,
-            "lsjson",
-            "gd:",
-            "-vv",
-            "--retries",
-            "1",
-            "--low-level-retries",
-            "1",
-            "--contimeout",
-            "5s",
-            "--timeout",
-            "10s",
-        ],
-        &[("HTTPS_PROXY", &dead_proxy), ("HTTP_PROXY", &dead_proxy)],
-        Duration::from_secs(120),
-    );
+    // A listing: rclone refreshes the expired token, saves it, then fails
+    // offline (see [`lsjson_offline`]).
+    let (status, log) = lsjson_offline(&conf, "gd:", &["-vv"]);
     let interesting: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("oken") || l.contains("ERROR"))

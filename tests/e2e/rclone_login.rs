@@ -21,7 +21,7 @@
 //! server, the broker and the mock provider, and back to rclone.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
@@ -60,7 +60,7 @@ impl Drop for Rclone {
 fn config_create(dir: &std::path::Path, conf: &str, auth_url: &str, token_url: &str) -> Rclone {
     let log = dir.join("rclone-login.log");
     let out = std::fs::File::create(&log).expect("rclone log");
-    let mut cmd = Command::new("rclone");
+    let mut cmd = crate::rclone::without_proxy("rclone");
     cmd.args([
         "--config",
         conf,
@@ -78,9 +78,6 @@ fn config_create(dir: &std::path::Path, conf: &str, auth_url: &str, token_url: &
     .stdin(Stdio::null())
     .stdout(out.try_clone().expect("fd"))
     .stderr(out);
-    for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-        cmd.env_remove(k);
-    }
     // No browser here: rclone's attempt to open one fails and it prints the link.
     cmd.env("BROWSER", "true").env_remove("DISPLAY");
     Rclone {

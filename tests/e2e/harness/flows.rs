@@ -1,7 +1,7 @@
 //! The sequences tests share: log in without a browser and get an authid, the
-//! mock's consent, a browser's login in a cookie jar, the result page's authid
-//! and confirmation token, a Duplicati fetch token, and running a sequence in
-//! one rate-limit window.
+//! mock's consent, a browser's login in a cookie jar (also with a Duplicati
+//! hand-off), the result page's authid and confirmation token, a Duplicati
+//! fetch token, and running a sequence in one rate-limit window.
 
 use std::time::Duration;
 
@@ -81,6 +81,15 @@ impl Broker {
         let authorize = start.header("Location").expect("Location").to_string();
         let callback = self.consent_at_mock(&authorize);
         (self.in_jar(jar, "GET", &callback, None), authorize)
+    }
+
+    /// Duplicati's old-UI popup in browser `jar`: the index registers the
+    /// hand-off `token` in it, then the login carrying the token (see
+    /// [`Broker::login_in`]). The result page and the authorize URL.
+    pub fn handoff_login_in(&self, jar: &mut Jar, token: &str) -> (Resp, String) {
+        let index = self.get_in(jar, &format!("/?type=demo&token={token}"));
+        assert_eq!(index.status, 200, "index: {}", index.body);
+        self.login_in(jar, &format!("/login?id=demo&token={token}"))
     }
 }
 
