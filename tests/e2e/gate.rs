@@ -22,6 +22,7 @@ use crate::harness::{
 };
 use crate::oauth_code::{judge, CHALLENGE, VERIFIER};
 use crate::oauth_token::assert_error;
+use mock_provider::{Config, Rotation};
 
 const KEY: &str = "gate-key-1";
 
@@ -82,6 +83,7 @@ pub const TESTS: &[crate::Test] = tests![
     gate_browser_a_wrong_typed_key_shows_the_form_again_and_is_never_echoed,
     access_gate_requires_a_key_on_login_and_refresh,
     oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401,
+    gate_browser_status_and_reauthorization_pages_work_on_a_gated_broker,
 ];
 
 /// The command line sends `--oauth-url` verbatim (with `X-AuthID`), and derives
@@ -960,4 +962,73 @@ fn oauth_gate_key_as_client_secret_by_basic_with_2_3_1_encoding_or_body_else_401
     drop(w);
     assert!(!log.contains(KEY), "the access key is in the worker log");
     assert!(!log.contains(&authid), "the authid is in the worker log");
+}
+
+/// `/status` and `/reauthorize` are not gated (only an authid's holder learns
+/// or changes anything), so on a gated broker the holder re-authorizes as on an
+/// open one: in Chromium at both widths, the status page, its button, the
+/// provider and back, then the same authid refreshes (with the key, as every
+/// refresh there needs).
+fn gate_browser_status_and_reauthorization_pages_work_on_a_gated_broker(b: &Broker) {
+    use crate::grant_life::{
+        assert_fits, remove_access_at_provider, status_json, wait_for, WIDTHS,
+    };
+    let g = gated(b);
+    let refresh =
+        |authid: &str| g.get_with("/refresh", &[("X-AuthID", authid), ("X-Access-Key", KEY)]);
+    let driver = Driver::start(&g.dir);
+    for (width, height) in WIDTHS {
+        b.mock.set_config(Config {
+            rotation: Rotation::SingleUse,
+            ..Config::default()
+        });
+        let authid = g.login_at(&format!("/k/{KEY}/login?id=box.com"));
+        g.expire_access_token(&authid);
+        assert_eq!(refresh(&authid).status, 200);
+        remove_access_at_provider(&g);
+        g.expire_access_token(&authid);
+        assert_eq!(
+            refresh(&authid).status,
+            503,
+            "the provider refuses the grant"
+        );
+        let (_, s) = status_json(&g, &authid);
+        assert_eq!(s["state"], "reauthorization_required", "{s}");
+
+        driver.set_window_size(width, height);
+        driver.goto(&g.url("/status"));
+        driver.type_into("#authid", &authid);
+        driver.click("button[type=submit]");
+        wait_for(&driver, "the status page", |s| s.contains("id=\"state\""));
+        assert!(
+            driver.text("#state").contains("Needs re-authorization"),
+            "{width} px: {}",
+            driver.text("#state")
+        );
+        assert_fits(&driver, width);
+        driver.click("#reauthorize");
+        wait_for(&driver, "the continue link", |s| {
+            s.contains("id=\"continue\"")
+        });
+        driver.click("#continue");
+        wait_for(&driver, "re-authorized", |s| {
+            s.contains("id=\"reauthorized\"") || s.contains("class=\"error\"")
+        });
+        assert!(
+            driver.source().contains("id=\"reauthorized\""),
+            "{width} px: {}",
+            driver.source()
+        );
+        assert_fits(&driver, width);
+        let (_, s) = status_json(&g, &authid);
+        assert_eq!(s["state"], "active", "{width} px: {s}");
+        g.expire_access_token(&authid);
+        let r = refresh(&authid);
+        assert_eq!(
+            r.status, 200,
+            "{width} px: the same authid refreshes: {}",
+            r.body
+        );
+    }
+    assert_eq!(b.mock.stats().spent_refresh_reuse, 0);
 }

@@ -22,12 +22,12 @@ pub const TESTS: &[crate::Test] = tests![
     grant_life_grants_from_the_previous_schema_keep_working_and_say_they_cannot_be_reauthorized => grants_from_the_previous_schema_keep_working_and_say_they_cannot_be_reauthorized,
 ];
 
-const WIDTHS: [(u32, u32); 2] = [(1280, 900), (390, 844)];
+pub(crate) const WIDTHS: [(u32, u32); 2] = [(1280, 900), (390, 844)];
 
 /// The user removes the broker's access in their provider account: the
 /// grant's newest refresh token (and its whole family) is revoked at the
 /// mock, so the next upstream refresh is `invalid_grant`.
-fn remove_access_at_provider(b: &Broker) {
+pub(crate) fn remove_access_at_provider(b: &Broker) {
     let rt = b
         .mock
         .stats()
@@ -48,7 +48,7 @@ fn remove_access_at_provider(b: &Broker) {
 }
 
 /// `GET /status` with `X-AuthID`.
-fn status_json(b: &Broker, authid: &str) -> (Resp, Value) {
+pub(crate) fn status_json(b: &Broker, authid: &str) -> (Resp, Value) {
     let r = b.get_with("/status", &[("X-AuthID", authid)]);
     let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
     (r, v)
@@ -208,7 +208,7 @@ fn a_refused_grant_shows_on_status_and_is_reauthorized_in_place_in_chromium(b: &
 }
 
 /// Polls the page source until `f` holds (90 s at most).
-fn wait_for(driver: &Driver, what: &str, f: impl Fn(&str) -> bool) {
+pub(crate) fn wait_for(driver: &Driver, what: &str, f: impl Fn(&str) -> bool) {
     for _ in 0..900 {
         if f(&driver.source()) {
             return;
@@ -219,7 +219,7 @@ fn wait_for(driver: &Driver, what: &str, f: impl Fn(&str) -> bool) {
 }
 
 /// No horizontal scrolling at `width`.
-fn assert_fits(driver: &Driver, width: u32) {
+pub(crate) fn assert_fits(driver: &Driver, width: u32) {
     let w = driver.call(
         "POST",
         "/execute/sync",
